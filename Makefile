@@ -1,0 +1,120 @@
+# dormant — one GNU Makefile.
+#
+#   make              build/dormant and build/libdormant.a
+#   make test         build and run every unit test (cmocka)
+#   make asan         the same tests under AddressSanitizer + UBSan
+#   make fuzz         libFuzzer targets (clang)
+#   make fuzz-smoke   run each fuzz target for FUZZ_SECONDS (default 60)
+#   make bench        benchmarks (never part of `make test`)
+#
+# Layout: src/<module>/*.c; a file named *_avx2.c or *_avx512.c is compiled
+# with that ISA's flags and must only be called after a CPU feature check.
+
+CC      ?= cc
+BUILD   ?= build
+WERROR  ?= 0
+OPT     ?= -O2
+SAN     ?=
+ARCH    := $(shell uname -m)
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wpointer-arith -Wcast-qual -Wvla
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+CPPFLAGS += -Isrc -Iinclude -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
+CFLAGS   += -std=c11 $(OPT) -g $(WARN) -pthread -fno-strict-aliasing $(SAN)
+LDFLAGS  += -pthread $(SAN)
+LDLIBS   += -lm
+
+# Optional libraries, found with pkg-config when the module needing them exists.
+PKGS := $(shell for p in libpcre2-8 jansson libmicrohttpd; do pkg-config --exists $$p 2>/dev/null && echo $$p; done)
+ifneq ($(PKGS),)
+CFLAGS += $(shell pkg-config --cflags $(PKGS))
+LDLIBS += $(shell pkg-config --libs $(PKGS))
+endif
+LDLIBS += -ldl
+
+ifeq ($(ARCH),x86_64)
+ISA_AVX2   := -mavx2 -mfma -mf16c
+ISA_AVX512 := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+              -mavx512vnni -mavx512bf16
+endif
+
+MODULES  := base gguf kern tok model mgr server
+LIB_SRC  := $(sort $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c)))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_UTIL_SRC := $(sort $(wildcard tests/util/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIB      := $(BUILD)/libdormant.a
+BIN      := $(BUILD)/dormant
+
+.PHONY: all test asan fuzz fuzz-smoke bench clean deps
+all: $(BIN) $(LIB)
+
+$(BUILD)/obj/%_avx2.o: CFLAGS += $(ISA_AVX2)
+$(BUILD)/obj/%_avx512.o: CFLAGS += $(ISA_AVX512)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_UTIL_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(TEST_UTIL_OBJ) $(LIB) $(LDLIBS) -lcmocka -o $@
+
+# The CLI is part of `make test`: some tests run build/dormant as a user would.
+test: $(TEST_BIN) $(BIN)
+	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  test
+
+# ---- fuzzing (clang + libFuzzer) ----
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SRC     := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN     := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+
+build-fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*/*.h)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) -std=c11 -g -O1 -Isrc -Iinclude -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDM_FUZZ \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(if $(PKGS),$(shell pkg-config --cflags $(PKGS))) \
+	  $< $(FUZZ_LIB_SRC) -o $@ -pthread -lm -ldl $(if $(PKGS),$(shell pkg-config --libs $(PKGS)))
+
+build-fuzz/seeds: fuzz/seeds.c $(LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+fuzz: $(FUZZ_BIN) build-fuzz/seeds
+
+fuzz-smoke: fuzz
+	@sh fuzz/smoke.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+bench: $(BIN)
+	@sh bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+deps:
+	@sh scripts/deps
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

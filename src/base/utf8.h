@@ -1,0 +1,29 @@
+/*
+ * base/utf8 — strict UTF-8 decoding (no overlongs, no surrogates, max
+ * U+10FFFF), shared by the tokenizers, the CLI and the server.
+ */
+#ifndef DM_BASE_UTF8_H
+#define DM_BASE_UTF8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decodes one code point from s[0..n).  Returns its length in bytes (1..4)
+ * and sets *cp, or returns 0 for an invalid or truncated sequence (then *cp
+ * is set to U+FFFD).  n == 0 returns 0. */
+size_t dm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
+
+/* Encodes cp (<= U+10FFFF, not a surrogate) into out[4]; returns the length,
+ * or 0 for an invalid code point. */
+size_t dm_utf8_encode(uint32_t cp, uint8_t out[4]);
+
+/* Length of the longest prefix of s[0..n) made of complete, valid sequences
+ * that ends before any *incomplete* trailing sequence (invalid bytes count as
+ * complete single bytes).  Used by streaming decoders to hold back a
+ * character split across tokens. */
+size_t dm_utf8_complete_prefix(const uint8_t *s, size_t n);
+
+/* 1 if s[0..n) is entirely valid UTF-8. */
+int dm_utf8_valid(const uint8_t *s, size_t n);
+
+#endif

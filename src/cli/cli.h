@@ -1,0 +1,25 @@
+/*
+ * cli — the `dormant` command: main() and one file per subcommand.  Only
+ * this module prints to stdout or exits.  Each subcommand returns the
+ * process exit status; errors are one line on stderr: "dormant: FILE: reason".
+ */
+#ifndef DM_CLI_H
+#define DM_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+int cli_info(int argc, char **argv);
+int cli_synth(int argc, char **argv);
+
+/* "dormant: " + message + newline on stderr; returns 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Writes s[0..n) as a JSON string literal (quotes included); invalid UTF-8
+ * bytes become U+FFFD so the output is always valid JSON. */
+void cli_json_str(FILE *f, const char *s, size_t n);
+/* Writes s[0..n) for humans: printable UTF-8 as is, control characters and
+ * invalid bytes as C escapes. */
+void cli_text_str(FILE *f, const char *s, size_t n);
+
+#endif

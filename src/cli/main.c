@@ -1,0 +1,116 @@
+/* cli/main — subcommand dispatch. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/utf8.h"
+#include "dormant.h"
+
+int cli_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("dormant: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+void cli_json_str(FILE *f, const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t i = 0;
+
+	fputc('"', f);
+	while (i < n) {
+		uint32_t cp;
+		size_t k = dm_utf8_decode(p + i, n - i, &cp);
+		if (!k) {
+			fputs("\\ufffd", f);
+			i++;
+			continue;
+		}
+		if (cp == '"' || cp == '\\')
+			fprintf(f, "\\%c", (char)cp);
+		else if (cp == '\n')
+			fputs("\\n", f);
+		else if (cp == '\r')
+			fputs("\\r", f);
+		else if (cp == '\t')
+			fputs("\\t", f);
+		else if (cp < 0x20 || cp == 0x7F)
+			fprintf(f, "\\u%04x", cp);
+		else
+			fwrite(p + i, 1, k, f);
+		i += k;
+	}
+	fputc('"', f);
+}
+
+void cli_text_str(FILE *f, const char *s, size_t n)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t i = 0;
+
+	while (i < n) {
+		uint32_t cp;
+		size_t k = dm_utf8_decode(p + i, n - i, &cp);
+		if (!k) {
+			fprintf(f, "\\x%02x", p[i]);
+			i++;
+			continue;
+		}
+		if (cp == '\n')
+			fputs("\\n", f);
+		else if (cp == '\t')
+			fputs("\\t", f);
+		else if (cp == '\r')
+			fputs("\\r", f);
+		else if (cp == '\\')
+			fputs("\\\\", f);
+		else if (cp < 0x20 || cp == 0x7F)
+			fprintf(f, "\\x%02x", cp);
+		else
+			fwrite(p + i, 1, k, f);
+		i += k;
+	}
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *help;
+} commands[] = {
+	{ "info", cli_info, "info FILE [--json] [--full]   show a GGUF file's header, metadata and tensors" },
+	{ "synth", cli_synth, "synth [--preset tiny|110m|1b] [--type T] [--seed S] -o FILE   write a synthetic llama model" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "dormant %s — a local LLM runtime that gives memory back\n\nusage:\n",
+		DORMANT_VERSION);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  dormant %s\n", commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage(stderr), 2;
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("dormant %s\n", DORMANT_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	cli_fail("unknown command '%s' (try 'dormant --help')", argv[1]);
+	return 2;
+}

@@ -1,0 +1,360 @@
+/*
+ * model/synth — see synth.h.
+ *
+ * Tensor names and shapes are those of llama-family GGUF files (ne[0] is the
+ * row length, i.e. the input dimension):
+ *   token_embd.weight      (n_embd, n_vocab)
+ *   blk.L.attn_norm.weight (n_embd)
+ *   blk.L.attn_q.weight    (n_embd, n_embd)
+ *   blk.L.attn_k.weight    (n_embd, n_head_kv * head_dim)
+ *   blk.L.attn_v.weight    (n_embd, n_head_kv * head_dim)
+ *   blk.L.attn_output.weight (n_embd, n_embd)
+ *   blk.L.ffn_norm.weight  (n_embd)
+ *   blk.L.ffn_gate.weight  (n_embd, n_ff)
+ *   blk.L.ffn_up.weight    (n_embd, n_ff)
+ *   blk.L.ffn_down.weight  (n_ff, n_embd)
+ *   output_norm.weight     (n_embd)
+ *   output.weight          (n_embd, n_vocab)
+ * Each tensor's values come from its own generator seeded by (seed, tensor
+ * index), so a tensor's contents do not depend on the weight type chosen.
+ */
+#include "model/synth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/half.h"
+#include "base/rng.h"
+#include "gguf/gguf.h"
+
+int synth_preset(const char *name, struct synth_shape *s, struct dm_err *err)
+{
+	static const struct synth_shape presets[] = {
+		/* name    embd  layer head kv  ff    vocab  ctx */
+		{ "tiny", 256, 2, 8, 4, 768, 512, 512 },
+		{ "110m", 768, 12, 12, 12, 2048, 32000, 2048 },
+		{ "1b", 2048, 22, 32, 4, 5632, 32000, 2048 },
+	};
+	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+		if (!strcmp(name, presets[i].preset)) {
+			*s = presets[i];
+			return 0;
+		}
+	return dm_err_set(err, DM_EINVAL, "unknown preset '%s' (tiny, 110m, 1b)", name);
+}
+
+/* ggml's general.file_type numbers for a model whose matrices are `type`. */
+static int file_type_of(uint32_t type)
+{
+	switch (type) {
+	case GGUF_TYPE_F32: return 0;
+	case GGUF_TYPE_F16: return 1;
+	case GGUF_TYPE_Q4_0: return 2;
+	case GGUF_TYPE_Q4_1: return 3;
+	case GGUF_TYPE_Q8_0: return 7;
+	case GGUF_TYPE_Q5_0: return 8;
+	case GGUF_TYPE_Q5_1: return 9;
+	case GGUF_TYPE_Q2_K: return 10;
+	case GGUF_TYPE_Q3_K: return 12;
+	case GGUF_TYPE_Q4_K: return 15;
+	case GGUF_TYPE_Q5_K: return 17;
+	case GGUF_TYPE_Q6_K: return 18;
+	case GGUF_TYPE_BF16: return 32;
+	}
+	return -1;
+}
+
+static bool encodable(uint32_t type)
+{
+	return type == GGUF_TYPE_F32 || type == GGUF_TYPE_F16 || type == GGUF_TYPE_BF16;
+}
+
+/* Encodes a row of n floats as `type`.  Returns DM_EUNSUPPORTED for types
+ * this build cannot encode yet (see encodable()). */
+static int encode_row(uint32_t type, const float *x, int64_t n, void *out)
+{
+	switch (type) {
+	case GGUF_TYPE_F32:
+		memcpy(out, x, (size_t)n * sizeof *x);
+		return 0;
+	case GGUF_TYPE_F16:
+		for (int64_t i = 0; i < n; i++)
+			((uint16_t *)out)[i] = dm_f32_to_f16(x[i]);
+		return 0;
+	case GGUF_TYPE_BF16:
+		for (int64_t i = 0; i < n; i++)
+			((uint16_t *)out)[i] = dm_f32_to_bf16(x[i]);
+		return 0;
+	}
+	return DM_EUNSUPPORTED;
+}
+
+/* The generated SentencePiece vocabulary: <unk> <s> </s>, 256 byte tokens,
+ * then pieces built breadth-first from single characters so every piece of
+ * length k is the merge of a piece of length k-1 and a letter. */
+struct vocab {
+	char **tok;
+	float *score;
+	int32_t *type;
+	uint32_t n;
+};
+
+static void vocab_free(struct vocab *v)
+{
+	if (v->tok)
+		for (uint32_t i = 0; i < v->n; i++)
+			free(v->tok[i]);
+	free(v->tok);
+	free(v->score);
+	free(v->type);
+}
+
+static int vocab_add(struct vocab *v, uint32_t cap, const char *s, float score, int32_t type)
+{
+	if (v->n >= cap)
+		return 1;
+	if (!(v->tok[v->n] = strdup(s)))
+		return -1;
+	v->score[v->n] = score;
+	v->type[v->n] = type;
+	v->n++;
+	return 0;
+}
+
+static int vocab_make(struct vocab *v, uint32_t n_vocab, struct dm_err *err)
+{
+	static const char *const specials[] = { "<unk>", "<s>", "</s>" };
+	static const int32_t special_types[] = { 2, 3, 3 }; /* unknown, control */
+	static const char letters[] = "etaoinshrdlcumwfgypbvkjxqz";
+	static const char singles[] = "etaoinshrdlcumwfgypbvkjxqzETAOINSHRDLCUMWFGYPBVKJXQZ"
+				      "0123456789.,!?'\"-:;()";
+	char buf[64];
+	uint32_t lvl_start, lvl_end, base;
+	int rc = 0;
+
+	memset(v, 0, sizeof *v);
+	if (n_vocab < 3 + 256 + 1)
+		return dm_err_set(err, DM_EINVAL, "vocabulary of %u is too small", n_vocab);
+	v->tok = calloc(n_vocab, sizeof *v->tok);
+	v->score = calloc(n_vocab, sizeof *v->score);
+	v->type = calloc(n_vocab, sizeof *v->type);
+	if (!v->tok || !v->score || !v->type)
+		goto oom;
+	for (int i = 0; i < 3; i++)
+		if (vocab_add(v, n_vocab, specials[i], 0.0f, special_types[i]) < 0)
+			goto oom;
+	for (int b = 0; b < 256; b++) {
+		snprintf(buf, sizeof buf, "<0x%02X>", b);
+		if (vocab_add(v, n_vocab, buf, 0.0f, 6) < 0) /* byte */
+			goto oom;
+	}
+	base = v->n;
+	/* level 1: the word-start marker and single characters */
+	lvl_start = v->n;
+	rc = vocab_add(v, n_vocab, "\xe2\x96\x81", -0.0f, 1);
+	for (const char *c = singles; *c && !rc; c++) {
+		buf[0] = *c;
+		buf[1] = '\0';
+		rc = vocab_add(v, n_vocab, buf, -(float)(v->n - base), 1);
+	}
+	lvl_end = v->n;
+	/* next levels: every piece of the previous level + each lower-case letter */
+	while (!rc) {
+		for (uint32_t p = lvl_start; p < lvl_end && !rc; p++) {
+			size_t len = strlen(v->tok[p]);
+			unsigned char c0 = (unsigned char)v->tok[p][0];
+			if (len + 2 > sizeof buf || (len == 1 && !(c0 >= 'a' && c0 <= 'z')) ||
+			    (c0 != 0xe2 && !(c0 >= 'a' && c0 <= 'z')))
+				continue; /* extend words and word starts only */
+			for (const char *c = letters; *c && !rc; c++) {
+				memcpy(buf, v->tok[p], len);
+				buf[len] = *c;
+				buf[len + 1] = '\0';
+				rc = vocab_add(v, n_vocab, buf, -(float)(v->n - base), 1);
+			}
+		}
+		if (v->n == lvl_end)
+			break; /* nothing new: cannot happen with the letters above */
+		lvl_start = lvl_end;
+		lvl_end = v->n;
+	}
+	if (rc < 0)
+		goto oom;
+	if (v->n != n_vocab) {
+		vocab_free(v);
+		return dm_err_set(err, DM_EINVAL, "could not generate %u tokens", n_vocab);
+	}
+	return 0;
+oom:
+	vocab_free(v);
+	return dm_err_set(err, DM_ENOMEM, "out of memory for the vocabulary");
+}
+
+struct wtensor_plan {
+	char name[64];
+	int64_t ne[2];
+	uint32_t n_dims, type;
+	bool norm;
+};
+
+static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const struct vocab *v,
+			struct dm_err *err)
+{
+	const struct synth_shape *s = &o->shape;
+	char name[64];
+	int rc = 0;
+
+	snprintf(name, sizeof name, "dormant-synth-%s", s->preset ? s->preset : "custom");
+#define T(x) if (!rc) rc = (x)
+	T(gguf_writer_add_str(w, "general.architecture", "llama", err));
+	T(gguf_writer_add_str(w, "general.name", name, err));
+	T(gguf_writer_add_str(w, "general.description",
+			      "synthetic model with random weights made by dormant synth; "
+			      "its text is meaningless", err));
+	T(gguf_writer_add_u32(w, "general.file_type", (uint32_t)file_type_of(o->type), err));
+	T(gguf_writer_add_u32(w, "general.quantization_version", 2, err));
+	T(gguf_writer_add_bool(w, "dormant.synthetic", true, err));
+	T(gguf_writer_add_u64(w, "dormant.synth.seed", o->seed, err));
+	T(gguf_writer_add_u32(w, "llama.context_length", s->n_ctx, err));
+	T(gguf_writer_add_u32(w, "llama.embedding_length", s->n_embd, err));
+	T(gguf_writer_add_u32(w, "llama.block_count", s->n_layer, err));
+	T(gguf_writer_add_u32(w, "llama.feed_forward_length", s->n_ff, err));
+	T(gguf_writer_add_u32(w, "llama.rope.dimension_count", s->n_embd / s->n_head, err));
+	T(gguf_writer_add_u32(w, "llama.attention.head_count", s->n_head, err));
+	T(gguf_writer_add_u32(w, "llama.attention.head_count_kv", s->n_head_kv, err));
+	T(gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err));
+	T(gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err));
+	T(gguf_writer_add_u32(w, "llama.vocab_size", s->n_vocab, err));
+	T(gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", err));
+	T(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, NULL,
+				  v->n, err));
+	T(gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_VT_FLOAT32, v->score, v->n, err));
+	T(gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_VT_INT32, v->type, v->n, err));
+	T(gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err));
+	T(gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err));
+	T(gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err));
+	T(gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true, err));
+	T(gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", false, err));
+#undef T
+	return rc;
+}
+
+static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, uint32_t *n_out,
+			struct dm_err *err)
+{
+	const struct synth_shape *s = &o->shape;
+	int64_t hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
+	uint32_t n = 3 + 9 * s->n_layer, k = 0;
+	struct wtensor_plan *p = calloc(n, sizeof *p);
+
+	if (!p)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+#define ADD(nm, a, b, nd, nrm)                                                           \
+	do {                                                                             \
+		snprintf(p[k].name, sizeof p[k].name, "%s", nm);                         \
+		p[k].ne[0] = (a);                                                        \
+		p[k].ne[1] = (b);                                                        \
+		p[k].n_dims = (nd);                                                      \
+		p[k].norm = (nrm);                                                       \
+		p[k].type = (nrm) ? GGUF_TYPE_F32 : o->type;                             \
+		k++;                                                                     \
+	} while (0)
+	ADD("token_embd.weight", s->n_embd, s->n_vocab, 2, false);
+	for (uint32_t l = 0; l < s->n_layer; l++) {
+		char nm[64];
+#define BLK(suffix, a, b, nd, nrm)                                                       \
+	do {                                                                             \
+		snprintf(nm, sizeof nm, "blk.%u.%s", l, suffix);                         \
+		ADD(nm, a, b, nd, nrm);                                                  \
+	} while (0)
+		BLK("attn_norm.weight", s->n_embd, 1, 1, true);
+		BLK("attn_q.weight", s->n_embd, s->n_embd, 2, false);
+		BLK("attn_k.weight", s->n_embd, kv, 2, false);
+		BLK("attn_v.weight", s->n_embd, kv, 2, false);
+		BLK("attn_output.weight", s->n_embd, s->n_embd, 2, false);
+		BLK("ffn_norm.weight", s->n_embd, 1, 1, true);
+		BLK("ffn_gate.weight", s->n_embd, s->n_ff, 2, false);
+		BLK("ffn_up.weight", s->n_embd, s->n_ff, 2, false);
+		BLK("ffn_down.weight", s->n_ff, s->n_embd, 2, false);
+#undef BLK
+	}
+	ADD("output_norm.weight", s->n_embd, 1, 1, true);
+	ADD("output.weight", s->n_embd, s->n_vocab, 2, false);
+#undef ADD
+	*out = p;
+	*n_out = k;
+	return 0;
+}
+
+int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err)
+{
+	const struct synth_shape *s = &o->shape;
+	struct gguf_writer *w = NULL;
+	struct wtensor_plan *plan = NULL;
+	struct vocab v = { 0 };
+	float *row = NULL;
+	void *enc = NULL;
+	uint32_t n_t = 0;
+	int64_t max_row = s->n_embd > s->n_ff ? s->n_embd : s->n_ff;
+	uint64_t rb;
+	int rc;
+
+	if (!s->n_head || s->n_embd % s->n_head || !s->n_head_kv || s->n_head % s->n_head_kv)
+		return dm_err_set(err, DM_EINVAL, "bad shape: embd %u, heads %u, kv heads %u",
+				  s->n_embd, s->n_head, s->n_head_kv);
+	if (file_type_of(o->type) < 0 || !encodable(o->type)) {
+		const struct gguf_type_info *ti = gguf_type_get(o->type);
+		return dm_err_set(err, DM_EUNSUPPORTED, "synth: weight type %s is not supported",
+				  ti ? ti->name : "?");
+	}
+	if ((rc = vocab_make(&v, s->n_vocab, err)))
+		return rc;
+	if ((rc = plan_tensors(o, &plan, &n_t, err)))
+		goto out;
+	row = malloc((size_t)max_row * sizeof *row);
+	enc = malloc((size_t)max_row * sizeof(float));
+	if (!row || !enc) {
+		rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = gguf_writer_open(&w, path, err)))
+		goto out;
+	if ((rc = add_metadata(w, o, &v, err)))
+		goto out;
+	for (uint32_t i = 0; i < n_t; i++) {
+		rc = gguf_writer_add_tensor(w, plan[i].name, plan[i].type, plan[i].n_dims, plan[i].ne,
+					    err);
+		if (rc < 0)
+			goto out;
+	}
+	if ((rc = gguf_writer_write_header(w, err)))
+		goto out;
+	for (uint32_t i = 0; i < n_t; i++) {
+		const struct wtensor_plan *t = &plan[i];
+		struct dm_rng rng;
+
+		dm_rng_seed(&rng, o->seed * 0x100000001B3ull + i);
+		if ((rc = gguf_type_row_bytes(t->type, t->ne[0], &rb, err)))
+			goto out;
+		for (int64_t r = 0; r < t->ne[1]; r++) {
+			for (int64_t j = 0; j < t->ne[0]; j++)
+				row[j] = t->norm ? 1.0f : (float)(0.02 * dm_rng_normal(&rng));
+			if ((rc = encode_row(t->type, row, t->ne[0], enc))) {
+				dm_err_set(err, rc, "synth: cannot encode %s", t->name);
+				goto out;
+			}
+			if ((rc = gguf_writer_write(w, enc, rb, err)))
+				goto out;
+		}
+	}
+	rc = gguf_writer_close(w, err);
+	w = NULL;
+out:
+	gguf_writer_free(w);
+	free(row);
+	free(enc);
+	free(plan);
+	vocab_free(&v);
+	return rc;
+}

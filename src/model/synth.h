@@ -1,0 +1,35 @@
+/*
+ * model/synth — synthetic llama models for tests, benchmarks and the demo.
+ *
+ * Deterministic random weights N(0, 0.02) (norms 1.0) and a generated
+ * SentencePiece vocabulary, written as a GGUF file with streaming writes so
+ * the 1B preset needs no multi-GB buffer.  The text such a model produces is
+ * meaningless; it exists so that everything but the numbers of a trained
+ * model can be exercised without downloading anything.
+ */
+#ifndef DM_MODEL_SYNTH_H
+#define DM_MODEL_SYNTH_H
+
+#include <stdint.h>
+
+#include "base/err.h"
+
+struct synth_shape {
+	const char *preset;
+	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+};
+
+struct synth_opts {
+	struct synth_shape shape;
+	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
+	uint64_t seed;
+};
+
+/* Fills *shape for "tiny", "110m" or "1b"; DM_EINVAL for other names. */
+int synth_preset(const char *name, struct synth_shape *shape, struct dm_err *err);
+
+/* Writes the model to path.  DM_EUNSUPPORTED for weight types this build
+ * cannot encode. */
+int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err);
+
+#endif

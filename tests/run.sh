@@ -1,0 +1,20 @@
+#!/bin/sh
+# Runs each cmocka test binary, shows its output, and ends with one summary
+# line "make test: N passed, M failed" summed over all of them.  Exits
+# non-zero if any test failed or any binary crashed.
+passed=0; failed=0; crashed=0; skipped=0
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+for t in "$@"; do
+	"$t" >"$log" 2>&1; rc=$?
+	cat "$log"
+	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+	s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+	passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "$t: exited with status $rc" >&2; crashed=$((crashed + 1))
+	fi
+done
+echo
+echo "make test: $passed passed, $((failed + crashed)) failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$crashed" -eq 0 ]
