@@ -23,7 +23,7 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 
-CPPFLAGS += -Isrc -Iinclude -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
+CPPFLAGS += -Isrc -Iinclude -Itests/util -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
 CFLAGS   += -std=c11 $(OPT) -g $(WARN) -pthread -fno-strict-aliasing $(SAN)
 LDFLAGS  += -pthread $(SAN)
 LDLIBS   += -lm
@@ -56,6 +56,7 @@ LIB      := $(BUILD)/libdormant.a
 BIN      := $(BUILD)/dormant
 
 .PHONY: all test asan fuzz fuzz-smoke bench clean deps
+.SECONDARY:
 all: $(BIN) $(LIB)
 
 $(BUILD)/obj/%_avx2.o: CFLAGS += $(ISA_AVX2)
