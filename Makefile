@@ -55,7 +55,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libdormant.a
 BIN      := $(BUILD)/dormant
 
-.PHONY: all test asan fuzz fuzz-smoke bench clean deps
+.PHONY: all test asan fuzz fuzz-smoke bench clean deps demo
 .SECONDARY:
 all: $(BIN) $(LIB)
 
@@ -119,3 +119,10 @@ deps:
 	@sh scripts/deps
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# The README's main job on the built-in default: a synthetic model written by
+# the build itself, then inspected.  (Replaced by the full lifecycle demo once
+# the server exists.)
+demo: $(BIN)
+	$(BIN) synth --preset tiny --type F16 --seed 1 -o $(BUILD)/demo-tiny.gguf
+	$(BIN) info $(BUILD)/demo-tiny.gguf

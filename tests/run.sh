@@ -5,7 +5,7 @@
 passed=0; failed=0; crashed=0; skipped=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 for t in "$@"; do
-	"$t" >"$log" 2>&1; rc=$?
+	BUILD="${BUILD:-build}" "$t" >"$log" 2>&1; rc=$?
 	cat "$log"
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')

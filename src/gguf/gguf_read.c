@@ -518,7 +518,7 @@ static int parse(struct gguf_file *g, struct dm_err *err)
 	g->elem_offs = idx.v;
 	idx.v = NULL;
 	for (uint64_t i = 0; i < g->n_kv; i++)
-		if (idx_start[i] != UINT64_MAX)
+		if (idx_start[i] != UINT64_MAX && g->elem_offs)
 			g->kv[i].val.elem_off = g->elem_offs + idx_start[i];
 	if ((rc = parse_alignment(g, &r)))
 		goto out;

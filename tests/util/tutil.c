@@ -25,6 +25,14 @@ const char *tu_golden_dir(void)
 	return NULL;
 }
 
+const char *tu_dormant(void)
+{
+	static char buf[512];
+	const char *b = getenv("BUILD");
+	snprintf(buf, sizeof buf, "./%s/dormant", b && *b ? b : "build");
+	return buf;
+}
+
 static char tmpdir[256];
 
 static void rm_tmpdir(void)

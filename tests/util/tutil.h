@@ -27,6 +27,10 @@ int tu_write_file(const char *path, const void *data, size_t n);
 void *tu_guard_copy(const void *data, size_t n);
 void tu_guard_free(void *p, size_t n);
 
+/* Path of the dormant binary of the build under test: $BUILD/dormant
+ * (tests/run.sh exports BUILD; default "build"). */
+const char *tu_dormant(void);
+
 /* Runs a shell command and returns its exit status (-1 if it could not run). */
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs a command capturing stdout (malloc'ed) and the exit status. */
