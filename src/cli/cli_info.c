@@ -22,6 +22,18 @@ struct info_opts {
 	bool json, full;
 };
 
+/* The shortest decimal that reads back as the same f32/f64. */
+static void print_shortest(FILE *f, double d, bool is_f32)
+{
+	char buf[40];
+	for (int prec = is_f32 ? 6 : 15; prec <= (is_f32 ? 9 : 17); prec++) {
+		snprintf(buf, sizeof buf, "%.*g", prec, d);
+		if (is_f32 ? strtof(buf, NULL) == (float)d : strtod(buf, NULL) == d)
+			break;
+	}
+	fputs(buf, f);
+}
+
 static void print_num(FILE *f, const struct gguf_value *v, bool json)
 {
 	int64_t i;
@@ -35,7 +47,7 @@ static void print_num(FILE *f, const struct gguf_value *v, bool json)
 		if (!isfinite(d))
 			fputs(json ? "null" : (isnan(d) ? "nan" : d > 0 ? "inf" : "-inf"), f);
 		else
-			fprintf(f, v->type == GGUF_VT_FLOAT32 ? "%.9g" : "%.17g", d);
+			print_shortest(f, d, v->type == GGUF_VT_FLOAT32);
 	} else if (v->type == GGUF_VT_UINT64) {
 		gguf_value_u64(v, &u);
 		fprintf(f, "%" PRIu64, u);

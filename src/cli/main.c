@@ -71,6 +71,8 @@ void cli_text_str(FILE *f, const char *s, size_t n)
 			fputs("\\r", f);
 		else if (cp == '\\')
 			fputs("\\\\", f);
+		else if (cp == '"')
+			fputs("\\\"", f);
 		else if (cp < 0x20 || cp == 0x7F)
 			fprintf(f, "\\x%02x", cp);
 		else
