@@ -17,12 +17,14 @@ int cli_synth(int argc, char **argv)
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(a, "--preset") || !strcmp(a, "--type") || !strcmp(a, "--seed") ||
-		    !strcmp(a, "-o")) {
+		    !strcmp(a, "--arch") || !strcmp(a, "-o")) {
 			if (!val)
 				return cli_fail("synth: %s needs a value", a), 2;
 			i++;
 			if (!strcmp(a, "--preset")) {
 				preset = val;
+			} else if (!strcmp(a, "--arch")) {
+				o.arch = val;
 			} else if (!strcmp(a, "--type")) {
 				int t = gguf_type_from_name(val);
 				if (t < 0)
@@ -42,7 +44,7 @@ int cli_synth(int argc, char **argv)
 		}
 	}
 	if (!out)
-		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--type T] [--seed S] -o FILE"), 2;
+		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2] [--type T] [--seed S] -o FILE"), 2;
 	if (synth_preset(preset, &o.shape, &err))
 		return cli_fail("synth: %s", err.msg), 2;
 	if (synth_write(&o, out, &err))

@@ -202,12 +202,13 @@ static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const
 			struct dm_err *err)
 {
 	const struct synth_shape *s = &o->shape;
-	char name[64];
+	const char *a = o->arch ? o->arch : "llama";
+	char name[64], key[96];
 	int rc = 0;
 
 	snprintf(name, sizeof name, "dormant-synth-%s", s->preset ? s->preset : "custom");
 #define T(x) if (!rc) rc = (x)
-	T(gguf_writer_add_str(w, "general.architecture", "llama", err));
+	T(gguf_writer_add_str(w, "general.architecture", a, err));
 	T(gguf_writer_add_str(w, "general.name", name, err));
 	T(gguf_writer_add_str(w, "general.description",
 			      "synthetic model with random weights made by dormant synth; "
@@ -216,16 +217,16 @@ static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const
 	T(gguf_writer_add_u32(w, "general.quantization_version", 2, err));
 	T(gguf_writer_add_bool(w, "dormant.synthetic", true, err));
 	T(gguf_writer_add_u64(w, "dormant.synth.seed", o->seed, err));
-	T(gguf_writer_add_u32(w, "llama.context_length", s->n_ctx, err));
-	T(gguf_writer_add_u32(w, "llama.embedding_length", s->n_embd, err));
-	T(gguf_writer_add_u32(w, "llama.block_count", s->n_layer, err));
-	T(gguf_writer_add_u32(w, "llama.feed_forward_length", s->n_ff, err));
-	T(gguf_writer_add_u32(w, "llama.rope.dimension_count", s->n_embd / s->n_head, err));
-	T(gguf_writer_add_u32(w, "llama.attention.head_count", s->n_head, err));
-	T(gguf_writer_add_u32(w, "llama.attention.head_count_kv", s->n_head_kv, err));
-	T(gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err));
-	T(gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err));
-	T(gguf_writer_add_u32(w, "llama.vocab_size", s->n_vocab, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.context_length", a), key), s->n_ctx, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.embedding_length", a), key), s->n_embd, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.block_count", a), key), s->n_layer, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.feed_forward_length", a), key), s->n_ff, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.rope.dimension_count", a), key), s->n_embd / s->n_head, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.head_count", a), key), s->n_head, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.head_count_kv", a), key), s->n_head_kv, err));
+	T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a), key), 1e-5f, err));
+	T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.rope.freq_base", a), key), 10000.0f, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.vocab_size", a), key), s->n_vocab, err));
 	T(gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", err));
 	T(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, NULL,
 				  v->n, err));
@@ -245,7 +246,8 @@ static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, u
 {
 	const struct synth_shape *s = &o->shape;
 	int64_t hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
-	uint32_t n = 3 + 9 * s->n_layer, k = 0;
+	bool bias = o->arch && !strcmp(o->arch, "qwen2");
+	uint32_t n = 3 + 12 * s->n_layer, k = 0;
 	struct wtensor_plan *p = calloc(n, sizeof *p);
 
 	if (!p)
@@ -272,6 +274,12 @@ static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, u
 		BLK("attn_q.weight", s->n_embd, s->n_embd, 2, false);
 		BLK("attn_k.weight", s->n_embd, kv, 2, false);
 		BLK("attn_v.weight", s->n_embd, kv, 2, false);
+		if (bias) {
+			BLK("attn_q.bias", s->n_embd, 1, 1, false);
+			BLK("attn_k.bias", kv, 1, 1, false);
+			BLK("attn_v.bias", kv, 1, 1, false);
+			p[k - 3].type = p[k - 2].type = p[k - 1].type = GGUF_TYPE_F32;
+		}
 		BLK("attn_output.weight", s->n_embd, s->n_embd, 2, false);
 		BLK("ffn_norm.weight", s->n_embd, 1, 1, true);
 		BLK("ffn_gate.weight", s->n_embd, s->n_ff, 2, false);
@@ -300,6 +308,8 @@ int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err
 	uint64_t rb;
 	int rc;
 
+	if (o->arch && strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2"))
+		return dm_err_set(err, DM_EINVAL, "synth: unknown architecture '%s' (llama, qwen2)", o->arch);
 	if (!s->n_head || s->n_embd % s->n_head || !s->n_head_kv || s->n_head % s->n_head_kv)
 		return dm_err_set(err, DM_EINVAL, "bad shape: embd %u, heads %u, kv heads %u",
 				  s->n_embd, s->n_head, s->n_head_kv);

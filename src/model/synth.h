@@ -22,6 +22,7 @@ struct synth_shape {
 struct synth_opts {
 	struct synth_shape shape;
 	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
+	const char *arch; /* "llama" (default when NULL) or "qwen2" (adds q/k/v biases) */
 	uint64_t seed;
 };
 
