@@ -1,0 +1,249 @@
+/*
+ * base/pool — see pool.h.
+ *
+ * Protocol: a job is published by storing its fields, resetting the chunk
+ * counter and `active` (the number of workers that have not finished it),
+ * then incrementing `gen` under the mutex and broadcasting.  A worker that
+ * sees a new `gen` takes chunks until the counter passes n, decrements
+ * `active`, and the last one signals the submitter under the mutex.  Both
+ * sides spin a little before sleeping; the mutex makes every sleep safe
+ * from lost wake-ups because each condition is changed under it.
+ */
+#include "base/pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPIN_ITERS 20000
+
+struct dm_pool {
+	int n_threads;
+	pthread_t *threads;
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work, cv_done;
+	/* current job (written by the submitter before gen changes) */
+	dm_pool_fn fn;
+	void *arg;
+	int64_t n, chunk;
+	atomic_int_fast64_t next;
+	atomic_uint_fast64_t gen;
+	atomic_int active;
+	atomic_bool stop;
+};
+
+struct worker_arg {
+	struct dm_pool *p;
+	int id;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static void run_chunks(struct dm_pool *p, int id)
+{
+	for (;;) {
+		int64_t b = atomic_fetch_add(&p->next, p->chunk);
+		if (b >= p->n)
+			break;
+		int64_t e = b + p->chunk < p->n ? b + p->chunk : p->n;
+		p->fn(p->arg, b, e, id);
+	}
+}
+
+static void *worker_main(void *v)
+{
+	struct worker_arg wa = *(struct worker_arg *)v;
+	struct dm_pool *p = wa.p;
+	uint_fast64_t seen = 0;
+
+	free(v);
+	for (;;) {
+		uint_fast64_t g = atomic_load(&p->gen);
+		for (int i = 0; i < SPIN_ITERS && g == seen && !atomic_load(&p->stop); i++) {
+			cpu_relax();
+			g = atomic_load(&p->gen);
+		}
+		if (g == seen) {
+			pthread_mutex_lock(&p->mu);
+			while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
+				pthread_cond_wait(&p->cv_work, &p->mu);
+			pthread_mutex_unlock(&p->mu);
+		}
+		if (atomic_load(&p->stop))
+			break;
+		seen = g;
+		run_chunks(p, wa.id);
+		if (atomic_fetch_sub(&p->active, 1) == 1) {
+			pthread_mutex_lock(&p->mu);
+			pthread_cond_signal(&p->cv_done);
+			pthread_mutex_unlock(&p->mu);
+		}
+	}
+	return NULL;
+}
+
+static int read_int_file(const char *path, long *out)
+{
+	FILE *f = fopen(path, "r");
+	int ok;
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%ld", out) == 1;
+	fclose(f);
+	return ok ? 0 : -1;
+}
+
+int dm_cpu_physical_cores(void)
+{
+	cpu_set_t set;
+	long seen[CPU_SETSIZE][2];
+	int n_seen = 0, n_cpus = 0;
+	bool topo = true;
+
+	if (sched_getaffinity(0, sizeof set, &set) != 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		return n > 0 ? (int)n : 1;
+	}
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		char path[128];
+		long core, pkg;
+		if (!CPU_ISSET(c, &set))
+			continue;
+		n_cpus++;
+		if (!topo)
+			continue;
+		snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/core_id", c);
+		if (read_int_file(path, &core)) {
+			topo = false;
+			continue;
+		}
+		snprintf(path, sizeof path,
+			 "/sys/devices/system/cpu/cpu%d/topology/physical_package_id", c);
+		if (read_int_file(path, &pkg))
+			pkg = 0;
+		bool dup = false;
+		for (int i = 0; i < n_seen && !dup; i++)
+			dup = seen[i][0] == pkg && seen[i][1] == core;
+		if (!dup) {
+			seen[n_seen][0] = pkg;
+			seen[n_seen][1] = core;
+			n_seen++;
+		}
+	}
+	if (!topo || n_seen == 0)
+		return n_cpus > 0 ? n_cpus : 1;
+	return n_seen;
+}
+
+int dm_pool_init(struct dm_pool **out, int n_threads, struct dm_err *err)
+{
+	struct dm_pool *p;
+	int started = 0;
+
+	*out = NULL;
+	if (n_threads <= 0)
+		n_threads = dm_cpu_physical_cores();
+	if (n_threads > 1024)
+		return dm_err_set(err, DM_EINVAL, "pool: %d threads is too many", n_threads);
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return dm_err_set(err, DM_ENOMEM, "pool: out of memory");
+	p->n_threads = n_threads;
+	p->threads = calloc((size_t)n_threads, sizeof *p->threads);
+	if (!p->threads) {
+		free(p);
+		return dm_err_set(err, DM_ENOMEM, "pool: out of memory");
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv_work, NULL);
+	pthread_cond_init(&p->cv_done, NULL);
+	atomic_init(&p->next, 0);
+	atomic_init(&p->gen, 0);
+	atomic_init(&p->active, 0);
+	atomic_init(&p->stop, false);
+	for (int i = 1; i < n_threads; i++) {
+		struct worker_arg *wa = malloc(sizeof *wa);
+		if (wa) {
+			wa->p = p;
+			wa->id = i;
+		}
+		if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
+			free(wa);
+			p->n_threads = started + 1; /* join only those running */
+			dm_pool_free(p);
+			return dm_err_set(err, DM_EIO, "pool: cannot start thread %d of %d", i,
+					  n_threads);
+		}
+		started++;
+	}
+	*out = p;
+	return 0;
+}
+
+void dm_pool_free(struct dm_pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	atomic_store(&p->stop, true);
+	pthread_cond_broadcast(&p->cv_work);
+	pthread_mutex_unlock(&p->mu);
+	for (int i = 1; i < p->n_threads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_cond_destroy(&p->cv_work);
+	pthread_cond_destroy(&p->cv_done);
+	pthread_mutex_destroy(&p->mu);
+	free(p->threads);
+	free(p);
+}
+
+int dm_pool_size(const struct dm_pool *p)
+{
+	return p ? p->n_threads : 1;
+}
+
+void dm_pool_run(struct dm_pool *p, int64_t n, int64_t chunk, dm_pool_fn fn, void *arg)
+{
+	if (n <= 0)
+		return;
+	if (chunk < 1)
+		chunk = 1;
+	if (!p || p->n_threads == 1 || n <= chunk) {
+		for (int64_t b = 0; b < n; b += chunk)
+			fn(arg, b, b + chunk < n ? b + chunk : n, 0);
+		return;
+	}
+	p->fn = fn;
+	p->arg = arg;
+	p->n = n;
+	p->chunk = chunk;
+	atomic_store(&p->next, 0);
+	atomic_store(&p->active, p->n_threads - 1);
+	pthread_mutex_lock(&p->mu);
+	atomic_fetch_add(&p->gen, 1);
+	pthread_cond_broadcast(&p->cv_work);
+	pthread_mutex_unlock(&p->mu);
+
+	run_chunks(p, 0);
+
+	for (int i = 0; i < SPIN_ITERS && atomic_load(&p->active) > 0; i++)
+		cpu_relax();
+	if (atomic_load(&p->active) > 0) {
+		pthread_mutex_lock(&p->mu);
+		while (atomic_load(&p->active) > 0)
+			pthread_cond_wait(&p->cv_done, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+	}
+}

@@ -1,0 +1,342 @@
+/*
+ * kern/kern — trait tables, ISA selection and the threaded matrix products
+ * (see kern.h).
+ *
+ * The reference table below is the complete list of weight types we
+ * compute with; an ISA adds its SIMD vec_dot / dot_cols on top through
+ * kern_simd_<isa>() (defined in the per-ISA files).  Everything here is
+ * const or per call: no global mutable state.
+ */
+#include "kern/kern.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/pool.h"
+#include "gguf/gguf.h"
+#include "kern/kern_impl.h"
+
+/* ---- ISA selection ---- */
+
+static const char *const isa_names[KERN_ISA_COUNT] = { "ref", "avx2", "avx512" };
+
+const char *kern_isa_name(enum kern_isa isa)
+{
+	return (unsigned)isa < KERN_ISA_COUNT ? isa_names[isa] : "?";
+}
+
+int kern_isa_from_name(const char *name)
+{
+	for (int i = 0; i < KERN_ISA_COUNT; i++)
+		if (name && !strcmp(name, isa_names[i]))
+			return i;
+	return -1;
+}
+
+bool kern_isa_supported(enum kern_isa isa)
+{
+	switch (isa) {
+	case KERN_ISA_REF:
+		return true;
+#if defined(__x86_64__)
+	case KERN_ISA_AVX2:
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       __builtin_cpu_supports("f16c");
+	case KERN_ISA_AVX512:
+		return kern_isa_supported(KERN_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
+		       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+#endif
+	default:
+		return false;
+	}
+}
+
+enum kern_isa kern_isa_best(void)
+{
+	enum kern_isa best = KERN_ISA_REF;
+	const char *env = getenv("DORMANT_ISA");
+	int want = kern_isa_from_name(env);
+
+	for (int i = KERN_ISA_COUNT - 1; i > 0; i--)
+		if (kern_isa_supported((enum kern_isa)i)) {
+			best = (enum kern_isa)i;
+			break;
+		}
+	if (want >= 0 && want < (int)best)
+		best = (enum kern_isa)want;
+	return best;
+}
+
+/* ---- trait tables ---- */
+
+#define T(ty, bs, bb, act, tf, ff, af, dot)                                                 \
+	[GGUF_TYPE_##ty] = { GGUF_TYPE_##ty, #ty, bs, bb, GGUF_TYPE_##act, tf, ff, af, dot, NULL }
+
+static const struct kern_traits ref_table[GGUF_TYPE_COUNT] = {
+	T(F32, 1, 4, F32, kern_to_float_f32_ref, kern_from_float_f32_ref, kern_from_float_f32_ref,
+	  kern_dot_f32_ref),
+	T(F16, 1, 2, F32, kern_to_float_f16_ref, kern_from_float_f16_ref, kern_from_float_f32_ref,
+	  kern_dot_f16_ref),
+	T(BF16, 1, 2, F32, kern_to_float_bf16_ref, kern_from_float_bf16_ref,
+	  kern_from_float_f32_ref, kern_dot_bf16_ref),
+	T(Q4_0, QK4_0, 18, Q8_0, kern_to_float_q4_0_ref, kern_from_float_q4_0_ref,
+	  kern_from_float_q8_0_ref, kern_dot_q4_0_ref),
+	T(Q4_1, QK4_1, 20, Q8_1, kern_to_float_q4_1_ref, kern_from_float_q4_1_ref,
+	  kern_from_float_q8_1_ref, kern_dot_q4_1_ref),
+	T(Q5_0, QK5_0, 22, Q8_0, kern_to_float_q5_0_ref, kern_from_float_q5_0_ref,
+	  kern_from_float_q8_0_ref, kern_dot_q5_0_ref),
+	T(Q5_1, QK5_1, 24, Q8_1, kern_to_float_q5_1_ref, kern_from_float_q5_1_ref,
+	  kern_from_float_q8_1_ref, kern_dot_q5_1_ref),
+	T(Q8_0, QK8_0, 34, Q8_0, kern_to_float_q8_0_ref, kern_from_float_q8_0_ref,
+	  kern_from_float_q8_0_ref, kern_dot_q8_0_ref),
+	T(Q2_K, QK_K, 84, Q8_K, kern_to_float_q2_K_ref, kern_from_float_q2_K_ref,
+	  kern_from_float_q8_K_ref, kern_dot_q2_K_ref),
+	T(Q3_K, QK_K, 110, Q8_K, kern_to_float_q3_K_ref, kern_from_float_q3_K_ref,
+	  kern_from_float_q8_K_ref, kern_dot_q3_K_ref),
+	T(Q4_K, QK_K, 144, Q8_K, kern_to_float_q4_K_ref, kern_from_float_q4_K_ref,
+	  kern_from_float_q8_K_ref, kern_dot_q4_K_ref),
+	T(Q5_K, QK_K, 176, Q8_K, kern_to_float_q5_K_ref, kern_from_float_q5_K_ref,
+	  kern_from_float_q8_K_ref, kern_dot_q5_K_ref),
+	T(Q6_K, QK_K, 210, Q8_K, kern_to_float_q6_K_ref, kern_from_float_q6_K_ref,
+	  kern_from_float_q8_K_ref, kern_dot_q6_K_ref),
+};
+#undef T
+
+/* Activation-only formats: (de)quantizable, but not weight types here. */
+struct act_format {
+	uint32_t block_size, block_bytes;
+	kern_to_float_fn to_float;
+	kern_from_float_fn from_float;
+};
+
+static const struct act_format act_formats[GGUF_TYPE_COUNT] = {
+	[GGUF_TYPE_F32] = { 1, 4, kern_to_float_f32_ref, kern_from_float_f32_ref },
+	[GGUF_TYPE_Q8_0] = { QK8_0, 34, kern_to_float_q8_0_ref, kern_from_float_q8_0_ref },
+	[GGUF_TYPE_Q8_1] = { QK8_1, 36, kern_to_float_q8_1_ref, kern_from_float_q8_1_ref },
+	[GGUF_TYPE_Q8_K] = { QK_K, 292, kern_to_float_q8_K_ref, kern_from_float_q8_K_ref },
+};
+
+int kern_traits_get(uint32_t type, enum kern_isa isa, struct kern_traits *out)
+{
+	struct kern_simd s;
+
+	if (type >= GGUF_TYPE_COUNT || !ref_table[type].name || (unsigned)isa >= KERN_ISA_COUNT ||
+	    !kern_isa_supported(isa))
+		return DM_EUNSUPPORTED;
+	*out = ref_table[type];
+	s.vec_dot = out->vec_dot;
+	s.dot_cols = NULL;
+	if (isa >= KERN_ISA_AVX2)
+		kern_simd_avx2(type, &s);
+	if (isa >= KERN_ISA_AVX512)
+		kern_simd_avx512(type, &s);
+	out->vec_dot = s.vec_dot;
+	out->dot_cols = s.dot_cols;
+	return 0;
+}
+
+static size_t bytes_for(uint32_t bs, uint32_t bb, int64_t n)
+{
+	if (n < 0 || !bs || n % bs)
+		return 0;
+	return (size_t)(n / bs) * bb;
+}
+
+size_t kern_row_bytes(uint32_t type, int64_t n)
+{
+	if (type >= GGUF_TYPE_COUNT)
+		return 0;
+	if (ref_table[type].name)
+		return bytes_for(ref_table[type].block_size, ref_table[type].block_bytes, n);
+	return bytes_for(act_formats[type].block_size, act_formats[type].block_bytes, n);
+}
+
+size_t kern_act_row_bytes(uint32_t type, int64_t n)
+{
+	if (type >= GGUF_TYPE_COUNT || !ref_table[type].name)
+		return 0;
+	return kern_row_bytes(ref_table[type].act_type, n);
+}
+
+static int check_n(uint32_t type, int64_t n, uint32_t bs, struct dm_err *err)
+{
+	if (n < 0 || n % bs)
+		return dm_err_set(err, DM_EINVAL, "%lld elements is not a multiple of %s's block of %u",
+				  (long long)n, gguf_type_get(type) ? gguf_type_get(type)->name : "?",
+				  bs);
+	return 0;
+}
+
+int kern_dequantize(uint32_t type, const void *x, float *y, int64_t n, struct dm_err *err)
+{
+	kern_to_float_fn fn = NULL;
+	uint32_t bs = 1;
+
+	if (type < GGUF_TYPE_COUNT && ref_table[type].name) {
+		fn = ref_table[type].to_float;
+		bs = ref_table[type].block_size;
+	} else if (type < GGUF_TYPE_COUNT && act_formats[type].to_float) {
+		fn = act_formats[type].to_float;
+		bs = act_formats[type].block_size;
+	}
+	if (!fn)
+		return dm_err_set(err, DM_EUNSUPPORTED, "cannot dequantize type %u", type);
+	if (check_n(type, n, bs, err))
+		return DM_EINVAL;
+	fn(x, y, n);
+	return 0;
+}
+
+int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_err *err)
+{
+	kern_from_float_fn fn = NULL;
+	uint32_t bs = 1;
+
+	if (type < GGUF_TYPE_COUNT && ref_table[type].name) {
+		fn = ref_table[type].from_float;
+		bs = ref_table[type].block_size;
+	} else if (type < GGUF_TYPE_COUNT && act_formats[type].from_float) {
+		fn = act_formats[type].from_float;
+		bs = act_formats[type].block_size;
+	}
+	if (!fn)
+		return dm_err_set(err, DM_EUNSUPPORTED, "cannot quantize to type %u", type);
+	if (check_n(type, n, bs, err))
+		return DM_EINVAL;
+	fn(x, y, n);
+	return 0;
+}
+
+/* ---- matrix products ---- */
+
+struct mm_job {
+	const struct kern_traits *t;
+	const uint8_t *w;
+	size_t w_row;       /* bytes per weight row */
+	int64_t n, n_rows, n_tok;
+	const float *x;     /* n_tok × n floats */
+	uint8_t *act;       /* n_tok quantized activation rows */
+	size_t act_row;     /* bytes per activation row */
+	float *y;           /* n_tok × n_rows */
+};
+
+static void act_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	struct mm_job *j = arg;
+	(void)thread;
+	for (int64_t t = b; t < e; t++)
+		j->t->act_from_float(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
+				     j->n);
+}
+
+static void matvec_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	struct mm_job *j = arg;
+	(void)thread;
+	for (int64_t r = b; r < e; r++)
+		j->y[r] = j->t->vec_dot(j->n, j->w + (size_t)r * j->w_row, j->act);
+}
+
+/* Rows [b, e) against every token, KERN_COLS_MAX tokens at a time: the
+ * chunk's weight rows stay in L1/L2 while the token groups go by. */
+static void matmul_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	struct mm_job *j = arg;
+	float out[KERN_COLS_MAX];
+	(void)thread;
+	for (int64_t t0 = 0; t0 < j->n_tok; t0 += KERN_COLS_MAX) {
+		int nc = (int)(j->n_tok - t0 < KERN_COLS_MAX ? j->n_tok - t0 : KERN_COLS_MAX);
+		const uint8_t *a = j->act + (size_t)t0 * j->act_row;
+		for (int64_t r = b; r < e; r++) {
+			const uint8_t *w = j->w + (size_t)r * j->w_row;
+			if (j->t->dot_cols) {
+				j->t->dot_cols(j->n, w, a, j->act_row, nc, out);
+			} else {
+				for (int c = 0; c < nc; c++)
+					out[c] = j->t->vec_dot(j->n, w, a + (size_t)c * j->act_row);
+			}
+			for (int c = 0; c < nc; c++)
+				j->y[(size_t)(t0 + c) * (size_t)j->n_rows + (size_t)r] = out[c];
+		}
+	}
+}
+
+static int mm_setup(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, uint32_t type,
+		    const void *w, int64_t n_rows, int64_t n, int64_t n_tok, struct dm_err *err)
+{
+	memset(j, 0, sizeof *j);
+	if (kern_traits_get(type, isa, t)) {
+		const struct gguf_type_info *ti = gguf_type_get(type);
+		return dm_err_set(err, DM_EUNSUPPORTED, "no %s kernels for type %s",
+				  kern_isa_name(isa), ti ? ti->name : "?");
+	}
+	if (n_rows < 0 || n_tok < 0)
+		return dm_err_set(err, DM_EINVAL, "negative matrix size");
+	if (check_n(type, n, t->block_size, err))
+		return DM_EINVAL;
+	j->t = t;
+	j->w = w;
+	j->w_row = kern_row_bytes(type, n);
+	j->act_row = kern_act_row_bytes(type, n);
+	j->n = n;
+	j->n_rows = n_rows;
+	j->n_tok = n_tok;
+	/* 64-byte aligned rows keep SIMD loads within cache lines */
+	j->act_row = (j->act_row + 63) & ~(size_t)63;
+	if (n_tok > 0 && n > 0) {
+		j->act = aligned_alloc(64, j->act_row * (size_t)n_tok);
+		if (!j->act)
+			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
+	}
+	return 0;
+}
+
+static int64_t row_chunk(struct dm_pool *pool, int64_t n_rows, int64_t min)
+{
+	int64_t c = n_rows / ((int64_t)dm_pool_size(pool) * 8);
+	return c < min ? min : c;
+}
+
+int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
+		int64_t n_rows, int64_t n, const float *x, float *y, struct dm_err *err)
+{
+	struct kern_traits t;
+	struct mm_job j;
+	int rc = mm_setup(&j, &t, isa, type, w, n_rows, n, 1, err);
+
+	if (rc)
+		return rc;
+	if (n == 0) {
+		memset(y, 0, (size_t)n_rows * sizeof *y);
+		return 0;
+	}
+	j.x = x;
+	j.y = y;
+	t.act_from_float(x, j.act, n);
+	dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 16), matvec_task, &j);
+	free(j.act);
+	return 0;
+}
+
+int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
+		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
+		struct dm_err *err)
+{
+	struct kern_traits t;
+	struct mm_job j;
+	int rc = mm_setup(&j, &t, isa, type, w, n_rows, n, n_tok, err);
+
+	if (rc)
+		return rc;
+	if (n == 0 || n_tok == 0) {
+		memset(y, 0, (size_t)n_rows * (size_t)n_tok * sizeof *y);
+		return 0;
+	}
+	j.x = x;
+	j.y = y;
+	dm_pool_run(pool, n_tok, 1, act_task, &j);
+	dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8), matmul_task, &j);
+	free(j.act);
+	return 0;
+}

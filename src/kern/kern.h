@@ -1,0 +1,189 @@
+/*
+ * kern — the numeric core: quantized block formats, dequantization,
+ * reference quantizers, dot products, matrix×vector and matrix×matrix over
+ * every weight type, and the element-wise operations of a transformer.
+ *
+ * Layers:
+ *   blocks.h          byte layouts of the quant blocks (a file format)
+ *   ref.c             scalar, readable executable specification of every type
+ *   *_avx2.c          AVX2+FMA+F16C kernels     (compiled with -mavx2 ...)
+ *   *_avx512.c        AVX-512 BW/VL/VNNI kernels (compiled with -mavx512* ...)
+ *   kern.c            trait tables, ISA selection, threaded matvec/matmul
+ *   ops.c             RMSNorm, RoPE, softmax, activations, attention
+ *
+ * ISA selection: kern_isa_best() picks the widest ISA this CPU supports
+ * (__builtin_cpu_supports), lowered by the environment variable
+ * DORMANT_ISA=ref|avx2|avx512 when set (a request above what the CPU has is
+ * clamped to the best supported).  It has no state: callers (the engine)
+ * call it once and keep the answer.  Every type has a path on every ISA; the
+ * reference path works on any machine and architecture.
+ *
+ * Shapes follow GGUF: a weight matrix of n_rows × n is stored as n_rows
+ * contiguous rows of n elements (n = ne[0], the input dimension), each row
+ * kern_row_bytes(type, n) bytes.  n must be a multiple of the type's block
+ * size.  Activations are float; y = W·x means y[r] = Σ_i W[r][i]·x[i].
+ *
+ * Numerics: quantized weights are multiplied by activations quantized to
+ * 8 bits per value (the type's act_type: Q8_0, Q8_1 or Q8_K, with the same
+ * rounding as ggml's reference quantizers), as ggml does; inside a block the
+ * products are summed exactly in integers, so SIMD and reference paths
+ * differ only in the order of float additions across blocks.  F32, F16 and
+ * BF16 weights take float activations unchanged.
+ */
+#ifndef DM_KERN_H
+#define DM_KERN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+struct dm_pool;
+
+enum kern_isa {
+	KERN_ISA_REF = 0,
+	KERN_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+	KERN_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where used) */
+	KERN_ISA_COUNT
+};
+
+/* The best ISA this machine supports, lowered by $DORMANT_ISA if set to a
+ * known name.  Pure: reads the CPU flags and the environment each call. */
+enum kern_isa kern_isa_best(void);
+/* Whether this CPU can run isa's kernels (REF: always). */
+bool kern_isa_supported(enum kern_isa isa);
+/* "ref", "avx2", "avx512". */
+const char *kern_isa_name(enum kern_isa isa);
+/* Parses "ref" / "avx2" / "avx512"; -1 for anything else. */
+int kern_isa_from_name(const char *name);
+
+/* Dequantizes n elements (a multiple of the block size) from x to y. */
+typedef void (*kern_to_float_fn)(const void *x, float *y, int64_t n);
+/* Quantizes n floats into n / block_size blocks at y. */
+typedef void (*kern_from_float_fn)(const float *x, void *y, int64_t n);
+/* Σ_i w[i]·a[i] over n elements; w is a row of the weight type, a a row of
+ * its act_type (as made by act_from_float). */
+typedef float (*kern_vec_dot_fn)(int64_t n, const void *w, const void *a);
+/* out[c] = vec_dot(n, w, a + c·a_stride) for c < nc, nc <= KERN_COLS_MAX:
+ * one weight row against several activation rows, unpacking the weights
+ * once (the matmul micro-kernel). */
+typedef void (*kern_dot_cols_fn)(int64_t n, const void *w, const void *a, size_t a_stride,
+				 int nc, float *out);
+
+#define KERN_COLS_MAX 8
+
+/* Everything kern knows about one weight type on one ISA. */
+struct kern_traits {
+	uint32_t type;         /* enum gguf_type */
+	const char *name;
+	uint32_t block_size;   /* elements per block */
+	uint32_t block_bytes;  /* bytes per block */
+	uint32_t act_type;     /* format vec_dot wants its activations in */
+	kern_to_float_fn to_float;
+	/* The reference quantizer: same bytes as ggml's quantize_row_*_ref
+	 * (NULL for none).  Identical on every ISA. */
+	kern_from_float_fn from_float;
+	/* Quantizes a float activation row into act_type.  Bit-identical to
+	 * the reference on every ISA. */
+	kern_from_float_fn act_from_float;
+	kern_vec_dot_fn vec_dot;
+	kern_dot_cols_fn dot_cols;
+};
+
+/* Fills *out with the traits of a weight type for an ISA.  DM_EUNSUPPORTED
+ * if kern cannot compute with that type (we support F32 F16 BF16 Q4_0 Q4_1
+ * Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K) or this CPU lacks the ISA.
+ * The caller keeps its copy (the function pointers are static). */
+int kern_traits_get(uint32_t type, enum kern_isa isa, struct kern_traits *out);
+
+/* Bytes of one row of n elements of type (block-aligned n), 0 if unknown
+ * or if n is not a multiple of the block size. */
+size_t kern_row_bytes(uint32_t type, int64_t n);
+/* Bytes of one activation row of n elements for weight type `type`. */
+size_t kern_act_row_bytes(uint32_t type, int64_t n);
+
+/* Dequantizes n elements of `type` at x (any type with traits on REF, plus
+ * the activation types Q8_0/Q8_1/Q8_K).  DM_EUNSUPPORTED / DM_EINVAL. */
+int kern_dequantize(uint32_t type, const void *x, float *y, int64_t n, struct dm_err *err);
+/* Reference-quantizes n floats to `type` (bytes identical to ggml's
+ * quantize_row_*_ref).  DM_EUNSUPPORTED / DM_EINVAL. */
+int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_err *err);
+
+/*
+ * Matrix products.  w: n_rows rows of `type`, each n elements.  pool may be
+ * NULL (runs on the calling thread).  Scratch for quantized activations is
+ * allocated per call (a few KiB per token) and freed before returning.
+ * Errors: DM_EUNSUPPORTED (type), DM_EINVAL (n not block-aligned, sizes
+ * < 0), DM_ENOMEM.
+ */
+
+/* Decode: y[r] = Σ_i w[r][i]·x[i], r < n_rows.  x has n floats. */
+int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
+		int64_t n_rows, int64_t n, const float *x, float *y, struct dm_err *err);
+
+/* Prefill: y[t][r] = Σ_i w[r][i]·x[t][i] for t < n_tok, r < n_rows.
+ * x is n_tok × n floats (row-major), y is n_tok × n_rows.  Tiled so that a
+ * block of weight rows is reused from cache for KERN_COLS_MAX tokens. */
+int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
+		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
+		struct dm_err *err);
+
+/*
+ * Element-wise operations (ops.c).  All take n >= 0 and allow y == x
+ * (in place) unless said otherwise.
+ */
+
+/* y = x / sqrt(mean(x²) + eps) · w   (w may be NULL: no weight). */
+void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
+
+enum kern_rope_mode {
+	KERN_ROPE_NORM = 0, /* rotate pairs (x[2i], x[2i+1])        (llama) */
+	KERN_ROPE_NEOX = 2, /* rotate pairs (x[i], x[i + n_rot/2])  (neox, qwen) */
+};
+
+struct kern_rope {
+	enum kern_rope_mode mode;
+	int32_t n_rot;             /* rotated dimensions per head (<= head_dim, even) */
+	float freq_base;           /* 10000 for llama */
+	float freq_scale;          /* 1 / linear context scaling factor; 1 = none */
+	const float *freq_factors; /* n_rot / 2 divisors of each pair's frequency, or NULL */
+};
+
+/* Rotates n_head heads of head_dim floats at x (head h at x + h·head_dim)
+ * for position pos: pair i (i < n_rot/2) turns by
+ * θ = pos · freq_scale · base^(−2i/n_rot) / freq_factors[i].
+ * Dimensions past n_rot are left unchanged. */
+void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
+		     const struct kern_rope *r);
+
+/* In place: x = exp(x − max) / Σ exp(x − max).  n >= 1. */
+void kern_softmax(float *x, int64_t n);
+/* y = x · sigmoid(x). */
+void kern_silu(float *y, const float *x, int64_t n);
+/* y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))  (GELU, tanh form). */
+void kern_gelu(float *y, const float *x, int64_t n);
+/* g = silu(g) · u  (SwiGLU gate, in place on g). */
+void kern_swiglu(float *g, const float *u, int64_t n);
+void kern_add(float *y, const float *a, const float *b, int64_t n);
+void kern_mul(float *y, const float *a, const float *b, int64_t n);
+void kern_scale(float *y, const float *x, float s, int64_t n);
+
+void kern_f16_to_f32(const uint16_t *x, float *y, int64_t n);
+void kern_f32_to_f16(const float *x, uint16_t *y, int64_t n);
+void kern_bf16_to_f32(const uint16_t *x, float *y, int64_t n);
+void kern_f32_to_bf16(const float *x, uint16_t *y, int64_t n);
+
+/*
+ * Attention over an F16 KV cache for one query head.  k and v hold n_kv
+ * rows (cache positions) of head_dim F16 values, row t at k + t·stride
+ * (stride in elements, >= head_dim).
+ */
+/* scores[t] = scale · Σ_i q[i]·k[t][i]. */
+void kern_attn_scores(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+		      int64_t head_dim, size_t stride, float scale);
+/* out[i] = Σ_t p[t]·v[t][i]  (out is overwritten). */
+void kern_attn_values(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+		      int64_t head_dim, size_t stride);
+
+#endif

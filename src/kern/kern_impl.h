@@ -1,0 +1,97 @@
+/*
+ * kern/impl — declarations shared between kern's own files (not part of
+ * the public API in kern.h).
+ *
+ * Each ISA file exports one lookup function filling in the SIMD members of
+ * a traits entry; kern.c owns the tables and the dispatch.
+ */
+#ifndef DM_KERN_IMPL_H
+#define DM_KERN_IMPL_H
+
+#include <stdint.h>
+
+#include "kern/blocks.h"
+#include "kern/kern.h"
+
+/* ---- ref.c: dequantizers (bit-identical to ggml's to_float) ---- */
+void kern_to_float_f32_ref(const void *x, float *y, int64_t n);
+void kern_to_float_f16_ref(const void *x, float *y, int64_t n);
+void kern_to_float_bf16_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q4_0_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q4_1_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q5_0_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q5_1_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q8_0_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q8_1_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q2_K_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q3_K_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q4_K_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q5_K_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q6_K_ref(const void *x, float *y, int64_t n);
+void kern_to_float_q8_K_ref(const void *x, float *y, int64_t n);
+
+/* ---- ref.c: reference quantizers (bytes identical to ggml's *_ref) ---- */
+void kern_from_float_f32_ref(const float *x, void *y, int64_t n);
+void kern_from_float_f16_ref(const float *x, void *y, int64_t n);
+void kern_from_float_bf16_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q4_0_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q4_1_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q5_0_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q5_1_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q8_0_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q8_1_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q2_K_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q3_K_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q4_K_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q5_K_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q6_K_ref(const float *x, void *y, int64_t n);
+void kern_from_float_q8_K_ref(const float *x, void *y, int64_t n);
+
+/* ---- ref.c: dot products (weight row · activation row) ---- */
+float kern_dot_f32_ref(int64_t n, const void *w, const void *a);
+float kern_dot_f16_ref(int64_t n, const void *w, const void *a);
+float kern_dot_bf16_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q4_0_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q4_1_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q5_0_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q5_1_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q8_0_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q2_K_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q3_K_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q4_K_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q5_K_ref(int64_t n, const void *w, const void *a);
+float kern_dot_q6_K_ref(int64_t n, const void *w, const void *a);
+
+/* Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K
+ * block's 12 packed bytes. */
+static inline void kern_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
+{
+	if (j < 4) {
+		*sc = q[j] & 63;
+		*m = q[j + 4] & 63;
+	} else {
+		*sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+		*m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+	}
+}
+
+/* Decodes the 16 signed 6-bit Q3_K scales (already minus 32). */
+static inline void kern_k3_scales(const uint8_t *s, int8_t out[16])
+{
+	for (int j = 0; j < 16; j++) {
+		int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+		int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+		out[j] = (int8_t)((lo | hi << 4) - 32);
+	}
+}
+
+/* ---- per-ISA SIMD members: fill vec_dot/dot_cols for a type, or leave
+ * them alone when that file has nothing better for the type ---- */
+struct kern_simd {
+	kern_vec_dot_fn vec_dot;
+	kern_dot_cols_fn dot_cols;
+};
+void kern_simd_avx2(uint32_t type, struct kern_simd *s);
+void kern_simd_avx512(uint32_t type, struct kern_simd *s);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * kern/ops — element-wise operations of a transformer (see kern.h), scalar
+ * and readable; the compiler vectorises the simple loops.  Reductions
+ * (RMSNorm, softmax) sum in double so their result does not depend on n's
+ * size in any visible way.
+ */
+#include <math.h>
+
+#include "base/half.h"
+#include "kern/kern.h"
+
+void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
+{
+	double ss = 0;
+	for (int64_t i = 0; i < n; i++)
+		ss += (double)x[i] * (double)x[i];
+	float scale = n > 0 ? (float)(1.0 / sqrt(ss / (double)n + (double)eps)) : 0.0f;
+	if (w)
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] * scale * w[i];
+	else
+		for (int64_t i = 0; i < n; i++)
+			y[i] = x[i] * scale;
+}
+
+/* Pair i turns by θ_i = pos·freq_scale·base^(−2i/n_rot)/ff_i; base^(−2i/n_rot)
+ * is built by repeated multiplication as ggml does, so angles agree with it
+ * to the last bit. */
+void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
+		     const struct kern_rope *r)
+{
+	int64_t n_rot = r->n_rot < head_dim ? r->n_rot : head_dim;
+	int64_t half = n_rot / 2;
+	float theta_scale = powf(r->freq_base, -2.0f / (float)n_rot);
+	float theta = (float)pos;
+	float cs[512], sn[512]; /* head_dim up to 1024 */
+
+	if (half > 512)
+		half = 512;
+	for (int64_t i = 0; i < half; i++) {
+		float ff = r->freq_factors ? r->freq_factors[i] : 1.0f;
+		float t = r->freq_scale * (theta / ff);
+		cs[i] = cosf(t);
+		sn[i] = sinf(t);
+		theta *= theta_scale;
+	}
+	for (int64_t h = 0; h < n_head; h++) {
+		float *v = x + (size_t)h * (size_t)head_dim;
+		for (int64_t i = 0; i < half; i++) {
+			int64_t a = r->mode == KERN_ROPE_NEOX ? i : 2 * i;
+			int64_t b = r->mode == KERN_ROPE_NEOX ? i + half : 2 * i + 1;
+			float x0 = v[a], x1 = v[b];
+			v[a] = x0 * cs[i] - x1 * sn[i];
+			v[b] = x0 * sn[i] + x1 * cs[i];
+		}
+	}
+}
+
+void kern_softmax(float *x, int64_t n)
+{
+	float max = -INFINITY;
+	double sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		if (x[i] > max)
+			max = x[i];
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+	for (int64_t i = 0; i < n; i++)
+		x[i] *= inv;
+}
+
+void kern_silu(float *y, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
+void kern_gelu(float *y, const float *x, int64_t n)
+{
+	const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i];
+		y[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+	}
+}
+
+void kern_swiglu(float *g, const float *u, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void kern_add(float *y, const float *a, const float *b, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i] + b[i];
+}
+
+void kern_mul(float *y, const float *a, const float *b, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = a[i] * b[i];
+}
+
+void kern_scale(float *y, const float *x, float s, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] * s;
+}
+
+void kern_f16_to_f32(const uint16_t *x, float *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = dm_f16_to_f32(x[i]);
+}
+
+void kern_f32_to_f16(const float *x, uint16_t *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = dm_f32_to_f16(x[i]);
+}
+
+void kern_bf16_to_f32(const uint16_t *x, float *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = dm_bf16_to_f32(x[i]);
+}
+
+void kern_f32_to_bf16(const float *x, uint16_t *y, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] = dm_f32_to_bf16(x[i]);
+}
+
+void kern_attn_scores(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+		      int64_t head_dim, size_t stride, float scale)
+{
+	for (int64_t t = 0; t < n_kv; t++) {
+		const uint16_t *kr = k + (size_t)t * stride;
+		float s = 0;
+		for (int64_t i = 0; i < head_dim; i++)
+			s += q[i] * dm_f16_to_f32(kr[i]);
+		scores[t] = s * scale;
+	}
+}
+
+void kern_attn_values(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+		      int64_t head_dim, size_t stride)
+{
+	for (int64_t i = 0; i < head_dim; i++)
+		out[i] = 0;
+	for (int64_t t = 0; t < n_kv; t++) {
+		const uint16_t *vr = v + (size_t)t * stride;
+		float pt = p[t];
+		for (int64_t i = 0; i < head_dim; i++)
+			out[i] += pt * dm_f16_to_f32(vr[i]);
+	}
+}

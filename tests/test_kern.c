@@ -1,0 +1,365 @@
+/* tests/kern — SIMD vs reference dot products on every type × ISA × size,
+ * quantization error bounds, a corrupted block that must be caught, matvec
+ * / matmul against the reference, and ISA selection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/pool.h"
+#include "base/rng.h"
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+
+static const uint32_t types[] = {
+	GGUF_TYPE_F32,  GGUF_TYPE_F16,  GGUF_TYPE_BF16, GGUF_TYPE_Q4_0, GGUF_TYPE_Q4_1,
+	GGUF_TYPE_Q5_0, GGUF_TYPE_Q5_1, GGUF_TYPE_Q8_0, GGUF_TYPE_Q2_K, GGUF_TYPE_Q3_K,
+	GGUF_TYPE_Q4_K, GGUF_TYPE_Q5_K, GGUF_TYPE_Q6_K,
+};
+#define N_TYPES (sizeof types / sizeof types[0])
+
+static const char *tname(uint32_t t)
+{
+	return gguf_type_get(t)->name;
+}
+
+static void fill_normal(float *x, int64_t n, uint64_t seed, float sigma)
+{
+	struct dm_rng r;
+	dm_rng_seed(&r, seed);
+	for (int64_t i = 0; i < n; i++)
+		x[i] = (float)(sigma * dm_rng_normal(&r));
+}
+
+/*
+ * Tolerance of a SIMD dot against the reference: |simd − ref| <= atol + rtol·|ref|.
+ *
+ * Both paths compute the same exact integer sum inside each block and
+ * differ only in float rounding: the scaling of each partial sum and the
+ * order in which at most n partial products/sums are added.  The classic
+ * bound for summing m terms in float is (m − 1)·u·Σ|term| with u = 2^−24,
+ * and Σ|term| <= S = Σ_i |w_i|·|a_i| over the dequantized values; two such
+ * errors (ref and SIMD) give atol = 2·n·u·S.  This is absolute on purpose:
+ * a dot of random vectors cancels, so |ref| can be far below S.  rtol =
+ * 1e-6 covers the final roundings.  Corrupting one block changes the result
+ * by about S / n_blocks or more, 10× above atol for every size tested (see
+ * test_corrupt_block_detected).
+ */
+static bool dot_close(double ref, double got, double S, int64_t n, double *excess)
+{
+	double atol = 2.0 * (double)n * ldexp(1.0, -24) * S, rtol = 1e-6;
+	double lim = atol + rtol * fabs(ref);
+	if (excess)
+		*excess = fabs(got - ref) / lim;
+	return fabs(got - ref) <= lim;
+}
+
+struct dot_case {
+	struct kern_traits ref;
+	void *wq, *aq;
+	float *wd, *ad;
+	size_t w_row, a_row;
+	int64_t n;
+	double S;
+};
+
+/* Quantizes random rows: one weight row and KERN_COLS_MAX activation rows. */
+static void dot_case_make(struct dot_case *c, uint32_t type, int64_t n, uint64_t seed)
+{
+	float *x = malloc((size_t)n * sizeof *x);
+	assert_int_equal(kern_traits_get(type, KERN_ISA_REF, &c->ref), 0);
+	c->n = n;
+	c->w_row = kern_row_bytes(type, n);
+	c->a_row = kern_act_row_bytes(type, n);
+	assert_true(c->w_row > 0 && c->a_row > 0);
+	c->wq = malloc(c->w_row);
+	c->aq = malloc(c->a_row * KERN_COLS_MAX);
+	c->wd = malloc((size_t)n * sizeof(float));
+	c->ad = malloc((size_t)n * KERN_COLS_MAX * sizeof(float));
+	fill_normal(x, n, seed, 0.02f);
+	c->ref.from_float(x, c->wq, n);
+	c->ref.to_float(c->wq, c->wd, n);
+	for (int k = 0; k < KERN_COLS_MAX; k++) {
+		fill_normal(x, n, seed * 31 + 7 + (uint64_t)k, 1.0f);
+		c->ref.act_from_float(x, (uint8_t *)c->aq + (size_t)k * c->a_row, n);
+		assert_int_equal(kern_dequantize(c->ref.act_type, (uint8_t *)c->aq + (size_t)k * c->a_row,
+						 c->ad + (size_t)k * (size_t)n, n, NULL),
+				 0);
+	}
+	c->S = 0;
+	for (int64_t i = 0; i < n; i++)
+		c->S += fabs((double)c->wd[i]) * fabs((double)c->ad[i]);
+	free(x);
+}
+
+static void dot_case_free(struct dot_case *c)
+{
+	free(c->wq);
+	free(c->aq);
+	free(c->wd);
+	free(c->ad);
+}
+
+static double S_col(const struct dot_case *c, int k)
+{
+	double S = 0;
+	for (int64_t i = 0; i < c->n; i++)
+		S += fabs((double)c->wd[i]) * fabs((double)c->ad[(size_t)k * (size_t)c->n + (size_t)i]);
+	return S;
+}
+
+/* Every type × every ISA the machine has × sizes: 1 block, odd block
+ * counts, 4096 and 11008, for vec_dot and every column count of dot_cols. */
+static void test_simd_vs_ref(void **state)
+{
+	(void)state;
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct kern_traits r;
+		assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &r), 0);
+		int64_t bs = r.block_size == 1 ? 32 : r.block_size;
+		const int64_t sizes[] = { bs, 3 * bs, 7 * bs, 4096, 11008, r.block_size == 1 ? 37 : bs };
+		for (int isa = KERN_ISA_REF; isa < KERN_ISA_COUNT; isa++) {
+			struct kern_traits t;
+			if (!kern_isa_supported((enum kern_isa)isa))
+				continue;
+			assert_int_equal(kern_traits_get(types[ti], (enum kern_isa)isa, &t), 0);
+			for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+				struct dot_case c;
+				float out[KERN_COLS_MAX];
+				dot_case_make(&c, types[ti], sizes[si], 1000 + ti * 17 + si);
+				for (int k = 0; k < KERN_COLS_MAX; k++) {
+					const void *ak = (uint8_t *)c.aq + (size_t)k * c.a_row;
+					double ref = r.vec_dot(c.n, c.wq, ak), ex;
+					double got = t.vec_dot(c.n, c.wq, ak);
+					if (!dot_close(ref, got, S_col(&c, k), c.n, &ex))
+						fail_msg("%s %s n=%lld col %d: ref %.9g simd %.9g (%.2f× tol)",
+							 tname(types[ti]), kern_isa_name((enum kern_isa)isa),
+							 (long long)c.n, k, ref, got, ex);
+				}
+				if (t.dot_cols)
+					for (int nc = 1; nc <= KERN_COLS_MAX; nc++) {
+						t.dot_cols(c.n, c.wq, c.aq, c.a_row, nc, out);
+						for (int k = 0; k < nc; k++) {
+							const void *ak = (uint8_t *)c.aq + (size_t)k * c.a_row;
+							double ref = r.vec_dot(c.n, c.wq, ak), ex;
+							if (!dot_close(ref, out[k], S_col(&c, k), c.n, &ex))
+								fail_msg("%s %s cols n=%lld nc=%d col %d: ref %.9g got %.9g",
+									 tname(types[ti]),
+									 kern_isa_name((enum kern_isa)isa),
+									 (long long)c.n, nc, k, ref, (double)out[k]);
+						}
+					}
+				dot_case_free(&c);
+			}
+		}
+	}
+}
+
+/* The reference dot itself against a double-precision dot of the
+ * dequantized rows: checks the integer/scale bookkeeping of every type. */
+static void test_ref_dot_vs_dequant(void **state)
+{
+	(void)state;
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct dot_case c;
+		dot_case_make(&c, types[ti], 4096, 77 + ti);
+		double want = 0;
+		for (int64_t i = 0; i < c.n; i++)
+			want += (double)c.wd[i] * (double)c.ad[i];
+		double got = c.ref.vec_dot(c.n, c.wq, c.aq);
+		/* the dequantized Q8_1 sums (f16 s) and the f16 scales make the
+		 * dequantized product differ a little from the integer one */
+		if (fabs(got - want) > 1e-4 * c.S)
+			fail_msg("%s: ref dot %.9g, dequantized dot %.9g", tname(types[ti]), got, want);
+		dot_case_free(&c);
+	}
+}
+
+/* One deliberately corrupted block in the weights given to the SIMD path
+ * must make the comparison fail, for every type, at the largest size. */
+static void test_corrupt_block_detected(void **state)
+{
+	(void)state;
+	enum kern_isa isa = kern_isa_best();
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct dot_case c;
+		struct kern_traits t;
+		assert_int_equal(kern_traits_get(types[ti], isa, &t), 0);
+		dot_case_make(&c, types[ti], 11008, 4242 + ti);
+		uint8_t *bad = malloc(c.w_row);
+		memcpy(bad, c.wq, c.w_row);
+		/* block 5: every byte replaced (scales, codes) */
+		size_t bb = t.block_size == 1 ? 64 : t.block_bytes;
+		memset(bad + 5 * bb, 0x77, bb);
+		double ref = c.ref.vec_dot(c.n, c.wq, c.aq);
+		double good = t.vec_dot(c.n, c.wq, c.aq);
+		double corrupt = t.vec_dot(c.n, bad, c.aq);
+		assert_true(dot_close(ref, good, c.S, c.n, NULL));
+		if (dot_close(ref, corrupt, c.S, c.n, NULL))
+			fail_msg("%s: a corrupted block was not detected (ref %.9g, got %.9g)",
+				 tname(types[ti]), ref, corrupt);
+		free(bad);
+		dot_case_free(&c);
+	}
+}
+
+/* dequantize(quantize(x)) relative RMS error per type, x ~ N(0, 1).  The
+ * bounds are ~1.2× what the formats give (each extra bit halves the error;
+ * K-quants with a min do better than their bit count suggests). */
+static void test_roundtrip_rmse(void **state)
+{
+	static const struct {
+		uint32_t type;
+		double max_rel_rmse;
+	} bounds[] = {
+		{ GGUF_TYPE_F32, 0 },       { GGUF_TYPE_F16, 4e-4 },    { GGUF_TYPE_BF16, 3e-3 },
+		{ GGUF_TYPE_Q8_0, 0.0075 }, { GGUF_TYPE_Q6_K, 0.022 },  { GGUF_TYPE_Q5_0, 0.05 },
+		{ GGUF_TYPE_Q5_1, 0.045 },  { GGUF_TYPE_Q5_K, 0.04 },   { GGUF_TYPE_Q4_0, 0.11 },
+		{ GGUF_TYPE_Q4_1, 0.095 },  { GGUF_TYPE_Q4_K, 0.085 },  { GGUF_TYPE_Q3_K, 0.19 },
+		{ GGUF_TYPE_Q2_K, 0.40 },
+	};
+	const int64_t n = 8192;
+	float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+	void *q = malloc(n * 4);
+	(void)state;
+	fill_normal(x, n, 99, 1.0f);
+	for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+		double se = 0, ss = 0;
+		assert_int_equal(kern_quantize(bounds[i].type, x, q, n, NULL), 0);
+		assert_int_equal(kern_dequantize(bounds[i].type, q, y, n, NULL), 0);
+		for (int64_t j = 0; j < n; j++) {
+			se += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+			ss += (double)x[j] * x[j];
+		}
+		double rel = sqrt(se / ss);
+		print_message("  %-5s relative RMSE %.5f (bound %.4f)\n", tname(bounds[i].type), rel,
+			      bounds[i].max_rel_rmse);
+		assert_true(rel <= bounds[i].max_rel_rmse);
+	}
+	free(x);
+	free(y);
+	free(q);
+}
+
+/* matvec and matmul, threaded, against per-row reference dots. */
+static void test_matvec_matmul(void **state)
+{
+	struct dm_pool *pool;
+	const int64_t rows = 67, n = 512, ntok = 11;
+	(void)state;
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct kern_traits r;
+		assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &r), 0);
+		size_t wr = kern_row_bytes(types[ti], n), ar = kern_act_row_bytes(types[ti], n);
+		float *wf = malloc((size_t)(rows * n) * sizeof(float));
+		float *x = malloc((size_t)(ntok * n) * sizeof(float));
+		uint8_t *w = malloc(wr * (size_t)rows), *a = malloc(ar);
+		float *y = malloc((size_t)(ntok * rows) * sizeof(float));
+		fill_normal(wf, rows * n, 5 + ti, 0.02f);
+		fill_normal(x, ntok * n, 6 + ti, 1.0f);
+		for (int64_t i = 0; i < rows; i++)
+			r.from_float(wf + i * n, w + (size_t)i * wr, n);
+		for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+			if (!kern_isa_supported((enum kern_isa)isa))
+				continue;
+			assert_int_equal(kern_matmul(pool, (enum kern_isa)isa, types[ti], w, rows, n, x,
+						     ntok, y, NULL),
+					 0);
+			for (int64_t t = 0; t < ntok; t++) {
+				r.act_from_float(x + t * n, a, n);
+				for (int64_t i = 0; i < rows; i++) {
+					double ref = r.vec_dot(n, w + (size_t)i * wr, a);
+					/* |w| <= 0.1, |x| <= 5: S <= 0.5·n */
+					assert_true(dot_close(ref, y[t * rows + i], 0.5 * n, n, NULL));
+				}
+			}
+			assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, types[ti], w, rows, n, x,
+						     y, NULL),
+					 0);
+			r.act_from_float(x, a, n);
+			for (int64_t i = 0; i < rows; i++)
+				assert_true(dot_close(r.vec_dot(n, w + (size_t)i * wr, a), y[i], 0.5 * n, n,
+						      NULL));
+		}
+		free(wf);
+		free(x);
+		free(w);
+		free(a);
+		free(y);
+	}
+	/* errors: misaligned n, unknown type */
+	struct dm_err e;
+	float v[64] = { 0 }, o[2];
+	assert_int_equal(kern_matvec(NULL, KERN_ISA_REF, GGUF_TYPE_Q4_0, v, 1, 40, v, o, &e),
+			 DM_EINVAL);
+	assert_int_equal(kern_matvec(NULL, KERN_ISA_REF, GGUF_TYPE_IQ2_XS, v, 1, 256, v, o, &e),
+			 DM_EUNSUPPORTED);
+	dm_pool_free(pool);
+}
+
+/* SIMD matmul results are the same for 1, 2 and 3 threads (bit for bit:
+ * each output is computed by exactly one thread in a fixed order). */
+static void test_matmul_threads_identical(void **state)
+{
+	const int64_t rows = 96, n = 1024, ntok = 9;
+	enum kern_isa isa = kern_isa_best();
+	float *wf = malloc((size_t)(rows * n) * sizeof(float));
+	float *x = malloc((size_t)(ntok * n) * sizeof(float));
+	float *y1 = malloc((size_t)(ntok * rows) * sizeof(float));
+	float *y2 = malloc((size_t)(ntok * rows) * sizeof(float));
+	size_t wr = kern_row_bytes(GGUF_TYPE_Q4_K, n);
+	uint8_t *w = malloc(wr * rows);
+	(void)state;
+	fill_normal(wf, rows * n, 11, 0.02f);
+	fill_normal(x, ntok * n, 12, 1.0f);
+	assert_int_equal(kern_quantize(GGUF_TYPE_Q4_K, wf, w, rows * n, NULL), 0);
+	assert_int_equal(kern_matmul(NULL, isa, GGUF_TYPE_Q4_K, w, rows, n, x, ntok, y1, NULL), 0);
+	for (int nt = 2; nt <= 3; nt++) {
+		struct dm_pool *p;
+		assert_int_equal(dm_pool_init(&p, nt, NULL), 0);
+		assert_int_equal(kern_matmul(p, isa, GGUF_TYPE_Q4_K, w, rows, n, x, ntok, y2, NULL), 0);
+		assert_memory_equal(y1, y2, (size_t)(ntok * rows) * sizeof(float));
+		dm_pool_free(p);
+	}
+	free(wf);
+	free(x);
+	free(y1);
+	free(y2);
+	free(w);
+}
+
+static void test_isa_selection(void **state)
+{
+	(void)state;
+	assert_true(kern_isa_supported(KERN_ISA_REF));
+	assert_int_equal(kern_isa_from_name("avx2"), KERN_ISA_AVX2);
+	assert_int_equal(kern_isa_from_name("nope"), -1);
+	setenv("DORMANT_ISA", "ref", 1);
+	assert_int_equal(kern_isa_best(), KERN_ISA_REF);
+	setenv("DORMANT_ISA", "avx512", 1);
+	enum kern_isa b = kern_isa_best();
+	assert_true(kern_isa_supported(b));
+	unsetenv("DORMANT_ISA");
+	assert_int_equal(kern_isa_best(), b); /* the best the CPU has */
+	print_message("  best ISA here: %s\n", kern_isa_name(b));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_simd_vs_ref),
+		cmocka_unit_test(test_ref_dot_vs_dequant),
+		cmocka_unit_test(test_corrupt_block_detected),
+		cmocka_unit_test(test_roundtrip_rmse),
+		cmocka_unit_test(test_matvec_matmul),
+		cmocka_unit_test(test_matmul_threads_identical),
+		cmocka_unit_test(test_isa_selection),
+	};
+	return cmocka_run_group_tests_name("kern", tests, NULL, NULL);
+}
