@@ -88,6 +88,7 @@ static const struct {
 } commands[] = {
 	{ "info", cli_info, "info FILE [--json] [--full]   show a GGUF file's header, metadata and tensors" },
 	{ "synth", cli_synth, "synth [--preset tiny|110m|1b] [--type T] [--seed S] -o FILE   write a synthetic llama model" },
+	{ "bench", cli_bench, "bench kernels [--threads N] [--runs R] [--isa ref|avx2|avx512] [--types T,...]   kernel throughput vs memory bandwidth" },
 };
 
 static void usage(FILE *f)

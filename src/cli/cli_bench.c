@@ -1,0 +1,236 @@
+/*
+ * cli/bench — `dormant bench SCENARIO [options]`: benchmarks (never tests).
+ *
+ * Scenario `kernels` [--threads N (2)] [--runs R (7)] [--isa ref|avx2|avx512]
+ * [--types Q4_0,Q4_K,...]: per weight type, on N threads,
+ *   - matvec GB/s: y = W·x over 4096×11008 matrices, rotating through
+ *     enough copies that the weights in flight exceed 4× the L3 cache, so
+ *     every call streams its weights from memory (as decoding does);
+ *   - matmul GFLOP/s: 128 tokens through one 4096×11008 matrix (prefill);
+ * and the machine's memory read bandwidth measured in the same run
+ * (STREAM-like: N threads summing a 1 GiB buffer), with matvec's share of
+ * it.  Every figure is the median of R runs.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/pool.h"
+#include "base/rng.h"
+#include "cli/cli.h"
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+
+#define MV_ROWS 11008
+#define MV_COLS 4096
+#define MM_TOK 128
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct bw_job {
+	const uint64_t *p;
+	size_t n;
+	uint64_t sums[64];
+};
+
+static void bw_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	struct bw_job *j = arg;
+	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+	for (int64_t i = b; i < e; i += 4) {
+		s0 += j->p[i];
+		s1 += j->p[i + 1];
+		s2 += j->p[i + 2];
+		s3 += j->p[i + 3];
+	}
+	j->sums[thread & 63] += s0 ^ s1 ^ s2 ^ s3;
+}
+
+/* Read bandwidth in GB/s (median of runs): the pool's threads sum a 1 GiB
+ * buffer in 1 MiB chunks. */
+static double bench_bandwidth(struct dm_pool *pool, int runs)
+{
+	size_t bytes = (size_t)1 << 30, n = bytes / 8;
+	uint64_t *p = malloc(bytes);
+	double t[64];
+	struct bw_job j = { p, n, { 0 } };
+
+	if (!p)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		p[i] = i * 0x9E3779B97F4A7C15ull;
+	for (int r = 0; r < runs; r++) {
+		double t0 = now_s();
+		dm_pool_run(pool, (int64_t)n, (int64_t)1 << 17, bw_task, &j);
+		t[r] = (double)bytes / (now_s() - t0) / 1e9;
+	}
+	free(p);
+	return median(t, runs);
+}
+
+/* `count` copies of a rows × n matrix of `type`, made from a quantized
+ * 256-row seed (quantizing 45M weights with the reference K-quant search
+ * would dominate the run). */
+static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t n, int count, size_t *mat_bytes)
+{
+	size_t rb = kern_row_bytes(type, n), seed_rows = 256;
+	size_t total = rb * (size_t)rows;
+	float *x = malloc((size_t)n * sizeof *x);
+	uint8_t *w = malloc(total * (size_t)count);
+	struct dm_rng r;
+
+	if (!x || !w) {
+		free(x);
+		free(w);
+		return NULL;
+	}
+	dm_rng_seed(&r, 1234);
+	for (size_t i = 0; i < seed_rows; i++) {
+		for (int64_t j = 0; j < n; j++)
+			x[j] = (float)(0.02 * dm_rng_normal(&r));
+		kern_quantize(type, x, w + i * rb, n, NULL);
+	}
+	for (size_t off = seed_rows * rb; off < total * (size_t)count; off += seed_rows * rb) {
+		size_t c = seed_rows * rb;
+		if (off + c > total * (size_t)count)
+			c = total * (size_t)count - off;
+		memcpy(w + off, w, c);
+	}
+	free(x);
+	*mat_bytes = total;
+	return w;
+}
+
+static int bench_kernels(int argc, char **argv)
+{
+	int threads = 2, runs = 7, isa_req = -1;
+	const char *type_list = "F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K";
+	struct dm_pool *pool;
+	struct dm_err err;
+	size_t l3 = 32u << 20;
+
+	for (int i = 1; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			return cli_fail("bench: %s needs a value", argv[i]), 2;
+		if (!strcmp(argv[i], "--threads"))
+			threads = atoi(v);
+		else if (!strcmp(argv[i], "--runs"))
+			runs = atoi(v);
+		else if (!strcmp(argv[i], "--types"))
+			type_list = v;
+		else if (!strcmp(argv[i], "--isa")) {
+			if ((isa_req = kern_isa_from_name(v)) < 0)
+				return cli_fail("bench: unknown ISA '%s'", v), 2;
+		} else
+			return cli_fail("bench: unknown option '%s'", argv[i]), 2;
+		i++;
+	}
+	if (runs < 1 || runs > 64 || threads < 1)
+		return cli_fail("bench: --runs 1..64, --threads >= 1"), 2;
+	enum kern_isa isa = isa_req >= 0 ? (enum kern_isa)isa_req : kern_isa_best();
+	if (!kern_isa_supported(isa))
+		return cli_fail("bench: this CPU cannot run %s", kern_isa_name(isa));
+	if (dm_pool_init(&pool, threads, &err))
+		return cli_fail("bench: %s", err.msg);
+	{
+		long c = sysconf(_SC_LEVEL3_CACHE_SIZE);
+		if (c > 0)
+			l3 = (size_t)c;
+	}
+	double bw = bench_bandwidth(pool, runs);
+	printf("dormant bench kernels: isa %s, %d threads, median of %d runs\n", kern_isa_name(isa),
+	       threads, runs);
+	printf("memory read bandwidth: %.1f GB/s (%d threads summing 1 GiB)\n", bw, threads);
+	printf("matvec %dx%d (weights streamed from memory), matmul %d tokens x %dx%d\n", MV_ROWS,
+	       MV_COLS, MM_TOK, MV_ROWS, MV_COLS);
+	printf("%-6s %12s %10s %8s %14s\n", "type", "matvec ms", "GB/s", "of bw", "matmul GFLOP/s");
+
+	char *list = strdup(type_list);
+	for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+		int type = gguf_type_from_name(tok);
+		struct kern_traits tr;
+		if (type < 0 || kern_traits_get((uint32_t)type, isa, &tr)) {
+			printf("%-6s unsupported\n", tok);
+			continue;
+		}
+		size_t mat;
+		uint8_t *w0 = make_weights((uint32_t)type, MV_ROWS, MV_COLS, 1, &mat);
+		if (!w0)
+			return cli_fail("bench: out of memory");
+		int copies = (int)((4 * l3 + mat - 1) / mat);
+		if (copies < 2)
+			copies = 2;
+		free(w0);
+		uint8_t *w = make_weights((uint32_t)type, MV_ROWS, MV_COLS, copies, &mat);
+		float *x = malloc((size_t)MM_TOK * MV_COLS * sizeof *x);
+		float *y = malloc((size_t)MM_TOK * MV_ROWS * sizeof *y);
+		double tv[64], tm[64];
+		struct dm_rng r;
+		if (!w || !x || !y)
+			return cli_fail("bench: out of memory");
+		dm_rng_seed(&r, 5);
+		for (size_t i = 0; i < (size_t)MM_TOK * MV_COLS; i++)
+			x[i] = (float)dm_rng_normal(&r);
+		/* matvec: each run = one pass over all copies, timed per call */
+		for (int k = 0; k < copies; k++) /* warm-up: page in */
+			kern_matvec(pool, isa, (uint32_t)type, w + (size_t)k * mat, MV_ROWS, MV_COLS, x, y,
+				    NULL);
+		for (int rn = 0; rn < runs; rn++) {
+			double t0 = now_s();
+			for (int k = 0; k < copies; k++)
+				kern_matvec(pool, isa, (uint32_t)type, w + (size_t)k * mat, MV_ROWS,
+					    MV_COLS, x, y, NULL);
+			tv[rn] = (now_s() - t0) / copies;
+		}
+		kern_matmul(pool, isa, (uint32_t)type, w, MV_ROWS, MV_COLS, x, MM_TOK, y, NULL);
+		for (int rn = 0; rn < runs; rn++) {
+			double t0 = now_s();
+			kern_matmul(pool, isa, (uint32_t)type, w, MV_ROWS, MV_COLS, x, MM_TOK, y, NULL);
+			tm[rn] = now_s() - t0;
+		}
+		double mv = median(tv, runs), mm = median(tm, runs);
+		double gbs = (double)mat / mv / 1e9;
+		double gflops = 2.0 * MV_ROWS * MV_COLS * MM_TOK / mm / 1e9;
+		printf("%-6s %12.3f %10.1f %7.0f%% %14.1f\n", tok, mv * 1e3, gbs, 100 * gbs / bw,
+		       gflops);
+		fflush(stdout);
+		free(w);
+		free(x);
+		free(y);
+	}
+	free(list);
+	dm_pool_free(pool);
+	return 0;
+}
+
+int cli_bench(int argc, char **argv)
+{
+	if (argc < 2)
+		return cli_fail("usage: dormant bench kernels [--threads N] [--runs R] [--isa I] "
+				"[--types T,...]"),
+		       2;
+	if (!strcmp(argv[1], "kernels"))
+		return bench_kernels(argc - 1, argv + 1);
+	return cli_fail("bench: unknown scenario '%s' (kernels)", argv[1]), 2;
+}
