@@ -126,3 +126,9 @@ deps:
 demo: $(BIN)
 	$(BIN) synth --preset tiny --type F16 --seed 1 -o $(BUILD)/demo-tiny.gguf
 	$(BIN) info $(BUILD)/demo-tiny.gguf
+
+# Kernel throughput: matvec GB/s against the measured memory read bandwidth
+# and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.
+.PHONY: bench-kernels
+bench-kernels: $(BIN)
+	$(BIN) bench kernels --threads 2 --runs 7
