@@ -1,0 +1,29 @@
+/*
+ * base/mem — big allocations that go back to the OS when freed, and
+ * process memory figures from /proc.
+ *
+ * A loaded model's KV cache and scratch buffers are mapped anonymously
+ * (never from the malloc heap) so that unmapping them returns every page at
+ * once: the point of dormant is to give memory back, to the byte.
+ */
+#ifndef DM_BASE_MEM_H
+#define DM_BASE_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Zero-filled anonymous mapping of n bytes (n > 0), or NULL. */
+void *dm_mem_map(size_t n);
+/* Unmaps what dm_mem_map returned; NULL is a no-op. */
+void dm_mem_unmap(void *p, size_t n);
+
+/* Process memory from /proc/self/status, in bytes (0 when unreadable). */
+struct dm_mem_usage {
+	uint64_t rss;      /* VmRSS */
+	uint64_t rss_anon; /* RssAnon */
+	uint64_t rss_file; /* RssFile */
+	uint64_t rss_peak; /* VmHWM */
+};
+int dm_mem_usage(struct dm_mem_usage *out);
+
+#endif

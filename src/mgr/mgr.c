@@ -1,0 +1,754 @@
+/*
+ * mgr/mgr — the lifecycle state machine (see mgr.h for the invariants).
+ *
+ * One mutex guards every model's state; one condition variable is
+ * broadcast on every change (load done, lease released, unload done), and
+ * waiters re-check their own condition.  Backend calls (load, warm-up,
+ * unload) happen with the mutex released, the model marked LOADING or
+ * UNLOADING so nobody else touches it meanwhile.
+ */
+#include "mgr/mgr.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/mem.h"
+
+struct mmodel {
+	struct mgr_model_cfg cfg;
+	enum mgr_state state;
+	bool in_use;
+	uint32_t queued;
+	struct mgr_loaded loaded;
+	uint64_t est_bytes;
+	uint64_t last_used_ms;
+	int64_t expires_ms; /* -1: none */
+	int64_t lease_keep_alive_ms;
+	uint64_t load_count, unload_count, evict_count;
+	double last_load_s;
+	struct mgr_progress prog;
+	char last_error[DM_ERR_MSG_MAX];
+};
+
+struct mgr {
+	struct mgr_cfg cfg;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct mmodel **models;
+	size_t n, cap;
+	pthread_t reaper;
+	bool reaper_started, stop;
+};
+
+struct mgr_lease {
+	struct mgr *m;
+	struct mmodel *mm;
+	bool cold;
+	double load_s;
+	char reason[DM_ERR_MSG_MAX];
+};
+
+const char *mgr_state_name(enum mgr_state s)
+{
+	static const char *n[] = { "dormant", "loading", "ready", "unloading", "failed" };
+	return (unsigned)s < 5 ? n[s] : "?";
+}
+
+const char *mgr_role_name(enum mgr_role r)
+{
+	static const char *n[] = { "generate", "embed", "rerank" };
+	return (unsigned)r < 3 ? n[r] : "?";
+}
+
+const char *mgr_mode_name(enum mgr_load_mode md)
+{
+	static const char *n[] = { "mmap", "read", "mlock", "prefetch" };
+	return (unsigned)md < 4 ? n[md] : "?";
+}
+
+void mgr_model_cfg_default(struct mgr_model_cfg *c)
+{
+	memset(c, 0, sizeof *c);
+	c->role = MGR_ROLE_GENERATE;
+	c->load = MGR_LAZY;
+	c->keep_alive_ms = 5 * 60 * 1000;
+	c->allow_override = true;
+	c->mode = MGR_MODE_MMAP;
+	c->quantize_on_load = -1;
+	c->warmup = -1;
+}
+
+static uint64_t real_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t mgr_now_ms(struct mgr *m)
+{
+	return m->cfg.now_ms ? m->cfg.now_ms(m->cfg.clock_ud) : real_ms();
+}
+
+static double real_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Waits on the condition until woken or `until` (CLOCK_REALTIME deadline of
+ * pthread_cond_timedwait, here built from a monotonic budget). */
+static int wait_until(struct mgr *m, const struct timespec *deadline)
+{
+	return pthread_cond_timedwait(&m->cv, &m->mu, deadline);
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static struct mmodel *find(struct mgr *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (!strcmp(m->models[i]->cfg.name, name))
+			return m->models[i];
+	return NULL;
+}
+
+static void *reaper_main(void *arg);
+
+int mgr_init(struct mgr **out, const struct mgr_cfg *cfg, struct dm_err *err)
+{
+	struct mgr *m = calloc(1, sizeof *m);
+	pthread_condattr_t ca;
+
+	*out = NULL;
+	if (!m)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	if (!cfg->backend.load || !cfg->backend.unload || !cfg->backend.estimate) {
+		free(m);
+		return dm_err_set(err, DM_EINVAL, "manager needs a backend with estimate, load and unload");
+	}
+	m->cfg = *cfg;
+	if (!m->cfg.max_queue)
+		m->cfg.max_queue = 16;
+	if (m->cfg.queue_timeout_ms <= 0)
+		m->cfg.queue_timeout_ms = 60000;
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (!cfg->no_reaper) {
+		if (pthread_create(&m->reaper, NULL, reaper_main, m) != 0) {
+			mgr_free(m);
+			return dm_err_set(err, DM_ENOMEM, "cannot start the keep-alive thread");
+		}
+		m->reaper_started = true;
+	}
+	*out = m;
+	return 0;
+}
+
+int mgr_add(struct mgr *m, const struct mgr_model_cfg *c, struct dm_err *err)
+{
+	struct mmodel *mm;
+	int rc = 0;
+
+	if (!c->name[0] || strchr(c->name, '/') || strchr(c->name, '\\'))
+		return dm_err_set(err, DM_EINVAL, "bad model name '%s'", c->name);
+	pthread_mutex_lock(&m->mu);
+	if (find(m, c->name)) {
+		rc = dm_err_set(err, DM_EINVAL, "model '%s' is registered twice", c->name);
+		goto out;
+	}
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 8;
+		struct mmodel **nm = realloc(m->models, cap * sizeof *nm);
+		if (!nm) {
+			rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+			goto out;
+		}
+		m->models = nm;
+		m->cap = cap;
+	}
+	mm = calloc(1, sizeof *mm);
+	if (!mm) {
+		rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+		goto out;
+	}
+	mm->cfg = *c;
+	mm->state = MGR_DORMANT;
+	mm->expires_ms = -1;
+	m->models[m->n++] = mm;
+out:
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+/* ---- budget ---- */
+
+static bool holds_memory(const struct mmodel *x)
+{
+	return x->state == MGR_LOADING || x->state == MGR_READY || x->state == MGR_UNLOADING;
+}
+
+static uint64_t held_bytes(const struct mmodel *x)
+{
+	return x->state == MGR_READY && x->loaded.bytes ? x->loaded.bytes : x->est_bytes;
+}
+
+static void usage(struct mgr *m, const struct mmodel *skip, uint64_t *bytes, uint32_t *count)
+{
+	*bytes = 0;
+	*count = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct mmodel *x = m->models[i];
+		if (x == skip || !holds_memory(x))
+			continue;
+		*bytes += held_bytes(x);
+		(*count)++;
+	}
+}
+
+static bool fits(struct mgr *m, const struct mmodel *mm)
+{
+	uint64_t b;
+	uint32_t c;
+	usage(m, mm, &b, &c);
+	return (!m->cfg.max_ram || b + mm->est_bytes <= m->cfg.max_ram) &&
+	       (!m->cfg.max_loaded_models || c + 1 <= m->cfg.max_loaded_models);
+}
+
+/* Unloads x (READY, idle) with the mutex released meanwhile. */
+static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
+{
+	struct mgr_loaded l = x->loaded;
+	x->state = MGR_UNLOADING;
+	pthread_mutex_unlock(&m->mu);
+	m->cfg.backend.unload(m->cfg.backend.ud, &l);
+	pthread_mutex_lock(&m->mu);
+	memset(&x->loaded, 0, sizeof x->loaded);
+	x->state = MGR_DORMANT;
+	x->expires_ms = -1;
+	x->unload_count++;
+	if (evict)
+		x->evict_count++;
+	pthread_cond_broadcast(&m->cv);
+}
+
+/* Least recently used idle model other than mm, or NULL. */
+static struct mmodel *lru_idle(struct mgr *m, const struct mmodel *mm)
+{
+	struct mmodel *best = NULL;
+	for (size_t i = 0; i < m->n; i++) {
+		struct mmodel *x = m->models[i];
+		if (x == mm || x->state != MGR_READY || x->in_use || x->queued)
+			continue;
+		if (!best || x->last_used_ms < best->last_used_ms)
+			best = x;
+	}
+	return best;
+}
+
+static bool others_busy(struct mgr *m, const struct mmodel *mm)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const struct mmodel *x = m->models[i];
+		if (x != mm && holds_memory(x) && (x->in_use || x->queued || x->state != MGR_READY))
+			return true;
+	}
+	return false;
+}
+
+static void human(char *buf, size_t cap, uint64_t b)
+{
+	snprintf(buf, cap, "%.1f MiB", (double)b / 1048576.0);
+}
+
+/* Makes room for mm: evicts idle models (LRU), or waits for busy ones.
+ * Called and returns with the mutex held. */
+static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *deadline,
+		     const atomic_int *cancel, struct dm_err *err)
+{
+	char need[32], have[32];
+
+	if (m->cfg.max_ram && mm->est_bytes > m->cfg.max_ram) {
+		human(need, sizeof need, mm->est_bytes);
+		human(have, sizeof have, m->cfg.max_ram);
+		return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
+				  need, have, mm->cfg.name);
+	}
+	while (!fits(m, mm)) {
+		struct mmodel *v = lru_idle(m, mm);
+		if (v) {
+			unload_locked(m, v, true);
+			continue;
+		}
+		if (!others_busy(m, mm)) {
+			uint64_t b;
+			uint32_t c;
+			usage(m, mm, &b, &c);
+			human(need, sizeof need, mm->est_bytes);
+			human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
+			return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s for model '%s'",
+					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name);
+		}
+		if (cancel && atomic_load(cancel))
+			return dm_err_set(err, DM_ECANCELED, "cancelled while waiting for memory");
+		{
+			struct timespec slice;
+			deadline_in(&slice, cancel ? 20 : 1000);
+			if (before(deadline, &slice))
+				slice = *deadline;
+			if (wait_until(m, &slice) == ETIMEDOUT) {
+				struct timespec now;
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				if (!before(&now, deadline)) {
+					human(need, sizeof need, mm->est_bytes);
+					return dm_err_set(err, DM_ETIMEDOUT,
+							  "timed out waiting for memory for model '%s' (need %s; models in use)",
+							  mm->cfg.name, need);
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- acquire / release ---- */
+
+static int64_t effective_keep_alive(struct mgr *m, const struct mmodel *mm,
+				    const struct mgr_acquire_opts *o)
+{
+	int64_t ka = mm->cfg.keep_alive_ms;
+	if (o && o->has_keep_alive && mm->cfg.allow_override) {
+		ka = o->keep_alive_ms < 0 ? MGR_KEEP_FOREVER : o->keep_alive_ms;
+		if (ka != MGR_KEEP_FOREVER && ka < m->cfg.keep_alive_min_ms)
+			ka = m->cfg.keep_alive_min_ms;
+		if (m->cfg.keep_alive_max_ms >= 0 && m->cfg.keep_alive_max_ms > 0 &&
+		    (ka == MGR_KEEP_FOREVER || ka > m->cfg.keep_alive_max_ms))
+			ka = m->cfg.keep_alive_max_ms;
+	}
+	return ka;
+}
+
+static int new_lease(struct mgr *m, struct mmodel *mm, bool cold, double load_s,
+		     const struct mgr_acquire_opts *o, struct mgr_lease **out, struct dm_err *err)
+{
+	struct mgr_lease *l = calloc(1, sizeof *l);
+	if (!l)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	l->m = m;
+	l->mm = mm;
+	l->cold = cold;
+	l->load_s = load_s;
+	mm->in_use = true;
+	mm->expires_ms = -1;
+	mm->lease_keep_alive_ms = effective_keep_alive(m, mm, o);
+	*out = l;
+	return 0;
+}
+
+/* Loads mm (DORMANT or FAILED) as the single loader.  Mutex held on entry
+ * and exit.  On success the caller holds the first lease. */
+static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquire_opts *o,
+		       const struct timespec *deadline, struct mgr_lease **out, struct dm_err *err)
+{
+	const struct mgr_backend *be = &m->cfg.backend;
+	struct mgr_loaded l = { 0 };
+	bool warm;
+	double t0;
+	int rc;
+
+	/* LOADING from here on, so that racing requests wait for this load
+	 * instead of starting their own (single-flight) */
+	mm->state = MGR_LOADING;
+	pthread_mutex_unlock(&m->mu);
+	rc = be->estimate(be->ud, &mm->cfg, &mm->est_bytes, err);
+	pthread_mutex_lock(&m->mu);
+	if (rc)
+		goto failed;
+	if ((rc = make_room(m, mm, deadline, o ? o->cancel : NULL, err)))
+		goto failed;
+	atomic_store(&mm->prog.done, 0);
+	atomic_store(&mm->prog.total, 0);
+	warm = mm->cfg.warmup > 0 || (mm->cfg.warmup < 0 && mm->cfg.keep_alive_ms != 0);
+	pthread_mutex_unlock(&m->mu);
+	t0 = real_s();
+	rc = be->load(be->ud, &mm->cfg, &mm->prog, o ? o->cancel : NULL, &l, err);
+	if (!rc && warm && be->warmup && (rc = be->warmup(be->ud, &l, err)))
+		be->unload(be->ud, &l);
+	pthread_mutex_lock(&m->mu);
+	if (rc) {
+		memset(&mm->loaded, 0, sizeof mm->loaded);
+		goto failed;
+	}
+	mm->loaded = l;
+	mm->state = MGR_READY;
+	mm->load_count++;
+	mm->last_load_s = real_s() - t0;
+	mm->last_error[0] = '\0';
+	mm->last_used_ms = mgr_now_ms(m);
+	pthread_cond_broadcast(&m->cv);
+	return new_lease(m, mm, true, mm->last_load_s, o, out, err);
+failed:
+	mm->state = MGR_FAILED;
+	snprintf(mm->last_error, sizeof mm->last_error, "%s", err ? err->msg : "load failed");
+	pthread_cond_broadcast(&m->cv);
+	return rc ? rc : DM_EIO;
+}
+
+static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquire_opts *o,
+		       struct mgr_lease **out, struct dm_err *err)
+{
+	const atomic_int *cancel = o ? o->cancel : NULL;
+	struct timespec deadline;
+	bool queued = false;
+	int rc = 0;
+
+	deadline_in(&deadline, m->cfg.queue_timeout_ms);
+	for (;;) {
+		if (cancel && atomic_load(cancel)) {
+			rc = dm_err_set(err, DM_ECANCELED, "request for '%s' cancelled", mm->cfg.name);
+			break;
+		}
+		if (mm->state == MGR_READY && !mm->in_use) {
+			rc = new_lease(m, mm, false, 0, o, out, err);
+			break;
+		}
+		if (mm->state == MGR_DORMANT || mm->state == MGR_FAILED) {
+			if (queued) {
+				mm->queued--;
+				queued = false;
+			}
+			rc = load_locked(m, mm, o, &deadline, out, err);
+			break;
+		}
+		/* ready but busy, loading or unloading: wait in the queue */
+		if (!queued) {
+			if (mm->queued >= m->cfg.max_queue) {
+				rc = dm_err_set(err, DM_EBUSY, "model '%s' is busy: %u requests already waiting",
+						mm->cfg.name, mm->queued);
+				break;
+			}
+			mm->queued++;
+			queued = true;
+		}
+		{
+			struct timespec slice;
+			deadline_in(&slice, cancel ? 20 : 1000);
+			if (before(&deadline, &slice))
+				slice = deadline;
+			if (wait_until(m, &slice) == ETIMEDOUT) {
+				struct timespec now;
+				clock_gettime(CLOCK_MONOTONIC, &now);
+				if (!before(&now, &deadline)) {
+					rc = dm_err_set(err, DM_ETIMEDOUT, "timed out waiting for model '%s'",
+							mm->cfg.name);
+					break;
+				}
+			}
+		}
+	}
+	if (queued)
+		mm->queued--;
+	return rc;
+}
+
+int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
+		struct mgr_lease **out, struct dm_err *err)
+{
+	struct mmodel *mm;
+	int rc;
+
+	*out = NULL;
+	pthread_mutex_lock(&m->mu);
+	mm = find(m, name);
+	if (!mm) {
+		pthread_mutex_unlock(&m->mu);
+		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+	}
+	rc = acquire_one(m, mm, o, out, err);
+	if (rc && rc != DM_ECANCELED && rc != DM_EBUSY && m->cfg.enable_fallback &&
+	    !(o && o->no_fallback) && mm->cfg.fallbacks[0][0]) {
+		char reason[DM_ERR_MSG_MAX];
+		snprintf(reason, sizeof reason, "%s", err ? err->msg : "load failed");
+		for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
+			struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
+			struct mgr_acquire_opts fo = o ? *o : (struct mgr_acquire_opts){ 0 };
+			struct dm_err ferr;
+			fo.no_fallback = true;
+			if (!fb || fb == mm)
+				continue;
+			if (acquire_one(m, fb, &fo, out, &ferr) == 0) {
+				snprintf((*out)->reason, sizeof (*out)->reason, "%s", reason);
+				rc = 0;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+void *mgr_lease_handle(const struct mgr_lease *l)
+{
+	return l->mm->loaded.handle;
+}
+
+const char *mgr_lease_model(const struct mgr_lease *l)
+{
+	return l->mm->cfg.name;
+}
+
+const char *mgr_lease_fallback_reason(const struct mgr_lease *l)
+{
+	return l->reason;
+}
+
+bool mgr_lease_cold(const struct mgr_lease *l)
+{
+	return l->cold;
+}
+
+double mgr_lease_load_s(const struct mgr_lease *l)
+{
+	return l->load_s;
+}
+
+void mgr_release(struct mgr_lease *l)
+{
+	struct mgr *m;
+	struct mmodel *mm;
+
+	if (!l)
+		return;
+	m = l->m;
+	mm = l->mm;
+	pthread_mutex_lock(&m->mu);
+	mm->in_use = false;
+	mm->last_used_ms = mgr_now_ms(m);
+	if (mm->lease_keep_alive_ms == 0) {
+		if (!mm->queued)
+			unload_locked(m, mm, false);
+	} else if (mm->lease_keep_alive_ms < 0) {
+		mm->expires_ms = -1;
+	} else {
+		mm->expires_ms = (int64_t)mm->last_used_ms + mm->lease_keep_alive_ms;
+	}
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	free(l);
+}
+
+int mgr_load(struct mgr *m, const char *name, struct dm_err *err)
+{
+	struct mgr_lease *l;
+	struct mgr_acquire_opts o = { 0 };
+	struct mmodel *mm;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	mm = find(m, name);
+	if (mm && mm->cfg.keep_alive_ms == 0) {
+		/* an on-demand model loaded explicitly stays until its next
+		 * request ends or an explicit unload */
+		o.has_keep_alive = true;
+		o.keep_alive_ms = MGR_KEEP_FOREVER;
+	}
+	pthread_mutex_unlock(&m->mu);
+	if ((rc = mgr_acquire(m, name, &o, &l, err)))
+		return rc;
+	if (o.has_keep_alive)
+		l->mm->lease_keep_alive_ms = MGR_KEEP_FOREVER; /* not clamped: explicit */
+	mgr_release(l);
+	return 0;
+}
+
+int mgr_unload(struct mgr *m, const char *name, struct dm_err *err)
+{
+	struct mmodel *mm;
+	struct timespec deadline;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	mm = find(m, name);
+	if (!mm) {
+		pthread_mutex_unlock(&m->mu);
+		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+	}
+	deadline_in(&deadline, m->cfg.queue_timeout_ms);
+	for (;;) {
+		if (mm->state == MGR_READY && !mm->in_use) {
+			unload_locked(m, mm, false);
+			break;
+		}
+		if (mm->state == MGR_DORMANT || mm->state == MGR_FAILED)
+			break;
+		if (wait_until(m, &deadline) == ETIMEDOUT) {
+			rc = dm_err_set(err, DM_ETIMEDOUT, "timed out waiting for model '%s' to be idle", name);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+int mgr_tick(struct mgr *m)
+{
+	int n = 0;
+	bool again = true;
+
+	pthread_mutex_lock(&m->mu);
+	while (again) {
+		uint64_t now = mgr_now_ms(m);
+		again = false;
+		for (size_t i = 0; i < m->n; i++) {
+			struct mmodel *x = m->models[i];
+			if (x->state == MGR_READY && !x->in_use && !x->queued && x->expires_ms >= 0 &&
+			    (int64_t)now >= x->expires_ms) {
+				unload_locked(m, x, false);
+				n++;
+				again = true; /* the list may have changed while unlocked */
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return n;
+}
+
+static void *reaper_main(void *arg)
+{
+	struct mgr *m = arg;
+
+	pthread_mutex_lock(&m->mu);
+	while (!m->stop) {
+		int64_t next = -1;
+		uint64_t now = mgr_now_ms(m);
+		struct timespec dl;
+		for (size_t i = 0; i < m->n; i++) {
+			const struct mmodel *x = m->models[i];
+			if (x->state == MGR_READY && !x->in_use && x->expires_ms >= 0 &&
+			    (next < 0 || x->expires_ms < next))
+				next = x->expires_ms;
+		}
+		if (next >= 0 && (int64_t)now >= next) {
+			pthread_mutex_unlock(&m->mu);
+			mgr_tick(m);
+			pthread_mutex_lock(&m->mu);
+			continue;
+		}
+		/* sleep until the next expiry (or a change); an idle server with
+		 * nothing loaded sleeps without waking */
+		if (next < 0) {
+			pthread_cond_wait(&m->cv, &m->mu);
+		} else {
+			deadline_in(&dl, next - (int64_t)now);
+			wait_until(m, &dl);
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return NULL;
+}
+
+int mgr_start(struct mgr *m, struct dm_err *err)
+{
+	for (size_t i = 0;; i++) {
+		char name[MGR_NAME_MAX];
+		bool eager;
+		int rc;
+		pthread_mutex_lock(&m->mu);
+		if (i >= m->n) {
+			pthread_mutex_unlock(&m->mu);
+			return 0;
+		}
+		eager = m->models[i]->cfg.load == MGR_EAGER;
+		snprintf(name, sizeof name, "%s", m->models[i]->cfg.name);
+		pthread_mutex_unlock(&m->mu);
+		if (eager) {
+			struct mgr_lease *l;
+			if ((rc = mgr_acquire(m, name, NULL, &l, err)))
+				return rc;
+			mgr_release(l);
+		}
+	}
+}
+
+size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
+{
+	size_t n;
+	pthread_mutex_lock(&m->mu);
+	n = m->n;
+	for (size_t i = 0; i < n && i < cap; i++) {
+		const struct mmodel *x = m->models[i];
+		struct mgr_model_status *s = &out[i];
+		memset(s, 0, sizeof *s);
+		snprintf(s->name, sizeof s->name, "%s", x->cfg.name);
+		snprintf(s->path, sizeof s->path, "%s", x->cfg.path);
+		s->state = x->state;
+		s->role = x->cfg.role;
+		s->load = x->cfg.load;
+		s->mode = x->cfg.mode;
+		s->keep_alive_ms = x->cfg.keep_alive_ms;
+		s->in_use = x->in_use;
+		s->queued = x->queued;
+		s->est_bytes = x->est_bytes;
+		s->bytes = x->state == MGR_READY ? x->loaded.bytes : 0;
+		s->load_count = x->load_count;
+		s->unload_count = x->unload_count;
+		s->evict_count = x->evict_count;
+		s->last_load_s = x->last_load_s;
+		s->expires_ms = x->state == MGR_READY && !x->in_use ? x->expires_ms : -1;
+		s->progress_done = atomic_load(&x->prog.done);
+		s->progress_total = atomic_load(&x->prog.total);
+		snprintf(s->last_error, sizeof s->last_error, "%s", x->last_error);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return n;
+}
+
+void mgr_free(struct mgr *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->stop = true;
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	if (m->reaper_started)
+		pthread_join(m->reaper, NULL);
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; i < m->n; i++) {
+		struct mmodel *x = m->models[i];
+		while (x->in_use || x->state == MGR_LOADING || x->state == MGR_UNLOADING)
+			pthread_cond_wait(&m->cv, &m->mu);
+		if (x->state == MGR_READY)
+			unload_locked(m, x, false);
+	}
+	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < m->n; i++)
+		free(m->models[i]);
+	free(m->models);
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}

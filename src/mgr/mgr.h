@@ -1,0 +1,172 @@
+/*
+ * mgr — the model lifecycle manager: which models are in memory, when they
+ * load and when they go.
+ *
+ * Each registered model moves through
+ *     dormant → loading → ready → unloading → dormant      (and failed)
+ * Requests take a lease (mgr_acquire) and give it back (mgr_release).
+ * Invariants, all under one mutex:
+ *   - a model is loaded by exactly one thread however many requests race for
+ *     it (single-flight); the others wait for that load;
+ *   - a model with a lease (in use) is never unloaded or evicted;
+ *   - a model serves one lease at a time (one KV cache); other requests for
+ *     it wait in a bounded queue (max_queue), beyond which they get DM_EBUSY;
+ *   - keep-alive timers start when the last lease ends;
+ *   - before a load, the estimated cost must fit the budget (max_ram,
+ *     max_loaded_models); idle models are evicted least recently used first;
+ *     if only busy models stand in the way the request waits (bounded by
+ *     queue_timeout_ms); if the model can never fit: DM_ENOSPC
+ *     "insufficient memory: need X, have Y".
+ *   - a failed load leaves nothing allocated; the model is `failed` with its
+ *     error kept, and the next request retries.
+ * Loading, warm-up and unloading run outside the mutex.
+ *
+ * The work of loading is done by a backend (struct mgr_backend): the real
+ * one (mgr_backend_engine) maps GGUF files and builds the engine; tests use
+ * fakes.  Time comes from a clock callback so keep-alive can be tested
+ * without sleeping.
+ */
+#ifndef DM_MGR_H
+#define DM_MGR_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+
+#define MGR_NAME_MAX 64
+#define MGR_PATH_MAX 1024
+#define MGR_MAX_FALLBACKS 4
+#define MGR_KEEP_FOREVER (-1)
+
+enum mgr_state { MGR_DORMANT, MGR_LOADING, MGR_READY, MGR_UNLOADING, MGR_FAILED };
+enum mgr_role { MGR_ROLE_GENERATE, MGR_ROLE_EMBED, MGR_ROLE_RERANK };
+enum mgr_load_policy { MGR_LAZY, MGR_EAGER };
+enum mgr_load_mode { MGR_MODE_MMAP, MGR_MODE_READ, MGR_MODE_MLOCK, MGR_MODE_PREFETCH };
+
+const char *mgr_state_name(enum mgr_state s);
+const char *mgr_role_name(enum mgr_role r);
+const char *mgr_mode_name(enum mgr_load_mode m);
+
+struct mgr_model_cfg {
+	char name[MGR_NAME_MAX];
+	char path[MGR_PATH_MAX];
+	enum mgr_role role;
+	enum mgr_load_policy load;
+	int64_t keep_alive_ms;     /* 0: unload when the request ends; MGR_KEEP_FOREVER */
+	bool allow_override;       /* requests may set keep_alive */
+	enum mgr_load_mode mode;
+	int32_t quantize_on_load;  /* -1: off, else a GGUF_TYPE_* (Q8_0, Q4_0, Q4_K) */
+	int warmup;                /* -1: default (on unless keep_alive is 0), 0, 1 */
+	int32_t n_ctx, n_batch;    /* 0: defaults */
+	int n_threads;             /* 0: physical cores */
+	char fallbacks[MGR_MAX_FALLBACKS][MGR_NAME_MAX]; /* "" ends the list */
+};
+
+/* Defaults: lazy, keep_alive 5 min, overrides allowed, mmap, no quantize,
+ * warm-up default, engine defaults. */
+void mgr_model_cfg_default(struct mgr_model_cfg *c);
+
+/* What a backend hands back for a loaded model. */
+struct mgr_loaded {
+	void *handle;          /* backend's object (the engine for the real one) */
+	uint64_t bytes;        /* memory the backend measured it holds */
+};
+
+struct mgr_progress {
+	atomic_uint_least64_t done, total; /* bytes mapped/read/quantized */
+};
+
+struct mgr_backend {
+	void *ud;
+	/* Bytes a load of cfg will hold (weights as loaded + KV + scratch). */
+	int (*estimate)(void *ud, const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err);
+	/* Loads; must leave nothing allocated on failure.  cancel is polled. */
+	int (*load)(void *ud, const struct mgr_model_cfg *cfg, struct mgr_progress *prog,
+		    const atomic_int *cancel, struct mgr_loaded *out, struct dm_err *err);
+	/* One short forward pass so the KV cache and scratch pages are touched. */
+	int (*warmup)(void *ud, struct mgr_loaded *l, struct dm_err *err);
+	void (*unload)(void *ud, struct mgr_loaded *l);
+};
+
+struct mgr_cfg {
+	uint32_t max_loaded_models; /* 0: no limit */
+	uint64_t max_ram;           /* bytes; 0: no limit */
+	int64_t keep_alive_min_ms, keep_alive_max_ms; /* clamp for request overrides; max < 0: none */
+	uint32_t max_queue;         /* waiting requests per model; 0: 16 */
+	int64_t queue_timeout_ms;   /* how long a request may wait; 0: 60 s */
+	bool enable_fallback;
+	struct mgr_backend backend;
+	uint64_t (*now_ms)(void *ud); /* NULL: CLOCK_MONOTONIC */
+	void *clock_ud;
+	bool no_reaper;             /* don't start the keep-alive thread (tests call mgr_tick) */
+};
+
+struct mgr;
+struct mgr_lease;
+
+int mgr_init(struct mgr **out, const struct mgr_cfg *cfg, struct dm_err *err);
+/* Unloads everything (waits for leases to end first) and frees. */
+void mgr_free(struct mgr *m);
+/* Registers a model; DM_EINVAL for a duplicate or bad name. */
+int mgr_add(struct mgr *m, const struct mgr_model_cfg *c, struct dm_err *err);
+/* Loads the eager models. */
+int mgr_start(struct mgr *m, struct dm_err *err);
+
+struct mgr_acquire_opts {
+	bool has_keep_alive;
+	int64_t keep_alive_ms;     /* request override (clamped); negative: forever */
+	const atomic_int *cancel;  /* polled while waiting and loading */
+	bool no_fallback;
+};
+
+/* Takes the model for one request, loading it if needed.  On success *out
+ * is a lease; mgr_lease_handle() gives the backend object.  Errors:
+ * DM_ENOTFOUND, DM_EBUSY (queue full), DM_ETIMEDOUT, DM_ECANCELED,
+ * DM_ENOSPC, or the load's own error. */
+int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
+		struct mgr_lease **out, struct dm_err *err);
+void *mgr_lease_handle(const struct mgr_lease *l);
+/* Which model answered (differs from the name asked when a fallback did),
+ * and why ("" when no fallback). */
+const char *mgr_lease_model(const struct mgr_lease *l);
+const char *mgr_lease_fallback_reason(const struct mgr_lease *l);
+bool mgr_lease_cold(const struct mgr_lease *l); /* this request triggered the load */
+double mgr_lease_load_s(const struct mgr_lease *l);
+/* Ends the lease; starts the keep-alive timer or unloads (keep_alive 0). */
+void mgr_release(struct mgr_lease *l);
+
+/* Explicit load (as if a request came and went) and unload (waits for an
+ * in-use model to be released first unless it is idle). */
+int mgr_load(struct mgr *m, const char *name, struct dm_err *err);
+int mgr_unload(struct mgr *m, const char *name, struct dm_err *err);
+
+/* Unloads models whose keep-alive expired; returns how many.  The reaper
+ * thread calls it; tests with a fake clock call it directly. */
+int mgr_tick(struct mgr *m);
+
+struct mgr_model_status {
+	char name[MGR_NAME_MAX];
+	char path[MGR_PATH_MAX];
+	enum mgr_state state;
+	enum mgr_role role;
+	enum mgr_load_policy load;
+	enum mgr_load_mode mode;
+	int64_t keep_alive_ms;
+	bool in_use;
+	uint32_t queued;
+	uint64_t est_bytes, bytes;
+	uint64_t load_count, unload_count, evict_count;
+	double last_load_s;
+	int64_t expires_ms;        /* clock value when it unloads; -1 never / not loaded */
+	uint64_t progress_done, progress_total;
+	char last_error[DM_ERR_MSG_MAX];
+};
+
+/* Copies up to cap entries; returns the number of models. */
+size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap);
+uint64_t mgr_now_ms(struct mgr *m);
+
+#endif

@@ -1,0 +1,469 @@
+/*
+ * tests/mgr — the lifecycle state machine with a fake backend and a fake
+ * clock: policies, keep-alive, single-flight, budget and eviction, queue
+ * limits, fallback, retry after failure, cancellation.  Waits for other
+ * threads poll the manager's status; no assertion depends on timing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mgr/mgr.h"
+
+/* ---- fake backend: "size=N" in the path sets the estimate; "fail=N"
+ * makes the first N loads fail; "corrupt" always fails; "slow" waits for
+ * the gate or the cancel flag ---- */
+struct fake {
+	atomic_int loads, unloads, live;
+	atomic_int fails_left;
+	atomic_int gate; /* slow loads wait until this is set */
+};
+
+static struct fake fk;
+static uint64_t fake_now;
+
+static uint64_t clock_fn(void *ud)
+{
+	(void)ud;
+	return __atomic_load_n(&fake_now, __ATOMIC_SEQ_CST);
+}
+
+static uint64_t path_num(const char *path, const char *key, uint64_t def)
+{
+	const char *p = strstr(path, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : def;
+}
+
+static int fk_estimate(void *ud, const struct mgr_model_cfg *c, uint64_t *bytes, struct dm_err *err)
+{
+	(void)ud;
+	(void)err;
+	*bytes = path_num(c->path, "size=", 100);
+	return 0;
+}
+
+static int fk_load(void *ud, const struct mgr_model_cfg *c, struct mgr_progress *prog,
+		   const atomic_int *cancel, struct mgr_loaded *out, struct dm_err *err)
+{
+	(void)ud;
+	atomic_fetch_add(&fk.loads, 1);
+	if (strstr(c->path, "slow")) {
+		while (!atomic_load(&fk.gate)) {
+			if (cancel && atomic_load(cancel))
+				return dm_err_set(err, DM_ECANCELED, "load of '%s' cancelled", c->name);
+			usleep(1000);
+		}
+	}
+	if (strstr(c->path, "corrupt"))
+		return dm_err_set(err, DM_EFORMAT, "%s: offset 0: bad magic", c->path);
+	if (strstr(c->path, "flaky") && atomic_fetch_sub(&fk.fails_left, 1) > 0)
+		return dm_err_set(err, DM_EIO, "%s: read error", c->path);
+	atomic_store(&prog->total, 10);
+	atomic_store(&prog->done, 10);
+	out->handle = (void *)c;
+	out->bytes = path_num(c->path, "size=", 100);
+	atomic_fetch_add(&fk.live, 1);
+	return 0;
+}
+
+static void fk_unload(void *ud, struct mgr_loaded *l)
+{
+	(void)ud;
+	(void)l;
+	atomic_fetch_add(&fk.unloads, 1);
+	atomic_fetch_sub(&fk.live, 1);
+}
+
+static struct mgr *mk(uint64_t max_ram, uint32_t max_models, uint32_t max_queue)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	memset(&fk, 0, sizeof fk);
+	fake_now = 1000;
+	c.max_ram = max_ram;
+	c.max_loaded_models = max_models;
+	c.max_queue = max_queue;
+	c.keep_alive_max_ms = -1;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	return m;
+}
+
+static void add(struct mgr *m, const char *name, const char *path, int64_t ka)
+{
+	struct mgr_model_cfg c;
+	mgr_model_cfg_default(&c);
+	snprintf(c.name, sizeof c.name, "%s", name);
+	snprintf(c.path, sizeof c.path, "%s", path);
+	c.keep_alive_ms = ka;
+	assert_int_equal(mgr_add(m, &c, NULL), 0);
+}
+
+static struct mgr_model_status st(struct mgr *m, const char *name)
+{
+	struct mgr_model_status s[16];
+	size_t n = mgr_status(m, s, 16);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(s[i].name, name))
+			return s[i];
+	fail_msg("no model %s", name);
+	return s[0];
+}
+
+static void use(struct mgr *m, const char *name)
+{
+	struct mgr_lease *l;
+	struct dm_err e;
+	if (mgr_acquire(m, name, NULL, &l, &e))
+		fail_msg("%s", e.msg);
+	mgr_release(l);
+}
+
+static void test_lazy_and_keep_alive_duration(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	(void)state;
+	add(m, "a", "size=10", 30000);
+	assert_int_equal(st(m, "a").state, MGR_DORMANT); /* nothing until needed */
+	assert_int_equal(fk.loads, 0);
+	use(m, "a");
+	assert_int_equal(st(m, "a").state, MGR_READY);
+	assert_int_equal(st(m, "a").expires_ms, 1000 + 30000);
+	fake_now += 29999;
+	assert_int_equal(mgr_tick(m), 0);
+	assert_int_equal(st(m, "a").state, MGR_READY);
+	use(m, "a"); /* a second request restarts the timer, no reload */
+	assert_int_equal(fk.loads, 1);
+	fake_now += 29999;
+	assert_int_equal(mgr_tick(m), 0);
+	fake_now += 1;
+	assert_int_equal(mgr_tick(m), 1);
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	assert_int_equal(fk.live, 0);
+	mgr_free(m);
+}
+
+static void test_keep_alive_zero_and_forever(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	(void)state;
+	add(m, "ondemand", "size=1", 0);
+	add(m, "forever", "size=1", MGR_KEEP_FOREVER);
+	use(m, "ondemand");
+	assert_int_equal(st(m, "ondemand").state, MGR_DORMANT); /* unloaded at once */
+	assert_int_equal(fk.loads, 1);
+	assert_int_equal(fk.unloads, 1);
+	use(m, "forever");
+	fake_now += 1000ull * 3600 * 24 * 365;
+	assert_int_equal(mgr_tick(m), 0);
+	assert_int_equal(st(m, "forever").state, MGR_READY);
+	mgr_free(m);
+	assert_int_equal(fk.live, 0); /* freeing unloads everything */
+}
+
+static void test_keep_alive_override_clamped(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct mgr_acquire_opts o = { .has_keep_alive = true, .keep_alive_ms = 999999999 };
+	struct mgr_model_cfg mc;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	fake_now = 0;
+	c.keep_alive_min_ms = 1000;
+	c.keep_alive_max_ms = 60000;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	add(m, "a", "", 5000);
+	mgr_model_cfg_default(&mc);
+	snprintf(mc.name, sizeof mc.name, "locked");
+	mc.allow_override = false;
+	mc.keep_alive_ms = 5000;
+	assert_int_equal(mgr_add(m, &mc, NULL), 0);
+	assert_int_equal(mgr_acquire(m, "a", &o, &l, NULL), 0);
+	mgr_release(l);
+	assert_int_equal(st(m, "a").expires_ms, 60000); /* clamped to max */
+	o.keep_alive_ms = 10;
+	assert_int_equal(mgr_acquire(m, "a", &o, &l, NULL), 0);
+	mgr_release(l);
+	assert_int_equal(st(m, "a").expires_ms, 1000); /* clamped to min */
+	o.keep_alive_ms = 10;
+	assert_int_equal(mgr_acquire(m, "locked", &o, &l, NULL), 0);
+	mgr_release(l);
+	assert_int_equal(st(m, "locked").expires_ms, 5000); /* override not allowed */
+	mgr_free(m);
+}
+
+struct race {
+	struct mgr *m;
+	atomic_int *ok;
+};
+
+static void *racer(void *arg)
+{
+	struct race *r = arg;
+	struct mgr_lease *l;
+	struct dm_err e;
+	if (mgr_acquire(r->m, "big", NULL, &l, &e) == 0) {
+		atomic_fetch_add(r->ok, 1);
+		mgr_release(l);
+	}
+	return NULL;
+}
+
+/* 16 threads ask for a dormant model at once: one load, 16 answers. */
+static void test_single_flight(void **state)
+{
+	struct mgr *m = mk(0, 0, 32);
+	pthread_t th[16];
+	atomic_int ok = 0;
+	struct race r = { m, &ok };
+	(void)state;
+	add(m, "big", "slow size=5", 60000);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, racer, &r), 0);
+	/* let every thread arrive while the first load is held at the gate */
+	while (st(m, "big").queued < 15)
+		usleep(1000);
+	atomic_store(&fk.gate, 1);
+	for (int i = 0; i < 16; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(ok, 16);
+	assert_int_equal(fk.loads, 1);
+	assert_int_equal(st(m, "big").load_count, 1);
+	mgr_free(m);
+}
+
+/* Three models that cannot all fit: the least recently used idle one goes,
+ * never the busy one; a model that can never fit gets a clear error. */
+static void test_budget_lru_eviction(void **state)
+{
+	struct mgr *m = mk(250, 0, 0);
+	struct mgr_lease *busy;
+	struct dm_err e;
+	(void)state;
+	add(m, "a", "size=100", MGR_KEEP_FOREVER);
+	add(m, "b", "size=100", MGR_KEEP_FOREVER);
+	add(m, "c", "size=100", MGR_KEEP_FOREVER);
+	add(m, "huge", "size=300", MGR_KEEP_FOREVER);
+	use(m, "b");
+	fake_now += 10;
+	assert_int_equal(mgr_acquire(m, "a", NULL, &busy, &e), 0); /* a: newer, and busy */
+	fake_now += 10;
+	use(m, "c"); /* needs room: b (idle, LRU) goes, a (busy) stays */
+	assert_int_equal(st(m, "b").state, MGR_DORMANT);
+	assert_int_equal(st(m, "b").evict_count, 1);
+	assert_int_equal(st(m, "a").state, MGR_READY);
+	assert_int_equal(st(m, "c").state, MGR_READY);
+	mgr_release(busy);
+	fake_now += 10;
+	use(m, "b"); /* now a is idle and older than c: a goes */
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	assert_int_equal(st(m, "c").state, MGR_READY);
+	assert_int_equal(mgr_acquire(m, "huge", NULL, &busy, &e), DM_ENOSPC);
+	assert_non_null(strstr(e.msg, "insufficient memory: need"));
+	assert_int_equal(st(m, "huge").state, MGR_FAILED);
+	assert_non_null(strstr(st(m, "huge").last_error, "insufficient memory"));
+	mgr_free(m);
+}
+
+static void test_max_loaded_models(void **state)
+{
+	struct mgr *m = mk(0, 1, 0);
+	(void)state;
+	add(m, "a", "", MGR_KEEP_FOREVER);
+	add(m, "b", "", MGR_KEEP_FOREVER);
+	use(m, "a");
+	fake_now++;
+	use(m, "b");
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	assert_int_equal(st(m, "b").state, MGR_READY);
+	mgr_free(m);
+}
+
+struct waiter {
+	struct mgr *m;
+	const char *name;
+	atomic_int cancel;
+	int rc;
+	struct dm_err e;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	struct mgr_acquire_opts o = { .cancel = &w->cancel };
+	struct mgr_lease *l;
+	w->rc = mgr_acquire(w->m, w->name, &o, &l, &w->e);
+	if (w->rc == 0)
+		mgr_release(l);
+	return NULL;
+}
+
+/* A busy model queues requests up to max_queue; beyond that: busy. */
+static void test_queue_limit_and_cancel_while_queued(void **state)
+{
+	struct mgr *m = mk(0, 0, 1);
+	struct mgr_lease *held, *l;
+	struct waiter w = { .name = "a" };
+	pthread_t th;
+	struct dm_err e;
+	(void)state;
+	w.m = m;
+	add(m, "a", "", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &held, &e), 0);
+	assert_int_equal(pthread_create(&th, NULL, wait_thread, &w), 0);
+	while (st(m, "a").queued < 1)
+		usleep(1000);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), DM_EBUSY);
+	assert_non_null(strstr(e.msg, "busy"));
+	atomic_store(&w.cancel, 1);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, DM_ECANCELED);
+	assert_int_equal(st(m, "a").queued, 0);
+	/* the running request was never disturbed */
+	assert_true(st(m, "a").in_use);
+	mgr_release(held);
+	/* a queued request is served when the lease ends */
+	w.cancel = 0;
+	assert_int_equal(mgr_acquire(m, "a", NULL, &held, &e), 0);
+	assert_int_equal(pthread_create(&th, NULL, wait_thread, &w), 0);
+	while (st(m, "a").queued < 1)
+		usleep(1000);
+	mgr_release(held);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, 0);
+	mgr_free(m);
+}
+
+static void test_cancel_while_loading(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	struct waiter w = { .name = "s" };
+	pthread_t th;
+	(void)state;
+	w.m = m;
+	add(m, "s", "slow", MGR_KEEP_FOREVER);
+	assert_int_equal(pthread_create(&th, NULL, wait_thread, &w), 0);
+	while (st(m, "s").state != MGR_LOADING || fk.loads < 1)
+		usleep(1000);
+	atomic_store(&w.cancel, 1);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, DM_ECANCELED);
+	assert_int_equal(st(m, "s").state, MGR_FAILED);
+	assert_int_equal(fk.live, 0); /* nothing left allocated */
+	mgr_free(m);
+}
+
+static void test_failed_load_then_retry(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	add(m, "f", "flaky", MGR_KEEP_FOREVER);
+	atomic_store(&fk.fails_left, 1);
+	assert_int_equal(mgr_acquire(m, "f", NULL, &l, &e), DM_EIO);
+	assert_int_equal(st(m, "f").state, MGR_FAILED);
+	assert_string_equal(st(m, "f").last_error, "flaky: read error");
+	assert_int_equal(fk.live, 0);
+	assert_int_equal(mgr_acquire(m, "f", NULL, &l, &e), 0); /* the next request retries */
+	assert_int_equal(st(m, "f").state, MGR_READY);
+	assert_string_equal(st(m, "f").last_error, "");
+	mgr_release(l);
+	mgr_free(m);
+}
+
+static void test_fallback_on_corrupt_primary(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct mgr_model_cfg mc;
+	struct dm_err e;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	c.enable_fallback = true;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	mgr_model_cfg_default(&mc);
+	snprintf(mc.name, sizeof mc.name, "primary");
+	snprintf(mc.path, sizeof mc.path, "corrupt.gguf");
+	snprintf(mc.fallbacks[0], sizeof mc.fallbacks[0], "missing");
+	snprintf(mc.fallbacks[1], sizeof mc.fallbacks[1], "small");
+	assert_int_equal(mgr_add(m, &mc, NULL), 0);
+	add(m, "small", "small.gguf", 0);
+	assert_int_equal(mgr_acquire(m, "primary", NULL, &l, &e), 0);
+	assert_string_equal(mgr_lease_model(l), "small");
+	assert_string_equal(mgr_lease_fallback_reason(l), "corrupt.gguf: offset 0: bad magic");
+	mgr_release(l);
+	assert_int_equal(st(m, "primary").state, MGR_FAILED);
+	/* with fallback off, the error comes back */
+	{
+		struct mgr_acquire_opts o = { .no_fallback = true };
+		assert_int_equal(mgr_acquire(m, "primary", &o, &l, &e), DM_EFORMAT);
+	}
+	mgr_free(m);
+}
+
+static void test_eager_and_explicit(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	struct mgr_model_cfg mc;
+	struct dm_err e;
+	(void)state;
+	mgr_model_cfg_default(&mc);
+	snprintf(mc.name, sizeof mc.name, "e");
+	mc.load = MGR_EAGER;
+	mc.keep_alive_ms = MGR_KEEP_FOREVER;
+	assert_int_equal(mgr_add(m, &mc, NULL), 0);
+	add(m, "od", "", 0);
+	assert_int_equal(mgr_start(m, &e), 0);
+	assert_int_equal(st(m, "e").state, MGR_READY);
+	assert_int_equal(st(m, "od").state, MGR_DORMANT);
+	assert_int_equal(mgr_load(m, "od", &e), 0); /* explicit load stays */
+	assert_int_equal(st(m, "od").state, MGR_READY);
+	use(m, "od"); /* ... until its next request ends */
+	assert_int_equal(st(m, "od").state, MGR_DORMANT);
+	assert_int_equal(mgr_unload(m, "e", &e), 0);
+	assert_int_equal(st(m, "e").state, MGR_DORMANT);
+	assert_int_equal(mgr_unload(m, "nope", &e), DM_ENOTFOUND);
+	{
+		struct mgr_lease *l;
+		assert_int_equal(mgr_acquire(m, "nope", NULL, &l, &e), DM_ENOTFOUND);
+		assert_string_equal(e.msg, "model 'nope' not found");
+	}
+	mgr_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lazy_and_keep_alive_duration),
+		cmocka_unit_test(test_keep_alive_zero_and_forever),
+		cmocka_unit_test(test_keep_alive_override_clamped),
+		cmocka_unit_test(test_single_flight),
+		cmocka_unit_test(test_budget_lru_eviction),
+		cmocka_unit_test(test_max_loaded_models),
+		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),
+		cmocka_unit_test(test_cancel_while_loading),
+		cmocka_unit_test(test_failed_load_then_retry),
+		cmocka_unit_test(test_fallback_on_corrupt_primary),
+		cmocka_unit_test(test_eager_and_explicit),
+	};
+	return cmocka_run_group_tests_name("mgr", tests, NULL, NULL);
+}
