@@ -104,84 +104,117 @@ INLINE __m256i dot_signed(__m256i s, __m256i absw, __m256i act)
 	return DOT_U8S8(absw, _mm256_sign_epi8(act, s));
 }
 
-/* q4_0 / q5_0 / q8_0 share this body; `load` gives the signed weights. */
-#define Q8ACT_BODY(BLOCK, LOADW)                                                         \
-	const struct BLOCK *x = w;                                                       \
-	__m256 acc[KERN_COLS_MAX];                                                       \
-	for (int c = 0; c < nc; c++)                                                     \
-		acc[c] = _mm256_setzero_ps();                                            \
-	for (int64_t i = 0; i < n / 32; i++) {                                           \
-		__m256i s = LOADW;                                                       \
+/* One block of a Q8_0-activation type into the accumulators ACC (LOADW(ib)
+ * gives the signed weight bytes). */
+#define Q8ACT_STEP(LOADW, IDX, ACC)                                                      \
+	{                                                                                \
+		const int64_t ib = (IDX);                                                \
+		__m256i s = LOADW(ib);                                                   \
 		__m256i u = _mm256_sign_epi8(s, s);                                      \
-		float dw = h2f(x[i].d);                                                  \
+		float dw = h2f(x[ib].d);                                                 \
 		for (int c = 0; c < nc; c++) {                                           \
 			const struct block_q8_0 *y =                                     \
-				(const struct block_q8_0 *)(a + (size_t)c * as) + i;     \
+				(const struct block_q8_0 *)(a + (size_t)c * as) + ib;    \
 			__m256i av = _mm256_loadu_si256((const __m256i *)y->qs);         \
 			__m256i p = dot_signed(s, u, av);                                \
-			acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
-						 _mm256_set1_ps(dw * h2f(y->d)), acc[c]); \
+			ACC[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
+						 _mm256_set1_ps(dw * h2f(y->d)), ACC[c]); \
 		}                                                                        \
-	}                                                                                \
+	}
+
+/* Blocks alternate between two sets of accumulators so that consecutive
+ * fmadds do not wait on each other (the matvec case, nc = 1, would
+ * otherwise run at one block per fmadd latency). */
+#define Q8ACT_BODY(BLOCK, LOADW)                                                         \
+	const struct BLOCK *x = w;                                                       \
+	__m256 acc0[KERN_COLS_MAX], acc1[KERN_COLS_MAX];                                 \
+	const int64_t nb = n / 32;                                                       \
+	int64_t i = 0;                                                                   \
 	for (int c = 0; c < nc; c++)                                                     \
-		out[c] = hsum8(acc[c]);
+		acc0[c] = acc1[c] = _mm256_setzero_ps();                                 \
+	for (; i + 2 <= nb; i += 2) {                                                    \
+		Q8ACT_STEP(LOADW, i, acc0)                                               \
+		Q8ACT_STEP(LOADW, i + 1, acc1)                                           \
+	}                                                                                \
+	if (i < nb)                                                                      \
+		Q8ACT_STEP(LOADW, i, acc0)                                               \
+	for (int c = 0; c < nc; c++)                                                     \
+		out[c] = hsum8(_mm256_add_ps(acc0[c], acc1[c]));
+
+#define LW_Q4_0(ib) _mm256_sub_epi8(unpack_nib16(x[ib].qs), _mm256_set1_epi8(8))
+#define LW_Q5_0(ib)                                                                      \
+	_mm256_sub_epi8(_mm256_or_si256(unpack_nib16(x[ib].qs), qh_bits32(x[ib].qh)),     \
+			_mm256_set1_epi8(16))
+#define LW_Q8_0(ib) _mm256_loadu_si256((const __m256i *)x[ib].qs)
 
 INLINE void q4_0_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as, int nc,
 			   float *out)
 {
-	Q8ACT_BODY(block_q4_0, _mm256_sub_epi8(unpack_nib16(x[i].qs), _mm256_set1_epi8(8)))
+	Q8ACT_BODY(block_q4_0, LW_Q4_0)
 }
 
 INLINE void q5_0_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as, int nc,
 			   float *out)
 {
-	Q8ACT_BODY(block_q5_0, _mm256_sub_epi8(_mm256_or_si256(unpack_nib16(x[i].qs),
-							       qh_bits32(x[i].qh)),
-					       _mm256_set1_epi8(16)))
+	Q8ACT_BODY(block_q5_0, LW_Q5_0)
 }
 
 INLINE void q8_0_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as, int nc,
 			   float *out)
 {
-	Q8ACT_BODY(block_q8_0, _mm256_loadu_si256((const __m256i *)x[i].qs))
+	Q8ACT_BODY(block_q8_0, LW_Q8_0)
 }
 
 /* ---------------- 32-element blocks with Q8_1 activations ---------------- */
 
-#define Q8_1ACT_BODY(BLOCK, LOADW)                                                       \
-	const struct BLOCK *x = w;                                                       \
-	__m256 acc[KERN_COLS_MAX];                                                       \
-	float accm[KERN_COLS_MAX];                                                       \
-	for (int c = 0; c < nc; c++) {                                                   \
-		acc[c] = _mm256_setzero_ps();                                            \
-		accm[c] = 0;                                                             \
-	}                                                                                \
-	for (int64_t i = 0; i < n / 32; i++) {                                           \
-		__m256i q = LOADW;                                                       \
-		float dw = h2f(x[i].d), mw = h2f(x[i].m);                                \
+#define Q8_1ACT_STEP(LOADW, IDX, ACC)                                                    \
+	{                                                                                \
+		const int64_t ib = (IDX);                                                \
+		__m256i q = LOADW(ib);                                                   \
+		float dw = h2f(x[ib].d), mw = h2f(x[ib].m);                              \
 		for (int c = 0; c < nc; c++) {                                           \
 			const struct block_q8_1 *y =                                     \
-				(const struct block_q8_1 *)(a + (size_t)c * as) + i;     \
+				(const struct block_q8_1 *)(a + (size_t)c * as) + ib;    \
 			__m256i av = _mm256_loadu_si256((const __m256i *)y->qs);         \
 			__m256i p = DOT_U8S8(q, av);                                     \
-			acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
-						 _mm256_set1_ps(dw * h2f(y->d)), acc[c]); \
+			ACC[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),                  \
+						 _mm256_set1_ps(dw * h2f(y->d)), ACC[c]); \
 			accm[c] += mw * h2f(y->s);                                       \
 		}                                                                        \
+	}
+
+#define Q8_1ACT_BODY(BLOCK, LOADW)                                                       \
+	const struct BLOCK *x = w;                                                       \
+	__m256 acc0[KERN_COLS_MAX], acc1[KERN_COLS_MAX];                                 \
+	float accm[KERN_COLS_MAX];                                                       \
+	const int64_t nb = n / 32;                                                       \
+	int64_t i = 0;                                                                   \
+	for (int c = 0; c < nc; c++) {                                                   \
+		acc0[c] = acc1[c] = _mm256_setzero_ps();                                 \
+		accm[c] = 0;                                                             \
 	}                                                                                \
+	for (; i + 2 <= nb; i += 2) {                                                    \
+		Q8_1ACT_STEP(LOADW, i, acc0)                                             \
+		Q8_1ACT_STEP(LOADW, i + 1, acc1)                                         \
+	}                                                                                \
+	if (i < nb)                                                                      \
+		Q8_1ACT_STEP(LOADW, i, acc0)                                             \
 	for (int c = 0; c < nc; c++)                                                     \
-		out[c] = hsum8(acc[c]) + accm[c];
+		out[c] = hsum8(_mm256_add_ps(acc0[c], acc1[c])) + accm[c];
+
+#define LW_Q4_1(ib) unpack_nib16(x[ib].qs)
+#define LW_Q5_1(ib) _mm256_or_si256(unpack_nib16(x[ib].qs), qh_bits32(x[ib].qh))
 
 INLINE void q4_1_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as, int nc,
 			   float *out)
 {
-	Q8_1ACT_BODY(block_q4_1, unpack_nib16(x[i].qs))
+	Q8_1ACT_BODY(block_q4_1, LW_Q4_1)
 }
 
 INLINE void q5_1_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as, int nc,
 			   float *out)
 {
-	Q8_1ACT_BODY(block_q5_1, _mm256_or_si256(unpack_nib16(x[i].qs), qh_bits32(x[i].qh)))
+	Q8_1ACT_BODY(block_q5_1, LW_Q5_1)
 }
 
 /* ---------------- K-quants with Q8_K activations ---------------- */
@@ -204,15 +237,22 @@ INLINE void q45k_cols(int64_t n, const uint8_t *w, bool five, const uint8_t *a, 
 		const uint8_t *qs = blk + (five ? offsetof(struct block_q5_K, qs)
 						: offsetof(struct block_q4_K, qs));
 		const uint8_t *qh = five ? blk + offsetof(struct block_q5_K, qh) : NULL;
-		int16_t m16[16];
 		__m256i isum[KERN_COLS_MAX];
 		float d = h2f(hdr->d), dmin = h2f(hdr->dmin);
-		uint8_t sc[8], m[8];
-
-		for (int j = 0; j < 8; j++) {
-			kern_k4_scale_min(j, hdr->scales, &sc[j], &m[j]);
-			m16[2 * j] = m16[2 * j + 1] = m[j];
-		}
+		/* the 12 scale bytes as words a | b | c: scales 0-3 = a & 63,
+		 * 4-7 = (c & 15) | (a >> 6) << 4; mins 0-3 = b & 63,
+		 * 4-7 = (c >> 4) | (b >> 6) << 4 (per byte) */
+		uint32_t wa, wb, wc;
+		memcpy(&wa, hdr->scales, 4);
+		memcpy(&wb, hdr->scales + 4, 4);
+		memcpy(&wc, hdr->scales + 8, 4);
+		const uint32_t sc_lo = wa & 0x3F3F3F3Fu;
+		const uint32_t sc_hi = (wc & 0x0F0F0F0Fu) | ((wa >> 2) & 0x30303030u);
+		const uint32_t m_lo = wb & 0x3F3F3F3Fu;
+		const uint32_t m_hi = ((wc >> 4) & 0x0F0F0F0Fu) | ((wb >> 2) & 0x30303030u);
+		const uint64_t sc8 = (uint64_t)sc_hi << 32 | sc_lo;
+		/* mins as int32 lanes, one per 32-element sub-block */
+		const __m256i mv = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)((uint64_t)m_hi << 32 | m_lo)));
 		for (int c = 0; c < nc; c++)
 			isum[c] = _mm256_setzero_si256();
 		__m256i qhv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
@@ -226,7 +266,8 @@ INLINE void q45k_cols(int64_t n, const uint8_t *w, bool five, const uint8_t *a, 
 				lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
 				hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
 			}
-			__m256i s0 = SCV(sc[2 * k]), s1 = SCV(sc[2 * k + 1]);
+			__m256i s0 = SCV((int)(sc8 >> 16 * k) & 0xFF);
+			__m256i s1 = SCV((int)(sc8 >> (16 * k + 8)) & 0xFF);
 			for (int c = 0; c < nc; c++) {
 				const int8_t *aq = QK8K(c, i)->qs + 64 * k;
 				__m256i a0 = _mm256_loadu_si256((const __m256i *)aq);
@@ -235,11 +276,12 @@ INLINE void q45k_cols(int64_t n, const uint8_t *w, bool five, const uint8_t *a, 
 				isum[c] = _mm256_add_epi32(isum[c], DOT_SC(hi, a1, s1));
 			}
 		}
-		__m256i mv = _mm256_loadu_si256((const __m256i *)m16);
 		for (int c = 0; c < nc; c++) {
 			const struct block_q8_K *y = QK8K(c, i);
-			__m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-			__m256i ms = _mm256_madd_epi16(bs, mv);
+			/* Σ of each 32-element sub-block's activations, times its min */
+			__m256i bs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums),
+						       _mm256_set1_epi16(1));
+			__m256i ms = _mm256_mullo_epi32(bs, mv);
 			acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(y->d * d),
 						 acc[c]);
 			acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(y->d * dmin),
