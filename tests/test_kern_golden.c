@@ -408,12 +408,43 @@ static void test_golden_requantize(void **state)
 	assert_int_equal(mismatches, 0);
 }
 
+/* `dormant info FILE --tensor NAME --limit N` prints ggml's values. */
+static void test_cli_info_tensor(void **state)
+{
+	const char *dir = tu_golden_dir();
+	char path[1024];
+	size_t n;
+	int st;
+	(void)state;
+	if (!dir)
+		skip();
+	snprintf(path, sizeof path, "%s/kquant/expected/kquant-Q6_K.gguf.blk.1.ffn_down.weight.f32",
+		 dir);
+	float *want = tu_read_file(path, &n);
+	assert_non_null(want);
+	char *out = tu_capture(&st, "%s info %s/kquant/kquant-Q6_K.gguf --tensor blk.1.ffn_down.weight "
+				    "--limit 1000",
+			       tu_dormant(), dir);
+	assert_int_equal(st, 0);
+	assert_non_null(out);
+	char *p = out;
+	int k = 0;
+	for (; k < 1000 && *p; k++) {
+		float v = strtof(p, &p);
+		assert_memory_equal(&v, &want[k], 4);
+	}
+	assert_int_equal(k, 1000);
+	free(out);
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fixed_input_checksums),
 		cmocka_unit_test(test_golden_dequant),
 		cmocka_unit_test(test_golden_requantize),
+		cmocka_unit_test(test_cli_info_tensor),
 	};
 	return cmocka_run_group_tests_name("kern_golden", tests, NULL, NULL);
 }

@@ -4,6 +4,10 @@
  * longer than ARR_SHOW elements and strings longer than STR_SHOW bytes are
  * abbreviated unless --full (in JSON an abbreviated array carries
  * "truncated": true and its full length "n").
+ *
+ * `dormant info FILE --tensor NAME [--limit N]` prints only that tensor's
+ * values dequantized to float, one per line in storage order (%.9g, which
+ * round-trips every float), the first N of them with --limit.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -14,13 +18,50 @@
 
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "kern/kern.h"
 
 #define ARR_SHOW 8
 #define STR_SHOW 160
 
 struct info_opts {
 	bool json, full;
+	const char *tensor; /* --tensor NAME: print its values only */
+	uint64_t limit;     /* --limit N (0: all) */
 };
+
+/* Prints the tensor's values, dequantized row by row; returns the exit status. */
+static int print_tensor_values(const struct gguf_file *g, const struct info_opts *o)
+{
+	const struct gguf_tensor *t = gguf_tensor_find(g, o->tensor);
+	struct dm_err err;
+	uint64_t left = o->limit ? o->limit : UINT64_MAX;
+	int64_t ne0, rows;
+	size_t rb;
+	float *row;
+
+	if (!t)
+		return cli_fail("%s: no tensor '%s'", g->name, o->tensor);
+	ne0 = t->n_dims ? t->ne[0] : 1;
+	rows = ne0 ? t->n_elem / ne0 : 0;
+	rb = kern_row_bytes(t->type, ne0);
+	if (!rb && ne0)
+		return cli_fail("%s: tensor '%s': cannot dequantize type %s", g->name, o->tensor,
+				gguf_type_get(t->type)->name);
+	row = malloc((size_t)(ne0 ? ne0 : 1) * sizeof *row);
+	if (!row)
+		return cli_fail("info: out of memory");
+	for (int64_t r = 0; r < rows && left; r++) {
+		if (kern_dequantize(t->type, (const uint8_t *)t->data + (size_t)r * rb, row, ne0,
+				    &err)) {
+			free(row);
+			return cli_fail("%s: tensor '%s': %s", g->name, o->tensor, err.msg);
+		}
+		for (int64_t i = 0; i < ne0 && left; i++, left--)
+			printf("%.9g\n", row[i]);
+	}
+	free(row);
+	return 0;
+}
 
 /* The shortest decimal that reads back as the same f32/f64. */
 static void print_shortest(FILE *f, double d, bool is_f32)
@@ -251,6 +292,14 @@ int cli_info(int argc, char **argv)
 			o.json = true;
 		else if (!strcmp(argv[i], "--full"))
 			o.full = true;
+		else if (!strcmp(argv[i], "--tensor") && i + 1 < argc)
+			o.tensor = argv[++i];
+		else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+			char *end;
+			o.limit = strtoull(argv[++i], &end, 10);
+			if (*end || !*argv[i] || argv[i][0] == '-')
+				return cli_fail("info: --limit '%s' is not a number", argv[i]), 2;
+		}
 		else if (argv[i][0] == '-' && argv[i][1])
 			return cli_fail("info: unknown option '%s'", argv[i]), 2;
 		else if (!path)
@@ -259,9 +308,16 @@ int cli_info(int argc, char **argv)
 			return cli_fail("info: more than one FILE given"), 2;
 	}
 	if (!path)
-		return cli_fail("usage: dormant info FILE [--json] [--full]"), 2;
+		return cli_fail("usage: dormant info FILE [--json] [--full] [--tensor NAME [--limit N]]"), 2;
 	if (gguf_open(&g, path, &err))
 		return cli_fail("%s", err.msg);
+	if (o.tensor) {
+		int rc = print_tensor_values(g, &o);
+		gguf_close(g);
+		if (!rc && (fflush(stdout) != 0 || ferror(stdout)))
+			return cli_fail("info: error writing output");
+		return rc;
+	}
 
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		const struct gguf_tensor *t = &g->tensors[i];
