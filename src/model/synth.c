@@ -27,6 +27,7 @@
 #include "base/half.h"
 #include "base/rng.h"
 #include "gguf/gguf.h"
+#include "kern/kern.h"
 
 int synth_preset(const char *name, struct synth_shape *s, struct dm_err *err)
 {
@@ -65,9 +66,13 @@ static int file_type_of(uint32_t type)
 	return -1;
 }
 
+/* F32/F16/BF16, and every quantized type kern has a reference quantizer
+ * for (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K; bytes identical to ggml's). */
 static bool encodable(uint32_t type)
 {
-	return type == GGUF_TYPE_F32 || type == GGUF_TYPE_F16 || type == GGUF_TYPE_BF16;
+	struct kern_traits t;
+	return type == GGUF_TYPE_F32 || type == GGUF_TYPE_F16 || type == GGUF_TYPE_BF16 ||
+	       (kern_traits_get(type, KERN_ISA_REF, &t) == 0 && t.from_float);
 }
 
 /* Encodes a row of n floats as `type`.  Returns DM_EUNSUPPORTED for types
@@ -87,7 +92,9 @@ static int encode_row(uint32_t type, const float *x, int64_t n, void *out)
 			((uint16_t *)out)[i] = dm_f32_to_bf16(x[i]);
 		return 0;
 	}
-	return DM_EUNSUPPORTED;
+	if (!encodable(type))
+		return DM_EUNSUPPORTED;
+	return kern_quantize(type, x, out, n, NULL);
 }
 
 /* The generated SentencePiece vocabulary: <unk> <s> </s>, 256 byte tokens,
