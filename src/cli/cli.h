@@ -12,8 +12,19 @@
 int cli_info(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_run(int argc, char **argv);
+int cli_perplexity(int argc, char **argv);
+int cli_bench_speed(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
+
+/* Strict number parsing for options: prints "dormant: OPT: 'VAL' is not ..."
+ * and returns -1 when VAL is missing, malformed or out of [lo, hi]. */
+int cli_parse_long(const char *opt, const char *val, long lo, long hi, long *out);
+int cli_parse_float(const char *opt, const char *val, double lo, double hi, float *out);
+/* Reads a whole file, or stdin for "-", byte for byte (NUL-terminated
+ * beyond *n); NULL with errno on failure. */
+char *cli_read_all(const char *path, size_t *n);
 
 /* "dormant: " + message + newline on stderr; returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,296 @@
+/*
+ * cli/run — `dormant run MODEL [PROMPT]` (generate text) and
+ * `dormant perplexity MODEL FILE` (the standard perplexity procedure).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "cli/cli_model.h"
+#include "model/gen.h"
+#include "model/ppl.h"
+
+int cli_parse_long(const char *opt, const char *val, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	if (!val)
+		return cli_fail("%s needs a value", opt), -1;
+	errno = 0;
+	v = strtol(val, &end, 10);
+	if (errno || !*val || *end || v < lo || v > hi)
+		return cli_fail("%s: '%s' is not a whole number between %ld and %ld", opt, val, lo, hi), -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_float(const char *opt, const char *val, double lo, double hi, float *out)
+{
+	char *end;
+	double v;
+
+	if (!val)
+		return cli_fail("%s needs a value", opt), -1;
+	errno = 0;
+	v = strtod(val, &end);
+	if (errno || !*val || *end || !(v >= lo && v <= hi))
+		return cli_fail("%s: '%s' is not a number between %g and %g", opt, val, lo, hi), -1;
+	*out = (float)v;
+	return 0;
+}
+
+/* Reads a whole file (or stdin for "-") byte for byte. */
+char *cli_read_all(const char *path, size_t *n)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+	char *buf = NULL;
+	size_t cap = 0, len = 0;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (len + 65536 + 1 > cap) {
+			char *nb;
+			cap = cap ? cap * 2 : 1 << 17;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+		}
+		size_t k = fread(buf + len, 1, 65536, f);
+		len += k;
+		if (k == 0)
+			break;
+	}
+	if (buf && ferror(f)) {
+		free(buf);
+		buf = NULL;
+	}
+	if (f != stdin)
+		fclose(f);
+	if (buf) {
+		buf[len] = '\0';
+		*n = len;
+	}
+	return buf;
+}
+
+static int print_text(void *ud, int32_t id, const char *text, size_t n)
+{
+	(void)ud;
+	(void)id;
+	if (n && fwrite(text, 1, n, stdout) != n)
+		return 1;
+	fflush(stdout);
+	return 0;
+}
+
+/* Common options of run / perplexity / bench speed. */
+static int model_opt(int *i, int argc, char **argv, struct cli_model_opts *mo, bool *used)
+{
+	const char *a = argv[*i], *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+	long v;
+
+	*used = true;
+	if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+		if (cli_parse_long(a, val, 1, 512, &v))
+			return -1;
+		mo->n_threads = (int)v;
+	} else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
+		if (cli_parse_long(a, val, 1, 1 << 24, &v))
+			return -1;
+		mo->n_ctx = (int32_t)v;
+	} else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) {
+		if (cli_parse_long(a, val, 1, 1 << 20, &v))
+			return -1;
+		mo->n_batch = (int32_t)v;
+	} else {
+		*used = false;
+		return 0;
+	}
+	(*i)++;
+	return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct cli_model_opts mo = { 0 };
+	struct gen_params gp;
+	struct cli_model cm;
+	struct gen_stats st;
+	struct dm_err err;
+	struct dm_mem_usage mu;
+	const char *path = NULL, *prompt = NULL;
+	bool stats = false;
+	int32_t *ids = NULL;
+	size_t n_ids = 0;
+	int rc;
+
+	gen_params_default(&gp);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		bool used;
+		long v;
+
+		if (model_opt(&i, argc, argv, &mo, &used))
+			return 2;
+		if (used)
+			continue;
+		if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
+			if (cli_parse_long(a, val, -1, 1 << 24, &v))
+				return 2;
+			gp.n_predict = (int32_t)v;
+			i++;
+		} else if (!strcmp(a, "--temp")) {
+			if (cli_parse_float(a, val, 0, 100, &gp.sample.temp))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--top-k")) {
+			if (cli_parse_long(a, val, 0, 1 << 24, &v))
+				return 2;
+			gp.sample.top_k = (int32_t)v;
+			i++;
+		} else if (!strcmp(a, "--top-p")) {
+			if (cli_parse_float(a, val, 0, 1, &gp.sample.top_p))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--min-p")) {
+			if (cli_parse_float(a, val, 0, 1, &gp.sample.min_p))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--repeat-penalty")) {
+			if (cli_parse_float(a, val, 0.01, 100, &gp.sample.repeat_penalty))
+				return 2;
+			i++;
+		} else if (!strcmp(a, "--seed")) {
+			if (cli_parse_long(a, val, 0, LONG_MAX, &v))
+				return 2;
+			gp.sample.seed = (uint64_t)v;
+			i++;
+		} else if (!strcmp(a, "--stats")) {
+			stats = true;
+		} else if (a[0] == '-' && a[1]) {
+			return cli_fail("run: unknown option '%s'", a), 2;
+		} else if (!path) {
+			path = a;
+		} else if (!prompt) {
+			prompt = a;
+		} else {
+			return cli_fail("run: more than one PROMPT (quote it)"), 2;
+		}
+	}
+	if (!path)
+		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--stats]"), 2;
+	if (!prompt)
+		prompt = "";
+	if (cli_model_open(&cm, path, &mo, &err))
+		return cli_fail("%s", err.msg);
+	if ((rc = tok_encode(cm.v, prompt, strlen(prompt), TOK_ADD_SPECIAL, &ids, &n_ids, &err))) {
+		cli_model_close(&cm);
+		return cli_fail("%s: %s", path, err.msg);
+	}
+	if (n_ids == 0) {
+		free(ids);
+		cli_model_close(&cm);
+		return cli_fail("run: the prompt is empty and the model adds no BOS token");
+	}
+	rc = gen_run(cm.ctx, cm.v, ids, n_ids, &gp, print_text, NULL, NULL, &st, &err);
+	putchar('\n');
+	fflush(stdout);
+	if (!rc && stats) {
+		dm_mem_usage(&mu);
+		fprintf(stderr,
+			"load:      %.3f s (%d threads, ISA %s)\n"
+			"prompt:    %d tokens in %.3f s, %.2f tok/s\n"
+			"generated: %d tokens in %.3f s, %.2f tok/s (stop: %s)\n"
+			"peak RSS:  %.1f MiB\n",
+			cm.load_s, cm.n_threads, kern_isa_name(cm.ctx->isa), st.n_prompt, st.t_prompt_s,
+			st.t_prompt_s > 0 ? st.n_prompt / st.t_prompt_s : 0.0, st.n_gen, st.t_gen_s,
+			st.t_gen_s > 0 ? st.n_gen / st.t_gen_s : 0.0, gen_stop_name(st.stop),
+			(double)mu.rss_peak / 1048576.0);
+	}
+	free(ids);
+	cli_model_close(&cm);
+	if (rc)
+		return cli_fail("%s: %s", path, err.msg);
+	return 0;
+}
+
+static void print_chunk(void *ud, size_t chunk, double running)
+{
+	(void)ud;
+	printf("[%zu]%.4f,", chunk + 1, running);
+	fflush(stdout);
+}
+
+int cli_perplexity(int argc, char **argv)
+{
+	struct cli_model_opts mo = { 0 };
+	struct cli_model cm;
+	struct dm_err err;
+	const char *path = NULL, *text_path = NULL;
+	char *text;
+	size_t n_text, n_ids;
+	int32_t *ids = NULL, n_ctx;
+	struct ppl_result res;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		bool used;
+		if (model_opt(&i, argc, argv, &mo, &used))
+			return 2;
+		if (used)
+			continue;
+		if (argv[i][0] == '-' && argv[i][1])
+			return cli_fail("perplexity: unknown option '%s'", argv[i]), 2;
+		if (!path)
+			path = argv[i];
+		else if (!text_path)
+			text_path = argv[i];
+		else
+			return cli_fail("perplexity: too many arguments"), 2;
+	}
+	if (!path || !text_path)
+		return cli_fail("usage: dormant perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]"), 2;
+	if (!(text = cli_read_all(text_path, &n_text)))
+		return cli_fail("%s: %s", text_path, strerror(errno ? errno : EIO));
+	/* as the reference tool does: one trailing newline of the file is dropped */
+	if (n_text && text[n_text - 1] == '\n')
+		text[--n_text] = '\0';
+	if (cli_model_open(&cm, path, &mo, &err)) {
+		free(text);
+		return cli_fail("%s", err.msg);
+	}
+	n_ctx = cm.ctx->n_ctx;
+	if (tok_encode(cm.v, text, n_text, TOK_ADD_SPECIAL, &ids, &n_ids, &err)) {
+		rc = cli_fail("%s: %s", path, err.msg);
+		goto out;
+	}
+	if (n_ids < 2 * (size_t)n_ctx) {
+		rc = cli_fail("perplexity: %s has %zu tokens, need at least 2 × n_ctx = %d",
+			      text_path, n_ids, 2 * n_ctx);
+		goto out;
+	}
+	fprintf(stderr, "perplexity: %zu tokens, %zu chunks of %d, scoring the second half of each\n",
+		n_ids, n_ids / (size_t)n_ctx, n_ctx);
+	if (model_perplexity(cm.ctx, ids, n_ids, tok_add_bos(cm.v) ? tok_bos(cm.v) : -1, print_chunk,
+			     NULL, &res, &err)) {
+		rc = cli_fail("%s: %s", path, err.msg);
+		goto out;
+	}
+	printf("\nFinal estimate: PPL = %.4f +/- %.5f\n", res.ppl, res.ppl_err);
+out:
+	free(ids);
+	free(text);
+	cli_model_close(&cm);
+	return rc;
+}

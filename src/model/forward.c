@@ -1,0 +1,240 @@
+/*
+ * model/forward — the llama-family forward pass over a batch of tokens.
+ *
+ * Reads top to bottom like the math (pre-norm transformer, RMSNorm, RoPE,
+ * grouped-query attention over an F16 KV cache, SwiGLU feed-forward):
+ *
+ *   x = embed(tokens)                                   (T, E)
+ *   for each layer:
+ *     h = rmsnorm(x)·attn_norm
+ *     q, k, v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)      (T, QD) (T, KVD) (T, KVD)
+ *     rope(q), rope(k) at positions n_past + t
+ *     K[n_past + t], V[n_past + t] = k, v  (as F16)
+ *     a[t, head] = softmax(q·Kᵀ / √hd, causal) · V       (T, QD)
+ *     x += a·Wo
+ *     h = rmsnorm(x)·ffn_norm
+ *     x += (silu(h·Wgate) ⊙ h·Wup)·Wdown
+ *   logits = (rmsnorm(x)·output_norm)·Woutput           (T or 1, V)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "base/pool.h"
+#include "model/model.h"
+
+enum out_mode { OUT_NONE, OUT_LAST, OUT_ALL, OUT_HIDDEN_SUM, OUT_HIDDEN_LAST };
+
+/* y (T × w.ne1) = x (T × w.ne0) · wᵀ */
+static int mm(struct model_ctx *c, const struct model_w *w, const float *x, int32_t T, float *y,
+	      struct dm_err *err)
+{
+	if (T == 1)
+		return kern_matvec(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, y, err);
+	return kern_matmul(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, T, y, err);
+}
+
+static void add_bias(float *y, const float *b, int32_t T, int64_t n)
+{
+	if (!b)
+		return;
+	for (int32_t t = 0; t < T; t++)
+		kern_add(y + (size_t)t * (size_t)n, y + (size_t)t * (size_t)n, b, n);
+}
+
+/* Causal attention of T new tokens (at positions n_past..) for one layer:
+ * (token, head) pairs are independent and spread over the pool; each
+ * thread has its own row of scores. */
+struct attn_job {
+	struct model_ctx *c;
+	const uint16_t *kc, *vc;
+};
+
+static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
+{
+	const struct attn_job *j = arg;
+	struct model_ctx *c = j->c;
+	const struct model_hparams *hp = &c->m->hp;
+	const int64_t hd = hp->head_dim, QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
+	const int32_t gqa = hp->n_head / hp->n_head_kv;
+	const float scale = 1.0f / sqrtf((float)hd);
+	float *sc = c->scores + (size_t)thread * (size_t)c->scores_stride;
+
+	for (int64_t i = begin; i < end; i++) {
+		const int64_t t = i / hp->n_head, h = i % hp->n_head;
+		const int64_t n_kv = (int64_t)c->n_past + t + 1;
+		const int64_t kvh = h / gqa;
+		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
+		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
+		kern_attn_scores(sc, q, j->kc + kvh * hd, n_kv, hd, (size_t)KVD, scale);
+		kern_softmax(sc, n_kv);
+		kern_attn_values(out, sc, j->vc + kvh * hd, n_kv, hd, (size_t)KVD);
+	}
+}
+
+static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *vc, int32_t T)
+{
+	struct attn_job j = { c, kc, vc };
+	int64_t n = (int64_t)T * c->m->hp.n_head;
+	if (c->pool)
+		dm_pool_run(c->pool, n, 1, attention_range, &j);
+	else
+		attention_range(&j, 0, n, 0);
+}
+
+static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_mode mode,
+		   float *out, struct dm_err *err)
+{
+	const struct model *m = c->m;
+	const struct model_hparams *hp = &m->hp;
+	const int64_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+	const int64_t QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
+	const size_t emb_row = kern_row_bytes(m->tok_embd.type, E);
+	const struct kern_rope rope = {
+		.mode = hp->rope_mode, .n_rot = hp->n_rot, .freq_base = hp->rope_base,
+		.freq_scale = hp->rope_scale, .freq_factors = m->rope_freqs,
+	};
+	int rc;
+
+	/* x = embed(tokens) */
+	for (int32_t t = 0; t < T; t++) {
+		const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)tok[t] * emb_row;
+		if ((rc = kern_dequantize(m->tok_embd.type, row, c->x + (size_t)t * (size_t)E, E, err)))
+			return rc;
+	}
+
+	for (int32_t l = 0; l < hp->n_layer; l++) {
+		const struct model_layer *L = &m->layers[l];
+		uint16_t *kc = c->k + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
+		uint16_t *vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
+
+		/* attention block */
+		for (int32_t t = 0; t < T; t++)
+			kern_rmsnorm(c->xn + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E,
+				     L->attn_norm, E, hp->rms_eps);
+		if ((rc = mm(c, &L->wq, c->xn, T, c->q, err)) || (rc = mm(c, &L->wk, c->xn, T, c->kk, err)) ||
+		    (rc = mm(c, &L->wv, c->xn, T, c->vv, err)))
+			return rc;
+		add_bias(c->q, L->bq, T, QD);
+		add_bias(c->kk, L->bk, T, KVD);
+		add_bias(c->vv, L->bv, T, KVD);
+		for (int32_t t = 0; t < T; t++) {
+			const int64_t pos = (int64_t)c->n_past + t;
+			kern_rope_apply(c->q + (size_t)t * (size_t)QD, hp->n_head, hd, pos, &rope);
+			kern_rope_apply(c->kk + (size_t)t * (size_t)KVD, hp->n_head_kv, hd, pos, &rope);
+			kern_f32_to_f16(c->kk + (size_t)t * (size_t)KVD, kc + (size_t)pos * (size_t)KVD, KVD);
+			kern_f32_to_f16(c->vv + (size_t)t * (size_t)KVD, vc + (size_t)pos * (size_t)KVD, KVD);
+		}
+		attention(c, kc, vc, T);
+		if ((rc = mm(c, &L->wo, c->att, T, c->xn, err)))
+			return rc;
+		kern_add(c->x, c->x, c->xn, (int64_t)T * E);
+
+		/* feed-forward block */
+		for (int32_t t = 0; t < T; t++)
+			kern_rmsnorm(c->xn + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E,
+				     L->ffn_norm, E, hp->rms_eps);
+		if ((rc = mm(c, &L->w_gate, c->xn, T, c->g, err)) ||
+		    (rc = mm(c, &L->w_up, c->xn, T, c->u, err)))
+			return rc;
+		kern_swiglu(c->g, c->u, (int64_t)T * F);
+		if ((rc = mm(c, &L->w_down, c->g, T, c->xn, err)))
+			return rc;
+		kern_add(c->x, c->x, c->xn, (int64_t)T * E);
+	}
+
+	switch (mode) {
+	case OUT_NONE:
+		break;
+	case OUT_LAST:
+		kern_rmsnorm(c->xn, c->x + (size_t)(T - 1) * (size_t)E, m->output_norm, E, hp->rms_eps);
+		if ((rc = mm(c, &m->output, c->xn, 1, out, err)))
+			return rc;
+		break;
+	case OUT_ALL:
+		for (int32_t t = 0; t < T; t++)
+			kern_rmsnorm(c->xn + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E,
+				     m->output_norm, E, hp->rms_eps);
+		if ((rc = mm(c, &m->output, c->xn, T, out, err)))
+			return rc;
+		break;
+	case OUT_HIDDEN_SUM:
+	case OUT_HIDDEN_LAST:
+		for (int32_t t = mode == OUT_HIDDEN_LAST ? T - 1 : 0; t < T; t++) {
+			kern_rmsnorm(c->xn, c->x + (size_t)t * (size_t)E, m->output_norm, E, hp->rms_eps);
+			if (mode == OUT_HIDDEN_LAST)
+				memcpy(out, c->xn, (size_t)E * sizeof(float));
+			else
+				kern_add(out, out, c->xn, E);
+		}
+		break;
+	}
+	c->n_past += T;
+	return 0;
+}
+
+static int check_tokens(const struct model_ctx *c, const int32_t *tokens, int32_t n,
+			struct dm_err *err)
+{
+	if (n < 0)
+		return dm_err_set(err, DM_EINVAL, "negative token count");
+	if ((int64_t)c->n_past + n > c->n_ctx)
+		return dm_err_set(err, DM_ENOSPC, "context full: %d + %d tokens > n_ctx %d", c->n_past,
+				  n, c->n_ctx);
+	for (int32_t i = 0; i < n; i++)
+		if (tokens[i] < 0 || tokens[i] >= c->m->hp.n_vocab)
+			return dm_err_set(err, DM_EINVAL, "token id %d at position %d is out of range (vocabulary of %d)",
+					  tokens[i], i, c->m->hp.n_vocab);
+	return 0;
+}
+
+int model_decode(struct model_ctx *c, const int32_t *tokens, int32_t n, float *logits,
+		 bool all_logits, struct dm_err *err)
+{
+	const int32_t V = c->m->hp.n_vocab;
+	int32_t n_past0 = c->n_past;
+	int rc;
+
+	if ((rc = check_tokens(c, tokens, n, err)))
+		return rc;
+	for (int32_t i = 0; i < n; i += c->n_batch) {
+		int32_t T = n - i < c->n_batch ? n - i : c->n_batch;
+		enum out_mode mode = !logits ? OUT_NONE : all_logits ? OUT_ALL
+					 : (i + T == n ? OUT_LAST : OUT_NONE);
+		float *out = !logits ? NULL : all_logits ? logits + (size_t)i * (size_t)V : logits;
+		if ((rc = forward(c, tokens + i, T, mode, out, err))) {
+			c->n_past = n_past0; /* the cache rows past n_past0 are garbage now */
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int model_embed(struct model_ctx *c, const int32_t *tokens, int32_t n, bool mean, float *out,
+		struct dm_err *err)
+{
+	const int64_t E = c->m->hp.n_embd;
+	double norm = 0;
+	int rc;
+
+	if (n < 1)
+		return dm_err_set(err, DM_EINVAL, "nothing to embed");
+	model_ctx_reset(c);
+	if ((rc = check_tokens(c, tokens, n, err)))
+		return rc;
+	memset(out, 0, (size_t)E * sizeof(float));
+	for (int32_t i = 0; i < n; i += c->n_batch) {
+		int32_t T = n - i < c->n_batch ? n - i : c->n_batch;
+		enum out_mode mode = mean ? OUT_HIDDEN_SUM : (i + T == n ? OUT_HIDDEN_LAST : OUT_NONE);
+		if ((rc = forward(c, tokens + i, T, mode, out, err))) {
+			model_ctx_reset(c);
+			return rc;
+		}
+	}
+	for (int64_t i = 0; i < E; i++)
+		norm += (double)out[i] * out[i];
+	norm = sqrt(norm);
+	for (int64_t i = 0; i < E; i++)
+		out[i] = norm > 0 ? (float)(out[i] / norm) : 0.0f;
+	model_ctx_reset(c);
+	return 0;
+}

@@ -1,0 +1,374 @@
+/*
+ * model/model — architecture binding and context (KV cache + scratch)
+ * allocation.  See model.h for ownership and shapes.
+ */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "base/pool.h"
+
+static int key_u32(const struct gguf_file *g, const char *arch, const char *suffix, bool required,
+		   uint32_t def, uint32_t *out, struct dm_err *err)
+{
+	char key[128];
+	int rc;
+
+	snprintf(key, sizeof key, "%s.%s", arch, suffix);
+	rc = gguf_get_u32(g, key, out, err);
+	if (rc == DM_ENOTFOUND && !required) {
+		*out = def;
+		return 0;
+	}
+	return rc;
+}
+
+static int key_f32(const struct gguf_file *g, const char *arch, const char *suffix, float def,
+		   float *out, struct dm_err *err)
+{
+	char key[128];
+	int rc;
+
+	snprintf(key, sizeof key, "%s.%s", arch, suffix);
+	rc = gguf_get_f32(g, key, out, err);
+	if (rc == DM_ENOTFOUND) {
+		*out = def;
+		return 0;
+	}
+	return rc;
+}
+
+static int read_hparams(const struct gguf_file *g, struct model_hparams *hp, struct dm_err *err)
+{
+	char scaling[32] = "";
+	uint32_t v;
+	int rc;
+	const char *a;
+
+	memset(hp, 0, sizeof *hp);
+	if ((rc = gguf_get_str_buf(g, "general.architecture", hp->arch_name, sizeof hp->arch_name, err)))
+		return rc;
+	a = hp->arch_name;
+	if (!strcmp(a, "llama")) {
+		hp->arch = MODEL_ARCH_LLAMA;
+		hp->rope_mode = KERN_ROPE_NORM;
+	} else if (!strcmp(a, "qwen2")) {
+		hp->arch = MODEL_ARCH_QWEN2;
+		hp->rope_mode = KERN_ROPE_NEOX;
+	} else {
+		return dm_err_set(err, DM_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: llama, qwen2)",
+				  g->name, a);
+	}
+#define U32(suffix, req, def, field)                                              \
+	do {                                                                      \
+		if ((rc = key_u32(g, a, suffix, req, def, &v, err)))              \
+			return rc;                                                \
+		if (v > (uint32_t)INT32_MAX / 4)                                  \
+			return dm_err_set(err, DM_EFORMAT, "%s: %s.%s = %u is out of range", \
+					  g->name, a, suffix, v);                 \
+		hp->field = (int32_t)v;                                           \
+	} while (0)
+	U32("context_length", true, 0, n_ctx_train);
+	U32("embedding_length", true, 0, n_embd);
+	U32("block_count", true, 0, n_layer);
+	U32("feed_forward_length", true, 0, n_ff);
+	U32("attention.head_count", true, 0, n_head);
+	U32("attention.head_count_kv", false, (uint32_t)hp->n_head, n_head_kv);
+	if (hp->n_head < 1 || hp->n_embd < 1 || hp->n_layer < 1 || hp->n_ff < 1 || hp->n_ctx_train < 1)
+		return dm_err_set(err, DM_EFORMAT, "%s: zero-sized hyper-parameter (embd %d, layers %d, heads %d, ff %d, ctx %d)",
+				  g->name, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff, hp->n_ctx_train);
+	U32("attention.key_length", false, (uint32_t)(hp->n_embd / hp->n_head), head_dim);
+	U32("rope.dimension_count", false, (uint32_t)hp->head_dim, n_rot);
+#undef U32
+	if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
+		return dm_err_set(err, DM_EFORMAT, "%s: %d heads are not a multiple of %d KV heads",
+				  g->name, hp->n_head, hp->n_head_kv);
+	if (hp->head_dim < 2 || hp->head_dim % 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+		return dm_err_set(err, DM_EFORMAT, "%s: head size %d / rotary dims %d are not usable",
+				  g->name, hp->head_dim, hp->n_rot);
+	if ((rc = key_f32(g, a, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps, err)) ||
+	    (rc = key_f32(g, a, "rope.freq_base", 10000.0f, &hp->rope_base, err)))
+		return rc;
+	hp->rope_scale = 1.0f;
+	{
+		char key[128];
+		float factor = 0;
+		snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+		rc = gguf_get_str_buf(g, key, scaling, sizeof scaling, err);
+		if (rc && rc != DM_ENOTFOUND)
+			return rc;
+		if (rc == 0 && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
+			return dm_err_set(err, DM_EUNSUPPORTED, "%s: rope scaling '%s' is not supported (none, linear)",
+					  g->name, scaling);
+		if ((rc = key_f32(g, a, "rope.scaling.factor", 0.0f, &factor, err)))
+			return rc;
+		if (factor == 0.0f && (rc = key_f32(g, a, "rope.scale_linear", 0.0f, &factor, err)))
+			return rc;
+		if (factor > 0.0f && strcmp(scaling, "none") != 0)
+			hp->rope_scale = 1.0f / factor;
+	}
+	return 0;
+}
+
+/* Binds a weight, checking shape and that kern computes with its type. */
+static int bind_w(const struct gguf_file *g, const char *name, int64_t ne0, int64_t ne1,
+		  struct model_w *w, uint64_t *bytes, struct dm_err *err)
+{
+	const struct gguf_tensor *t = gguf_tensor_find(g, name);
+	struct kern_traits tr;
+
+	if (!t)
+		return dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' is missing", g->name, name);
+	if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1)
+		return dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' has shape %lld x %lld x %lld x %lld, expected %lld x %lld",
+				  g->name, name, (long long)t->ne[0], (long long)t->ne[1],
+				  (long long)t->ne[2], (long long)t->ne[3], (long long)ne0, (long long)ne1);
+	if (kern_traits_get(t->type, KERN_ISA_REF, &tr) != 0)
+		return dm_err_set(err, DM_EUNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot compute with",
+				  g->name, name, gguf_type_get(t->type)->name);
+	w->data = t->data;
+	w->type = t->type;
+	w->ne0 = ne0;
+	w->ne1 = ne1;
+	*bytes += t->nbytes;
+	return 0;
+}
+
+/* A 1-D F32 vector of n (norms, biases, rope factors); optional → NULL ok. */
+static int bind_vec(const struct gguf_file *g, const char *name, int64_t n, bool optional,
+		    const float **out, uint64_t *bytes, struct dm_err *err)
+{
+	const struct gguf_tensor *t = gguf_tensor_find(g, name);
+
+	*out = NULL;
+	if (!t) {
+		if (optional)
+			return 0;
+		return dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' is missing", g->name, name);
+	}
+	if (t->n_elem != n || t->ne[0] != n)
+		return dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' has %lld elements, expected %lld",
+				  g->name, name, (long long)t->n_elem, (long long)n);
+	if (t->type != GGUF_TYPE_F32)
+		return dm_err_set(err, DM_EUNSUPPORTED, "%s: tensor '%s' is %s, expected F32", g->name,
+				  name, gguf_type_get(t->type)->name);
+	if ((uintptr_t)t->data % sizeof(float))
+		return dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' is not 4-byte aligned", g->name, name);
+	*out = t->data;
+	*bytes += t->nbytes;
+	return 0;
+}
+
+int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err)
+{
+	struct model *m = calloc(1, sizeof *m);
+	struct model_hparams *hp;
+	const struct gguf_tensor *te;
+	char nm[96];
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	m->gguf = g;
+	hp = &m->hp;
+	if ((rc = read_hparams(g, hp, err)))
+		goto fail;
+	te = gguf_tensor_find(g, "token_embd.weight");
+	if (!te) {
+		rc = dm_err_set(err, DM_EFORMAT, "%s: tensor 'token_embd.weight' is missing", g->name);
+		goto fail;
+	}
+	if (te->ne[1] < 1 || te->ne[1] > INT32_MAX) {
+		rc = dm_err_set(err, DM_EFORMAT, "%s: bad vocabulary size %lld", g->name, (long long)te->ne[1]);
+		goto fail;
+	}
+	hp->n_vocab = (int32_t)te->ne[1];
+	{
+		const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
+		const int64_t QD = (int64_t)hp->n_head * hp->head_dim;
+		const int64_t KVD = (int64_t)hp->n_head_kv * hp->head_dim;
+
+		if ((rc = bind_w(g, "token_embd.weight", E, V, &m->tok_embd, &m->weight_bytes, err)))
+			goto fail;
+		if ((rc = bind_vec(g, "output_norm.weight", E, false, &m->output_norm, &m->weight_bytes, err)))
+			goto fail;
+		if (gguf_tensor_find(g, "output.weight")) {
+			if ((rc = bind_w(g, "output.weight", E, V, &m->output, &m->weight_bytes, err)))
+				goto fail;
+		} else {
+			m->output = m->tok_embd; /* tied embeddings */
+		}
+		if ((rc = bind_vec(g, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freqs, &m->weight_bytes, err)))
+			goto fail;
+		m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+		if (!m->layers) {
+			rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+			goto fail;
+		}
+		for (int32_t l = 0; l < hp->n_layer; l++) {
+			struct model_layer *L = &m->layers[l];
+			bool qw = hp->arch == MODEL_ARCH_QWEN2;
+#define W(field, suffix, a, b)                                                                   \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
+		if ((rc = bind_w(g, nm, a, b, &L->field, &m->weight_bytes, err)))                 \
+			goto fail;                                                               \
+	} while (0)
+#define V(field, suffix, kind, n, opt)                                                            \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, suffix, kind);                         \
+		if ((rc = bind_vec(g, nm, n, opt, &L->field, &m->weight_bytes, err)))             \
+			goto fail;                                                               \
+	} while (0)
+			V(attn_norm, "attn_norm", "weight", E, false);
+			W(wq, "attn_q", E, QD);
+			W(wk, "attn_k", E, KVD);
+			W(wv, "attn_v", E, KVD);
+			W(wo, "attn_output", QD, E);
+			V(bq, "attn_q", "bias", QD, !qw);
+			V(bk, "attn_k", "bias", KVD, !qw);
+			V(bv, "attn_v", "bias", KVD, !qw);
+			V(ffn_norm, "ffn_norm", "weight", E, false);
+			W(w_gate, "ffn_gate", E, F);
+			W(w_up, "ffn_up", E, F);
+			W(w_down, "ffn_down", F, E);
+#undef W
+#undef V
+		}
+	}
+	*out = m;
+	return 0;
+fail:
+	model_free(m);
+	return rc;
+}
+
+void model_free(struct model *m)
+{
+	if (!m)
+		return;
+	free(m->layers);
+	free(m);
+}
+
+/* ---- context ---- */
+
+static void resolve(const struct model *m, const struct model_ctx_params *p, int32_t *n_ctx,
+		    int32_t *n_batch)
+{
+	*n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+	*n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
+	if (*n_batch > *n_ctx)
+		*n_batch = *n_ctx;
+}
+
+/* Scratch layout in floats; one place computes it for both sizing and
+ * carving, so the reported size is the allocated size. */
+struct scratch_layout {
+	size_t x, xn, q, kk, vv, att, g, u, scores, total;
+	int32_t scores_stride;
+};
+
+static void layout(const struct model *m, int32_t n_ctx, int32_t n_batch, int n_threads,
+		   struct scratch_layout *s)
+{
+	const struct model_hparams *hp = &m->hp;
+	size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
+	size_t QD = (size_t)hp->n_head * (size_t)hp->head_dim;
+	size_t KVD = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+	size_t off = 0;
+	/* 16 floats (64 bytes) alignment for every buffer */
+#define TAKE(field, n) do { s->field = off; off += ((n) + 15) / 16 * 16; } while (0)
+	TAKE(x, B * E);
+	TAKE(xn, B * (E > QD ? E : QD));
+	TAKE(q, B * QD);
+	TAKE(kk, B * KVD);
+	TAKE(vv, B * KVD);
+	TAKE(att, B * QD);
+	TAKE(g, B * F);
+	TAKE(u, B * F);
+	s->scores_stride = (int32_t)(((size_t)n_ctx + 15) / 16 * 16);
+	/* attention scores: one row of n_ctx per thread */
+	TAKE(scores, (size_t)s->scores_stride * (size_t)n_threads);
+#undef TAKE
+	s->total = off * sizeof(float);
+}
+
+static size_t kv_bytes(const struct model *m, int32_t n_ctx)
+{
+	return 2 * (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)m->hp.n_head_kv *
+	       (size_t)m->hp.head_dim * sizeof(uint16_t);
+}
+
+size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p)
+{
+	struct scratch_layout s;
+	int32_t n_ctx, n_batch;
+	resolve(m, p, &n_ctx, &n_batch);
+	layout(m, n_ctx, n_batch, p && p->pool ? dm_pool_size(p->pool) : 1, &s);
+	return kv_bytes(m, n_ctx) + s.total;
+}
+
+int model_ctx_init(struct model_ctx **out, const struct model *m, const struct model_ctx_params *p,
+		   struct dm_err *err)
+{
+	struct model_ctx *c = calloc(1, sizeof *c);
+	struct scratch_layout s;
+	float *f;
+
+	*out = NULL;
+	if (!c)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	c->m = m;
+	resolve(m, p, &c->n_ctx, &c->n_batch);
+	if (c->n_ctx < 1 || c->n_ctx > (1 << 24)) {
+		int32_t n_ctx = c->n_ctx;
+		free(c);
+		return dm_err_set(err, DM_EINVAL, "n_ctx %d is out of range", n_ctx);
+	}
+	c->pool = p ? p->pool : NULL;
+	c->isa = p && p->isa_set ? p->isa : kern_isa_best();
+	layout(m, c->n_ctx, c->n_batch, c->pool ? dm_pool_size(c->pool) : 1, &s);
+	c->kv_bytes = kv_bytes(m, c->n_ctx);
+	c->scratch_bytes = s.total;
+	c->k = dm_mem_map(c->kv_bytes);
+	c->scratch = dm_mem_map(c->scratch_bytes);
+	if (!c->k || !c->scratch) {
+		size_t need = c->kv_bytes + c->scratch_bytes;
+		model_ctx_free(c);
+		return dm_err_set(err, DM_ENOMEM, "cannot allocate %zu MiB for the KV cache and scratch",
+				  need >> 20);
+	}
+	c->v = c->k + c->kv_bytes / 2 / sizeof(uint16_t);
+	f = c->scratch;
+	c->x = f + s.x;
+	c->xn = f + s.xn;
+	c->q = f + s.q;
+	c->kk = f + s.kk;
+	c->vv = f + s.vv;
+	c->att = f + s.att;
+	c->g = f + s.g;
+	c->u = f + s.u;
+	c->scores = f + s.scores;
+	c->scores_stride = s.scores_stride;
+	*out = c;
+	return 0;
+}
+
+void model_ctx_free(struct model_ctx *c)
+{
+	if (!c)
+		return;
+	dm_mem_unmap(c->k, c->kv_bytes);
+	dm_mem_unmap(c->scratch, c->scratch_bytes);
+	free(c);
+}
+
+void model_ctx_reset(struct model_ctx *c)
+{
+	c->n_past = 0;
+}

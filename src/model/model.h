@@ -1,0 +1,138 @@
+/*
+ * model — the transformer engine: binds a GGUF file's tensors to a
+ * llama-family architecture (llama, qwen2), owns the KV cache and scratch of
+ * a context, and runs the forward pass.
+ *
+ * Ownership: struct model borrows the struct gguf_file it was bound to (the
+ * weights stay where the loader put them: mapped file pages or memory the
+ * lifecycle manager owns; nothing is copied).  The gguf file must outlive
+ * the model.  struct model_ctx owns its KV cache and scratch, allocated once
+ * at init with exactly the sizes model_ctx_bytes() reports, mapped
+ * anonymously so that model_ctx_free() returns them to the OS.
+ *
+ * Shapes (ne[0] = row length = input dimension):
+ *   token_embd   (n_embd, n_vocab)      output (n_embd, n_vocab), or tied
+ *   attn_q       (n_embd, n_head·hd)    attn_k/v (n_embd, n_head_kv·hd)
+ *   attn_output  (n_head·hd, n_embd)
+ *   ffn_gate/up  (n_embd, n_ff)         ffn_down (n_ff, n_embd)
+ *   norms        (n_embd)  F32          qwen2 biases bq (n_head·hd), bk/bv (n_head_kv·hd)
+ *   KV cache     per layer: n_ctx rows of n_head_kv·hd F16 values for K, same for V
+ */
+#ifndef DM_MODEL_MODEL_H
+#define DM_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+
+struct dm_pool;
+
+enum model_arch {
+	MODEL_ARCH_LLAMA = 0,
+	MODEL_ARCH_QWEN2 = 1,
+};
+
+struct model_hparams {
+	enum model_arch arch;
+	char arch_name[32];
+	int32_t n_vocab;
+	int32_t n_ctx_train;
+	int32_t n_embd;
+	int32_t n_layer;
+	int32_t n_head;
+	int32_t n_head_kv;
+	int32_t head_dim;
+	int32_t n_ff;
+	int32_t n_rot;
+	float rms_eps;
+	float rope_base;
+	float rope_scale; /* multiplier on positions: 1 / linear scaling factor */
+	enum kern_rope_mode rope_mode;
+};
+
+/* A weight: a view into the file's (or the manager's) memory. */
+struct model_w {
+	const void *data;
+	uint32_t type;
+	int64_t ne0, ne1; /* row length, rows */
+};
+
+struct model_layer {
+	const float *attn_norm, *ffn_norm;      /* (n_embd) */
+	struct model_w wq, wk, wv, wo;
+	const float *bq, *bk, *bv;              /* qwen2 only, else NULL */
+	struct model_w w_gate, w_up, w_down;
+};
+
+struct model {
+	struct model_hparams hp;
+	struct model_w tok_embd, output;
+	const float *output_norm;
+	const float *rope_freqs; /* (n_rot / 2) divisors, or NULL */
+	struct model_layer *layers;
+	uint64_t weight_bytes;   /* bytes of all bound tensors */
+	const struct gguf_file *gguf;
+};
+
+/* Binds the tensors of an open GGUF file.  Errors name the file and what is
+ * wrong: "unsupported architecture 'gpt2'", "tensor 'blk.3.attn_q.weight'
+ * has shape 4096 x 1024, expected 4096 x 4096", "tensor ... has type IQ2_XS,
+ * which this build cannot compute with", missing tensors or keys. */
+int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err);
+void model_free(struct model *m);
+
+struct model_ctx_params {
+	int32_t n_ctx;     /* 0: min(4096, n_ctx_train) */
+	int32_t n_batch;   /* 0: 512 */
+	struct dm_pool *pool; /* NULL: single-threaded */
+	enum kern_isa isa;
+	bool isa_set;      /* false: kern_isa_best() */
+};
+
+struct model_ctx {
+	const struct model *m;
+	int32_t n_ctx, n_batch;
+	int32_t n_past;    /* positions filled in the KV cache */
+	struct dm_pool *pool;
+	enum kern_isa isa;
+	/* KV cache: layer l's K at k + l·n_ctx·kv_dim (F16) */
+	uint16_t *k, *v;
+	size_t kv_bytes;
+	/* scratch, one mapping */
+	void *scratch;
+	size_t scratch_bytes;
+	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
+	int32_t scores_stride;
+};
+
+/* Bytes a context of these parameters will allocate (KV cache + scratch),
+ * for budgeting before the allocation happens. */
+size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p);
+int model_ctx_init(struct model_ctx **out, const struct model *m,
+		   const struct model_ctx_params *p, struct dm_err *err);
+void model_ctx_free(struct model_ctx *c);
+/* Forgets the KV cache contents (n_past = 0). */
+void model_ctx_reset(struct model_ctx *c);
+
+/*
+ * Runs tokens[0..n) at positions n_past.. n_past+n-1, appending to the KV
+ * cache in n_batch chunks.  Logits: if all_logits, `logits` receives n rows
+ * of n_vocab floats (row i after token i); otherwise one row, after the last
+ * token.  logits may be NULL (only fill the cache).  DM_ENOSPC when the
+ * context would overflow ("context full: 4090 + 10 tokens > n_ctx 4096");
+ * DM_EINVAL for token ids out of range.  Nothing is written on error.
+ */
+int model_decode(struct model_ctx *c, const int32_t *tokens, int32_t n, float *logits,
+		 bool all_logits, struct dm_err *err);
+
+/* Embeddings of tokens[0..n) (from an empty cache, which it resets):
+ * mean-pooled (mean = true) or last-token final hidden state, L2-normalised,
+ * n_embd floats into out. */
+int model_embed(struct model_ctx *c, const int32_t *tokens, int32_t n, bool mean, float *out,
+		struct dm_err *err);
+
+#endif

@@ -1,0 +1,686 @@
+/*
+ * tests/model — the forward pass against a slow float64 reference, prefill
+ * vs one-by-one decode, thread-count independence, the sampler, and (when
+ * ../shared/golden exists) greedy outputs and perplexity of a real model
+ * against the reference engine.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/half.h"
+#include "base/pool.h"
+#include "gguf/gguf.h"
+#include "kern/kern.h"
+#include "model/model.h"
+#include "model/ppl.h"
+#include "model/sample.h"
+#include "model/synth.h"
+#include "tutil.h"
+
+/* ---- a slow, obviously-correct float64 reference forward pass ---- */
+
+/* Dequantized copy of a weight, in double, rows × cols. */
+static double *deq(const struct model_w *w)
+{
+	size_t rb = kern_row_bytes(w->type, w->ne0);
+	double *out = malloc((size_t)w->ne0 * (size_t)w->ne1 * sizeof *out);
+	float *row = malloc((size_t)w->ne0 * sizeof *row);
+	assert_non_null(out);
+	for (int64_t r = 0; r < w->ne1; r++) {
+		assert_int_equal(kern_dequantize(w->type, (const uint8_t *)w->data + (size_t)r * rb, row, w->ne0, NULL), 0);
+		for (int64_t i = 0; i < w->ne0; i++)
+			out[(size_t)r * (size_t)w->ne0 + (size_t)i] = row[i];
+	}
+	free(row);
+	return out;
+}
+
+/* y[r] = Σ_i W[r][i] x[i] */
+static void ref_mv(const double *W, int64_t rows, int64_t cols, const double *x, double *y)
+{
+	for (int64_t r = 0; r < rows; r++) {
+		double s = 0;
+		for (int64_t i = 0; i < cols; i++)
+			s += W[r * cols + i] * x[i];
+		y[r] = s;
+	}
+}
+
+static void ref_rmsnorm(double *y, const double *x, const float *w, int64_t n, double eps)
+{
+	double ss = 0;
+	for (int64_t i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	ss = 1.0 / sqrt(ss / (double)n + eps);
+	for (int64_t i = 0; i < n; i++)
+		y[i] = x[i] * ss * w[i];
+}
+
+static void ref_rope(double *x, int64_t n_head, int64_t hd, int64_t n_rot, int64_t pos, double base,
+		     bool neox)
+{
+	for (int64_t h = 0; h < n_head; h++) {
+		double *v = x + h * hd;
+		for (int64_t i = 0; i < n_rot / 2; i++) {
+			double th = (double)pos * pow(base, -2.0 * (double)i / (double)n_rot);
+			int64_t a = neox ? i : 2 * i, b = neox ? i + n_rot / 2 : 2 * i + 1;
+			double x0 = v[a], x1 = v[b];
+			v[a] = x0 * cos(th) - x1 * sin(th);
+			v[b] = x0 * sin(th) + x1 * cos(th);
+		}
+	}
+}
+
+/* the KV cache format (F16) is part of the specification */
+static double f16r(double x)
+{
+	return dm_f16_to_f32(dm_f32_to_f16((float)x));
+}
+
+/* Logits (n_tok × n_vocab) for tokens at positions 0..n_tok-1. */
+static double *ref_forward(const struct model *m, const int32_t *tok, int n_tok)
+{
+	const struct model_hparams *hp = &m->hp;
+	const int64_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim, V = hp->n_vocab;
+	const int64_t QD = hp->n_head * hd, KVD = hp->n_head_kv * hd;
+	const bool neox = hp->arch == MODEL_ARCH_QWEN2;
+	double *x = calloc((size_t)(n_tok * E), sizeof *x), *h = malloc((size_t)E * 8);
+	double *K = malloc((size_t)(n_tok * KVD) * 8), *Vc = malloc((size_t)(n_tok * KVD) * 8);
+	double *q = malloc((size_t)QD * 8), *att = malloc((size_t)QD * 8), *tmp = malloc((size_t)(E > F ? E : F) * 8);
+	double *g = malloc((size_t)F * 8), *u = malloc((size_t)F * 8), *sc = malloc((size_t)n_tok * 8);
+	double *logits = malloc((size_t)(n_tok * V) * 8);
+	double *emb = deq(&m->tok_embd);
+
+	for (int t = 0; t < n_tok; t++)
+		memcpy(x + t * E, emb + (size_t)tok[t] * (size_t)E, (size_t)E * 8);
+	for (int l = 0; l < hp->n_layer; l++) {
+		const struct model_layer *L = &m->layers[l];
+		double *Wq = deq(&L->wq), *Wk = deq(&L->wk), *Wv = deq(&L->wv), *Wo = deq(&L->wo);
+		double *Wg = deq(&L->w_gate), *Wu = deq(&L->w_up), *Wd = deq(&L->w_down);
+		for (int t = 0; t < n_tok; t++) {
+			ref_rmsnorm(h, x + t * E, L->attn_norm, E, hp->rms_eps);
+			ref_mv(Wk, KVD, E, h, K + t * KVD);
+			ref_mv(Wv, KVD, E, h, Vc + t * KVD);
+			for (int64_t i = 0; L->bk && i < KVD; i++) {
+				K[t * KVD + i] += L->bk[i];
+				Vc[t * KVD + i] += L->bv[i];
+			}
+			ref_rope(K + t * KVD, hp->n_head_kv, hd, hp->n_rot, t, hp->rope_base, neox);
+			for (int64_t i = 0; i < KVD; i++) {
+				K[t * KVD + i] = f16r(K[t * KVD + i]);
+				Vc[t * KVD + i] = f16r(Vc[t * KVD + i]);
+			}
+		}
+		for (int t = 0; t < n_tok; t++) {
+			ref_rmsnorm(h, x + t * E, L->attn_norm, E, hp->rms_eps);
+			ref_mv(Wq, QD, E, h, q);
+			for (int64_t i = 0; L->bq && i < QD; i++)
+				q[i] += L->bq[i];
+			ref_rope(q, hp->n_head, hd, hp->n_rot, t, hp->rope_base, neox);
+			for (int64_t hh = 0; hh < hp->n_head; hh++) {
+				int64_t kvh = hh / (hp->n_head / hp->n_head_kv);
+				double mx = -1e300, sum = 0;
+				for (int s = 0; s <= t; s++) {
+					double d = 0;
+					for (int64_t i = 0; i < hd; i++)
+						d += q[hh * hd + i] * K[s * KVD + kvh * hd + i];
+					sc[s] = d / sqrt((double)hd);
+					if (sc[s] > mx)
+						mx = sc[s];
+				}
+				for (int s = 0; s <= t; s++)
+					sum += sc[s] = exp(sc[s] - mx);
+				for (int64_t i = 0; i < hd; i++) {
+					double a = 0;
+					for (int s = 0; s <= t; s++)
+						a += sc[s] / sum * Vc[s * KVD + kvh * hd + i];
+					att[hh * hd + i] = a;
+				}
+			}
+			ref_mv(Wo, E, QD, att, tmp);
+			for (int64_t i = 0; i < E; i++)
+				x[t * E + i] += tmp[i];
+			ref_rmsnorm(h, x + t * E, L->ffn_norm, E, hp->rms_eps);
+			ref_mv(Wg, F, E, h, g);
+			ref_mv(Wu, F, E, h, u);
+			for (int64_t i = 0; i < F; i++)
+				g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+			ref_mv(Wd, E, F, g, tmp);
+			for (int64_t i = 0; i < E; i++)
+				x[t * E + i] += tmp[i];
+		}
+		free(Wq); free(Wk); free(Wv); free(Wo); free(Wg); free(Wu); free(Wd);
+	}
+	{
+		double *Wout = deq(&m->output);
+		for (int t = 0; t < n_tok; t++) {
+			ref_rmsnorm(h, x + t * E, m->output_norm, E, hp->rms_eps);
+			ref_mv(Wout, V, E, h, logits + t * V);
+		}
+		free(Wout);
+	}
+	free(emb); free(x); free(h); free(K); free(Vc); free(q); free(att); free(tmp);
+	free(g); free(u); free(sc);
+	return logits;
+}
+
+static double nmse(const float *a, const double *ref, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
+		den += ref[i] * ref[i];
+	}
+	return num / den;
+}
+
+/* A tiny model of the given architecture and weight type. */
+struct fixture {
+	char path[512];
+	struct gguf_file *g;
+	struct model *m;
+};
+
+static void fixture_open(struct fixture *f, const char *arch, uint32_t type)
+{
+	struct synth_opts o = { .type = type, .seed = 3, .arch = arch };
+	struct dm_err e;
+	assert_int_equal(synth_preset("tiny", &o.shape, &e), 0);
+	o.shape.n_layer = 2;
+	snprintf(f->path, sizeof f->path, "%s", tu_tmp_path(arch));
+	strcat(f->path, gguf_type_get(type)->name);
+	if (synth_write(&o, f->path, &e))
+		fail_msg("%s", e.msg);
+	if (gguf_open(&f->g, f->path, &e) || model_bind(&f->m, f->g, &e))
+		fail_msg("%s", e.msg);
+}
+
+static void fixture_close(struct fixture *f)
+{
+	model_free(f->m);
+	gguf_close(f->g);
+}
+
+static const int32_t prompt[] = { 1, 300, 17, 42, 480, 511, 260, 3, 99, 128, 200, 7 };
+#define N_PROMPT ((int)(sizeof prompt / sizeof prompt[0]))
+
+/* Engine logits vs the float64 reference on F32 weights: NMSE < 1e-5. */
+static void check_vs_reference(const char *arch, uint32_t type, double bound)
+{
+	struct fixture f;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { .n_ctx = 64, .n_batch = 5 };
+	struct dm_err e;
+	float *lg;
+	double *ref, err;
+	int V;
+
+	fixture_open(&f, arch, type);
+	V = f.m->hp.n_vocab;
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	lg = malloc((size_t)N_PROMPT * (size_t)V * sizeof *lg);
+	if (model_decode(c, prompt, N_PROMPT, lg, true, &e))
+		fail_msg("%s", e.msg);
+	ref = ref_forward(f.m, prompt, N_PROMPT);
+	err = nmse(lg, ref, (size_t)N_PROMPT * (size_t)V);
+	print_message("      %s %s: NMSE %.3g (bound %.0e)\n", arch, gguf_type_get(type)->name, err, bound);
+	assert_true(err < bound);
+	free(ref);
+	free(lg);
+	model_ctx_free(c);
+	fixture_close(&f);
+}
+
+static void test_llama_f32_vs_reference(void **state)
+{
+	(void)state;
+	check_vs_reference("llama", GGUF_TYPE_F32, 1e-5);
+}
+
+static void test_qwen2_f32_vs_reference(void **state)
+{
+	(void)state;
+	check_vs_reference("qwen2", GGUF_TYPE_F32, 1e-5);
+}
+
+/* Quantized weights: the reference uses the same (dequantized) weights with
+ * float activations; the engine quantizes activations to 8 bits per value
+ * (as ggml does), which alone gives a logits NMSE of ~1e-4 on this random
+ * model whatever the weight type (measured: Q8_0 9.6e-5, Q6_K 2.1e-4, Q4_0
+ * 1.3e-4, Q4_K 2.4e-4).  Bounds are 2.5-5x the measured values; F16/BF16
+ * weights take float activations and stay at rounding level. */
+static void test_quantized_vs_reference(void **state)
+{
+	static const struct { uint32_t type; double bound; } cases[] = {
+		{ GGUF_TYPE_F16, 1e-5 }, { GGUF_TYPE_BF16, 1e-5 }, { GGUF_TYPE_Q8_0, 5e-4 },
+		{ GGUF_TYPE_Q4_0, 5e-4 }, { GGUF_TYPE_Q4_K, 1e-3 }, { GGUF_TYPE_Q6_K, 1e-3 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		check_vs_reference("llama", cases[i].type, cases[i].bound);
+}
+
+/* Prefill of N tokens at once == N one-token decodes (within float
+ * reordering), and 1 thread == 2 threads exactly. */
+static void test_prefill_vs_decode_and_threads(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c1, *c2, *c3;
+	struct dm_pool *p1, *p2;
+	struct model_ctx_params cp = { .n_ctx = 64, .n_batch = 8 };
+	struct dm_err e;
+	float *a, *b, *d;
+	int V;
+	(void)state;
+
+	fixture_open(&f, "llama", GGUF_TYPE_Q4_0);
+	V = f.m->hp.n_vocab;
+	a = malloc((size_t)V * N_PROMPT * sizeof *a);
+	b = malloc((size_t)V * N_PROMPT * sizeof *b);
+	d = malloc((size_t)V * N_PROMPT * sizeof *d);
+	assert_int_equal(dm_pool_init(&p1, 1, &e), 0);
+	assert_int_equal(dm_pool_init(&p2, 2, &e), 0);
+	cp.pool = p1;
+	assert_int_equal(model_ctx_init(&c1, f.m, &cp, &e), 0);
+	cp.pool = p2;
+	assert_int_equal(model_ctx_init(&c2, f.m, &cp, &e), 0);
+	assert_int_equal(model_ctx_init(&c3, f.m, &cp, &e), 0);
+	assert_int_equal(model_decode(c1, prompt, N_PROMPT, a, true, &e), 0);
+	assert_int_equal(model_decode(c2, prompt, N_PROMPT, b, true, &e), 0);
+	assert_memory_equal(a, b, (size_t)V * N_PROMPT * sizeof *a);
+	for (int t = 0; t < N_PROMPT; t++)
+		assert_int_equal(model_decode(c3, prompt + t, 1, d + (size_t)t * (size_t)V, false, &e), 0);
+	for (size_t i = 0; i < (size_t)V * N_PROMPT; i++)
+		if (fabsf(a[i] - d[i]) > 1e-4f + 1e-3f * fabsf(a[i]))
+			fail_msg("logit %zu: prefill %g vs decode %g", i, a[i], d[i]);
+	model_ctx_free(c1);
+	model_ctx_free(c2);
+	model_ctx_free(c3);
+	dm_pool_free(p1);
+	dm_pool_free(p2);
+	free(a); free(b); free(d);
+	fixture_close(&f);
+}
+
+static void test_context_full_and_bad_tokens(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { .n_ctx = 8, .n_batch = 4 };
+	struct dm_err e;
+	int32_t bad[2] = { 1, 100000 };
+	(void)state;
+	fixture_open(&f, "llama", GGUF_TYPE_F32);
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	assert_int_equal(model_decode(c, prompt, 6, NULL, false, &e), 0);
+	assert_int_equal(model_decode(c, prompt, 3, NULL, false, &e), DM_ENOSPC);
+	assert_string_equal(e.msg, "context full: 6 + 3 tokens > n_ctx 8");
+	assert_int_equal(c->n_past, 6);
+	assert_int_equal(model_decode(c, bad, 2, NULL, false, &e), DM_EINVAL);
+	assert_non_null(strstr(e.msg, "token id 100000"));
+	assert_int_equal(model_ctx_bytes(f.m, &cp), c->kv_bytes + c->scratch_bytes);
+	model_ctx_free(c);
+	fixture_close(&f);
+}
+
+static void test_embeddings(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { .n_ctx = 32 };
+	struct dm_err e;
+	float a[256], b[256];
+	double n2 = 0;
+	(void)state;
+	fixture_open(&f, "llama", GGUF_TYPE_F32);
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	assert_int_equal(model_embed(c, prompt, 5, true, a, &e), 0);
+	assert_int_equal(model_embed(c, prompt, 5, true, b, &e), 0);
+	assert_memory_equal(a, b, sizeof a);
+	for (int i = 0; i < 256; i++)
+		n2 += (double)a[i] * a[i];
+	assert_true(fabs(n2 - 1.0) < 1e-4);
+	assert_int_equal(model_embed(c, prompt, 5, false, b, &e), 0);
+	assert_true(memcmp(a, b, sizeof a) != 0);
+	model_ctx_free(c);
+	fixture_close(&f);
+}
+
+/* ---- sampler ---- */
+
+static void test_sampler_greedy_is_argmax(void **state)
+{
+	struct sampler *s;
+	struct sample_params p;
+	float lg[50];
+	(void)state;
+	sample_params_default(&p);
+	p.temp = 0;
+	assert_int_equal(sampler_init(&s, 50, &p, NULL), 0);
+	for (int k = 0; k < 20; k++) {
+		int best = (k * 7) % 50;
+		for (int i = 0; i < 50; i++)
+			lg[i] = (float)sin(i * 1.3 + k);
+		lg[best] = 5.0f;
+		assert_int_equal(sampler_sample(s, lg, NULL, 0), best);
+	}
+	sampler_free(s);
+}
+
+static void test_sampler_seeded_reproducible(void **state)
+{
+	struct sampler *a, *b;
+	struct sample_params p;
+	float lg[100];
+	int diff = 0;
+	(void)state;
+	sample_params_default(&p);
+	p.temp = 1.0f;
+	p.top_k = 0;
+	p.top_p = 1.0f;
+	p.min_p = 0;
+	p.seed = 1234;
+	for (int i = 0; i < 100; i++)
+		lg[i] = (float)(i % 10) * 0.1f;
+	assert_int_equal(sampler_init(&a, 100, &p, NULL), 0);
+	assert_int_equal(sampler_init(&b, 100, &p, NULL), 0);
+	for (int k = 0; k < 200; k++)
+		assert_int_equal(sampler_sample(a, lg, NULL, 0), sampler_sample(b, lg, NULL, 0));
+	sampler_reseed(b, 99);
+	for (int k = 0; k < 200; k++)
+		diff += sampler_sample(a, lg, NULL, 0) != sampler_sample(b, lg, NULL, 0);
+	assert_true(diff > 0);
+	sampler_free(a);
+	sampler_free(b);
+}
+
+/* Hand-made distribution: p = 0.5, 0.25, 0.125, 0.0625, 0.0625 (ids 4,1,3,0,2). */
+static void make_cands(struct sample_cand *c)
+{
+	const int ids[5] = { 4, 1, 3, 0, 2 };
+	const double p[5] = { 0.5, 0.25, 0.125, 0.0625, 0.0625 };
+	for (int i = 0; i < 5; i++) {
+		c[i].id = ids[4 - i];
+		c[i].logit = (float)log(p[4 - i]);
+	}
+}
+
+static void test_sampler_filters(void **state)
+{
+	struct sample_cand c[5];
+	size_t n;
+	(void)state;
+	make_cands(c);
+	n = sample_top_k(c, 5, 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(c[0].id, 4);
+	assert_int_equal(c[1].id, 1);
+	make_cands(c);
+	assert_int_equal(sample_top_p(c, 5, 0.74f), 2); /* 0.5 + 0.25 reaches 0.74 */
+	make_cands(c);
+	assert_int_equal(sample_top_p(c, 5, 0.76f), 3);
+	make_cands(c);
+	assert_int_equal(sample_top_p(c, 5, 0.3f), 1);
+	make_cands(c);
+	assert_int_equal(sample_min_p(c, 5, 0.24f), 3); /* p >= 0.12 */
+	make_cands(c);
+	assert_int_equal(sample_min_p(c, 5, 0.26f), 2);
+	make_cands(c);
+	assert_int_equal(sample_min_p(c, 5, 0.9f), 1);
+	/* ties at the cut keep the lower id first */
+	make_cands(c);
+	sample_sort_softmax(c, 5);
+	assert_int_equal(c[3].id, 0);
+	assert_int_equal(c[4].id, 2);
+}
+
+static void test_sampler_penalties(void **state)
+{
+	struct sampler *s;
+	struct sample_params p;
+	float lg[4] = { 2.0f, 1.9f, -1.0f, 0.5f };
+	int32_t hist[3] = { 0, 0, 2 };
+	(void)state;
+	sample_params_default(&p);
+	p.temp = 0;
+	p.repeat_penalty = 2.0f; /* 2.0 -> 1.0 for id 0: id 1 wins */
+	assert_int_equal(sampler_init(&s, 4, &p, NULL), 0);
+	assert_int_equal(sampler_sample(s, lg, hist, 3), 1);
+	assert_int_equal(sampler_sample(s, lg, NULL, 0), 0);
+	sampler_free(s);
+	sample_params_default(&p);
+	p.temp = 0;
+	p.freq_penalty = 0.06f; /* id 0 seen twice: 2.0 - 0.12 < 1.9 */
+	assert_int_equal(sampler_init(&s, 4, &p, NULL), 0);
+	assert_int_equal(sampler_sample(s, lg, hist, 3), 1);
+	sampler_free(s);
+}
+
+/* ---- the reference engine's outputs on a real model ---- */
+
+static int32_t *read_ids(const char *path, size_t *n)
+{
+	size_t len;
+	char *txt = tu_read_file(path, &len), *p;
+	int32_t *ids;
+	if (!txt)
+		return NULL;
+	ids = malloc((len / 2 + 1) * sizeof *ids);
+	*n = 0;
+	p = txt;
+	for (;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		ids[(*n)++] = (int32_t)v;
+		p = end;
+	}
+	free(txt);
+	return ids;
+}
+
+static void test_golden_greedy(void **state)
+{
+	static const char *files[] = { "stories260K.gguf", "stories260K-q8_0.gguf", "stories260K-q4_0.gguf" };
+	const char *gd = tu_golden_dir();
+	char path[1024];
+	int exact = 0, total = 0;
+	(void)state;
+	if (!gd)
+		skip();
+	for (size_t fi = 0; fi < 3; fi++) {
+		struct gguf_file *g;
+		struct model *m;
+		struct model_ctx *c;
+		struct model_ctx_params cp = { .n_ctx = 128 };
+		struct dm_err e;
+		float *lg;
+		snprintf(path, sizeof path, "%s/stories260K/%s", gd, files[fi]);
+		assert_int_equal(gguf_open(&g, path, &e), 0);
+		if (model_bind(&m, g, &e))
+			fail_msg("%s", e.msg);
+		assert_int_equal(model_ctx_init(&c, m, &cp, &e), 0);
+		lg = malloc((size_t)m->hp.n_vocab * sizeof *lg);
+		for (int pn = 1; pn <= 4; pn++) {
+			size_t np, ne;
+			int32_t *pr, *exp_ids, id;
+			int match = 0;
+			snprintf(path, sizeof path, "%s/stories260K/expected/prompt.%d.ids", gd, pn);
+			pr = read_ids(path, &np);
+			snprintf(path, sizeof path, "%s/stories260K/expected/%s.%d.ids", gd, files[fi], pn);
+			exp_ids = read_ids(path, &ne);
+			assert_non_null(pr);
+			assert_non_null(exp_ids);
+			model_ctx_reset(c);
+			assert_int_equal(model_decode(c, pr, (int32_t)np, lg, false, &e), 0);
+			for (size_t k = 0; k < ne; k++) {
+				id = 0;
+				for (int32_t i = 1; i < m->hp.n_vocab; i++)
+					if (lg[i] > lg[id])
+						id = i;
+				if (id != exp_ids[k])
+					break;
+				match++;
+				assert_int_equal(model_decode(c, &id, 1, lg, false, &e), 0);
+			}
+			print_message("      %s prompt %d: %d/%zu greedy tokens equal\n", files[fi], pn, match, ne);
+			/* F32: the whole run.  Quantized files: llama.cpp and we
+			 * quantize activations with different roundings (error of
+			 * equal size, different realisation: see the kquant logits
+			 * test), so runs part at the first close call; the first
+			 * tokens must still agree. */
+			if (fi == 0)
+				exact += match == (int)ne;
+			else
+				exact += match >= 5;
+			total++;
+			free(pr);
+			free(exp_ids);
+		}
+		free(lg);
+		model_ctx_free(c);
+		model_free(m);
+		gguf_close(g);
+	}
+	print_message("      greedy: %d of %d runs as expected\n", exact, total);
+	assert_int_equal(exact, total);
+}
+
+/* Perplexity of story.txt (ids from the reference tokenizer) with n_ctx 128:
+ * the reference engine's figures. */
+static void test_golden_perplexity(void **state)
+{
+	static const struct { const char *file; double ppl, tol; } cases[] = {
+		{ "stories260K/stories260K.gguf", 3.8236, 0.0005 },
+		{ "stories260K/stories260K-q8_0.gguf", 3.8123, 0.01 },
+		{ "stories260K/stories260K-q4_0.gguf", 4.1106, 0.02 },
+		{ "kquant/kquant-F16.gguf", 534.2528, 0.05 },
+		{ "kquant/kquant-Q8_0.gguf", 534.3118, 0.5 },
+		{ "kquant/kquant-Q4_K_M.gguf", 540.2451, 1.0 },
+	};
+	const char *gd = tu_golden_dir();
+	char path[1024];
+	size_t n;
+	int32_t *ids;
+	(void)state;
+	if (!gd)
+		skip();
+	snprintf(path, sizeof path, "%s/stories260K/expected/story.ids", gd);
+	ids = read_ids(path, &n);
+	assert_non_null(ids);
+	assert_int_equal(n, 954);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct gguf_file *g;
+		struct model *m;
+		struct model_ctx *c;
+		struct model_ctx_params cp = { .n_ctx = 128 };
+		struct ppl_result r;
+		struct dm_err e;
+		snprintf(path, sizeof path, "%s/%s", gd, cases[i].file);
+		assert_int_equal(gguf_open(&g, path, &e), 0);
+		assert_int_equal(model_bind(&m, g, &e), 0);
+		assert_int_equal(model_ctx_init(&c, m, &cp, &e), 0);
+		assert_int_equal(model_perplexity(c, ids, n, 1, NULL, NULL, &r, &e), 0);
+		print_message("      %s: PPL = %.4f +/- %.5f (reference %.4f)\n", cases[i].file, r.ppl,
+			      r.ppl_err, cases[i].ppl);
+		assert_int_equal(r.n_chunks, 7);
+		assert_int_equal(r.n_scored, 441);
+		assert_true(fabs(r.ppl - cases[i].ppl) <= cases[i].tol);
+		model_ctx_free(c);
+		model_free(m);
+		gguf_close(g);
+	}
+	free(ids);
+}
+
+static float *read_f32(const char *path, size_t n)
+{
+	size_t len;
+	float *p = tu_read_file(path, &len);
+	if (p && len != n * sizeof(float)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Logits of "Once upon a time" at every position on the tiny model in every
+ * type.  Against the same weights run in F32 by the reference engine
+ * (deqf32): F16/BF16 weights with float activations agree to rounding;
+ * quantized types carry the 8-bit activation error, measured at NMSE
+ * 1e-4..2.2e-4 and max |diff| 0.013..0.021 — the same size as the reference
+ * engine's own error against deqf32 (its README: 1.3e-2..2.1e-2). */
+static void test_golden_kquant_logits(void **state)
+{
+	static const char *types[] = { "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+				       "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M" };
+	static const int32_t ids[5] = { 1, 403, 407, 261, 378 };
+	const char *gd = tu_golden_dir();
+	char path[1024];
+	(void)state;
+	if (!gd)
+		skip();
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+		struct gguf_file *g;
+		struct model *m;
+		struct model_ctx *c;
+		struct model_ctx_params cp = { .n_ctx = 16 };
+		struct dm_err e;
+		float *lg, *ref;
+		double num = 0, den = 0, mx = 0, nm;
+		bool half = i < 2;
+		snprintf(path, sizeof path, "%s/kquant/kquant-%s.gguf", gd, types[i]);
+		assert_int_equal(gguf_open(&g, path, &e), 0);
+		assert_int_equal(model_bind(&m, g, &e), 0);
+		assert_int_equal(model_ctx_init(&c, m, &cp, &e), 0);
+		lg = malloc(5 * 512 * sizeof *lg);
+		assert_int_equal(model_decode(c, ids, 5, lg, true, &e), 0);
+		snprintf(path, sizeof path, "%s/kquant/expected/kquant-%s.gguf.deqf32.logits.f32", gd, types[i]);
+		ref = read_f32(path, 5 * 512);
+		assert_non_null(ref);
+		for (int k = 0; k < 5 * 512; k++) {
+			double d = (double)lg[k] - ref[k];
+			num += d * d;
+			den += (double)ref[k] * ref[k];
+			mx = fabs(d) > mx ? fabs(d) : mx;
+		}
+		nm = num / den;
+		print_message("      kquant-%s: NMSE %.3g, max |diff| %.3g vs the reference engine's F32 run\n",
+			      types[i], nm, mx);
+		assert_true(nm < (half ? 1e-6 : 5e-4));
+		assert_true(mx < (half ? 2e-3 : 0.04));
+		free(ref);
+		free(lg);
+		model_ctx_free(c);
+		model_free(m);
+		gguf_close(g);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_llama_f32_vs_reference),
+		cmocka_unit_test(test_qwen2_f32_vs_reference),
+		cmocka_unit_test(test_quantized_vs_reference),
+		cmocka_unit_test(test_prefill_vs_decode_and_threads),
+		cmocka_unit_test(test_context_full_and_bad_tokens),
+		cmocka_unit_test(test_embeddings),
+		cmocka_unit_test(test_sampler_greedy_is_argmax),
+		cmocka_unit_test(test_sampler_seeded_reproducible),
+		cmocka_unit_test(test_sampler_filters),
+		cmocka_unit_test(test_sampler_penalties),
+		cmocka_unit_test(test_golden_greedy),
+		cmocka_unit_test(test_golden_perplexity),
+		cmocka_unit_test(test_golden_kquant_logits),
+	};
+	return cmocka_run_group_tests_name("model", tests, NULL, NULL);
+}
