@@ -17,14 +17,19 @@
 
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "tok/chat.h"
 #include "tok/tok.h"
 
 static const char tokenize_usage[] =
-	"usage: dormant tokenize MODEL [--no-bos] [--special] [--pieces] [--file F | - | TEXT]\n"
-	"  --no-bos    do not add the BOS/EOS tokens the model asks for\n"
-	"  --special   recognise special tokens written in the text (<s>, <|im_end|>, ...)\n"
-	"  --pieces    print one 'id<TAB>piece' line per token\n"
-	"  --file F    read the text from F byte for byte ('-' reads stdin)\n";
+	"usage: dormant tokenize MODEL [options] [--file F | - | TEXT]\n"
+	"  --no-bos             do not add the BOS/EOS tokens the model asks for\n"
+	"  --special            recognise special tokens written in the text (<s>, <|im_end|>, ...)\n"
+	"  --pieces             print one 'id<TAB>piece' line per token\n"
+	"  --file F             read the text from F byte for byte ('-' reads stdin)\n"
+	"  --chat               tokenize the chat prompt for TEXT as a user message\n"
+	"  --system S           with --chat: a system message first\n"
+	"  --chat-template NAME with --chat: chatml, llama2, llama3, mistral, zephyr, gemma, phi3\n"
+	"                       (default: detected from the model's tokenizer.chat_template)\n";
 
 static const char detokenize_usage[] =
 	"usage: dormant detokenize MODEL [--special] [--keep-space] IDS...\n"
@@ -48,19 +53,20 @@ static int load_vocab(const char *path, struct tok_vocab **v)
 	return 0;
 }
 
-/* Reads all of f into a malloc'ed buffer. */
+/* Reads all of f into a malloc'ed buffer (NUL-terminated beyond *n). */
 static char *slurp(FILE *f, size_t *n)
 {
 	size_t cap = 1 << 16, len = 0;
 	char *buf = malloc(cap);
 	while (buf) {
-		size_t k = fread(buf + len, 1, cap - len, f);
+		size_t k = fread(buf + len, 1, cap - len - 1, f);
 		len += k;
-		if (len < cap) {
+		if (len < cap - 1) {
 			if (ferror(f)) {
 				free(buf);
 				return NULL;
 			}
+			buf[len] = 0;
 			*n = len;
 			return buf;
 		}
@@ -75,9 +81,10 @@ static char *slurp(FILE *f, size_t *n)
 
 int cli_tokenize(int argc, char **argv)
 {
-	const char *model = NULL, *text = NULL, *file = NULL;
+	const char *model = NULL, *text = NULL, *file = NULL, *system = NULL, *tmpl = NULL;
 	unsigned flags = TOK_ADD_SPECIAL;
-	bool pieces = false, opts = true, have_text = false;
+	bool pieces = false, opts = true, have_text = false, chat = false;
+	char *prompt = NULL;
 	struct tok_vocab *v = NULL;
 	struct dm_err err;
 	char *buf = NULL;
@@ -98,6 +105,12 @@ int cli_tokenize(int argc, char **argv)
 			flags |= TOK_PARSE_SPECIAL;
 		} else if (opts && !strcmp(a, "--pieces")) {
 			pieces = true;
+		} else if (opts && !strcmp(a, "--chat")) {
+			chat = true;
+		} else if (opts && (!strcmp(a, "--system") || !strcmp(a, "--chat-template"))) {
+			if (++i >= argc)
+				return cli_fail("%s needs a value", a), 2;
+			*(a[2] == 's' ? &system : &tmpl) = argv[i];
 		} else if (opts && !strcmp(a, "--file")) {
 			if (++i >= argc)
 				return cli_fail("--file needs a file name"), 2;
@@ -136,7 +149,28 @@ int cli_tokenize(int argc, char **argv)
 	}
 	if (load_vocab(model, &v))
 		goto out;
-	if (tok_encode(v, buf ? buf : text, len, flags, &ids, &n, &err)) {
+	if (chat) {
+		struct tok_chat_msg msgs[2];
+		enum tok_chat_kind kind;
+		size_t nm = 0;
+		bool fallback;
+		if (tok_chat_select(v, tmpl, &kind, &fallback, &err)) {
+			cli_fail("%s", err.msg);
+			goto out;
+		}
+		if (fallback)
+			fprintf(stderr, "dormant: warning: %s: chat template not recognised, using chatml\n",
+				model);
+		if (system)
+			msgs[nm++] = (struct tok_chat_msg){ "system", system };
+		msgs[nm++] = (struct tok_chat_msg){ "user", buf ? buf : text };
+		if (tok_chat_apply(kind, v, msgs, nm, true, &prompt, &len, &err)) {
+			cli_fail("%s", err.msg);
+			goto out;
+		}
+		flags |= TOK_PARSE_SPECIAL;
+	}
+	if (tok_encode(v, prompt ? prompt : buf ? buf : text, len, flags, &ids, &n, &err)) {
 		cli_fail("%s: %s", model, err.msg);
 		goto out;
 	}
@@ -156,6 +190,7 @@ int cli_tokenize(int argc, char **argv)
 		putchar('\n');
 	rc = fflush(stdout) ? cli_fail("stdout: write error") : 0;
 out:
+	free(prompt);
 	free(ids);
 	free(buf);
 	tok_free(v);
