@@ -15,6 +15,9 @@ int cli_bench(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_bench_speed(int argc, char **argv);
+struct dm_pool;
+/* Memory read bandwidth in GB/s (median of runs) with the pool's threads. */
+double cli_bench_bandwidth(struct dm_pool *pool, int runs);
 int cli_tokenize(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 
