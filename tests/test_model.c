@@ -665,6 +665,55 @@ static void test_golden_kquant_logits(void **state)
 	}
 }
 
+/* `dormant run` as a user runs it: stdout carries exactly the generated
+ * text; with the real model it is the reference engine's greedy text. */
+static void test_cli_run(void **state)
+{
+	const char *gd = tu_golden_dir();
+	const char *synth = tu_tmp_path("run.gguf");
+	char *out, *want;
+	size_t n;
+	int st;
+	(void)state;
+	assert_int_equal(tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), synth), 0);
+	out = tu_capture(&st, "%s run %s 'hello world' -n 8 --seed 7 2>/dev/null", tu_dormant(), synth);
+	assert_int_equal(st, 0);
+	assert_true(strlen(out) > 1);
+	free(out);
+	out = tu_capture(&st, "%s run %s hi --temp -1 2>&1", tu_dormant(), synth);
+	assert_int_equal(st, 2);
+	assert_non_null(strstr(out, "--temp: '-1' is not a number between 0 and 100"));
+	free(out);
+	out = tu_capture(&st, "%s run /nonexistent.gguf hi 2>&1", tu_dormant());
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "dormant: /nonexistent.gguf: No such file or directory"));
+	free(out);
+	if (!gd)
+		skip();
+	for (int p = 1; p <= 4; p++) {
+		char path[1024], ptxt[256];
+		FILE *f;
+		snprintf(path, sizeof path, "%s/stories260K/prompts.txt", gd);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		for (int k = 0; k < p; k++)
+			assert_non_null(fgets(ptxt, sizeof ptxt, f));
+		fclose(f);
+		ptxt[strcspn(ptxt, "\n")] = '\0';
+		snprintf(path, sizeof path, "%s/stories260K/expected/stories260K.gguf.%d.txt", gd, p);
+		want = tu_read_file(path, &n);
+		assert_non_null(want);
+		out = tu_capture(&st, "%s run %s/stories260K/stories260K.gguf \"%s\" -n 96 --temp 0",
+				 tu_dormant(), gd, ptxt);
+		assert_int_equal(st, 0);
+		assert_int_equal(strlen(out), n + 1);
+		assert_memory_equal(out, want, n);
+		assert_int_equal(out[n], '\n');
+		free(out);
+		free(want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -681,6 +730,7 @@ int main(void)
 		cmocka_unit_test(test_golden_greedy),
 		cmocka_unit_test(test_golden_perplexity),
 		cmocka_unit_test(test_golden_kquant_logits),
+		cmocka_unit_test(test_cli_run),
 	};
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);
 }

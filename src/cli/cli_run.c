@@ -14,6 +14,9 @@
 #include "cli/cli_model.h"
 #include "model/gen.h"
 #include "model/ppl.h"
+#include "tok/chat.h"
+
+#include <editline/readline.h>
 
 int cli_parse_long(const char *opt, const char *val, long lo, long hi, long *out)
 {
@@ -94,6 +97,128 @@ static int print_text(void *ud, int32_t id, const char *text, size_t n)
 	return 0;
 }
 
+/* Token ids for a prompt: the chat template over msgs when kind is set
+ * (special tokens in the template parsed; BOS added only if the template
+ * text did not already start with it), else the raw text with the model's
+ * BOS/EOS rules. */
+static int prompt_ids(struct cli_model *cm, const enum tok_chat_kind *kind,
+		      const struct tok_chat_msg *msgs, size_t nm, const char *raw, int32_t **ids,
+		      size_t *n, struct dm_err *err)
+{
+	char *text = NULL;
+	size_t len;
+	int rc;
+
+	if (!kind)
+		return tok_encode(cm->v, raw, strlen(raw), TOK_ADD_SPECIAL, ids, n, err);
+	if ((rc = tok_chat_apply(*kind, cm->v, msgs, nm, true, &text, &len, err)))
+		return rc;
+	rc = tok_encode(cm->v, text, len, TOK_PARSE_SPECIAL, ids, n, err);
+	free(text);
+	if (rc)
+		return rc;
+	if (tok_add_bos(cm->v) && tok_bos(cm->v) >= 0 && (*n == 0 || (*ids)[0] != tok_bos(cm->v))) {
+		int32_t *nid = realloc(*ids, (*n + 1) * sizeof **ids);
+		if (!nid)
+			return dm_err_set(err, DM_ENOMEM, "out of memory");
+		memmove(nid + 1, nid, *n * sizeof *nid);
+		nid[0] = tok_bos(cm->v);
+		*ids = nid;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* Collects the assistant's reply while printing it. */
+struct reply {
+	char *buf;
+	size_t n, cap;
+};
+
+static int print_and_keep(void *ud, int32_t id, const char *text, size_t n)
+{
+	struct reply *r = ud;
+	if (r->n + n + 1 > r->cap) {
+		size_t cap = (r->n + n + 1) * 2;
+		char *nb = realloc(r->buf, cap);
+		if (!nb)
+			return 1;
+		r->buf = nb;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->n, text, n);
+	r->n += n;
+	r->buf[r->n] = '\0';
+	return print_text(NULL, id, text, n);
+}
+
+/* Interactive chat on a terminal: line editing and history (libedit); the
+ * whole conversation is re-formatted with the template each turn. */
+static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char *system_msg,
+		       const struct gen_params *gp)
+{
+	struct tok_chat_msg *msgs = NULL;
+	char **owned = NULL;
+	size_t nm = 0, no = 0;
+	struct dm_err err;
+	int rc = 0;
+
+	fprintf(stderr, "dormant: chatting with %s (template %s); Ctrl-D to quit\n", cm->g->name,
+		tok_chat_name(kind));
+	msgs = malloc(sizeof *msgs);
+	if (!msgs)
+		return cli_fail("out of memory");
+	if (system_msg)
+		msgs[nm++] = (struct tok_chat_msg){ "system", system_msg };
+	for (;;) {
+		char *line = readline("> ");
+		struct reply r = { 0 };
+		struct gen_stats st;
+		int32_t *ids = NULL;
+		size_t n_ids = 0;
+		void *p1, *p2;
+
+		if (!line)
+			break;
+		if (!*line) {
+			free(line);
+			continue;
+		}
+		add_history(line);
+		p1 = realloc(msgs, (nm + 2) * sizeof *msgs);
+		p2 = realloc(owned, (no + 2) * sizeof *owned);
+		if (!p1 || !p2) {
+			free(line);
+			free(p1 ? p1 : msgs);
+			msgs = NULL;
+			owned = p2 ? p2 : owned;
+			rc = cli_fail("out of memory");
+			break;
+		}
+		msgs = p1;
+		owned = p2;
+		owned[no++] = line;
+		msgs[nm++] = (struct tok_chat_msg){ "user", line };
+		if (prompt_ids(cm, &kind, msgs, nm, NULL, &ids, &n_ids, &err) ||
+		    gen_run(cm->ctx, cm->v, ids, n_ids, gp, print_and_keep, &r, NULL, &st, &err)) {
+			fprintf(stderr, "\ndormant: %s\n", err.msg);
+			free(ids);
+			free(r.buf);
+			nm--; /* drop the turn that failed (context full, ...) */
+			continue;
+		}
+		free(ids);
+		putchar('\n');
+		owned[no++] = r.buf ? r.buf : strdup("");
+		msgs[nm++] = (struct tok_chat_msg){ "assistant", owned[no - 1] };
+	}
+	for (size_t i = 0; i < no; i++)
+		free(owned[i]);
+	free(owned);
+	free(msgs);
+	return rc;
+}
+
 /* Common options of run / perplexity / bench speed. */
 static int model_opt(int *i, int argc, char **argv, struct cli_model_opts *mo, bool *used)
 {
@@ -129,8 +254,10 @@ int cli_run(int argc, char **argv)
 	struct gen_stats st;
 	struct dm_err err;
 	struct dm_mem_usage mu;
-	const char *path = NULL, *prompt = NULL;
-	bool stats = false;
+	enum tok_chat_kind kind = TOK_CHAT_CHATML;
+	bool fallback = false;
+	const char *path = NULL, *prompt = NULL, *system_msg = NULL, *tmpl = NULL;
+	bool stats = false, chat = false;
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
 	int rc;
@@ -178,6 +305,16 @@ int cli_run(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--stats")) {
 			stats = true;
+		} else if (!strcmp(a, "--chat")) {
+			chat = true;
+		} else if (!strcmp(a, "--system") || !strcmp(a, "--chat-template")) {
+			if (!val)
+				return cli_fail("run: %s needs a value", a), 2;
+			if (a[2] == 's')
+				system_msg = val;
+			else
+				tmpl = val;
+			i++;
 		} else if (a[0] == '-' && a[1]) {
 			return cli_fail("run: unknown option '%s'", a), 2;
 		} else if (!path) {
@@ -189,12 +326,40 @@ int cli_run(int argc, char **argv)
 		}
 	}
 	if (!path)
-		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--stats]"), 2;
-	if (!prompt)
-		prompt = "";
+		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats]"), 2;
 	if (cli_model_open(&cm, path, &mo, &err))
 		return cli_fail("%s", err.msg);
-	if ((rc = tok_encode(cm.v, prompt, strlen(prompt), TOK_ADD_SPECIAL, &ids, &n_ids, &err))) {
+	if (chat || (!prompt && isatty(0))) {
+		if (tok_chat_select(cm.v, tmpl, &kind, &fallback, &err)) {
+			cli_model_close(&cm);
+			return cli_fail("run: %s", err.msg);
+		}
+		if (fallback)
+			fprintf(stderr, "dormant: warning: %s: chat template not recognised, using %s\n", path,
+				tok_chat_name(kind));
+		{
+			int32_t stop_ids[GEN_MAX_STOP];
+			size_t ns = tok_chat_stop_ids(kind, cm.v, stop_ids, GEN_MAX_STOP);
+			for (size_t k = 0; k < ns; k++)
+				gp.stop_ids[k] = stop_ids[k];
+		}
+	}
+	if (!prompt && isatty(0)) {
+		rc = interactive(&cm, kind, system_msg, &gp);
+		cli_model_close(&cm);
+		return rc;
+	}
+	if (!prompt)
+		prompt = "";
+	{
+		struct tok_chat_msg msgs[2];
+		size_t nm = 0;
+		if (system_msg)
+			msgs[nm++] = (struct tok_chat_msg){ "system", system_msg };
+		msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
+		rc = prompt_ids(&cm, chat ? &kind : NULL, msgs, nm, prompt, &ids, &n_ids, &err);
+	}
+	if (rc) {
 		cli_model_close(&cm);
 		return cli_fail("%s: %s", path, err.msg);
 	}
