@@ -330,6 +330,32 @@ static void test_spm_flags(void **state)
 	tok_free(v);
 }
 
+static void phi3_kv(struct gguf_writer *w)
+{
+	struct dm_err e;
+	assert_int_equal(gguf_writer_add_str(w, "general.name", "Phi-3-mini-4k-instruct", &e), 0);
+}
+
+/* Phi-3 files: special tokens eat the whitespace after them (RSTRIP),
+ * except <s>. */
+static void test_spm_rstrip(void **state)
+{
+	struct tok_vocab *v = load_path(write_spm("spm-phi3.gguf", phi3_kv));
+	(void)state;
+	assert_non_null(v);
+	assert_true(tok_attr(v, 272) & TOK_ATTR_RSTRIP);
+	assert_true(tok_attr(v, 271) & TOK_ATTR_RSTRIP);
+	assert_false(tok_attr(v, 1) & TOK_ATTR_RSTRIP);
+	IDS(v, "<|end|>  a", TOK_PARSE_SPECIAL, 272, 263);
+	IDS(v, "<|user|> \n a", 0, 271, 263);
+	IDS(v, "<s>  a", TOK_PARSE_SPECIAL, 1, 268, 263);
+	tok_free(v);
+	/* without the name: the spaces stay */
+	v = load_path(write_spm("spm-nophi.gguf", NULL));
+	IDS(v, "<|end|>  a", TOK_PARSE_SPECIAL, 272, 268, 263);
+	tok_free(v);
+}
+
 static void test_spm_decode(void **state)
 {
 	struct tok_vocab *v = load_path(write_spm("spm-dec.gguf", NULL));
@@ -1017,6 +1043,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spm_hand),
 		cmocka_unit_test(test_spm_flags),
+		cmocka_unit_test(test_spm_rstrip),
 		cmocka_unit_test(test_spm_decode),
 		cmocka_unit_test(test_bpe_hand),
 		cmocka_unit_test(test_bpe_digits_by_pre),

@@ -275,7 +275,7 @@ static int find_eog(struct tok_vocab *v, struct dm_err *err)
 {
 	static const char *const eot_texts[] = {
 		"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-		"<|end_of_text|>", "<EOT>", "_<EOT>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+		"<|end_of_text|>", "<EOT>", "_<EOT>", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",
 		"<end_of_utterance>",
 	};
 	static const char *const eog_texts[] = {
