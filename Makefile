@@ -88,21 +88,27 @@ asan:
 	  test
 
 # ---- fuzzing (clang + libFuzzer) ----
+# The library is built again with clang and coverage instrumentation into
+# build-fuzz/ (same per-file ISA flags as the main build), then each
+# fuzz/fuzz_*.c target links against it with libFuzzer's main.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_SRC     := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN     := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-FUZZ_LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-build-fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard src/*/*.h)
-	@mkdir -p build-fuzz
-	$(FUZZ_CC) -std=c11 -g -O1 -Isrc -Iinclude -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DDM_FUZZ \
-	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+.PHONY: fuzz-lib
+fuzz-lib:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) WERROR=0 OPT=-O1 \
+	  SAN="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" build-fuzz/libdormant.a
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz-lib
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 -DDM_FUZZ -fsanitize=fuzzer $(FUZZ_SAN) \
 	  $(if $(PKGS),$(shell pkg-config --cflags $(PKGS))) \
-	  $< $(FUZZ_LIB_SRC) -o $@ -pthread -lm -ldl $(if $(PKGS),$(shell pkg-config --libs $(PKGS)))
+	  $< build-fuzz/libdormant.a -o $@ -pthread $(LDLIBS)
 
-build-fuzz/seeds: fuzz/seeds.c $(LIB)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+build-fuzz/seeds: fuzz/seeds.c fuzz-lib
+	$(FUZZ_CC) $(CPPFLAGS) -std=c11 -g -O1 $(FUZZ_SAN) $< build-fuzz/libdormant.a -o $@ -pthread $(LDLIBS)
 
 fuzz: $(FUZZ_BIN) build-fuzz/seeds
 

@@ -33,6 +33,17 @@ int kern_isa_from_name(const char *name)
 	return -1;
 }
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+/* F16C from CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports
+ * does not know "f16c"). */
+static bool cpu_has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+#endif
+
 bool kern_isa_supported(enum kern_isa isa)
 {
 	switch (isa) {
@@ -41,7 +52,7 @@ bool kern_isa_supported(enum kern_isa isa)
 #if defined(__x86_64__)
 	case KERN_ISA_AVX2:
 		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		       __builtin_cpu_supports("f16c");
+		       cpu_has_f16c();
 	case KERN_ISA_AVX512:
 		return kern_isa_supported(KERN_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
 		       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&

@@ -1,0 +1,374 @@
+/* mgr/engine — see engine.h. */
+#include "mgr/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/mem.h"
+#include "kern/kern.h"
+
+/* Every matrix of a bound model, for quantize-on-load. */
+static size_t model_weights(struct model *m, struct model_w **out, size_t cap)
+{
+	size_t n = 0;
+#define PUT(w) do { if (n < cap) out[n] = (w); n++; } while (0)
+	PUT(&m->tok_embd);
+	if (m->output.data != m->tok_embd.data)
+		PUT(&m->output);
+	for (int32_t l = 0; l < m->hp.n_layer; l++) {
+		struct model_layer *L = &m->layers[l];
+		PUT(&L->wq);
+		PUT(&L->wk);
+		PUT(&L->wv);
+		PUT(&L->wo);
+		PUT(&L->w_gate);
+		PUT(&L->w_up);
+		PUT(&L->w_down);
+	}
+#undef PUT
+	return n;
+}
+
+/* The type a weight gets with quantize-on-load q (-1: none): only float
+ * matrices are quantized; a row that does not fit the target's blocks keeps
+ * its type (or takes Q8_0 when Q4_K's 256-blocks do not fit but 32 do). */
+static uint32_t target_type(const struct model_w *w, int32_t q)
+{
+	if (q < 0 || (w->type != GGUF_TYPE_F32 && w->type != GGUF_TYPE_F16 && w->type != GGUF_TYPE_BF16))
+		return w->type;
+	if (kern_row_bytes((uint32_t)q, w->ne0))
+		return (uint32_t)q;
+	if (kern_row_bytes(GGUF_TYPE_Q8_0, w->ne0))
+		return GGUF_TYPE_Q8_0;
+	return w->type;
+}
+
+static int check_quant(int32_t q, struct dm_err *err)
+{
+	if (q >= 0 && q != GGUF_TYPE_Q8_0 && q != GGUF_TYPE_Q4_0 && q != GGUF_TYPE_Q4_K)
+		return dm_err_set(err, DM_EINVAL, "quantize_on_load must be Q8_0, Q4_0 or Q4_K");
+	return 0;
+}
+
+static struct model_ctx_params ctx_params(const struct mgr_model_cfg *cfg, struct dm_pool *pool)
+{
+	struct model_ctx_params cp = { .n_ctx = cfg->n_ctx, .n_batch = cfg->n_batch, .pool = pool };
+	return cp;
+}
+
+int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err)
+{
+	struct gguf_file *g = NULL;
+	struct model *m = NULL;
+	struct tok_vocab *v = NULL;
+	struct model_w *ws[4096];
+	struct model_ctx_params cp;
+	uint64_t total;
+	size_t n;
+	int rc, nt;
+
+	if ((rc = check_quant(cfg->quantize_on_load, err)) || (rc = gguf_open(&g, cfg->path, err)))
+		return rc;
+	if ((rc = model_bind(&m, g, err)) || (rc = tok_load(&v, g, err)))
+		goto out;
+	total = m->weight_bytes;
+	n = model_weights(m, ws, sizeof ws / sizeof ws[0]);
+	for (size_t i = 0; i < n && i < sizeof ws / sizeof ws[0]; i++) {
+		uint32_t t = target_type(ws[i], cfg->quantize_on_load);
+		if (t != ws[i]->type)
+			total = total - kern_row_bytes(ws[i]->type, ws[i]->ne0) * (uint64_t)ws[i]->ne1 +
+				kern_row_bytes(t, ws[i]->ne0) * (uint64_t)ws[i]->ne1;
+	}
+	nt = cfg->n_threads > 0 ? cfg->n_threads : dm_cpu_physical_cores();
+	cp = ctx_params(cfg, NULL);
+	/* scratch has one row of attention scores per thread; size it with a
+	 * stand-in pool size through a context without a pool, then add the
+	 * extra rows */
+	total += model_ctx_bytes(m, &cp);
+	total += (uint64_t)(nt - 1) * (uint64_t)((cfg->n_ctx > 0 ? cfg->n_ctx : 4096) + 16) * sizeof(float);
+	total += tok_vocab_bytes(v);
+	*bytes = total;
+out:
+	tok_free(v);
+	model_free(m);
+	gguf_close(g);
+	return rc;
+}
+
+/* Read mode: the whole file into anonymous memory, counting progress. */
+static int read_file(const char *path, void **out, size_t *n, struct mgr_progress *prog,
+		     const atomic_int *cancel, struct dm_err *err)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t done = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return dm_err_set(err, DM_EIO, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+		close(fd);
+		return dm_err_set(err, DM_EIO, "%s: cannot read its size", path);
+	}
+	buf = dm_mem_map((size_t)st.st_size);
+	if (!buf) {
+		close(fd);
+		return dm_err_set(err, DM_ENOMEM, "%s: cannot allocate %lld bytes to read it", path,
+				  (long long)st.st_size);
+	}
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (prog)
+		atomic_store(&prog->total, (uint64_t)st.st_size);
+	while (done < (size_t)st.st_size) {
+		size_t want = (size_t)st.st_size - done;
+		ssize_t k = read(fd, buf + done, want > (8u << 20) ? (8u << 20) : want);
+		if (k <= 0 || (cancel && atomic_load(cancel))) {
+			int e = k < 0 ? errno : 0;
+			dm_mem_unmap(buf, (size_t)st.st_size);
+			close(fd);
+			if (cancel && atomic_load(cancel))
+				return dm_err_set(err, DM_ECANCELED, "%s: load cancelled", path);
+			return dm_err_set(err, DM_EIO, "%s: read: %s", path, e ? strerror(e) : "unexpected end of file");
+		}
+		done += (size_t)k;
+		if (prog)
+			atomic_store(&prog->done, done);
+	}
+	close(fd);
+	*out = buf;
+	*n = (size_t)st.st_size;
+	return 0;
+}
+
+static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *prog,
+			    const atomic_int *cancel, struct dm_err *err)
+{
+	struct model_w *ws[4096];
+	size_t n = model_weights(e->m, ws, sizeof ws / sizeof ws[0]), off = 0, need = 0;
+	float *row;
+	bool tied = e->m->output.data == e->m->tok_embd.data;
+
+	if (n > sizeof ws / sizeof ws[0])
+		return dm_err_set(err, DM_EUNSUPPORTED, "too many layers for quantize-on-load");
+	for (size_t i = 0; i < n; i++) {
+		uint32_t t = target_type(ws[i], q);
+		if (t != ws[i]->type)
+			need += (kern_row_bytes(t, ws[i]->ne0) * (size_t)ws[i]->ne1 + 63) & ~(size_t)63;
+	}
+	if (!need)
+		return 0;
+	e->qbuf = dm_mem_map(need);
+	e->qbuf_bytes = need;
+	row = malloc(sizeof(float) * (size_t)(e->m->hp.n_ff > e->m->hp.n_embd ? e->m->hp.n_ff : e->m->hp.n_embd) * 2 + 4096);
+	if (!e->qbuf || !row) {
+		free(row);
+		return dm_err_set(err, DM_ENOMEM, "cannot allocate %zu MiB for quantize-on-load", need >> 20);
+	}
+	if (prog) {
+		atomic_store(&prog->total, need);
+		atomic_store(&prog->done, 0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct model_w *w = ws[i];
+		uint32_t t = target_type(w, q);
+		size_t ib = kern_row_bytes(w->type, w->ne0), ob = kern_row_bytes(t, w->ne0);
+		uint8_t *dst = (uint8_t *)e->qbuf + off;
+		int rc;
+		if (t == w->type)
+			continue;
+		for (int64_t r = 0; r < w->ne1; r++) {
+			if ((rc = kern_dequantize(w->type, (const uint8_t *)w->data + (size_t)r * ib, row, w->ne0, err)) ||
+			    (rc = kern_quantize(t, row, dst + (size_t)r * ob, w->ne0, err))) {
+				free(row);
+				return rc;
+			}
+		}
+		if (cancel && atomic_load(cancel)) {
+			free(row);
+			return dm_err_set(err, DM_ECANCELED, "load cancelled");
+		}
+		e->replaced_bytes += ib * (size_t)w->ne1;
+		{
+			/* the float copy of this matrix is not needed any more: give
+			 * its whole pages back now (read mode: anonymous memory;
+			 * mapped modes: the file stays in the page cache only) */
+			uintptr_t lo = ((uintptr_t)w->data + 4095) & ~(uintptr_t)4095;
+			uintptr_t hi = ((uintptr_t)w->data + ib * (size_t)w->ne1) & ~(uintptr_t)4095;
+			if (hi > lo)
+				madvise((void *)lo, hi - lo, MADV_DONTNEED);
+		}
+		w->data = dst;
+		w->type = t;
+		off += (ob * (size_t)w->ne1 + 63) & ~(size_t)63;
+		if (prog)
+			atomic_store(&prog->done, off);
+	}
+	free(row);
+	if (tied)
+		e->m->output = e->m->tok_embd;
+	return 0;
+}
+
+int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr_progress *prog,
+		const atomic_int *cancel, struct dm_err *err)
+{
+	struct engine *e = calloc(1, sizeof *e);
+	struct model_ctx_params cp;
+	int rc, nt;
+
+	*out = NULL;
+	if (!e)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	if ((rc = check_quant(cfg->quantize_on_load, err)))
+		goto fail;
+	if (cfg->mode == MGR_MODE_READ) {
+		if ((rc = read_file(cfg->path, &e->file_copy, &e->file_copy_bytes, prog, cancel, err)) ||
+		    (rc = gguf_open_buffer(&e->g, e->file_copy, e->file_copy_bytes, cfg->path, err)))
+			goto fail;
+	} else {
+		if ((rc = gguf_open(&e->g, cfg->path, err)))
+			goto fail;
+		if (prog) {
+			atomic_store(&prog->total, e->g->size);
+			atomic_store(&prog->done, e->g->size);
+		}
+		if (cfg->mode == MGR_MODE_MLOCK) {
+			if (mlock(e->g->base, e->g->size) != 0) {
+				rc = dm_err_set(err, DM_ENOMEM, "%s: mlock of %llu bytes failed: %s (raise RLIMIT_MEMLOCK)",
+						cfg->path, (unsigned long long)e->g->size, strerror(errno));
+				goto fail;
+			}
+			e->locked = true;
+		} else if (cfg->mode == MGR_MODE_PREFETCH) {
+			/* asynchronous readahead of the whole file */
+			madvise((void *)(uintptr_t)e->g->base, e->g->size, MADV_WILLNEED);
+		}
+	}
+	if ((rc = model_bind(&e->m, e->g, err)) || (rc = tok_load(&e->v, e->g, err)))
+		goto fail;
+	if ((rc = quantize_weights(e, cfg->quantize_on_load, prog, cancel, err)))
+		goto fail;
+	nt = cfg->n_threads > 0 ? cfg->n_threads : dm_cpu_physical_cores();
+	if ((rc = dm_pool_init(&e->pool, nt, err)))
+		goto fail;
+	cp = ctx_params(cfg, e->pool);
+	if ((rc = model_ctx_init(&e->ctx, e->m, &cp, err)))
+		goto fail;
+	e->ctx_bytes = e->ctx->kv_bytes + e->ctx->scratch_bytes;
+	e->vocab_bytes = tok_vocab_bytes(e->v);
+	e->weight_bytes = e->m->weight_bytes;
+	/* the replaced float matrices stay mapped but are never touched again */
+	e->weight_bytes = e->m->weight_bytes - e->replaced_bytes + e->qbuf_bytes;
+	*out = e;
+	return 0;
+fail:
+	engine_unload(e, false);
+	return rc;
+}
+
+int engine_warmup(struct engine *e, struct dm_err *err)
+{
+	float *logits = malloc((size_t)e->m->hp.n_vocab * sizeof *logits);
+	int32_t tok = tok_bos(e->v) >= 0 ? tok_bos(e->v) : 0;
+	int rc;
+
+	if (!logits)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	/* touch every page of the KV cache and scratch now, so that the first
+	 * request does not pay for page faults (and memory figures are real) */
+	memset(e->ctx->k, 0, e->ctx->kv_bytes);
+	memset(e->ctx->scratch, 0, e->ctx->scratch_bytes);
+	/* and every page of the weights in use (mapped modes fault them in
+	 * here instead of during the first request; the rows of the token
+	 * embedding table would otherwise come in one by one) */
+	{
+		struct model_w *ws[4096];
+		size_t n = model_weights(e->m, ws, sizeof ws / sizeof ws[0]);
+		volatile uint8_t sink = 0;
+		for (size_t i = 0; i < n && i < sizeof ws / sizeof ws[0]; i++) {
+			const uint8_t *p = ws[i]->data;
+			size_t nb = kern_row_bytes(ws[i]->type, ws[i]->ne0) * (size_t)ws[i]->ne1;
+			for (size_t o = 0; o < nb; o += 4096)
+				sink ^= p[o];
+		}
+		(void)sink;
+	}
+	model_ctx_reset(e->ctx);
+	rc = model_decode(e->ctx, &tok, 1, logits, false, err);
+	model_ctx_reset(e->ctx);
+	free(logits);
+	return rc;
+}
+
+void engine_unload(struct engine *e, bool drop_page_cache)
+{
+	if (!e)
+		return;
+	model_ctx_free(e->ctx);
+	dm_pool_free(e->pool);
+	tok_free(e->v);
+	model_free(e->m);
+	dm_mem_unmap(e->qbuf, e->qbuf_bytes);
+	if (e->g && drop_page_cache && !e->file_copy) {
+		int fd = open(e->g->name, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+			close(fd);
+		}
+	}
+	if (e->locked)
+		munlock(e->g->base, e->g->size);
+	gguf_close(e->g);
+	dm_mem_unmap(e->file_copy, e->file_copy_bytes);
+	free(e);
+	malloc_trim(0); /* give the heap's free pages back too */
+}
+
+/* ---- as a manager backend ---- */
+
+static int be_estimate(void *ud, const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err)
+{
+	(void)ud;
+	return engine_estimate(cfg, bytes, err);
+}
+
+static int be_load(void *ud, const struct mgr_model_cfg *cfg, struct mgr_progress *prog,
+		   const atomic_int *cancel, struct mgr_loaded *out, struct dm_err *err)
+{
+	struct engine *e;
+	int rc = engine_load(&e, cfg, prog, cancel, err);
+	(void)ud;
+	if (rc)
+		return rc;
+	out->handle = e;
+	out->bytes = e->weight_bytes + e->ctx_bytes + e->vocab_bytes;
+	return 0;
+}
+
+static int be_warmup(void *ud, struct mgr_loaded *l, struct dm_err *err)
+{
+	(void)ud;
+	return engine_warmup(l->handle, err);
+}
+
+static void be_unload(void *ud, struct mgr_loaded *l)
+{
+	const struct engine_backend_cfg *c = ud;
+	engine_unload(l->handle, c && c->drop_page_cache);
+}
+
+void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg)
+{
+	be->ud = cfg;
+	be->estimate = be_estimate;
+	be->load = be_load;
+	be->warmup = be_warmup;
+	be->unload = be_unload;
+}

@@ -1,0 +1,65 @@
+/*
+ * mgr/engine — the real backend of the lifecycle manager: loads a GGUF
+ * file into a ready-to-run engine (weights, vocabulary, thread pool, KV
+ * cache and scratch) in one of the load modes, and unloads it so that every
+ * byte goes back.
+ *
+ * Load modes:
+ *   mmap      weights are views of the file mapping (PROT_READ, MAP_PRIVATE)
+ *   read      the file is read into anonymous memory (for network disks;
+ *             RSS shows the real cost)
+ *   mlock     mmap, then the mapping is locked in RAM
+ *   prefetch  mmap, then the kernel is asked to read the file ahead
+ *             (MADV_WILLNEED) so the first token does not stall on faults
+ * Quantize-on-load: F32/F16/BF16 matrices are quantized to Q8_0, Q4_0 or
+ * Q4_K into anonymous memory as they load; the file's float pages are read
+ * once and never touched again (in mmap mode the kernel may drop them).
+ *
+ * Unload frees in reverse order, unmaps, returns the heap's free pages to
+ * the OS (malloc_trim) and, when asked, drops the file from the page cache.
+ */
+#ifndef DM_MGR_ENGINE_H
+#define DM_MGR_ENGINE_H
+
+#include <stdbool.h>
+
+#include "base/pool.h"
+#include "gguf/gguf.h"
+#include "mgr/mgr.h"
+#include "model/model.h"
+#include "tok/tok.h"
+
+/* A loaded model, as handed out through mgr_lease_handle(). */
+struct engine {
+	struct gguf_file *g;
+	void *file_copy;        /* read mode: the file in anonymous memory */
+	size_t file_copy_bytes;
+	void *qbuf;             /* quantize-on-load: all quantized matrices */
+	size_t qbuf_bytes;
+	bool locked;
+	struct model *m;
+	struct tok_vocab *v;
+	struct dm_pool *pool;
+	struct model_ctx *ctx;
+	uint64_t weight_bytes;  /* as loaded (after quantize-on-load) */
+	uint64_t ctx_bytes;     /* KV cache + scratch */
+	uint64_t vocab_bytes;
+	uint64_t replaced_bytes; /* file bytes of matrices replaced by quantize-on-load */
+};
+
+struct engine_backend_cfg {
+	bool drop_page_cache;   /* posix_fadvise(DONTNEED) the file at unload */
+};
+
+/* Fills *be with the engine backend (estimate, load, warmup, unload).
+ * cfg (may be NULL) is borrowed and must outlive the manager. */
+void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg);
+
+/* The same steps without a manager (dormant run and friends use them). */
+int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr_progress *prog,
+		const atomic_int *cancel, struct dm_err *err);
+int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err);
+int engine_warmup(struct engine *e, struct dm_err *err);
+void engine_unload(struct engine *e, bool drop_page_cache);
+
+#endif
