@@ -23,6 +23,15 @@
 #include "model/synth.h"
 #include "tutil.h"
 
+/* AddressSanitizer keeps freed memory in quarantine and maps shadow memory:
+ * RSS figures mean nothing there, so the memory assertions are skipped
+ * (the load/unload cycle still runs and is checked for leaks and errors). */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEASURE_RSS 0
+#else
+#define MEASURE_RSS 1
+#endif
+
 static char path_q8[512], path_f16[512];
 
 /* the 110M-parameter shape (~140 MB at Q8_0, ~260 MB at F16) */
@@ -96,14 +105,17 @@ static void cycle(const char *path, enum mgr_load_mode mode, int32_t quant)
 	print_message("      %s%s: estimate %.1f MiB, measured %.1f MiB (ratio %.3f), ",
 		      mgr_mode_name(mode), quant >= 0 ? "+quantize" : "", s.est_bytes / 1048576.0,
 		      (rss_loaded - rss0) / 1048576.0, ratio);
-	assert_true(rss_loaded - rss0 > 100u << 20); /* a model of over 100 MB */
-	assert_true(ratio > 0.9 && ratio < 1.1);
+	if (MEASURE_RSS) {
+		assert_true(rss_loaded - rss0 > 100u << 20); /* a model of over 100 MB */
+		assert_true(ratio > 0.9 && ratio < 1.1);
+	}
 	mgr_release(l);
 	assert_int_equal(mgr_status(m, &s, 1), 1);
 	assert_int_equal(s.state, MGR_DORMANT);
 	rss1 = rss_now();
 	print_message("after unload %+.3f MiB vs before\n", ((double)rss1 - (double)rss0) / 1048576.0);
-	assert_true(rss1 <= rss0 + (1u << 20));
+	if (MEASURE_RSS)
+		assert_true(rss1 <= rss0 + (1u << 20));
 	mgr_free(m);
 }
 
