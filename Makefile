@@ -127,11 +127,12 @@ deps:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # The README's main job on the built-in default: a synthetic model written by
-# the build itself, then inspected.  (Replaced by the full lifecycle demo once
-# the server exists.)
+# the build itself (random weights: its text is meaningless), inspected, and
+# run.  (Replaced by the full lifecycle demo once the server exists.)
 demo: $(BIN)
-	$(BIN) synth --preset tiny --type F16 --seed 1 -o $(BUILD)/demo-tiny.gguf
-	$(BIN) info $(BUILD)/demo-tiny.gguf
+	$(BIN) synth --preset tiny --type Q8_0 --seed 1 -o $(BUILD)/demo-tiny.gguf
+	$(BIN) info $(BUILD)/demo-tiny.gguf | head -n 40
+	$(BIN) run $(BUILD)/demo-tiny.gguf "Once upon a time" -n 32 --seed 1 --stats
 
 # Kernel throughput: matvec GB/s against the measured memory read bandwidth
 # and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.

@@ -1,13 +1,18 @@
 /*
  * base/pool — see pool.h.
  *
- * Protocol: a job is published by storing its fields, resetting the chunk
- * counter and `active` (the number of workers that have not finished it),
- * then incrementing `gen` under the mutex and broadcasting.  A worker that
- * sees a new `gen` takes chunks until the counter passes n, decrements
- * `active`, and the last one signals the submitter under the mutex.  Both
- * sides spin a little before sleeping; the mutex makes every sleep safe
- * from lost wake-ups because each condition is changed under it.
+ * Protocol (a seqlock on `gen`): `gen` is even while a job is published and
+ * odd while the submitter rewrites the job fields.  To publish, the
+ * submitter makes `gen` odd, waits until no worker is `inside` the previous
+ * job, writes the fields and resets the counters, then makes `gen` even
+ * again and wakes sleepers.  A worker that sees a new even `gen` increments
+ * `inside`, re-checks `gen` (if it moved, it leaves without touching the
+ * fields), takes chunks from the atomic `next` counter and counts finished
+ * ones in `done`.  The submitter takes chunks too and returns as soon as
+ * `done` reaches the chunk count: it never waits for a sleeping worker to
+ * wake up just to find nothing left to do (that wake-up costs a
+ * millisecond in a VM).  Both sides spin a little before sleeping; every
+ * sleep re-checks its condition under the mutex, so no wake-up is lost.
  */
 #include "base/pool.h"
 
@@ -27,13 +32,16 @@ struct dm_pool {
 	pthread_t *threads;
 	pthread_mutex_t mu;
 	pthread_cond_t cv_work, cv_done;
-	/* current job (written by the submitter before gen changes) */
+	/* current job (written by the submitter while gen is odd) */
 	dm_pool_fn fn;
 	void *arg;
-	int64_t n, chunk;
-	atomic_int_fast64_t next;
+	int64_t n, chunk, n_chunks;
+	atomic_int_fast64_t next;  /* next chunk index to take */
+	atomic_int_fast64_t done;  /* chunks finished */
 	atomic_uint_fast64_t gen;
-	atomic_int active;
+	atomic_int inside;         /* workers inside the current job */
+	int sleepers;              /* workers waiting on cv_work (under mu) */
+	bool submitter_sleeping;   /* under mu */
 	atomic_bool stop;
 };
 
@@ -54,11 +62,17 @@ static inline void cpu_relax(void)
 static void run_chunks(struct dm_pool *p, int id)
 {
 	for (;;) {
-		int64_t b = atomic_fetch_add(&p->next, p->chunk);
-		if (b >= p->n)
+		int64_t c = atomic_fetch_add(&p->next, 1);
+		if (c >= p->n_chunks)
 			break;
-		int64_t e = b + p->chunk < p->n ? b + p->chunk : p->n;
+		int64_t b = c * p->chunk, e = b + p->chunk < p->n ? b + p->chunk : p->n;
 		p->fn(p->arg, b, e, id);
+		if (atomic_fetch_add(&p->done, 1) + 1 == p->n_chunks) {
+			pthread_mutex_lock(&p->mu);
+			if (p->submitter_sleeping)
+				pthread_cond_signal(&p->cv_done);
+			pthread_mutex_unlock(&p->mu);
+		}
 	}
 }
 
@@ -71,25 +85,25 @@ static void *worker_main(void *v)
 	free(v);
 	for (;;) {
 		uint_fast64_t g = atomic_load(&p->gen);
-		for (int i = 0; i < SPIN_ITERS && g == seen && !atomic_load(&p->stop); i++) {
+		for (int i = 0; i < SPIN_ITERS && (g == seen || (g & 1)) && !atomic_load(&p->stop); i++) {
 			cpu_relax();
 			g = atomic_load(&p->gen);
 		}
-		if (g == seen) {
+		if (g == seen || (g & 1)) {
 			pthread_mutex_lock(&p->mu);
-			while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
+			p->sleepers++;
+			while (((g = atomic_load(&p->gen)) == seen || (g & 1)) && !atomic_load(&p->stop))
 				pthread_cond_wait(&p->cv_work, &p->mu);
+			p->sleepers--;
 			pthread_mutex_unlock(&p->mu);
 		}
 		if (atomic_load(&p->stop))
 			break;
 		seen = g;
-		run_chunks(p, wa.id);
-		if (atomic_fetch_sub(&p->active, 1) == 1) {
-			pthread_mutex_lock(&p->mu);
-			pthread_cond_signal(&p->cv_done);
-			pthread_mutex_unlock(&p->mu);
-		}
+		atomic_fetch_add(&p->inside, 1);
+		if (atomic_load(&p->gen) == g)
+			run_chunks(p, wa.id);
+		atomic_fetch_sub(&p->inside, 1);
 	}
 	return NULL;
 }
@@ -171,7 +185,8 @@ int dm_pool_init(struct dm_pool **out, int n_threads, struct dm_err *err)
 	pthread_cond_init(&p->cv_done, NULL);
 	atomic_init(&p->next, 0);
 	atomic_init(&p->gen, 0);
-	atomic_init(&p->active, 0);
+	atomic_init(&p->done, 0);
+	atomic_init(&p->inside, 0);
 	atomic_init(&p->stop, false);
 	for (int i = 1; i < n_threads; i++) {
 		struct worker_arg *wa = malloc(sizeof *wa);
@@ -225,25 +240,34 @@ void dm_pool_run(struct dm_pool *p, int64_t n, int64_t chunk, dm_pool_fn fn, voi
 			fn(arg, b, b + chunk < n ? b + chunk : n, 0);
 		return;
 	}
+	/* odd gen: no worker may join the old job any more; wait for those
+	 * still inside it (they find no chunk left and leave at once) */
+	atomic_fetch_add(&p->gen, 1);
+	while (atomic_load(&p->inside) > 0)
+		cpu_relax();
 	p->fn = fn;
 	p->arg = arg;
 	p->n = n;
 	p->chunk = chunk;
+	p->n_chunks = (n + chunk - 1) / chunk;
 	atomic_store(&p->next, 0);
-	atomic_store(&p->active, p->n_threads - 1);
+	atomic_store(&p->done, 0);
+	atomic_fetch_add(&p->gen, 1); /* even: published */
 	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add(&p->gen, 1);
-	pthread_cond_broadcast(&p->cv_work);
+	if (p->sleepers)
+		pthread_cond_broadcast(&p->cv_work);
 	pthread_mutex_unlock(&p->mu);
 
 	run_chunks(p, 0);
 
-	for (int i = 0; i < SPIN_ITERS && atomic_load(&p->active) > 0; i++)
+	for (int i = 0; i < SPIN_ITERS && atomic_load(&p->done) < p->n_chunks; i++)
 		cpu_relax();
-	if (atomic_load(&p->active) > 0) {
+	if (atomic_load(&p->done) < p->n_chunks) {
 		pthread_mutex_lock(&p->mu);
-		while (atomic_load(&p->active) > 0)
+		p->submitter_sleeping = true;
+		while (atomic_load(&p->done) < p->n_chunks)
 			pthread_cond_wait(&p->cv_done, &p->mu);
+		p->submitter_sleeping = false;
 		pthread_mutex_unlock(&p->mu);
 	}
 }
