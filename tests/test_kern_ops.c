@@ -12,6 +12,7 @@
 
 #include "base/half.h"
 #include "base/rng.h"
+#include "gguf/gguf.h"
 #include "kern/kern.h"
 
 static void fill(float *x, int n, uint64_t seed)
@@ -128,36 +129,110 @@ static void test_conversions(void **state)
 		assert_true(h[i] == dm_f32_to_bf16(x[i]) && y[i] == dm_bf16_to_f32(h[i]));
 }
 
-/* Scores and values over an F16 cache with a row stride wider than the head. */
+/* Scores and values over an F16 cache with a row stride wider than the head,
+ * on every ISA, for head sizes that hit each SIMD tail.  Any summation
+ * order of m products is within m·u·Σ|terms| of the exact sum (u = 2^-24,
+ * 1.2e-7 leaves room for the final scaling), so the bound holds for the
+ * reference and the SIMD paths alike; SIMD vs reference gets twice that. */
+static void check_attention(enum kern_isa isa, int nkv, int hd, int stride)
+{
+	float *q = malloc((size_t)hd * sizeof *q), *kf = malloc((size_t)nkv * stride * sizeof *kf);
+	float *p = malloc((size_t)nkv * sizeof *p), *sc = malloc((size_t)nkv * sizeof *sc);
+	float *sr = malloc((size_t)nkv * sizeof *sr), *out = malloc((size_t)hd * sizeof *out);
+	float *outr = malloc((size_t)hd * sizeof *outr);
+	uint16_t *k = malloc((size_t)nkv * stride * sizeof *k), *v = malloc((size_t)nkv * stride * sizeof *v);
+	const int64_t nk = (int64_t)nkv * stride;
+
+	fill(q, hd, 8);
+	fill(kf, (int)nk, 9);
+	fill(p, nkv, 10);
+	kern_f32_to_f16(kf, k, nk);
+	for (int64_t i = 0; i < nk; i++)
+		v[i] = k[(i * 7) % nk];
+	kern_attn_scores(isa, sc, q, k, nkv, hd, (size_t)stride, 0.125f);
+	kern_attn_scores(KERN_ISA_REF, sr, q, k, nkv, hd, (size_t)stride, 0.125f);
+	for (int t = 0; t < nkv; t++) {
+		double s = 0, a = 0;
+		for (int i = 0; i < hd; i++) {
+			s += (double)q[i] * dm_f16_to_f32(k[(size_t)t * stride + i]);
+			a += fabs((double)q[i] * dm_f16_to_f32(k[(size_t)t * stride + i]));
+		}
+		assert_true(fabs(sc[t] - 0.125 * s) <= 0.125 * a * hd * 1.2e-7 + 1e-7);
+		assert_true(fabs(sc[t] - sr[t]) <= 2 * (0.125 * a * hd * 1.2e-7 + 1e-7));
+	}
+	kern_attn_values(isa, out, p, v, nkv, hd, (size_t)stride);
+	kern_attn_values(KERN_ISA_REF, outr, p, v, nkv, hd, (size_t)stride);
+	for (int i = 0; i < hd; i++) {
+		double s = 0, a = 0;
+		for (int t = 0; t < nkv; t++) {
+			s += (double)p[t] * dm_f16_to_f32(v[(size_t)t * stride + i]);
+			a += fabs((double)p[t] * dm_f16_to_f32(v[(size_t)t * stride + i]));
+		}
+		assert_true(fabs(out[i] - s) <= a * nkv * 1.2e-7 + 1e-7);
+		assert_true(fabs(out[i] - outr[i]) <= 2 * (a * nkv * 1.2e-7 + 1e-7));
+	}
+	free(q), free(kf), free(p), free(sc), free(sr), free(out), free(outr), free(k), free(v);
+}
+
 static void test_attention(void **state)
 {
-	enum { NKV = 19, HD = 40, STRIDE = 56 };
-	float q[HD], kf[NKV * STRIDE], p[NKV], sc[NKV], out[HD];
-	uint16_t k[NKV * STRIDE], v[NKV * STRIDE];
+	static const int shapes[][3] = { /* n_kv, head_dim, stride */
+		{ 19, 40, 56 }, { 1, 64, 64 }, { 7, 64, 256 }, { 33, 128, 128 }, { 5, 17, 20 },
+		{ 130, 80, 96 }, { 4, 8, 8 }, { 3, 3, 5 }, { 0, 64, 64 }, { 250, 256, 512 },
+	};
 	(void)state;
-	fill(q, HD, 8);
-	fill(kf, NKV * STRIDE, 9);
-	fill(p, NKV, 10);
-	kern_f32_to_f16(kf, k, NKV * STRIDE);
-	for (int i = 0; i < NKV * STRIDE; i++)
-		v[i] = k[(i * 7) % (NKV * STRIDE)];
-	kern_attn_scores(sc, q, k, NKV, HD, STRIDE, 0.125f);
-	for (int t = 0; t < NKV; t++) {
-		double s = 0, a = 0;
-		for (int i = 0; i < HD; i++) {
-			s += (double)q[i] * dm_f16_to_f32(k[t * STRIDE + i]);
-			a += fabs((double)q[i] * dm_f16_to_f32(k[t * STRIDE + i]));
-		}
-		assert_true(fabs(sc[t] - 0.125 * s) <= 0.125 * a * HD * 1.2e-7 + 1e-7);
+	for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+		if (!kern_isa_supported((enum kern_isa)isa))
+			continue;
+		for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+			check_attention((enum kern_isa)isa, shapes[s][0], shapes[s][1], shapes[s][2]);
 	}
-	kern_attn_values(out, p, v, NKV, HD, STRIDE);
-	for (int i = 0; i < HD; i++) {
-		double s = 0, a = 0;
-		for (int t = 0; t < NKV; t++) {
-			s += (double)p[t] * dm_f16_to_f32(v[t * STRIDE + i]);
-			a += fabs((double)p[t] * dm_f16_to_f32(v[t * STRIDE + i]));
+}
+
+/* Each ISA's activation quantizer gives the reference's bytes: random rows
+ * of several sizes, plus rows built to hit the rounding ties (amax 127 so
+ * the scale is exactly 1 and x.5 values survive the scaling), repeated
+ * magnitudes of both signs (Q8_K keeps the first) and all-zero blocks. */
+static void test_act_quant_bit_exact(void **state)
+{
+	static const uint32_t types[] = { GGUF_TYPE_Q4_0, GGUF_TYPE_Q4_1, GGUF_TYPE_Q4_K };
+	static const int64_t sizes[] = { 256, 512, 2048, 5632 };
+	(void)state;
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		struct kern_traits ref;
+		assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &ref), 0);
+		for (int isa = 1; isa < KERN_ISA_COUNT; isa++) {
+			struct kern_traits t;
+			if (!kern_isa_supported((enum kern_isa)isa))
+				continue;
+			assert_int_equal(kern_traits_get(types[ti], (enum kern_isa)isa, &t), 0);
+			for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+				for (int kind = 0; kind < 4; kind++) {
+					const int64_t n = sizes[si];
+					const size_t rb = kern_act_row_bytes(types[ti], n);
+					float *x = malloc((size_t)n * sizeof *x);
+					uint8_t *a = malloc(rb), *b = malloc(rb);
+					fill(x, (int)n, 100 + (uint64_t)si * 4 + (uint64_t)kind);
+					for (int64_t i = 0; i < n; i++) {
+						if (kind == 1) /* ties: k + 0.5 with the scale 1 */
+							x[i] = (float)((int)(x[i] * 40) % 126) + 0.5f;
+						else if (kind == 2) /* equal magnitudes, both signs */
+							x[i] = (i % 3 == 0) ? (i % 2 ? 3.0f : -3.0f) : x[i] * 0.5f;
+						else if (kind == 3 && (i / 256) % 2) /* zero blocks */
+							x[i] = 0;
+						if (kind == 1 && i % 32 == 5)
+							x[i] = (i / 32) % 2 ? 127.0f : -127.0f;
+					}
+					memset(a, 0xAA, rb);
+					memset(b, 0x55, rb);
+					ref.act_from_float(x, a, n);
+					t.act_from_float(x, b, n);
+					if (memcmp(a, b, rb))
+						fail_msg("%s act quantizer on %s differs from the reference (n %lld, kind %d)",
+							 kern_isa_name((enum kern_isa)isa), ref.name, (long long)n, kind);
+					free(x), free(a), free(b);
+				}
 		}
-		assert_true(fabs(out[i] - s) <= a * NKV * 1.2e-7 + 1e-7);
 	}
 }
 
@@ -169,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_softmax_activations),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_act_quant_bit_exact),
 	};
 	return cmocka_run_group_tests_name("kern_ops", tests, NULL, NULL);
 }

@@ -144,6 +144,10 @@ int kern_traits_get(uint32_t type, enum kern_isa isa, struct kern_traits *out)
 		kern_simd_avx512(type, &s);
 	out->vec_dot = s.vec_dot;
 	out->dot_cols = s.dot_cols;
+	if (isa >= KERN_ISA_AVX2 && kern_act_quant_avx2(out->act_type))
+		out->act_from_float = kern_act_quant_avx2(out->act_type);
+	if (isa >= KERN_ISA_AVX512 && kern_act_quant_avx512(out->act_type))
+		out->act_from_float = kern_act_quant_avx512(out->act_type);
 	return 0;
 }
 

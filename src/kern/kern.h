@@ -177,13 +177,15 @@ void kern_f32_to_bf16(const float *x, uint16_t *y, int64_t n);
 /*
  * Attention over an F16 KV cache for one query head.  k and v hold n_kv
  * rows (cache positions) of head_dim F16 values, row t at k + t·stride
- * (stride in elements, >= head_dim).
+ * (stride in elements, >= head_dim).  isa must be supported by this CPU
+ * (kern_isa_supported); the SIMD paths add in a different order than the
+ * scalar reference (KERN_ISA_REF) and agree with it to float rounding.
  */
 /* scores[t] = scale · Σ_i q[i]·k[t][i]. */
-void kern_attn_scores(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
-		      int64_t head_dim, size_t stride, float scale);
+void kern_attn_scores(enum kern_isa isa, float *scores, const float *q, const uint16_t *k,
+		      int64_t n_kv, int64_t head_dim, size_t stride, float scale);
 /* out[i] = Σ_t p[t]·v[t][i]  (out is overwritten). */
-void kern_attn_values(float *out, const float *p, const uint16_t *v, int64_t n_kv,
-		      int64_t head_dim, size_t stride);
+void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint16_t *v,
+		      int64_t n_kv, int64_t head_dim, size_t stride);
 
 #endif

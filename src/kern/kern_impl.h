@@ -94,4 +94,18 @@ struct kern_simd {
 void kern_simd_avx2(uint32_t type, struct kern_simd *s);
 void kern_simd_avx512(uint32_t type, struct kern_simd *s);
 
+/* ---- ops_<isa>.c: activation quantizers bit-identical to the reference
+ * one of act_type (NULL where the ISA has none), and attention (contracts
+ * as kern_attn_scores / kern_attn_values) ---- */
+kern_from_float_fn kern_act_quant_avx2(uint32_t act_type);
+kern_from_float_fn kern_act_quant_avx512(uint32_t act_type);
+void kern_attn_scores_avx2(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+			   int64_t head_dim, size_t stride, float scale);
+void kern_attn_values_avx2(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+			   int64_t head_dim, size_t stride);
+void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+			     int64_t head_dim, size_t stride, float scale);
+void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+			     int64_t head_dim, size_t stride);
+
 #endif

@@ -1,6 +1,8 @@
 /*
  * kern/ops — element-wise operations of a transformer (see kern.h), scalar
- * and readable; the compiler vectorises the simple loops.  Reductions
+ * and readable; the compiler vectorises the simple loops.  Attention, the
+ * one hot spot here, dispatches to ops_avx2.c / ops_avx512.c by ISA; its
+ * scalar version below is the reference.  Reductions
  * (RMSNorm, softmax) sum in double so their result does not depend on n's
  * size in any visible way.
  */
@@ -8,6 +10,7 @@
 
 #include "base/half.h"
 #include "kern/kern.h"
+#include "kern/kern_impl.h"
 
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps)
 {
@@ -135,8 +138,8 @@ void kern_f32_to_bf16(const float *x, uint16_t *y, int64_t n)
 		y[i] = dm_f32_to_bf16(x[i]);
 }
 
-void kern_attn_scores(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
-		      int64_t head_dim, size_t stride, float scale)
+static void attn_scores_ref(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+			    int64_t head_dim, size_t stride, float scale)
 {
 	for (int64_t t = 0; t < n_kv; t++) {
 		const uint16_t *kr = k + (size_t)t * stride;
@@ -147,8 +150,8 @@ void kern_attn_scores(float *scores, const float *q, const uint16_t *k, int64_t 
 	}
 }
 
-void kern_attn_values(float *out, const float *p, const uint16_t *v, int64_t n_kv,
-		      int64_t head_dim, size_t stride)
+static void attn_values_ref(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+			    int64_t head_dim, size_t stride)
 {
 	for (int64_t i = 0; i < head_dim; i++)
 		out[i] = 0;
@@ -158,4 +161,38 @@ void kern_attn_values(float *out, const float *p, const uint16_t *v, int64_t n_k
 		for (int64_t i = 0; i < head_dim; i++)
 			out[i] += pt * dm_f16_to_f32(vr[i]);
 	}
+}
+
+void kern_attn_scores(enum kern_isa isa, float *scores, const float *q, const uint16_t *k,
+		      int64_t n_kv, int64_t head_dim, size_t stride, float scale)
+{
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_attn_scores_avx512(scores, q, k, n_kv, head_dim, stride, scale);
+		return;
+	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_attn_scores_avx2(scores, q, k, n_kv, head_dim, stride, scale);
+		return;
+	}
+#endif
+	(void)isa;
+	attn_scores_ref(scores, q, k, n_kv, head_dim, stride, scale);
+}
+
+void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint16_t *v,
+		      int64_t n_kv, int64_t head_dim, size_t stride)
+{
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_attn_values_avx512(out, p, v, n_kv, head_dim, stride);
+		return;
+	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_attn_values_avx2(out, p, v, n_kv, head_dim, stride);
+		return;
+	}
+#endif
+	(void)isa;
+	attn_values_ref(out, p, v, n_kv, head_dim, stride);
 }

@@ -65,9 +65,9 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
 		const int64_t kvh = h / gqa;
 		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
 		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
-		kern_attn_scores(sc, q, j->kc + kvh * hd, n_kv, hd, (size_t)KVD, scale);
+		kern_attn_scores(c->isa, sc, q, j->kc + kvh * hd, n_kv, hd, (size_t)KVD, scale);
 		kern_softmax(sc, n_kv);
-		kern_attn_values(out, sc, j->vc + kvh * hd, n_kv, hd, (size_t)KVD);
+		kern_attn_values(c->isa, out, sc, j->vc + kvh * hd, n_kv, hd, (size_t)KVD);
 	}
 }
 

@@ -1,0 +1,229 @@
+/*
+ * kern/ops_avx2 — AVX2 + FMA + F16C versions of the hot per-token
+ * operations: activation quantization (Q8_0, Q8_1, Q8_K) and attention over
+ * the F16 KV cache.  Only called after kern_isa_supported(AVX2).
+ *
+ * Same contract as ops_avx512.c: the quantizers are bit-identical to ref.c
+ * (same single float operations, exact maxima, the reference's two
+ * roundings reproduced exactly); attention agrees with the reference to
+ * float rounding (8 lanes, then a tree).
+ */
+#include "kern/kern_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "base/half.h"
+#include "gguf/gguf.h"
+
+static inline __m256 abs8(__m256 v)
+{
+	return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+static inline float hmax8(__m256 v)
+{
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	return _mm_cvtss_f32(m);
+}
+
+static inline float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+static inline int hsum8i(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* roundf() on 8 lanes: trunc(t) ± 1 where the exact remainder is >= 1/2. */
+static inline __m256 round_away(__m256 t)
+{
+	__m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+	__m256 up = _mm256_cmp_ps(abs8(_mm256_sub_ps(t, r)), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+	__m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(t, _mm256_set1_ps(-0.0f)));
+	return _mm256_add_ps(r, _mm256_and_ps(up, one));
+}
+
+/* 32 int32 lanes (values in int8 range) → 32 bytes in order. */
+static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+	__m256i v = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+	return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline float q8_block_avx2(const float *x, int8_t *qs, int *sum)
+{
+	__m256 v[4], mx = _mm256_setzero_ps();
+	__m256i q[4];
+	for (int j = 0; j < 4; j++) {
+		v[j] = _mm256_loadu_ps(x + 8 * j);
+		mx = _mm256_max_ps(mx, abs8(v[j]));
+	}
+	float amax = hmax8(mx);
+	float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
+	__m256 iv = _mm256_set1_ps(id);
+	for (int j = 0; j < 4; j++)
+		q[j] = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v[j], iv)));
+	_mm256_storeu_si256((__m256i *)qs, pack32(q[0], q[1], q[2], q[3]));
+	if (sum)
+		*sum = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]),
+					       _mm256_add_epi32(q[2], q[3])));
+	return d;
+}
+
+static void q8_0_act_avx2(const float *x, void *y, int64_t n)
+{
+	struct block_q8_0 *b = y;
+	for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0)
+		b[i].d = dm_f32_to_f16(q8_block_avx2(x, b[i].qs, NULL));
+}
+
+static void q8_1_act_avx2(const float *x, void *y, int64_t n)
+{
+	struct block_q8_1 *b = y;
+	for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+		int sum;
+		float d = q8_block_avx2(x, b[i].qs, &sum);
+		b[i].d = dm_f32_to_f16(d);
+		b[i].s = dm_f32_to_f16((float)sum * d);
+	}
+}
+
+static void q8_K_act_avx2(const float *x, void *y, int64_t n)
+{
+	struct block_q8_K *b = y;
+	for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+		__m256 mx = _mm256_setzero_ps();
+		for (int j = 0; j < QK_K; j += 8)
+			mx = _mm256_max_ps(mx, abs8(_mm256_loadu_ps(x + j)));
+		float amax = hmax8(mx);
+		if (amax == 0) {
+			memset(&b[i], 0, sizeof b[i]);
+			continue;
+		}
+		float max = 0;
+		for (int j = 0; j < QK_K; j += 8) {
+			int m = _mm256_movemask_ps(_mm256_cmp_ps(abs8(_mm256_loadu_ps(x + j)),
+								 _mm256_set1_ps(amax), _CMP_EQ_OQ));
+			if (m) {
+				max = x[j + __builtin_ctz((unsigned)m)];
+				break;
+			}
+		}
+		float iscale = -127.f / max;
+		__m256 iv = _mm256_set1_ps(iscale);
+		for (int j = 0; j < QK_K; j += 32) {
+			__m256i q[4];
+			for (int k = 0; k < 4; k++) {
+				__m256 v = _mm256_mul_ps(iv, _mm256_loadu_ps(x + j + 8 * k));
+				q[k] = _mm256_cvtps_epi32(_mm256_round_ps(
+					v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+				q[k] = _mm256_min_epi32(q[k], _mm256_set1_epi32(127));
+			}
+			_mm256_storeu_si256((__m256i *)(b[i].qs + j), pack32(q[0], q[1], q[2], q[3]));
+			b[i].bsums[j / 16] = (int16_t)hsum8i(_mm256_add_epi32(q[0], q[1]));
+			b[i].bsums[j / 16 + 1] = (int16_t)hsum8i(_mm256_add_epi32(q[2], q[3]));
+		}
+		b[i].d = 1 / iscale;
+	}
+}
+
+kern_from_float_fn kern_act_quant_avx2(uint32_t act_type)
+{
+	switch (act_type) {
+	case GGUF_TYPE_Q8_0:
+		return q8_0_act_avx2;
+	case GGUF_TYPE_Q8_1:
+		return q8_1_act_avx2;
+	case GGUF_TYPE_Q8_K:
+		return q8_K_act_avx2;
+	default:
+		return NULL;
+	}
+}
+
+static inline __m256 load_h8(const uint16_t *p)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* Two cache rows at a time, two accumulators each; the head_dim % 8 tail in
+ * scalar. */
+void kern_attn_scores_avx2(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
+			   int64_t head_dim, size_t stride, float scale)
+{
+	const int64_t hd8 = head_dim & ~(int64_t)7;
+	for (int64_t t = 0; t < n_kv; t += 2) {
+		const int rows = t + 1 < n_kv ? 2 : 1;
+		for (int r = 0; r < rows; r++) {
+			const uint16_t *kr = k + (size_t)(t + r) * stride;
+			__m256 s0 = _mm256_setzero_ps(), s1 = s0;
+			int64_t i = 0;
+			for (; i + 16 <= hd8; i += 16) {
+				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_h8(kr + i), s0);
+				s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_h8(kr + i + 8), s1);
+			}
+			if (i < hd8)
+				s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_h8(kr + i), s0);
+			float s = hsum8(_mm256_add_ps(s0, s1));
+			for (i = hd8; i < head_dim; i++)
+				s += q[i] * _cvtsh_ss(kr[i]);
+			scores[t + r] = s * scale;
+		}
+	}
+}
+
+/* 32 outputs at a time in registers over all rows, rows in pairs. */
+void kern_attn_values_avx2(float *out, const float *p, const uint16_t *v, int64_t n_kv,
+			   int64_t head_dim, size_t stride)
+{
+	const int64_t hd8 = head_dim & ~(int64_t)7;
+	int64_t i0 = 0;
+	for (; i0 < hd8; i0 += 32) {
+		const int nv = (int)((hd8 - i0) / 8 < 4 ? (hd8 - i0) / 8 : 4);
+		__m256 a[4], b[4];
+		for (int j = 0; j < 4; j++)
+			a[j] = b[j] = _mm256_setzero_ps();
+		int64_t t = 0;
+		for (; t + 2 <= n_kv; t += 2) {
+			const uint16_t *r0 = v + (size_t)t * stride + i0, *r1 = r0 + stride;
+			__m256 p0 = _mm256_set1_ps(p[t]), p1 = _mm256_set1_ps(p[t + 1]);
+			for (int j = 0; j < nv; j++) {
+				a[j] = _mm256_fmadd_ps(p0, load_h8(r0 + 8 * j), a[j]);
+				b[j] = _mm256_fmadd_ps(p1, load_h8(r1 + 8 * j), b[j]);
+			}
+		}
+		if (t < n_kv) {
+			const uint16_t *r0 = v + (size_t)t * stride + i0;
+			__m256 p0 = _mm256_set1_ps(p[t]);
+			for (int j = 0; j < nv; j++)
+				a[j] = _mm256_fmadd_ps(p0, load_h8(r0 + 8 * j), a[j]);
+		}
+		for (int j = 0; j < nv; j++)
+			_mm256_storeu_ps(out + i0 + 8 * j, _mm256_add_ps(a[j], b[j]));
+	}
+	for (int64_t i = hd8; i < head_dim; i++) {
+		float s = 0;
+		for (int64_t t = 0; t < n_kv; t++)
+			s += p[t] * _cvtsh_ss(v[(size_t)t * stride + (size_t)i]);
+		out[i] = s;
+	}
+}
+#else
+kern_from_float_fn kern_act_quant_avx2(uint32_t act_type)
+{
+	(void)act_type;
+	return NULL;
+}
+#endif
