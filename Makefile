@@ -29,7 +29,7 @@ LDFLAGS  += -pthread $(SAN)
 LDLIBS   += -lm
 
 # Optional libraries, found with pkg-config when the module needing them exists.
-PKGS := $(shell for p in libpcre2-8 libedit jansson libmicrohttpd; do pkg-config --exists $$p 2>/dev/null && echo $$p; done)
+PKGS := $(shell for p in libpcre2-8 libedit inih jansson libmicrohttpd; do pkg-config --exists $$p 2>/dev/null && echo $$p; done)
 ifneq ($(PKGS),)
 CFLAGS += $(shell pkg-config --cflags $(PKGS))
 LDLIBS += $(shell pkg-config --libs $(PKGS))

@@ -13,6 +13,7 @@ int cli_info(int argc, char **argv);
 int cli_synth(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_run(int argc, char **argv);
+int cli_config(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_bench_speed(int argc, char **argv);
 struct dm_pool;
