@@ -450,6 +450,42 @@ static void test_eager_and_explicit(void **state)
 	mgr_free(m);
 }
 
+static char log_buf[4096];
+
+static void log_line(void *ud, const char *line)
+{
+	(void)ud;
+	strncat(log_buf, line, sizeof log_buf - strlen(log_buf) - 2);
+	strcat(log_buf, "\n");
+}
+
+/* Every transition is logged with timing and memory figures. */
+static void test_transition_log(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	log_buf[0] = '\0';
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.no_reaper = true;
+	c.log = log_line;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	add(m, "a", "size=2097152", 0);
+	add(m, "bad", "corrupt.gguf", 0);
+	use(m, "a");
+	assert_int_equal(mgr_acquire(m, "bad", NULL, &l, &e), DM_EFORMAT);
+	mgr_free(m);
+	assert_non_null(strstr(log_buf, "model 'a': dormant -> loading (mmap, estimate 2.0 MiB)"));
+	assert_non_null(strstr(log_buf, "model 'a': loading -> ready in "));
+	assert_non_null(strstr(log_buf, "model 'a': ready -> unloading (released)"));
+	assert_non_null(strstr(log_buf, "model 'a': unloading -> dormant in "));
+	assert_non_null(strstr(log_buf, "MiB vs before the load)"));
+	assert_non_null(strstr(log_buf, "model 'bad': loading -> failed: corrupt.gguf: offset 0: bad magic"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_failed_load_then_retry),
 		cmocka_unit_test(test_fallback_on_corrupt_primary),
 		cmocka_unit_test(test_eager_and_explicit),
+		cmocka_unit_test(test_transition_log),
 	};
 	return cmocka_run_group_tests_name("mgr", tests, NULL, NULL);
 }

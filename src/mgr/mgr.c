@@ -10,6 +10,7 @@
 #include "mgr/mgr.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct mmodel {
 	double last_load_s;
 	struct mgr_progress prog;
 	char last_error[DM_ERR_MSG_MAX];
+	uint64_t rss_before_load, rss_after_unload;
 };
 
 struct mgr {
@@ -122,6 +124,28 @@ static void deadline_in(struct timespec *ts, int64_t ms)
 static bool before(const struct timespec *a, const struct timespec *b)
 {
 	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static uint64_t rss_bytes(void)
+{
+	struct dm_mem_usage u;
+	return dm_mem_usage(&u) == 0 ? u.rss : 0;
+}
+
+__attribute__((format(printf, 3, 4)))
+static void logf_(struct mgr *m, const struct mmodel *mm, const char *fmt, ...)
+{
+	char line[512];
+	int k;
+	va_list ap;
+
+	if (!m->cfg.log)
+		return;
+	k = snprintf(line, sizeof line, "model '%s': ", mm->cfg.name);
+	va_start(ap, fmt);
+	vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
+	va_end(ap);
+	m->cfg.log(m->cfg.log_ud, line);
 }
 
 static struct mmodel *find(struct mgr *m, const char *name)
@@ -241,10 +265,17 @@ static bool fits(struct mgr *m, const struct mmodel *mm)
 static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 {
 	struct mgr_loaded l = x->loaded;
+	double t0 = real_s();
+	uint64_t rss;
 	x->state = MGR_UNLOADING;
+	logf_(m, x, "ready -> unloading (%s)", evict ? "evicted to make room" : "released");
 	pthread_mutex_unlock(&m->mu);
 	m->cfg.backend.unload(m->cfg.backend.ud, &l);
+	rss = rss_bytes();
 	pthread_mutex_lock(&m->mu);
+	x->rss_after_unload = rss;
+	logf_(m, x, "unloading -> dormant in %.3f s, process RSS %.1f MiB (%+.1f MiB vs before the load)",
+	      real_s() - t0, rss / 1048576.0, ((double)rss - (double)x->rss_before_load) / 1048576.0);
 	memset(&x->loaded, 0, sizeof x->loaded);
 	x->state = MGR_DORMANT;
 	x->expires_ms = -1;
@@ -391,6 +422,9 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	atomic_store(&mm->prog.done, 0);
 	atomic_store(&mm->prog.total, 0);
 	warm = mm->cfg.warmup > 0 || (mm->cfg.warmup < 0 && mm->cfg.keep_alive_ms != 0);
+	logf_(m, mm, "dormant -> loading (%s, estimate %.1f MiB)", mgr_mode_name(mm->cfg.mode),
+	      mm->est_bytes / 1048576.0);
+	mm->rss_before_load = rss_bytes();
 	pthread_mutex_unlock(&m->mu);
 	t0 = real_s();
 	rc = be->load(be->ud, &mm->cfg, &mm->prog, o ? o->cancel : NULL, &l, err);
@@ -405,6 +439,9 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	mm->state = MGR_READY;
 	mm->load_count++;
 	mm->last_load_s = real_s() - t0;
+	logf_(m, mm, "loading -> ready in %.3f s%s, %.1f MiB (estimate %.1f MiB), process RSS %.1f MiB",
+	      mm->last_load_s, warm ? " with warm-up" : "", l.bytes / 1048576.0, mm->est_bytes / 1048576.0,
+	      rss_bytes() / 1048576.0);
 	mm->last_error[0] = '\0';
 	mm->last_used_ms = mgr_now_ms(m);
 	pthread_cond_broadcast(&m->cv);
@@ -412,6 +449,7 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 failed:
 	mm->state = MGR_FAILED;
 	snprintf(mm->last_error, sizeof mm->last_error, "%s", err ? err->msg : "load failed");
+	logf_(m, mm, "loading -> failed: %s", mm->last_error);
 	pthread_cond_broadcast(&m->cv);
 	return rc ? rc : DM_EIO;
 }
@@ -721,6 +759,8 @@ size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
 		s->progress_done = atomic_load(&x->prog.done);
 		s->progress_total = atomic_load(&x->prog.total);
 		snprintf(s->last_error, sizeof s->last_error, "%s", x->last_error);
+		s->rss_before_load = x->rss_before_load;
+		s->rss_after_unload = x->rss_after_unload;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return n;
