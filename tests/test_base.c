@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/gpu.h"
 #include "base/half.h"
 #include "base/rng.h"
 #include "base/utf8.h"
@@ -131,6 +132,20 @@ static void test_sha256_known(void **state)
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+/* No driver is not an error: zero devices and a reason; with a driver,
+ * every device reports total >= free. */
+static void test_gpu_query(void **state)
+{
+	struct dm_gpu_info gi;
+	struct dm_err e;
+	(void)state;
+	assert_int_equal(dm_gpu_query(&gi, &e), 0);
+	if (gi.n == 0)
+		assert_true(gi.absent_reason[0] != '\0');
+	for (size_t i = 0; i < gi.n; i++)
+		assert_true(gi.gpu[i].total >= gi.gpu[i].free && gi.gpu[i].total > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -141,6 +156,7 @@ int main(void)
 		cmocka_unit_test(test_bf16),
 		cmocka_unit_test(test_rng_deterministic),
 		cmocka_unit_test(test_sha256_known),
+		cmocka_unit_test(test_gpu_query),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }

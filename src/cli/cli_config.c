@@ -4,7 +4,11 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "base/gpu.h"
+#include "base/pool.h"
 #include "mgr/config.h"
+
+#include <unistd.h>
 
 int cli_config(int argc, char **argv)
 {
@@ -26,6 +30,19 @@ int cli_config(int argc, char **argv)
 	}
 	if (dm_config_load(&c, file, profile, &err))
 		return cli_fail("%s", err.msg);
+	{
+		struct dm_gpu_info gi;
+		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+		printf("# machine: %d physical cores available, %.1f GiB RAM\n", dm_cpu_physical_cores(),
+		       pages > 0 && psz > 0 ? (double)pages * (double)psz / 1073741824.0 : 0.0);
+		if (dm_gpu_query(&gi, &err))
+			printf("# GPU: error: %s\n", err.msg);
+		else if (!gi.n)
+			printf("# GPU: none (%s)\n", gi.absent_reason);
+		for (size_t i = 0; i < gi.n; i++)
+			printf("# GPU %zu: %s, %.1f GiB total, %.1f GiB free\n", i, gi.gpu[i].name,
+			       gi.gpu[i].total / 1073741824.0, gi.gpu[i].free / 1073741824.0);
+	}
 	printf("# effective configuration (profile: %s)\n", c.profile[0] ? c.profile : "none");
 	for (size_t i = 0; i < c.n_src; i++)
 		printf("%-40s = %-20s # %s\n", c.src[i].key, c.src[i].val, c.src[i].src);
