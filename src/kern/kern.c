@@ -230,6 +230,7 @@ struct mm_job {
 	const uint8_t *w;
 	size_t w_row;       /* bytes per weight row */
 	int64_t n, n_rows, n_tok;
+	kern_gemm_fn gemm;  /* packed-activation tile kernel, or NULL */
 	const float *x;     /* n_tok × n floats */
 	uint8_t *act;       /* n_tok quantized activation rows */
 	size_t act_row;     /* bytes per activation row */
@@ -241,7 +242,11 @@ static void act_task(void *arg, int64_t b, int64_t e, int thread)
 	struct mm_job *j = arg;
 	(void)thread;
 	for (int64_t t = b; t < e; t++)
-		j->t->act_from_float(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
+		if (j->gemm)
+			kern_pack_q8_0_avx512(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
+					      j->n);
+		else
+			j->t->act_from_float(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
 				     j->n);
 }
 
@@ -277,6 +282,24 @@ static void matmul_task(void *arg, int64_t b, int64_t e, int thread)
 	}
 }
 
+/* The same with the gemm kernel: tiles of KERN_GEMM_ROWS rows ×
+ * KERN_GEMM_COLS tokens; a tile's weight rows stay in L1 while every token
+ * group goes by. */
+static void gemm_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	struct mm_job *j = arg;
+	(void)thread;
+	for (int64_t r = b; r < e; r += KERN_GEMM_ROWS) {
+		int nr = (int)(e - r < KERN_GEMM_ROWS ? e - r : KERN_GEMM_ROWS);
+		for (int64_t t0 = 0; t0 < j->n_tok; t0 += KERN_GEMM_COLS) {
+			int nc = (int)(j->n_tok - t0 < KERN_GEMM_COLS ? j->n_tok - t0 : KERN_GEMM_COLS);
+			j->gemm(j->n, j->w + (size_t)r * j->w_row, j->w_row, nr,
+				j->act + (size_t)t0 * j->act_row, j->act_row, nc,
+				j->y + (size_t)t0 * (size_t)j->n_rows + (size_t)r, (size_t)j->n_rows);
+		}
+	}
+}
+
 static int mm_setup(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, uint32_t type,
 		    const void *w, int64_t n_rows, int64_t n, int64_t n_tok, struct dm_err *err)
 {
@@ -294,6 +317,8 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, 
 	j->w = w;
 	j->w_row = kern_row_bytes(type, n);
 	j->act_row = kern_act_row_bytes(type, n);
+	if (isa >= KERN_ISA_AVX512 && n_tok > 1 && (j->gemm = kern_gemm_avx512(type)))
+		j->act_row = kern_pack_row_bytes(n);
 	j->n = n;
 	j->n_rows = n_rows;
 	j->n_tok = n_tok;
@@ -351,7 +376,11 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 	j.x = x;
 	j.y = y;
 	dm_pool_run(pool, n_tok, 1, act_task, &j);
-	dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8), matmul_task, &j);
+	if (j.gemm)
+		dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8) & ~(int64_t)(KERN_GEMM_ROWS - 1),
+			    gemm_task, &j);
+	else
+		dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8), matmul_task, &j);
 	free(j.act);
 	return 0;
 }
