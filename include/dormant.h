@@ -1,14 +1,21 @@
 /*
  * dormant.h — the public C API of libdormant.
  *
- * dormant is a local LLM runtime that holds nothing in memory until a request
- * needs a model, and gives the memory back by the policy the user chose.
- * This header grows with the runtime: today it exposes the version; the
- * lifecycle manager API (open a runtime from a config, generate/embed by
- * model name, load/unload, status) lands with the manager.
+ * dormant is a local LLM runtime that holds nothing in memory until a
+ * request needs a model, and gives the memory back by the policy the user
+ * chose (see README: eager/lazy, keep-alive, memory budget, fallbacks).
+ *
+ * A runtime is opened from a configuration file (or none) and knows models
+ * by name.  Generation and embedding calls load the model if needed (once,
+ * however many threads ask), run, and release it per its keep-alive.  All
+ * functions are thread-safe.  Errors: a negative code, and a one-line
+ * message in the caller's buffer (err, errlen; may be NULL/0).
  */
 #ifndef DORMANT_H
 #define DORMANT_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #define DORMANT_VERSION "0.1.0"
 
@@ -18,6 +25,85 @@ extern "C" {
 
 /* The library's version string, e.g. "0.1.0". */
 const char *dormant_version(void);
+
+typedef struct dormant dormant;
+
+/* Opens a runtime.  config: an INI file or NULL; profile: a profile name or
+ * NULL ($DORMANT_ENV).  Nothing is loaded except models marked eager. */
+int dormant_open(dormant **out, const char *config, const char *profile, char *err, size_t errlen);
+/* Registers a model without a config file (lazy, the configured default
+ * keep-alive).  Call before the first request for it. */
+int dormant_add_model(dormant *d, const char *name, const char *path, char *err, size_t errlen);
+/* Unloads everything and frees; NULL is a no-op. */
+void dormant_close(dormant *d);
+
+/* Receives generated text as it is produced (whole UTF-8 characters).
+ * Return non-zero to stop. */
+typedef int (*dormant_text_fn)(void *ud, const char *text, size_t n);
+
+struct dormant_gen_opts {
+	int max_tokens;          /* <= 0: 128 */
+	float temperature;       /* < 0: default 0.8; 0: greedy */
+	int top_k;               /* < 0: default 40; 0: off */
+	float top_p, min_p;      /* < 0: defaults 0.95 / 0.05 */
+	float repeat_penalty;    /* <= 0: off (1.0) */
+	uint64_t seed;
+	const char *stop[4];     /* stop strings, NULL-terminated list */
+	int chat;                /* apply the model's chat template to prompt as a user turn */
+	const char *system;      /* with chat: a system message */
+	int has_keep_alive;      /* override the model's keep-alive (if allowed) */
+	int64_t keep_alive_ms;   /* 0: unload after; negative: forever */
+	const volatile int *cancel; /* polled between tokens; may be NULL */
+};
+
+struct dormant_gen_result {
+	int n_prompt, n_gen;
+	double load_s;           /* time spent loading for this call (0 if warm) */
+	double ttft_s;           /* from the call to the first token */
+	double prompt_s, gen_s;
+	char finish[16];         /* "stop", "length", "context", "cancel" */
+	char model[64];          /* the model that answered (a fallback, maybe) */
+	char fallback_reason[256];
+};
+
+/* Generates from `model`.  opts and res may be NULL. */
+int dormant_generate(dormant *d, const char *model, const char *prompt,
+		     const struct dormant_gen_opts *opts, dormant_text_fn cb, void *ud,
+		     struct dormant_gen_result *res, char *err, size_t errlen);
+
+/* L2-normalised mean-pooled embedding of text into out[cap]; *dim gets the
+ * model's dimension (-ENOSPC-style error if cap is smaller). */
+int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
+		  size_t *dim, char *err, size_t errlen);
+
+/* Explicit lifecycle control. */
+int dormant_load(dormant *d, const char *model, char *err, size_t errlen);
+int dormant_unload(dormant *d, const char *model, char *err, size_t errlen);
+
+struct dormant_model_status {
+	char name[64];
+	char path[1024];
+	char state[16];          /* dormant, loading, ready, unloading, failed */
+	char role[16];           /* generate, embed, rerank */
+	char policy[16];         /* lazy, eager */
+	char mode[16];           /* mmap, read, mlock, prefetch */
+	int64_t keep_alive_ms;   /* negative: forever */
+	int in_use;
+	unsigned queued;
+	uint64_t est_bytes, bytes;
+	uint64_t load_count, unload_count, evict_count;
+	double last_load_s;
+	int64_t expires_in_ms;   /* -1: not scheduled */
+	uint64_t progress_done, progress_total;
+	uint64_t rss_before_load, rss_after_unload;
+	/* time to first token, summed over requests, split cold / warm */
+	uint64_t n_cold, n_warm;
+	double ttft_cold_s, ttft_warm_s;
+	char last_error[256];
+};
+
+/* Copies up to cap entries; returns the number of models. */
+size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -97,38 +97,6 @@ static int print_text(void *ud, int32_t id, const char *text, size_t n)
 	return 0;
 }
 
-/* Token ids for a prompt: the chat template over msgs when kind is set
- * (special tokens in the template parsed; BOS added only if the template
- * text did not already start with it), else the raw text with the model's
- * BOS/EOS rules. */
-static int prompt_ids(struct cli_model *cm, const enum tok_chat_kind *kind,
-		      const struct tok_chat_msg *msgs, size_t nm, const char *raw, int32_t **ids,
-		      size_t *n, struct dm_err *err)
-{
-	char *text = NULL;
-	size_t len;
-	int rc;
-
-	if (!kind)
-		return tok_encode(cm->v, raw, strlen(raw), TOK_ADD_SPECIAL, ids, n, err);
-	if ((rc = tok_chat_apply(*kind, cm->v, msgs, nm, true, &text, &len, err)))
-		return rc;
-	rc = tok_encode(cm->v, text, len, TOK_PARSE_SPECIAL, ids, n, err);
-	free(text);
-	if (rc)
-		return rc;
-	if (tok_add_bos(cm->v) && tok_bos(cm->v) >= 0 && (*n == 0 || (*ids)[0] != tok_bos(cm->v))) {
-		int32_t *nid = realloc(*ids, (*n + 1) * sizeof **ids);
-		if (!nid)
-			return dm_err_set(err, DM_ENOMEM, "out of memory");
-		memmove(nid + 1, nid, *n * sizeof *nid);
-		nid[0] = tok_bos(cm->v);
-		*ids = nid;
-		(*n)++;
-	}
-	return 0;
-}
-
 /* Collects the assistant's reply while printing it. */
 struct reply {
 	char *buf;
@@ -199,7 +167,7 @@ static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char
 		owned = p2;
 		owned[no++] = line;
 		msgs[nm++] = (struct tok_chat_msg){ "user", line };
-		if (prompt_ids(cm, &kind, msgs, nm, NULL, &ids, &n_ids, &err) ||
+		if (gen_prompt_ids(cm->v, &kind, msgs, nm, NULL, &ids, &n_ids, &err) ||
 		    gen_run(cm->ctx, cm->v, ids, n_ids, gp, print_and_keep, &r, NULL, &st, &err)) {
 			fprintf(stderr, "\ndormant: %s\n", err.msg);
 			free(ids);
@@ -357,7 +325,7 @@ int cli_run(int argc, char **argv)
 		if (system_msg)
 			msgs[nm++] = (struct tok_chat_msg){ "system", system_msg };
 		msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
-		rc = prompt_ids(&cm, chat ? &kind : NULL, msgs, nm, prompt, &ids, &n_ids, &err);
+		rc = gen_prompt_ids(cm.v, chat ? &kind : NULL, msgs, nm, prompt, &ids, &n_ids, &err);
 	}
 	if (rc) {
 		cli_model_close(&cm);

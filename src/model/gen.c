@@ -201,3 +201,31 @@ out:
 	free(logits);
 	return rc;
 }
+
+int gen_prompt_ids(const struct tok_vocab *v, const enum tok_chat_kind *kind,
+		   const struct tok_chat_msg *msgs, size_t nm, const char *raw, int32_t **ids,
+		   size_t *n, struct dm_err *err)
+{
+	char *text = NULL;
+	size_t len;
+	int rc;
+
+	if (!kind)
+		return tok_encode(v, raw, strlen(raw), TOK_ADD_SPECIAL, ids, n, err);
+	if ((rc = tok_chat_apply(*kind, v, msgs, nm, true, &text, &len, err)))
+		return rc;
+	rc = tok_encode(v, text, len, TOK_PARSE_SPECIAL, ids, n, err);
+	free(text);
+	if (rc)
+		return rc;
+	if (tok_add_bos(v) && tok_bos(v) >= 0 && (*n == 0 || (*ids)[0] != tok_bos(v))) {
+		int32_t *nid = realloc(*ids, (*n + 1) * sizeof **ids);
+		if (!nid)
+			return dm_err_set(err, DM_ENOMEM, "out of memory");
+		memmove(nid + 1, nid, *n * sizeof *nid);
+		nid[0] = tok_bos(v);
+		*ids = nid;
+		(*n)++;
+	}
+	return 0;
+}

@@ -19,6 +19,7 @@
 
 #include "model/model.h"
 #include "model/sample.h"
+#include "tok/chat.h"
 #include "tok/tok.h"
 
 #define GEN_MAX_STOP 8
@@ -59,5 +60,13 @@ typedef int (*gen_text_fn)(void *ud, int32_t id, const char *text, size_t n);
 int gen_run(struct model_ctx *c, const struct tok_vocab *v, const int32_t *prompt, size_t n_prompt,
 	    const struct gen_params *p, gen_text_fn cb, void *ud, const atomic_int *cancel,
 	    struct gen_stats *st, struct dm_err *err);
+
+/* Token ids for a prompt: the chat template k over msgs when kind is not
+ * NULL (special tokens in the template parsed; BOS added only if the
+ * template text did not already start with it), else the raw text with the
+ * model's BOS/EOS rules.  *ids is malloc'ed. */
+int gen_prompt_ids(const struct tok_vocab *v, const enum tok_chat_kind *kind,
+		   const struct tok_chat_msg *msgs, size_t nm, const char *raw, int32_t **ids,
+		   size_t *n, struct dm_err *err);
 
 #endif
