@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "base/mem.h"
 #include "gguf/gguf.h"
@@ -62,9 +63,11 @@ static uint64_t rss_now(void)
 	return u.rss;
 }
 
-static void cycle(const char *path, enum mgr_load_mode mode, int32_t quant)
+static struct mgr_model_status last_status;
+
+static void cycle_ex(const char *path, enum mgr_load_mode mode, int32_t quant, bool drop_cache)
 {
-	struct engine_backend_cfg bc = { 0 };
+	struct engine_backend_cfg bc = { .drop_page_cache = drop_cache };
 	struct mgr_cfg c = { 0 };
 	struct mgr_model_cfg mc;
 	struct mgr *m;
@@ -112,11 +115,17 @@ static void cycle(const char *path, enum mgr_load_mode mode, int32_t quant)
 	mgr_release(l);
 	assert_int_equal(mgr_status(m, &s, 1), 1);
 	assert_int_equal(s.state, MGR_DORMANT);
+	last_status = s;
 	rss1 = rss_now();
 	print_message("after unload %+.3f MiB vs before\n", ((double)rss1 - (double)rss0) / 1048576.0);
 	if (MEASURE_RSS)
 		assert_true(rss1 <= rss0 + (1u << 20));
 	mgr_free(m);
+}
+
+static void cycle(const char *path, enum mgr_load_mode mode, int32_t quant)
+{
+	cycle_ex(path, mode, quant, false);
 }
 
 static void test_baseline_mmap(void **state)
@@ -135,6 +144,33 @@ static void test_baseline_prefetch(void **state)
 {
 	(void)state;
 	cycle(path_q8, MGR_MODE_PREFETCH, -1);
+}
+
+/* mlock needs RLIMIT_MEMLOCK above the model's size: raised here when the
+ * process may (root), else the test is skipped. */
+static void test_baseline_mlock(void **state)
+{
+	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+	(void)state;
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+		skip();
+	cycle(path_q8, MGR_MODE_MLOCK, -1);
+}
+
+/* drop_page_cache: after unload the file's pages leave the page cache too
+ * (mincore on a fresh mapping says how much stayed). */
+static void test_drop_page_cache(void **state)
+{
+	uint64_t cached, size;
+	(void)state;
+	cycle_ex(path_q8, MGR_MODE_MMAP, -1, true);
+	assert_int_equal(dm_file_cached(path_q8, &cached, &size), 0);
+	print_message("      after unload with drop_page_cache: %.1f of %.1f MiB cached\n",
+		      cached / 1048576.0, size / 1048576.0);
+	assert_true(last_status.cached_after_unload < size / 10);
+	/* without it the pages stay cached for the next load */
+	cycle_ex(path_q8, MGR_MODE_MMAP, -1, false);
+	assert_true(last_status.cached_after_unload > size / 2);
 }
 
 static void test_baseline_quantize_on_load(void **state)
@@ -212,6 +248,8 @@ int main(void)
 		cmocka_unit_test(test_baseline_mmap),
 		cmocka_unit_test(test_baseline_read),
 		cmocka_unit_test(test_baseline_prefetch),
+		cmocka_unit_test(test_baseline_mlock),
+		cmocka_unit_test(test_drop_page_cache),
 		cmocka_unit_test(test_baseline_quantize_on_load),
 		cmocka_unit_test(test_quantize_on_load_matches_file),
 	};

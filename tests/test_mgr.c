@@ -279,6 +279,34 @@ static void test_budget_lru_eviction(void **state)
 	mgr_free(m);
 }
 
+/* Only a busy model stands in the way: wait (bounded), then the clear error. */
+static void test_budget_wait_then_insufficient(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *busy, *l;
+	struct dm_err e;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	c.max_ram = 150u << 20;
+	c.queue_timeout_ms = 100;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	add(m, "a", "size=104857600", MGR_KEEP_FOREVER);
+	add(m, "b", "size=104857600", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &busy, &e), 0);
+	assert_int_equal(mgr_acquire(m, "b", NULL, &l, &e), DM_ENOSPC);
+	assert_non_null(strstr(e.msg, "insufficient memory: need 100.0 MiB, have 50.0 MiB for model 'b' (waited"));
+	assert_int_equal(st(m, "a").state, MGR_READY); /* the busy one untouched */
+	mgr_release(busy);
+	assert_int_equal(mgr_acquire(m, "b", NULL, &l, &e), 0); /* now a is idle: evicted */
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	mgr_release(l);
+	mgr_free(m);
+}
+
 static void test_max_loaded_models(void **state)
 {
 	struct mgr *m = mk(0, 1, 0);
@@ -482,7 +510,7 @@ static void test_transition_log(void **state)
 	assert_non_null(strstr(log_buf, "model 'a': loading -> ready in "));
 	assert_non_null(strstr(log_buf, "model 'a': ready -> unloading (released)"));
 	assert_non_null(strstr(log_buf, "model 'a': unloading -> dormant in "));
-	assert_non_null(strstr(log_buf, "MiB vs before the load)"));
+	assert_non_null(strstr(log_buf, "MiB vs before the load; anon "));
 	assert_non_null(strstr(log_buf, "model 'bad': loading -> failed: corrupt.gguf: offset 0: bad magic"));
 }
 
@@ -494,6 +522,7 @@ int main(void)
 		cmocka_unit_test(test_keep_alive_override_clamped),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_budget_lru_eviction),
+		cmocka_unit_test(test_budget_wait_then_insufficient),
 		cmocka_unit_test(test_max_loaded_models),
 		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),
 		cmocka_unit_test(test_cancel_while_loading),

@@ -3,7 +3,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/err.h"
 
@@ -42,5 +46,41 @@ int dm_mem_usage(struct dm_mem_usage *out)
 			out->rss_peak = kb * 1024;
 	}
 	fclose(f);
+	return 0;
+}
+
+int dm_file_cached(const char *path, uint64_t *bytes, uint64_t *size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), np;
+	unsigned char *vec;
+	struct stat st;
+	void *map;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	*bytes = 0;
+	if (fd < 0)
+		return DM_EIO;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return DM_EIO;
+	}
+	*size = (uint64_t)st.st_size;
+	if (st.st_size <= 0) {
+		close(fd);
+		return 0;
+	}
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (map == MAP_FAILED)
+		return DM_EIO;
+	np = ((size_t)st.st_size + pg - 1) / pg;
+	vec = malloc(np);
+	if (vec && mincore(map, (size_t)st.st_size, vec) == 0)
+		for (size_t i = 0; i < np; i++)
+			*bytes += (vec[i] & 1) ? pg : 0;
+	free(vec);
+	munmap(map, (size_t)st.st_size);
+	if (*bytes > *size)
+		*bytes = *size;
 	return 0;
 }

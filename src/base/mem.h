@@ -26,4 +26,8 @@ struct dm_mem_usage {
 };
 int dm_mem_usage(struct dm_mem_usage *out);
 
+/* Bytes of the file at path that sit in the page cache now (mincore over a
+ * fresh mapping); DM_EIO if it cannot be opened or mapped. */
+int dm_file_cached(const char *path, uint64_t *bytes, uint64_t *size);
+
 #endif

@@ -309,25 +309,31 @@ int engine_warmup(struct engine *e, struct dm_err *err)
 
 void engine_unload(struct engine *e, bool drop_page_cache)
 {
+	char *path = NULL;
+
 	if (!e)
 		return;
+	if (e->g && drop_page_cache && !e->file_copy)
+		path = strdup(e->g->name);
 	model_ctx_free(e->ctx);
 	dm_pool_free(e->pool);
 	tok_free(e->v);
 	model_free(e->m);
 	dm_mem_unmap(e->qbuf, e->qbuf_bytes);
-	if (e->g && drop_page_cache && !e->file_copy) {
-		int fd = open(e->g->name, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-			close(fd);
-		}
-	}
 	if (e->locked)
 		munlock(e->g->base, e->g->size);
 	gguf_close(e->g);
 	dm_mem_unmap(e->file_copy, e->file_copy_bytes);
 	free(e);
+	if (path) {
+		/* only now that nothing maps the file can its pages be dropped */
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+			close(fd);
+		}
+		free(path);
+	}
 	malloc_trim(0); /* give the heap's free pages back too */
 }
 

@@ -34,6 +34,7 @@ struct mmodel {
 	struct mgr_progress prog;
 	char last_error[DM_ERR_MSG_MAX];
 	uint64_t rss_before_load, rss_after_unload;
+	uint64_t anon_after_unload, file_after_unload, cached_after_unload;
 };
 
 struct mgr {
@@ -266,16 +267,24 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 {
 	struct mgr_loaded l = x->loaded;
 	double t0 = real_s();
-	uint64_t rss;
+	struct dm_mem_usage u;
+	uint64_t cached = 0, fsize = 0;
 	x->state = MGR_UNLOADING;
 	logf_(m, x, "ready -> unloading (%s)", evict ? "evicted to make room" : "released");
 	pthread_mutex_unlock(&m->mu);
 	m->cfg.backend.unload(m->cfg.backend.ud, &l);
-	rss = rss_bytes();
+	dm_mem_usage(&u);
+	if (x->cfg.path[0])
+		dm_file_cached(x->cfg.path, &cached, &fsize);
 	pthread_mutex_lock(&m->mu);
-	x->rss_after_unload = rss;
-	logf_(m, x, "unloading -> dormant in %.3f s, process RSS %.1f MiB (%+.1f MiB vs before the load)",
-	      real_s() - t0, rss / 1048576.0, ((double)rss - (double)x->rss_before_load) / 1048576.0);
+	x->rss_after_unload = u.rss;
+	x->anon_after_unload = u.rss_anon;
+	x->file_after_unload = u.rss_file;
+	x->cached_after_unload = cached;
+	logf_(m, x, "unloading -> dormant in %.3f s, process RSS %.1f MiB (%+.1f MiB vs before the load; "
+	      "anon %.1f, file %.1f), file in page cache %.1f MiB",
+	      real_s() - t0, u.rss / 1048576.0, ((double)u.rss - (double)x->rss_before_load) / 1048576.0,
+	      u.rss_anon / 1048576.0, u.rss_file / 1048576.0, cached / 1048576.0);
 	memset(&x->loaded, 0, sizeof x->loaded);
 	x->state = MGR_DORMANT;
 	x->expires_ms = -1;
@@ -353,10 +362,15 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 				struct timespec now;
 				clock_gettime(CLOCK_MONOTONIC, &now);
 				if (!before(&now, deadline)) {
+					uint64_t b;
+					uint32_t c;
+					usage(m, mm, &b, &c);
 					human(need, sizeof need, mm->est_bytes);
-					return dm_err_set(err, DM_ETIMEDOUT,
-							  "timed out waiting for memory for model '%s' (need %s; models in use)",
-							  mm->cfg.name, need);
+					human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
+					return dm_err_set(err, DM_ENOSPC,
+							  "insufficient memory: need %s, have %s for model '%s' (waited %.0f s for models in use)",
+							  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
+							  m->cfg.queue_timeout_ms / 1000.0);
 				}
 			}
 		}
@@ -761,6 +775,9 @@ size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
 		snprintf(s->last_error, sizeof s->last_error, "%s", x->last_error);
 		s->rss_before_load = x->rss_before_load;
 		s->rss_after_unload = x->rss_after_unload;
+		s->anon_after_unload = x->anon_after_unload;
+		s->file_after_unload = x->file_after_unload;
+		s->cached_after_unload = x->cached_after_unload;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return n;

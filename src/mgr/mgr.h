@@ -168,6 +168,8 @@ struct mgr_model_status {
 	int64_t expires_ms;        /* clock value when it unloads; -1 never / not loaded */
 	uint64_t rss_before_load;  /* process RSS just before the last load */
 	uint64_t rss_after_unload; /* process RSS just after the last unload (0: not yet) */
+	uint64_t anon_after_unload, file_after_unload; /* its anonymous / file-backed split */
+	uint64_t cached_after_unload; /* the model file's bytes still in the page cache */
 	uint64_t progress_done, progress_total;
 	char last_error[DM_ERR_MSG_MAX];
 };
