@@ -5,6 +5,7 @@
 #include "base/pool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "mgr/engine.h"
 #include "tok/tok.h"
 
 struct cli_model_opts {
@@ -13,6 +14,7 @@ struct cli_model_opts {
 };
 
 struct cli_model {
+	struct engine *e;       /* owns everything below (borrowed views) */
 	struct gguf_file *g;
 	struct model *m;
 	struct tok_vocab *v;

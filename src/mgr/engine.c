@@ -88,11 +88,8 @@ int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_
 	}
 	nt = cfg->n_threads > 0 ? cfg->n_threads : dm_cpu_physical_cores();
 	cp = ctx_params(cfg, NULL);
-	/* scratch has one row of attention scores per thread; size it with a
-	 * stand-in pool size through a context without a pool, then add the
-	 * extra rows */
+	cp.n_threads = nt; /* the pool does not exist yet; size scratch for it */
 	total += model_ctx_bytes(m, &cp);
-	total += (uint64_t)(nt - 1) * (uint64_t)((cfg->n_ctx > 0 ? cfg->n_ctx : 4096) + 16) * sizeof(float);
 	total += tok_vocab_bytes(v);
 	*bytes = total;
 out:

@@ -309,7 +309,8 @@ size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p)
 	struct scratch_layout s;
 	int32_t n_ctx, n_batch;
 	resolve(m, p, &n_ctx, &n_batch);
-	layout(m, n_ctx, n_batch, p && p->pool ? dm_pool_size(p->pool) : 1, &s);
+	layout(m, n_ctx, n_batch,
+	       p && p->pool ? dm_pool_size(p->pool) : (p && p->n_threads > 1 ? p->n_threads : 1), &s);
 	return kv_bytes(m, n_ctx) + s.total;
 }
 

@@ -89,6 +89,7 @@ struct model_ctx_params {
 	int32_t n_ctx;     /* 0: min(4096, n_ctx_train) */
 	int32_t n_batch;   /* 0: 512 */
 	struct dm_pool *pool; /* NULL: single-threaded */
+	int n_threads;     /* sizing only, when pool is NULL (model_ctx_bytes before the pool exists) */
 	enum kern_isa isa;
 	bool isa_set;      /* false: kern_isa_best() */
 };
