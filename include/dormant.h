@@ -41,6 +41,12 @@ void dormant_close(dormant *d);
  * Return non-zero to stop. */
 typedef int (*dormant_text_fn)(void *ud, const char *text, size_t n);
 
+/* One chat message: role "system", "user" or "assistant". */
+struct dormant_msg {
+	const char *role;
+	const char *content;
+};
+
 struct dormant_gen_opts {
 	int max_tokens;          /* <= 0: 128 */
 	float temperature;       /* < 0: default 0.8; 0: greedy */
@@ -51,6 +57,8 @@ struct dormant_gen_opts {
 	const char *stop[4];     /* stop strings, NULL-terminated list */
 	int chat;                /* apply the model's chat template to prompt as a user turn */
 	const char *system;      /* with chat: a system message */
+	const struct dormant_msg *messages; /* n_messages > 0: the conversation to */
+	size_t n_messages;       /* continue (chat template applied; prompt ignored) */
 	int has_keep_alive;      /* override the model's keep-alive (if allowed) */
 	int64_t keep_alive_ms;   /* 0: unload after; negative: forever */
 	const volatile int *cancel; /* polled between tokens; may be NULL */
@@ -71,13 +79,27 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		     const struct dormant_gen_opts *opts, dormant_text_fn cb, void *ud,
 		     struct dormant_gen_result *res, char *err, size_t errlen);
 
-/* L2-normalised mean-pooled embedding of text into out[cap]; *dim gets the
- * model's dimension (-ENOSPC-style error if cap is smaller). */
-int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
-		  size_t *dim, char *err, size_t errlen);
+struct dormant_embed_info {
+	int n_tokens;            /* tokens the text became */
+	double load_s;           /* time spent loading for this call (0 if warm) */
+	char model[64];          /* the model that answered */
+};
 
-/* Explicit lifecycle control. */
+/* L2-normalised mean-pooled embedding of text into out[cap]; *dim gets the
+ * model's dimension (-ENOSPC-style error if cap is smaller).  info may be
+ * NULL. */
+int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
+		  size_t *dim, struct dormant_embed_info *info, char *err, size_t errlen);
+
+/* Explicit lifecycle control.  dormant_load keeps the model by its own
+ * keep-alive (an on-demand model stays until its next request ends);
+ * dormant_load_keep_alive sets the timer as a request's override would
+ * (clamped to the server's limits; negative: forever; ignored when the model
+ * does not allow overrides).  *load_s (may be NULL) gets the time spent
+ * loading (0 when it was already loaded). */
 int dormant_load(dormant *d, const char *model, char *err, size_t errlen);
+int dormant_load_keep_alive(dormant *d, const char *model, int64_t keep_alive_ms, double *load_s,
+			    char *err, size_t errlen);
 int dormant_unload(dormant *d, const char *model, char *err, size_t errlen);
 
 struct dormant_model_status {
@@ -93,9 +115,11 @@ struct dormant_model_status {
 	uint64_t est_bytes, bytes;
 	uint64_t load_count, unload_count, evict_count;
 	double last_load_s;
+	double load_s_total, unload_s_total;
 	int64_t expires_in_ms;   /* -1: not scheduled */
 	uint64_t progress_done, progress_total;
 	uint64_t rss_before_load, rss_after_unload;
+	uint64_t cached_after_unload; /* the file's bytes still in the page cache */
 	/* time to first token, summed over requests, split cold / warm */
 	uint64_t n_cold, n_warm;
 	double ttft_cold_s, ttft_warm_s;

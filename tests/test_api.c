@@ -64,7 +64,7 @@ static void test_api_lifecycle(void **state)
 		assert_int_equal(c2.n, c.n);
 		assert_memory_equal(c2.buf, c.buf, c.n);
 	}
-	assert_int_equal(dormant_embed(d, "tiny", "hello world", emb, 512, &dim, err, sizeof err), 0);
+	assert_int_equal(dormant_embed(d, "tiny", "hello world", emb, 512, &dim, NULL, err, sizeof err), 0);
 	assert_int_equal(dim, 256);
 	{
 		double n2 = 0;
@@ -72,7 +72,7 @@ static void test_api_lifecycle(void **state)
 			n2 += (double)emb[i] * emb[i];
 		assert_true(fabs(n2 - 1) < 1e-3);
 	}
-	assert_int_equal(dormant_embed(d, "tiny", "x", emb, 10, &dim, err, sizeof err), -12);
+	assert_int_equal(dormant_embed(d, "tiny", "x", emb, 10, &dim, NULL, err, sizeof err), -12);
 	assert_non_null(strstr(err, "embedding has 256 values"));
 	assert_int_equal(dormant_load(d, "tiny", err, sizeof err), 0);
 	dormant_status(d, st, 4);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mgr/api.h"
 #include "mgr/config.h"
 #include "mgr/engine.h"
 #include "mgr/mgr.h"
@@ -191,10 +192,10 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		for (int i = 0; i < 4 && i < GEN_MAX_STOP && o->stop[i]; i++)
 			gp.stop[i] = o->stop[i];
 	}
-	if (o && o->chat) {
+	if (o && (o->chat || o->n_messages)) {
 		enum tok_chat_kind kind;
 		bool fb;
-		struct tok_chat_msg msgs[2];
+		struct tok_chat_msg two[2], *msgs = two;
 		size_t nm = 0;
 		int32_t stop_ids[GEN_MAX_STOP];
 		size_t ns;
@@ -203,10 +204,21 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		ns = tok_chat_stop_ids(kind, en->v, stop_ids, GEN_MAX_STOP);
 		for (size_t k = 0; k < ns; k++)
 			gp.stop_ids[k] = stop_ids[k];
-		if (o->system)
-			msgs[nm++] = (struct tok_chat_msg){ "system", o->system };
-		msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
+		if (o->n_messages) {
+			if (!(msgs = calloc(o->n_messages, sizeof *msgs))) {
+				rc = dm_err_set(&e, DM_ENOMEM, "out of memory");
+				goto out;
+			}
+			for (nm = 0; nm < o->n_messages; nm++)
+				msgs[nm] = (struct tok_chat_msg){ o->messages[nm].role, o->messages[nm].content };
+		} else {
+			if (o->system)
+				msgs[nm++] = (struct tok_chat_msg){ "system", o->system };
+			msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
+		}
 		rc = gen_prompt_ids(en->v, &kind, msgs, nm, NULL, &ids, &n_ids, &e);
+		if (msgs != two)
+			free(msgs);
 	} else {
 		rc = gen_prompt_ids(en->v, NULL, NULL, 0, prompt, &ids, &n_ids, &e);
 	}
@@ -242,7 +254,7 @@ out:
 }
 
 int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
-		  size_t *dim, char *err, size_t errlen)
+		  size_t *dim, struct dormant_embed_info *info, char *err, size_t errlen)
 {
 	struct mgr_lease *l;
 	struct engine *en;
@@ -258,7 +270,13 @@ int dormant_embed(dormant *d, const char *model, const char *text, float *out, s
 	if (cap < *dim)
 		rc = dm_err_set(&e, DM_ENOSPC, "embedding has %zu values, buffer holds %zu", *dim, cap);
 	else if (!(rc = tok_encode(en->v, text, strlen(text), TOK_ADD_SPECIAL, &ids, &n, &e)))
-		rc = model_embed(en->ctx, ids, (int32_t)n, true, out, &e);
+		rc = n ? model_embed(en->ctx, ids, (int32_t)n, true, out, &e)
+		       : dm_err_set(&e, DM_EINVAL, "empty input");
+	if (info) {
+		info->n_tokens = (int)n;
+		info->load_s = mgr_lease_load_s(l);
+		snprintf(info->model, sizeof info->model, "%s", mgr_lease_model(l));
+	}
 	free(ids);
 	mgr_release(l);
 	return rc ? fail(err, errlen, &e, rc) : 0;
@@ -271,11 +289,31 @@ int dormant_load(dormant *d, const char *model, char *err, size_t errlen)
 	return rc ? fail(err, errlen, &e, rc) : 0;
 }
 
+int dormant_load_keep_alive(dormant *d, const char *model, int64_t keep_alive_ms, double *load_s,
+			    char *err, size_t errlen)
+{
+	struct mgr_acquire_opts ao = { .has_keep_alive = true, .keep_alive_ms = keep_alive_ms };
+	struct mgr_lease *l;
+	struct dm_err e;
+	int rc = mgr_acquire(d->m, model, &ao, &l, &e);
+	if (rc)
+		return fail(err, errlen, &e, rc);
+	if (load_s)
+		*load_s = mgr_lease_load_s(l);
+	mgr_release(l);
+	return 0;
+}
+
 int dormant_unload(dormant *d, const char *model, char *err, size_t errlen)
 {
 	struct dm_err e;
 	int rc = mgr_unload(d->m, model, &e);
 	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
+const struct dm_config *dormant_config(const dormant *d)
+{
+	return d->cfg;
 }
 
 size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)
@@ -305,6 +343,9 @@ size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)
 		o->unload_count = s[i].unload_count;
 		o->evict_count = s[i].evict_count;
 		o->last_load_s = s[i].last_load_s;
+		o->load_s_total = s[i].load_s_total;
+		o->unload_s_total = s[i].unload_s_total;
+		o->cached_after_unload = s[i].cached_after_unload;
 		o->expires_in_ms = s[i].expires_ms < 0 ? -1
 				   : (s[i].expires_ms > (int64_t)now ? s[i].expires_ms - (int64_t)now : 0);
 		o->progress_done = s[i].progress_done;

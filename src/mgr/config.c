@@ -192,6 +192,33 @@ static int apply_server(struct dm_config *c, const char *key, const char *v, con
 		if (t == -1 && strcasecmp(skip_ws(v), "off") && strcasecmp(skip_ws(v), "none"))
 			return *why = "must be off, Q8_0, Q4_0 or Q4_K", DM_EINVAL;
 		c->quantize_on_load = t;
+	} else if (!strcmp(key, "host")) {
+		v = skip_ws(v);
+		if (!*v || strlen(v) >= sizeof c->host)
+			return *why = "is empty or too long", DM_EINVAL;
+		snprintf(c->host, sizeof c->host, "%s", v);
+	} else if (!strcmp(key, "port")) {
+		if (parse_uint(v, 65535, &l))
+			return *why = "is not a port number (0-65535; 0 = any free port)", DM_EINVAL;
+		c->port = (uint32_t)l;
+	} else if (!strcmp(key, "api_key")) {
+		if (strlen(v) >= sizeof c->api_key)
+			return *why = "is too long", DM_EINVAL;
+		snprintf(c->api_key, sizeof c->api_key, "%s", v);
+	} else if (!strcmp(key, "max_body")) {
+		if (dm_parse_size(v, &c->max_body) || c->max_body < 1024 || c->max_body > (1ull << 32))
+			return *why = "is not a size between 1KiB and 4GiB", DM_EINVAL;
+	} else if (!strcmp(key, "max_connections")) {
+		if (parse_uint(v, 1 << 16, &l) || l < 1)
+			return *why = "is not a whole number >= 1", DM_EINVAL;
+		c->max_connections = (uint32_t)l;
+	} else if (!strcmp(key, "request_timeout")) {
+		if (dm_parse_duration_ms(v, &c->request_timeout_ms) || c->request_timeout_ms < 1000)
+			return *why = "is not a duration of at least 1s", DM_EINVAL;
+	} else if (!strcmp(key, "max_tokens")) {
+		if (parse_uint(v, 1 << 24, &l) || l < 1)
+			return *why = "is not a whole number >= 1", DM_EINVAL;
+		c->max_tokens = (uint32_t)l;
 	} else {
 		return *why = "is not a known setting", DM_EINVAL;
 	}
@@ -358,7 +385,7 @@ static int apply(struct dm_config *c, const char *section, const char *key, cons
 	}
 	if (rc)
 		return dm_err_set(err, DM_EINVAL, "%s: %s = '%s' %s", src, nk, val, why);
-	note(c, nk, val, src);
+	note(c, nk, strcmp(nk, "server.api_key") ? val : (*val ? "(set)" : ""), src);
 	return 0;
 }
 
@@ -382,6 +409,9 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "DORMANT_MAX_QUEUE", "max_queue" },
 	{ "DORMANT_QUEUE_TIMEOUT", "queue_timeout" },
 	{ "DORMANT_DROP_PAGE_CACHE", "drop_page_cache" },
+	{ "DORMANT_HOST", "host" },
+	{ "DORMANT_PORT", "port" },
+	{ "DORMANT_API_KEY", "api_key" },
 };
 
 int dm_config_load(struct dm_config *c, const char *path, const char *profile, struct dm_err *err)
@@ -396,6 +426,12 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 	c->max_queue = 16;
 	c->queue_timeout_ms = 60000;
 	c->quantize_on_load = -1;
+	snprintf(c->host, sizeof c->host, "127.0.0.1");
+	c->port = CFG_DEFAULT_PORT;
+	c->max_body = 8u << 20;
+	c->max_connections = 64;
+	c->request_timeout_ms = 30000;
+	c->max_tokens = 4096;
 	if (!profile || !*profile)
 		profile = getenv("DORMANT_ENV");
 	if (profile && *profile) {
@@ -408,6 +444,9 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 			{ "keep_alive", "5m" }, { "max_queue", "16" }, { "queue_timeout", "60s" },
 			{ "max_ram", "0" }, { "max_loaded_models", "0" }, { "enable_fallback", "false" },
 			{ "threads", "0" }, { "quantize_on_load", "off" }, { "drop_page_cache", "false" },
+			{ "host", "127.0.0.1" }, { "port", "7373" }, { "api_key", "" },
+			{ "max_body", "8MiB" }, { "max_connections", "64" }, { "request_timeout", "30s" },
+			{ "max_tokens", "4096" },
 		};
 		for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
 			char nk[96];

@@ -13,7 +13,9 @@
  * selected profile's section in the file, environment variables
  * (DORMANT_KEEP_ALIVE, DORMANT_MAX_RAM, DORMANT_THREADS,
  * DORMANT_ENABLE_FALLBACK, DORMANT_QUANTIZE_ON_LOAD, DORMANT_MAX_LOADED_MODELS,
- * DORMANT_MAX_QUEUE, DORMANT_QUEUE_TIMEOUT, DORMANT_DROP_PAGE_CACHE).  The
+ * DORMANT_MAX_QUEUE, DORMANT_QUEUE_TIMEOUT, DORMANT_DROP_PAGE_CACHE, DORMANT_HOST,
+ * DORMANT_PORT, DORMANT_API_KEY).  The API key's value is never shown by
+ * `dormant config` (only that it is set and where).  The
  * profile comes from the caller (--profile) or DORMANT_ENV.
  *
  * Values: durations "0", "30s", "5m", "1h", "250ms", "forever" (or -1);
@@ -33,6 +35,7 @@
 
 #define CFG_MAX_MODELS 32
 #define CFG_SRC_MAX 160
+#define CFG_DEFAULT_PORT 7373
 
 struct dm_config {
 	char profile[32];
@@ -47,6 +50,14 @@ struct dm_config {
 	bool drop_page_cache;
 	int threads;                  /* default per model; 0: physical cores */
 	int32_t quantize_on_load;     /* default per model; -1: off */
+	/* HTTP (dormant serve) */
+	char host[64];                /* default 127.0.0.1 */
+	uint32_t port;                /* default CFG_DEFAULT_PORT */
+	char api_key[128];            /* "": no key */
+	uint64_t max_body;            /* request body limit, bytes (default 8 MiB) */
+	uint32_t max_connections;     /* default 64 */
+	int64_t request_timeout_ms;   /* idle connection timeout (default 30 s) */
+	uint32_t max_tokens;          /* cap on a request's max tokens (default 4096) */
 	/* models */
 	struct mgr_model_cfg models[CFG_MAX_MODELS];
 	size_t n_models;

@@ -30,7 +30,7 @@ struct mmodel {
 	int64_t expires_ms; /* -1: none */
 	int64_t lease_keep_alive_ms;
 	uint64_t load_count, unload_count, evict_count;
-	double last_load_s;
+	double last_load_s, load_s_total, unload_s_total;
 	struct mgr_progress prog;
 	char last_error[DM_ERR_MSG_MAX];
 	uint64_t rss_before_load, rss_after_unload;
@@ -285,6 +285,7 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 	      "anon %.1f, file %.1f), file in page cache %.1f MiB",
 	      real_s() - t0, u.rss / 1048576.0, ((double)u.rss - (double)x->rss_before_load) / 1048576.0,
 	      u.rss_anon / 1048576.0, u.rss_file / 1048576.0, cached / 1048576.0);
+	x->unload_s_total += real_s() - t0;
 	memset(&x->loaded, 0, sizeof x->loaded);
 	x->state = MGR_DORMANT;
 	x->expires_ms = -1;
@@ -453,6 +454,7 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	mm->state = MGR_READY;
 	mm->load_count++;
 	mm->last_load_s = real_s() - t0;
+	mm->load_s_total += mm->last_load_s;
 	logf_(m, mm, "loading -> ready in %.3f s%s, %.1f MiB (estimate %.1f MiB), process RSS %.1f MiB",
 	      mm->last_load_s, warm ? " with warm-up" : "", l.bytes / 1048576.0, mm->est_bytes / 1048576.0,
 	      rss_bytes() / 1048576.0);
@@ -769,6 +771,8 @@ size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
 		s->unload_count = x->unload_count;
 		s->evict_count = x->evict_count;
 		s->last_load_s = x->last_load_s;
+		s->load_s_total = x->load_s_total;
+		s->unload_s_total = x->unload_s_total;
 		s->expires_ms = x->state == MGR_READY && !x->in_use ? x->expires_ms : -1;
 		s->progress_done = atomic_load(&x->prog.done);
 		s->progress_total = atomic_load(&x->prog.total);

@@ -165,6 +165,7 @@ struct mgr_model_status {
 	uint64_t est_bytes, bytes;
 	uint64_t load_count, unload_count, evict_count;
 	double last_load_s;
+	double load_s_total, unload_s_total; /* summed over all loads / unloads */
 	int64_t expires_ms;        /* clock value when it unloads; -1 never / not loaded */
 	uint64_t rss_before_load;  /* process RSS just before the last load */
 	uint64_t rss_after_unload; /* process RSS just after the last unload (0: not yet) */
