@@ -31,6 +31,11 @@ typedef struct dormant dormant;
 /* Opens a runtime.  config: an INI file or NULL; profile: a profile name or
  * NULL ($DORMANT_ENV).  Nothing is loaded except models marked eager. */
 int dormant_open(dormant **out, const char *config, const char *profile, char *err, size_t errlen);
+/* As dormant_open, with a callback receiving one line per lifecycle event
+ * (load, unload, eviction, with timing and memory figures) from any thread;
+ * log may be NULL. */
+int dormant_open_log(dormant **out, const char *config, const char *profile,
+		     void (*log)(void *ud, const char *line), void *log_ud, char *err, size_t errlen);
 /* Registers a model without a config file (lazy, the configured default
  * keep-alive).  Call before the first request for it. */
 int dormant_add_model(dormant *d, const char *name, const char *path, char *err, size_t errlen);
@@ -53,6 +58,7 @@ struct dormant_gen_opts {
 	int top_k;               /* < 0: default 40; 0: off */
 	float top_p, min_p;      /* < 0: defaults 0.95 / 0.05 */
 	float repeat_penalty;    /* <= 0: off (1.0) */
+	float frequency_penalty, presence_penalty; /* 0: off (OpenAI's meaning) */
 	uint64_t seed;
 	const char *stop[4];     /* stop strings, NULL-terminated list */
 	int chat;                /* apply the model's chat template to prompt as a user turn */

@@ -20,6 +20,8 @@ struct dm_pool;
 /* Memory read bandwidth in GB/s (median of runs) with the pool's threads. */
 double cli_bench_bandwidth(struct dm_pool *pool, int runs);
 int cli_tokenize(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 
 /* Strict number parsing for options: prints "dormant: OPT: 'VAL' is not ..."

@@ -91,6 +91,8 @@ static const struct {
 	{ "bench", cli_bench, "bench kernels [--threads N] [--runs R] [--isa ref|avx2|avx512] [--types T,...]   kernel throughput vs memory bandwidth" },
 	{ "run", cli_run, "run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--stats]   generate text" },
 	{ "perplexity", cli_perplexity, "perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]   perplexity of a text file" },
+	{ "serve", cli_serve, "serve [--config FILE] [--profile NAME] [--host ADDR] [--port N] [--model NAME=PATH]... [--api-key KEY]   HTTP server (OpenAI + Ollama APIs)" },
+	{ "ps", cli_ps, "ps [--host ADDR] [--port N] [--json]   models of a running server: state, memory, expiry" },
 	{ "config", cli_config, "config [--config FILE] [--profile NAME]   the effective configuration and where each value came from" },
 	{ "tokenize", cli_tokenize, "tokenize MODEL [--no-bos] [--special] [--pieces] [--chat] [--file F | - | TEXT]   print token ids" },
 	{ "detokenize", cli_detokenize, "detokenize MODEL [--special] [--keep-space] IDS...   print the text of token ids" },

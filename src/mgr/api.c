@@ -49,6 +49,12 @@ static double now_s(void)
 
 int dormant_open(dormant **out, const char *config, const char *profile, char *err, size_t errlen)
 {
+	return dormant_open_log(out, config, profile, NULL, NULL, err, errlen);
+}
+
+int dormant_open_log(dormant **out, const char *config, const char *profile,
+		     void (*log)(void *ud, const char *line), void *log_ud, char *err, size_t errlen)
+{
 	struct dormant *d = calloc(1, sizeof *d);
 	struct mgr_cfg mc = { 0 };
 	struct dm_err e;
@@ -64,6 +70,8 @@ int dormant_open(dormant **out, const char *config, const char *profile, char *e
 	if ((rc = dm_config_load(d->cfg, config, profile, &e)))
 		goto bad;
 	dm_config_mgr(d->cfg, &mc);
+	mc.log = log;
+	mc.log_ud = log_ud;
 	d->bc.drop_page_cache = d->cfg->drop_page_cache;
 	mgr_engine_backend(&mc.backend, &d->bc);
 	if ((rc = mgr_init(&d->m, &mc, &e)))
@@ -188,6 +196,8 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 			gp.sample.min_p = o->min_p;
 		if (o->repeat_penalty > 0)
 			gp.sample.repeat_penalty = o->repeat_penalty;
+		gp.sample.freq_penalty = o->frequency_penalty;
+		gp.sample.presence_penalty = o->presence_penalty;
 		gp.sample.seed = o->seed;
 		for (int i = 0; i < 4 && i < GEN_MAX_STOP && o->stop[i]; i++)
 			gp.stop[i] = o->stop[i];

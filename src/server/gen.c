@@ -1,0 +1,182 @@
+/* server/gen — running a generation request for either API: checks, the
+ * synchronous path, the streamed path with load progress. */
+#include "server/srv_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mgr/api.h"
+
+struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen_fmt *fmt)
+{
+	struct srv_gen *g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->s = r->s;
+	g->fmt = fmt;
+	g->api = r->api;
+	g->req = req;
+	g->fd = r->fd;
+	g->t0 = r->t0;
+	g->created = srv_unix_now();
+	g->o.max_tokens = 128;
+	g->o.temperature = 0.8f;
+	g->o.top_k = -1;
+	g->o.top_p = -1;
+	g->o.min_p = -1;
+	/* no seed given: a different one per request, as other servers do */
+	g->o.seed = (uint64_t)(g->created * 1e6) ^ (uint64_t)(uintptr_t)g;
+	g->o.cancel = &g->cancel;
+	return g;
+}
+
+void srv_gen_free(void *p)
+{
+	struct srv_gen *g = p;
+	if (!g)
+		return;
+	json_decref(g->req);
+	free(g->msgs);
+	free(g->text);
+	free(g);
+}
+
+int srv_gen_stop(struct srv_req *r, struct srv_gen *g, json_t *v)
+{
+	size_t n = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_string(v)) {
+		g->o.stop[n++] = json_string_value(v);
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *x;
+		if (json_array_size(v) > SRV_MAX_STOP) {
+			srv_reply_error(r, 400, "'stop' has %zu entries; at most %d are allowed",
+					json_array_size(v), SRV_MAX_STOP);
+			return -1;
+		}
+		json_array_foreach(v, i, x) {
+			if (!json_is_string(x)) {
+				srv_reply_error(r, 400, "'stop' must be a string or an array of strings");
+				return -1;
+			}
+			if (json_string_length(x))
+				g->o.stop[n++] = json_string_value(x);
+		}
+	} else {
+		srv_reply_error(r, 400, "'stop' must be a string or an array of strings");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!*g->o.stop[i]) {
+			srv_reply_error(r, 400, "'stop' strings must not be empty");
+			return -1;
+		}
+	return 0;
+}
+
+static int on_text_sync(void *ud, const char *t, size_t n)
+{
+	struct srv_gen *g = ud;
+	if (g->len + n + 1 > g->cap) {
+		size_t cap = g->cap ? g->cap * 2 : 1024;
+		char *nt;
+		while (cap < g->len + n + 1)
+			cap *= 2;
+		if (!(nt = realloc(g->text, cap)))
+			return 1;
+		g->text = nt;
+		g->cap = cap;
+	}
+	memcpy(g->text + g->len, t, n);
+	g->len += n;
+	g->text[g->len] = '\0';
+	/* a client that hung up cancels its generation (checked every few
+	 * tokens: one poll() call) */
+	if (++g->n_since_check >= 4) {
+		g->n_since_check = 0;
+		if (srv_client_gone(g->fd))
+			return 1;
+	}
+	return 0;
+}
+
+static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
+{
+	char err[256] = "";
+	g->rc = dormant_generate(g->s->d, g->model, g->prompt, &g->o, cb, ud, &g->res, err, sizeof err);
+	snprintf(g->err, sizeof g->err, "%s", err);
+	g->total_ns = (uint64_t)((srv_now() - g->t0) * 1e9);
+	srv_count_tokens(g->s, g->rc ? g->model : g->res.model, g->res.n_prompt, g->res.n_gen, g->rc != 0);
+}
+
+static int on_text_stream(void *ud, const char *t, size_t n)
+{
+	struct srv_gen *g = ud;
+	return g->fmt->stream_text(g, t, n) ? 1 : 0;
+}
+
+static void stream_job(struct srv_stream *st, void *job)
+{
+	struct srv_gen *g = job;
+	g->st = st;
+	g->o.cancel = srv_stream_cancel(st);
+	run(g, on_text_stream, g);
+	g->fmt->stream_end(g);
+}
+
+static void stream_idle(struct srv_stream *st, void *job)
+{
+	struct srv_gen *g = job;
+	struct dormant_model_status ms;
+	if (!srv_model_find(g->s, g->model, &ms))
+		return;
+	if (g->progress_events && g->fmt->progress && !strcmp(ms.state, "loading"))
+		g->fmt->progress(g, &ms);
+	else if (!strcmp(g->fmt->ctype, "text/event-stream")) {
+		/* an SSE comment: invisible to clients, keeps proxies and the
+		 * client's read timeout happy, readable with curl */
+		char line[200];
+		if (!strcmp(ms.state, "loading"))
+			snprintf(line, sizeof line, ": loading %s %llu/%llu bytes\n\n", ms.name,
+				 (unsigned long long)ms.progress_done, (unsigned long long)ms.progress_total);
+		else
+			snprintf(line, sizeof line, ": %s\n\n", ms.in_use ? "working" : "waiting");
+		srv_stream_write(st, line, strlen(line));
+	}
+}
+
+int srv_gen_run(struct srv_req *r, struct srv_gen *g)
+{
+	struct dormant_model_status ms;
+	const struct dm_config *cfg = dormant_config(g->s->d);
+
+	if (!srv_model_find(g->s, g->model, &ms)) {
+		srv_gen_free(g);
+		return srv_reply_error(r, 404, "model '%s' not found", g->model);
+	}
+	if ((unsigned)g->o.max_tokens > g->s->cfg.max_tokens) {
+		int n = g->o.max_tokens;
+		srv_gen_free(g);
+		return srv_reply_error(r, 400, "max tokens %d is above this server's limit of %u", n,
+				       g->s->cfg.max_tokens);
+	}
+	/* fail fast instead of streaming an error: the model's queue is full */
+	if (ms.in_use && ms.queued >= cfg->max_queue) {
+		srv_gen_free(g);
+		return srv_reply_rc(r, DM_EBUSY, "model is busy: its request queue is full, retry later");
+	}
+	if (!g->stream) {
+		int rc;
+		run(g, on_text_sync, g);
+		if (g->rc)
+			rc = srv_reply_rc(r, g->rc, g->err);
+		else
+			rc = srv_reply_json(r, 200, g->fmt->full(g));
+		srv_gen_free(g);
+		return rc;
+	}
+	return srv_stream_start(r, g->fmt->ctype, stream_job, stream_idle, srv_gen_free, g);
+}

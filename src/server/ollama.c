@@ -1,0 +1,693 @@
+/* server/ollama — /api/generate, /api/chat, /api/embed(dings), /api/tags,
+ * /api/ps, /api/show, /api/version in Ollama's shapes, and dormant's own
+ * /api/load and /api/unload. */
+#include "server/srv_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *head(const char *model)
+{
+	char ts[48];
+	srv_time_rfc3339(ts, sizeof ts, srv_unix_now());
+	return json_pack("{s:s,s:s}", "model", model, "created_at", ts);
+}
+
+static json_int_t ns(double s)
+{
+	return (json_int_t)(s * 1e9);
+}
+
+static const char *model_of(const struct srv_gen *g)
+{
+	return g->res.model[0] ? g->res.model : g->model;
+}
+
+/* The closing object of a generation: done, reason, real measured times. */
+static json_t *final(struct srv_gen *g)
+{
+	json_t *o = head(model_of(g));
+	const char *why = g->res.finish;
+	if (!strcmp(why, "context"))
+		why = "length";
+	else if (strcmp(why, "length"))
+		why = "stop";
+	if (g->chat)
+		json_object_set_new(o, "message", json_pack("{s:s,s:s%}", "role", "assistant", "content",
+							     g->stream ? "" : (g->text ? g->text : ""),
+							     g->stream ? 0 : g->len));
+	else
+		json_object_set_new(o, "response", json_stringn(g->stream ? "" : (g->text ? g->text : ""),
+								g->stream ? 0 : g->len));
+	json_object_set_new(o, "done", json_true());
+	json_object_set_new(o, "done_reason", json_string(why));
+	json_object_set_new(o, "total_duration", json_integer((json_int_t)g->total_ns));
+	json_object_set_new(o, "load_duration", json_integer(ns(g->res.load_s)));
+	json_object_set_new(o, "prompt_eval_count", json_integer(g->res.n_prompt));
+	json_object_set_new(o, "prompt_eval_duration", json_integer(ns(g->res.prompt_s)));
+	json_object_set_new(o, "eval_count", json_integer(g->res.n_gen));
+	json_object_set_new(o, "eval_duration", json_integer(ns(g->res.gen_s)));
+	if (g->res.fallback_reason[0])
+		json_object_set_new(o, "fallback_reason", json_string(g->res.fallback_reason));
+	return o;
+}
+
+static int stream_text(struct srv_gen *g, const char *t, size_t n)
+{
+	json_t *o = head(model_of(g));
+	if (g->chat)
+		json_object_set_new(o, "message", json_pack("{s:s,s:s%}", "role", "assistant", "content", t, n));
+	else
+		json_object_set_new(o, "response", json_stringn(t, n));
+	json_object_set_new(o, "done", json_false());
+	return srv_stream_ndjson(g->st, o);
+}
+
+static void stream_end(struct srv_gen *g)
+{
+	if (g->rc)
+		srv_stream_ndjson(g->st, json_pack("{s:s}", "error", g->err));
+	else
+		srv_stream_ndjson(g->st, final(g));
+}
+
+static void progress(struct srv_gen *g, const struct dormant_model_status *ms)
+{
+	json_t *o = head(ms->name);
+	json_object_set_new(o, "status", json_string("loading"));
+	json_object_set_new(o, "completed", json_integer((json_int_t)ms->progress_done));
+	json_object_set_new(o, "total", json_integer((json_int_t)ms->progress_total));
+	json_object_set_new(o, "done", json_false());
+	srv_stream_ndjson(g->st, o);
+}
+
+static const struct srv_gen_fmt fmt = {
+	"application/x-ndjson", stream_text, stream_end, progress, final,
+};
+
+/* options {num_ctx, num_predict, temperature, top_k, top_p, min_p, seed,
+ * stop, repeat_penalty, frequency_penalty, presence_penalty}; other keys
+ * are ignored as Ollama ignores them. */
+static int options(struct srv_req *r, struct srv_gen *g, json_t *b)
+{
+	json_t *o = json_object_get(b, "options");
+	bool has;
+	double x;
+	int64_t n;
+
+	if (!o || json_is_null(o))
+		return 0;
+	if (!json_is_object(o)) {
+		srv_reply_error(r, 400, "'options' must be an object");
+		return -1;
+	}
+	if (srv_get_int(r, o, "num_ctx", 1, 1 << 24, &has, &n))
+		return -1;
+	if (srv_get_int(r, o, "num_predict", -2, 1 << 30, &has, &n))
+		return -1;
+	if (has) {
+		if (n == 0) {
+			srv_reply_error(r, 400, "'num_predict' must be positive, -1 (no limit) or -2 (fill context)");
+			return -1;
+		}
+		/* -1/-2: as many as the server allows (the context also ends it) */
+		g->o.max_tokens = n < 0 ? (int)r->s->cfg.max_tokens : (int)n;
+	}
+	if (srv_get_number(r, o, "temperature", 0, 100, &has, &x))
+		return -1;
+	if (has)
+		g->o.temperature = (float)x;
+	if (srv_get_int(r, o, "top_k", 0, 1 << 20, &has, &n))
+		return -1;
+	if (has)
+		g->o.top_k = (int)n;
+	if (srv_get_number(r, o, "top_p", 0, 1, &has, &x))
+		return -1;
+	if (has)
+		g->o.top_p = (float)x;
+	if (srv_get_number(r, o, "min_p", 0, 1, &has, &x))
+		return -1;
+	if (has)
+		g->o.min_p = (float)x;
+	if (srv_get_int(r, o, "seed", INT64_MIN, INT64_MAX, &has, &n))
+		return -1;
+	if (has)
+		g->o.seed = (uint64_t)n;
+	if (srv_get_number(r, o, "repeat_penalty", 0, 100, &has, &x))
+		return -1;
+	if (has)
+		g->o.repeat_penalty = (float)x;
+	if (srv_get_number(r, o, "frequency_penalty", -100, 100, &has, &x))
+		return -1;
+	if (has)
+		g->o.frequency_penalty = (float)x;
+	if (srv_get_number(r, o, "presence_penalty", -100, 100, &has, &x))
+		return -1;
+	if (has)
+		g->o.presence_penalty = (float)x;
+	return srv_gen_stop(r, g, json_object_get(o, "stop"));
+}
+
+/* Fields both /api/generate and /api/chat take. */
+static int common(struct srv_req *r, struct srv_gen *g, json_t *b, bool *has_ka, int64_t *ka)
+{
+	const char *model, *why;
+	json_t *v;
+
+	*has_ka = false;
+	if (srv_get_string(r, b, "model", true, &model))
+		return -1;
+	if (strlen(model) >= sizeof g->model) {
+		srv_reply_error(r, 404, "model '%.60s...' not found", model);
+		return -1;
+	}
+	snprintf(g->model, sizeof g->model, "%s", model);
+	g->stream = true; /* Ollama streams unless told not to */
+	if (srv_get_bool(r, b, "stream", &g->stream) || options(r, g, b))
+		return -1;
+	v = json_object_get(b, "format");
+	if (v && !json_is_null(v) && !(json_is_string(v) && !json_string_length(v))) {
+		srv_reply_error(r, 400, "'format' (structured output) is not supported");
+		return -1;
+	}
+	v = json_object_get(b, "images");
+	if (v && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
+		srv_reply_error(r, 400, "'images' are not supported: dormant runs text models");
+		return -1;
+	}
+	v = json_object_get(b, "tools");
+	if (v && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
+		srv_reply_error(r, 400, "'tools' are not supported");
+		return -1;
+	}
+	v = json_object_get(b, "keep_alive");
+	if (v && !json_is_null(v)) {
+		if (srv_parse_keep_alive(v, ka, &why)) {
+			srv_reply_error(r, 400, "%s", why);
+			return -1;
+		}
+		*has_ka = true;
+		g->o.has_keep_alive = 1;
+		g->o.keep_alive_ms = *ka;
+	}
+	g->progress_events = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "X-Dormant-Progress") != NULL;
+	return 0;
+}
+
+/* Empty prompt / no messages: load the model, or with keep_alive 0 unload
+ * it (Ollama's convention), answering done_reason "load" / "unload". */
+static int load_or_unload(struct srv_req *r, struct srv_gen *g, bool has_ka, int64_t ka)
+{
+	char err[256];
+	double load_s = 0;
+	int rc;
+	json_t *o;
+	bool unload = has_ka && ka == 0;
+
+	if (!srv_model_find(r->s, g->model, NULL)) {
+		rc = srv_reply_error(r, 404, "model '%s' not found", g->model);
+		srv_gen_free(g);
+		return rc;
+	}
+	if (unload)
+		rc = dormant_unload(r->s->d, g->model, err, sizeof err);
+	else if (has_ka)
+		rc = dormant_load_keep_alive(r->s->d, g->model, ka, &load_s, err, sizeof err);
+	else
+		rc = dormant_load(r->s->d, g->model, err, sizeof err);
+	if (rc) {
+		rc = srv_reply_rc(r, rc, err);
+		srv_gen_free(g);
+		return rc;
+	}
+	o = head(g->model);
+	if (g->chat)
+		json_object_set_new(o, "message", json_pack("{s:s,s:s}", "role", "assistant", "content", ""));
+	else
+		json_object_set_new(o, "response", json_string(""));
+	json_object_set_new(o, "done", json_true());
+	json_object_set_new(o, "done_reason", json_string(unload ? "unload" : "load"));
+	if (!unload)
+		json_object_set_new(o, "load_duration", json_integer(ns(load_s)));
+	srv_gen_free(g);
+	return srv_reply_json(r, 200, o);
+}
+
+static int generate(struct srv_req *r)
+{
+	json_t *b = srv_body_json(r);
+	struct srv_gen *g;
+	const char *prompt, *system, *suffix;
+	bool raw = false, has_ka;
+	int64_t ka;
+
+	if (!b)
+		return MHD_YES;
+	if (!(g = srv_gen_new(r, b, &fmt))) {
+		json_decref(b);
+		return srv_reply_error(r, 500, "out of memory");
+	}
+	if (common(r, g, b, &has_ka, &ka) || srv_get_string(r, b, "prompt", false, &prompt) ||
+	    srv_get_string(r, b, "system", false, &system) || srv_get_string(r, b, "suffix", false, &suffix) ||
+	    srv_get_bool(r, b, "raw", &raw))
+		goto bad;
+	if (suffix && *suffix) {
+		srv_reply_error(r, 400, "'suffix' (fill-in-the-middle) is not supported");
+		goto bad;
+	}
+	if (!prompt || !*prompt)
+		return load_or_unload(r, g, has_ka, ka);
+	g->prompt = prompt;
+	if (!raw) {
+		/* Ollama applies the model's template unless raw */
+		g->o.chat = 1;
+		g->o.system = system;
+	}
+	return srv_gen_run(r, g);
+bad:
+	srv_gen_free(g);
+	return MHD_YES;
+}
+
+static int chat(struct srv_req *r)
+{
+	json_t *b = srv_body_json(r), *msgs, *m;
+	struct srv_gen *g;
+	bool has_ka;
+	int64_t ka;
+	size_t i;
+
+	if (!b)
+		return MHD_YES;
+	if (!(g = srv_gen_new(r, b, &fmt))) {
+		json_decref(b);
+		return srv_reply_error(r, 500, "out of memory");
+	}
+	g->chat = true;
+	if (common(r, g, b, &has_ka, &ka))
+		goto bad;
+	msgs = json_object_get(b, "messages");
+	if (msgs && !json_is_null(msgs) && !json_is_array(msgs)) {
+		srv_reply_error(r, 400, "'messages' must be an array");
+		goto bad;
+	}
+	if (!msgs || json_is_null(msgs) || !json_array_size(msgs))
+		return load_or_unload(r, g, has_ka, ka);
+	if (!(g->msgs = calloc(json_array_size(msgs), sizeof *g->msgs))) {
+		srv_reply_error(r, 500, "out of memory");
+		goto bad;
+	}
+	json_array_foreach(msgs, i, m) {
+		const char *role, *content;
+		if (!json_is_object(m) || srv_get_string(r, m, "role", true, &role) ||
+		    srv_get_string(r, m, "content", false, &content))
+			goto bad_msg;
+		if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
+			srv_reply_error(r, 400, "messages[%zu].role '%s' is not system, user or assistant", i,
+					role);
+			goto bad;
+		}
+		if (json_object_get(m, "images") && json_array_size(json_object_get(m, "images"))) {
+			srv_reply_error(r, 400, "messages[%zu]: images are not supported", i);
+			goto bad;
+		}
+		g->msgs[i] = (struct dormant_msg){ role, content ? content : "" };
+		continue;
+bad_msg:
+		if (!r->answered)
+			srv_reply_error(r, 400, "messages[%zu] must be an object with 'role' and 'content'", i);
+		goto bad;
+	}
+	g->n_msgs = json_array_size(msgs);
+	g->o.messages = g->msgs;
+	g->o.n_messages = g->n_msgs;
+	g->prompt = "";
+	return srv_gen_run(r, g);
+bad:
+	srv_gen_free(g);
+	return MHD_YES;
+}
+
+/* ---- embeddings ---- */
+
+static int embed(struct srv_req *r, bool legacy)
+{
+	json_t *b = srv_body_json(r), *in, *out = NULL, *x;
+	const char *model;
+	float *vec = NULL;
+	size_t dim = 0, i, cap = 1 << 16;
+	int tokens = 0, rc;
+	double load_s = 0, t0 = srv_now();
+	char err[256], used[64];
+
+	if (!b)
+		return MHD_YES;
+	if (srv_get_string(r, b, "model", true, &model))
+		goto done;
+	snprintf(used, sizeof used, "%s", model);
+	in = json_object_get(b, legacy ? "prompt" : "input");
+	if (json_is_string(in)) {
+		json_t *a = json_array();
+		json_array_append(a, in);
+		json_object_set_new(b, "__input", a);
+		in = a;
+	}
+	if (!json_is_array(in) || !json_array_size(in) || json_array_size(in) > 2048) {
+		srv_reply_error(r, 400, "'%s' must be a string or an array of 1 to 2048 strings",
+				legacy ? "prompt" : "input");
+		goto done;
+	}
+	json_array_foreach(in, i, x)
+		if (!json_is_string(x) || !json_string_length(x)) {
+			srv_reply_error(r, 400, "input[%zu] must be a non-empty string", i);
+			goto done;
+		}
+	if (!srv_model_find(r->s, model, NULL)) {
+		srv_reply_error(r, 404, "model '%s' not found", model);
+		goto done;
+	}
+	if (!(vec = malloc(cap * sizeof *vec)) || !(out = json_array())) {
+		srv_reply_error(r, 500, "out of memory");
+		goto done;
+	}
+	json_array_foreach(in, i, x) {
+		struct dormant_embed_info info;
+		json_t *e = json_array();
+		rc = dormant_embed(r->s->d, model, json_string_value(x), vec, cap, &dim, &info, err, sizeof err);
+		srv_count_tokens(r->s, rc ? model : info.model, info.n_tokens, 0, rc != 0);
+		if (rc) {
+			json_decref(e);
+			srv_reply_rc(r, rc, err);
+			goto done;
+		}
+		snprintf(used, sizeof used, "%s", info.model);
+		load_s += info.load_s;
+		tokens += info.n_tokens;
+		for (size_t k = 0; k < dim; k++)
+			json_array_append_new(e, json_real(vec[k]));
+		json_array_append_new(out, e);
+	}
+	if (legacy) {
+		srv_reply_json(r, 200, json_pack("{s:O}", "embedding", json_array_get(out, 0)));
+	} else {
+		srv_reply_json(r, 200, json_pack("{s:s,s:O,s:I,s:I,s:i}", "model", used, "embeddings", out,
+						 "total_duration", ns(srv_now() - t0), "load_duration",
+						 ns(load_s), "prompt_eval_count", tokens));
+	}
+done:
+	json_decref(out);
+	free(vec);
+	json_decref(b);
+	return MHD_YES;
+}
+
+static int embed_new(struct srv_req *r)
+{
+	return embed(r, false);
+}
+
+static int embed_legacy(struct srv_req *r)
+{
+	return embed(r, true);
+}
+
+/* ---- model listings ---- */
+
+static void file_id(char *buf, size_t cap, const char *path, uint64_t size, double mtime)
+{
+	/* identifies the file version (path, size, mtime), not its content:
+	 * hashing gigabytes per listing would defeat the point */
+	uint64_t h = 1469598103934665603ull;
+	char tmp[1100];
+	snprintf(tmp, sizeof tmp, "%s|%llu|%.9f", path, (unsigned long long)size, mtime);
+	for (const char *p = tmp; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	snprintf(buf, cap, "%016llx", (unsigned long long)h);
+}
+
+static int tags(struct srv_req *r)
+{
+	struct dormant_model_status st[SRV_MAX_MODELS];
+	size_t n = dormant_status(r->s->d, st, SRV_MAX_MODELS);
+	json_t *list = json_array();
+	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++) {
+		uint64_t size;
+		double mtime;
+		char ts[48], id[32];
+		json_t *det = srv_model_details(st[i].path, NULL, NULL, &size, &mtime);
+		srv_time_rfc3339(ts, sizeof ts, mtime);
+		file_id(id, sizeof id, st[i].path, size, mtime);
+		json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "name", st[i].name, "model",
+						      st[i].name, "modified_at", ts, "size", (json_int_t)size,
+						      "digest", id, "details", det ? det : json_object()));
+	}
+	return srv_reply_json(r, 200, json_pack("{s:o}", "models", list));
+}
+
+static int ps(struct srv_req *r)
+{
+	struct dormant_model_status st[SRV_MAX_MODELS];
+	size_t n = dormant_status(r->s->d, st, SRV_MAX_MODELS);
+	json_t *list = json_array();
+	double now = srv_unix_now();
+	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++) {
+		uint64_t size;
+		double mtime, exp;
+		char ts[48], id[32];
+		json_t *det;
+		if (strcmp(st[i].state, "ready") && strcmp(st[i].state, "loading") &&
+		    strcmp(st[i].state, "unloading"))
+			continue;
+		det = srv_model_details(st[i].path, NULL, NULL, &size, &mtime);
+		file_id(id, sizeof id, st[i].path, size, mtime);
+		if (st[i].expires_in_ms >= 0)
+			exp = now + (double)st[i].expires_in_ms / 1000.0; /* idle, timer running */
+		else if (st[i].keep_alive_ms >= 0)
+			exp = now + (double)st[i].keep_alive_ms / 1000.0; /* in use: starts when it ends */
+		else
+			exp = 11076912000.0; /* forever: a date centuries ahead, as Ollama shows */
+		srv_time_rfc3339(ts, sizeof ts, exp);
+		json_array_append_new(
+			list, json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:I,s:s,s:b,s:i}", "name", st[i].name, "model",
+					st[i].name, "size", (json_int_t)(st[i].bytes ? st[i].bytes : st[i].est_bytes),
+					"digest", id, "details", det ? det : json_object(), "expires_at", ts,
+					"size_vram", (json_int_t)0, "state", st[i].state, "in_use", st[i].in_use,
+					"queued", (int)st[i].queued));
+	}
+	return srv_reply_json(r, 200, json_pack("{s:o}", "models", list));
+}
+
+static int show(struct srv_req *r)
+{
+	json_t *b = srv_body_json(r), *det, *info;
+	const char *model, *name;
+	struct dormant_model_status st;
+	char *tmpl;
+	int rc;
+
+	if (!b)
+		return MHD_YES;
+	if (srv_get_string(r, b, "model", false, &model) || srv_get_string(r, b, "name", false, &name)) {
+		json_decref(b);
+		return MHD_YES;
+	}
+	if (!model)
+		model = name;
+	if (!model) {
+		json_decref(b);
+		return srv_reply_error(r, 400, "missing field 'model'");
+	}
+	if (!srv_model_find(r->s, model, &st)) {
+		rc = srv_reply_error(r, 404, "model '%s' not found", model);
+		json_decref(b);
+		return rc;
+	}
+	json_decref(b);
+	{
+		uint64_t size;
+		double mtime;
+		char ts[48], params[160];
+		det = srv_model_details(st.path, &info, &tmpl, &size, &mtime);
+		srv_time_rfc3339(ts, sizeof ts, mtime);
+		snprintf(params, sizeof params, "keep_alive %lld\nload %s\nmode %s",
+			 (long long)st.keep_alive_ms, st.policy, st.mode);
+		rc = srv_reply_json(r, 200,
+				    json_pack("{s:s,s:s,s:s,s:o,s:o,s:[s],s:s}", "modelfile", "", "parameters",
+					      params, "template", tmpl ? tmpl : "", "details",
+					      det ? det : json_object(), "model_info", info ? info : json_object(),
+					      "capabilities", strcmp(st.role, "embed") ? "completion" : "embedding",
+					      "modified_at", ts));
+		free(tmpl);
+	}
+	return rc;
+}
+
+/* ---- dormant's lifecycle endpoints ---- */
+
+struct load_job {
+	struct srv *s;
+	char model[64];
+	bool has_ka, sse;
+	int64_t ka;
+	int rc;
+	char err[256];
+	double load_s;
+};
+
+static int emit(struct srv_stream *st, bool sse, const char *event, json_t *o)
+{
+	return sse ? srv_stream_sse(st, event, o) : srv_stream_ndjson(st, o);
+}
+
+static void load_run(struct srv_stream *st, void *p)
+{
+	struct load_job *j = p;
+	struct dormant_model_status ms;
+	json_t *o;
+	if (j->has_ka)
+		j->rc = dormant_load_keep_alive(j->s->d, j->model, j->ka, &j->load_s, j->err, sizeof j->err);
+	else
+		j->rc = dormant_load(j->s->d, j->model, j->err, sizeof j->err);
+	if (!st)
+		return;
+	if (j->rc) {
+		emit(st, j->sse, "error", json_pack("{s:s}", "error", j->err));
+		return;
+	}
+	srv_model_find(j->s, j->model, &ms);
+	o = head(j->model);
+	json_object_set_new(o, "status", json_string(ms.state));
+	json_object_set_new(o, "load_duration", json_integer(ns(ms.last_load_s)));
+	json_object_set_new(o, "size", json_integer((json_int_t)ms.bytes));
+	json_object_set_new(o, "done", json_true());
+	emit(st, j->sse, "done", o);
+}
+
+static void load_idle(struct srv_stream *st, void *p)
+{
+	struct load_job *j = p;
+	struct dormant_model_status ms;
+	json_t *o;
+	if (!srv_model_find(j->s, j->model, &ms))
+		return;
+	o = head(j->model);
+	json_object_set_new(o, "status", json_string(ms.state));
+	json_object_set_new(o, "completed", json_integer((json_int_t)ms.progress_done));
+	json_object_set_new(o, "total", json_integer((json_int_t)ms.progress_total));
+	json_object_set_new(o, "done", json_false());
+	emit(st, j->sse, "progress", o);
+}
+
+static int load(struct srv_req *r)
+{
+	json_t *b = srv_body_json(r), *v;
+	struct load_job *j;
+	const char *model, *acc, *why;
+	bool stream = true;
+
+	if (!b)
+		return MHD_YES;
+	if (!(j = calloc(1, sizeof *j))) {
+		json_decref(b);
+		return srv_reply_error(r, 500, "out of memory");
+	}
+	j->s = r->s;
+	if (srv_get_string(r, b, "model", true, &model) || srv_get_bool(r, b, "stream", &stream))
+		goto bad;
+	if (!srv_model_find(r->s, model, NULL)) {
+		srv_reply_error(r, 404, "model '%s' not found", model);
+		goto bad;
+	}
+	snprintf(j->model, sizeof j->model, "%s", model);
+	v = json_object_get(b, "keep_alive");
+	if (v && !json_is_null(v)) {
+		if (srv_parse_keep_alive(v, &j->ka, &why)) {
+			srv_reply_error(r, 400, "%s", why);
+			goto bad;
+		}
+		j->has_ka = true;
+	}
+	json_decref(b);
+	if (!stream) {
+		struct dormant_model_status ms;
+		int rc;
+		load_run(NULL, j);
+		if (j->rc) {
+			rc = srv_reply_rc(r, j->rc, j->err);
+		} else {
+			json_t *o = head(j->model);
+			srv_model_find(r->s, j->model, &ms);
+			json_object_set_new(o, "status", json_string(ms.state));
+			json_object_set_new(o, "load_duration", json_integer(ns(ms.last_load_s)));
+			json_object_set_new(o, "size", json_integer((json_int_t)ms.bytes));
+			json_object_set_new(o, "done", json_true());
+			rc = srv_reply_json(r, 200, o);
+		}
+		free(j);
+		return rc;
+	}
+	acc = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Accept");
+	j->sse = acc && strstr(acc, "text/event-stream");
+	return srv_stream_start(r, j->sse ? "text/event-stream" : "application/x-ndjson", load_run, load_idle,
+				free, j);
+bad:
+	json_decref(b);
+	free(j);
+	return MHD_YES;
+}
+
+static int unload(struct srv_req *r)
+{
+	json_t *b = srv_body_json(r), *o;
+	const char *model;
+	char err[256];
+	struct dormant_model_status ms;
+	int rc;
+
+	if (!b)
+		return MHD_YES;
+	if (srv_get_string(r, b, "model", true, &model)) {
+		json_decref(b);
+		return MHD_YES;
+	}
+	if ((rc = dormant_unload(r->s->d, model, err, sizeof err))) {
+		rc = srv_reply_rc(r, rc, err);
+		json_decref(b);
+		return rc;
+	}
+	srv_model_find(r->s, model, &ms);
+	o = head(model);
+	json_decref(b);
+	json_object_set_new(o, "status", json_string(ms.state));
+	json_object_set_new(o, "rss_before_load", json_integer((json_int_t)ms.rss_before_load));
+	json_object_set_new(o, "rss_after_unload", json_integer((json_int_t)ms.rss_after_unload));
+	json_object_set_new(o, "done", json_true());
+	return srv_reply_json(r, 200, o);
+}
+
+static int version(struct srv_req *r)
+{
+	return srv_reply_json(r, 200, json_pack("{s:s}", "version", dormant_version()));
+}
+
+int srv_ollama(struct srv_req *r)
+{
+	static const struct {
+		const char *path, *method;
+		int (*fn)(struct srv_req *);
+	} routes[] = {
+		{ "/api/generate", "POST", generate },  { "/api/chat", "POST", chat },
+		{ "/api/embed", "POST", embed_new },    { "/api/embeddings", "POST", embed_legacy },
+		{ "/api/tags", "GET", tags },           { "/api/ps", "GET", ps },
+		{ "/api/show", "POST", show },          { "/api/version", "GET", version },
+		{ "/api/load", "POST", load },          { "/api/unload", "POST", unload },
+	};
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+		if (!strcmp(r->url, routes[i].path)) {
+			if (strcmp(r->method, routes[i].method))
+				return srv_reply_error(r, 405, "use %s on %s", routes[i].method, r->url);
+			return routes[i].fn(r);
+		}
+	return srv_reply_error(r, 404, "no such endpoint: %s %s", r->method, r->url);
+}

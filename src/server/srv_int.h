@@ -1,0 +1,199 @@
+/*
+ * server internals shared by server.c (HTTP plumbing), openai.c,
+ * ollama.c, lifecycle.c and metrics.c.  Not installed, not for the CLI.
+ */
+#ifndef DM_SERVER_INT_H
+#define DM_SERVER_INT_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/server.h"
+
+#define SRV_MAX_MODELS 64
+
+/* Which API a path belongs to: decides the shape of error bodies. */
+enum srv_api { SRV_API_OPENAI, SRV_API_OLLAMA };
+
+/* Per-model counters the server keeps itself (the runtime keeps the rest). */
+struct srv_model_stats {
+	char name[64];
+	uint64_t requests, prompt_tokens, gen_tokens;
+	uint64_t errors;
+};
+
+/* Requests counted by endpoint and status. */
+struct srv_req_count {
+	char path[32];
+	char method[8];
+	unsigned status;
+	uint64_t n;
+};
+
+struct srv {
+	dormant *d;
+	struct srv_cfg cfg;
+	struct MHD_Daemon *mhd;
+	uint16_t port;
+	double t_start;
+	pthread_mutex_t mu;          /* guards everything below */
+	pthread_cond_t cv;
+	int n_jobs;                  /* stream threads alive */
+	bool stopping;
+	int n_conns;                 /* connections open */
+	uint64_t n_rejected_busy;    /* 503s for a full queue */
+	struct srv_model_stats models[SRV_MAX_MODELS];
+	size_t n_models;
+	struct srv_req_count reqs[128];
+	size_t n_reqs;
+};
+
+/* One HTTP request (MHD's per-connection request context). */
+struct srv_req {
+	struct srv *s;
+	struct MHD_Connection *c;
+	const char *method, *url;    /* MHD's, valid for the request */
+	enum srv_api api;
+	char *body;
+	size_t len, cap;
+	bool too_big;
+	bool answered;
+	unsigned status;             /* what was queued, for the log and metrics */
+	int fd;                      /* the client's socket (disconnect checks) */
+	double t0;
+};
+
+/* ---- replies (server.c); each queues exactly one response ---- */
+int srv_reply(struct srv_req *r, unsigned status, const char *ctype, const char *body, size_t n);
+/* Serialises and frees body. */
+int srv_reply_json(struct srv_req *r, unsigned status, json_t *body);
+/* An error in the request's API shape: OpenAI {"error":{"message",...}} or
+ * Ollama {"error":"..."}. */
+int srv_reply_error(struct srv_req *r, unsigned status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* HTTP status for a runtime error code. */
+unsigned srv_status_for(int code);
+/* srv_reply_error with the status for code (503 + Retry-After for busy). */
+int srv_reply_rc(struct srv_req *r, int code, const char *msg);
+
+/* The request body as a JSON object, or NULL after replying 400. */
+json_t *srv_body_json(struct srv_req *r);
+
+/* True when the client closed its end of the connection. */
+bool srv_client_gone(int fd);
+
+/* ---- streams (server.c) ----
+ * A streamed response: a producer thread writes bytes, libmicrohttpd's
+ * reader callback sends them.  While nothing arrives the reader polls:
+ * it calls idle() (progress events, keep-alive comments) and watches the
+ * client's socket; a gone client sets cancel. */
+struct srv_stream;
+typedef void (*srv_job_fn)(struct srv_stream *st, void *job);
+typedef void (*srv_idle_fn)(struct srv_stream *st, void *job);
+
+/* Starts the producer thread running fn(st, job) and answers 200 with
+ * ctype; free_job(job) runs when both sides are done.  On failure replies
+ * 500 and frees job. */
+int srv_stream_start(struct srv_req *r, const char *ctype, srv_job_fn fn, srv_idle_fn idle,
+		     void (*free_job)(void *job), void *job);
+/* Appends bytes for the client; -1 when the client is gone. */
+int srv_stream_write(struct srv_stream *st, const char *data, size_t n);
+/* Writes json followed by "\n" (NDJSON) or as "data: ...\n\n" (SSE). */
+int srv_stream_ndjson(struct srv_stream *st, json_t *obj); /* frees obj */
+int srv_stream_sse(struct srv_stream *st, const char *event, json_t *obj); /* frees obj */
+/* The cancel flag the producer hands to the runtime. */
+const volatile int *srv_stream_cancel(struct srv_stream *st);
+struct srv *srv_stream_server(struct srv_stream *st);
+
+/* ---- shared helpers (util.c) ---- */
+double srv_now(void);
+/* RFC 3339 UTC time with nanoseconds ("2026-11-22T10:00:00.123456789Z"). */
+void srv_time_rfc3339(char *buf, size_t cap, double unix_s);
+double srv_unix_now(void);
+/* Ollama's keep_alive: a number of seconds or a Go duration ("5m",
+ * "1h30m", "-1"); negative means forever (-1 out).  0 on success. */
+int srv_parse_keep_alive(const json_t *v, int64_t *ms, const char **why);
+/* A random hex id with prefix ("chatcmpl-..."). */
+void srv_make_id(char *buf, size_t cap, const char *prefix);
+/* Finds a registered model; fills st (may be NULL).  false if unknown. */
+bool srv_model_find(struct srv *s, const char *name, struct dormant_model_status *st);
+/* Counters. */
+void srv_count_tokens(struct srv *s, const char *model, int prompt, int gen, bool error);
+/* GGUF details of a model's file for /api/show and /api/tags: details
+ * object and, with info, model_info (all scalar metadata) and template. */
+json_t *srv_model_details(const char *path, json_t **model_info, char **chat_template,
+			  uint64_t *file_size, double *mtime);
+/* JSON helpers that reply 400 themselves and return -1 on a bad field. */
+int srv_get_string(struct srv_req *r, json_t *o, const char *key, bool required, const char **out);
+int srv_get_number(struct srv_req *r, json_t *o, const char *key, double lo, double hi, bool *has,
+		   double *out);
+int srv_get_int(struct srv_req *r, json_t *o, const char *key, int64_t lo, int64_t hi, bool *has,
+		int64_t *out);
+int srv_get_bool(struct srv_req *r, json_t *o, const char *key, bool *out);
+
+/* ---- generation requests (gen.c), shared by both APIs ----
+ * A handler parses its request into a srv_gen (strings borrowed from
+ * req, which the job keeps alive), then hands it to srv_gen_run, which
+ * either runs it on the connection's thread and answers with fmt->full,
+ * or streams it through fmt->stream_*. */
+struct srv_gen;
+struct srv_gen_fmt {
+	const char *ctype;                                      /* of a stream */
+	int (*stream_text)(struct srv_gen *g, const char *t, size_t n); /* -1: stop */
+	void (*stream_end)(struct srv_gen *g);                  /* last events, errors too */
+	void (*progress)(struct srv_gen *g, const struct dormant_model_status *ms);
+	json_t *(*full)(struct srv_gen *g);                     /* non-streamed body */
+};
+
+#define SRV_MAX_STOP 4
+
+struct srv_gen {
+	struct srv *s;
+	const struct srv_gen_fmt *fmt;
+	enum srv_api api;
+	bool chat;                   /* chat endpoint (messages) vs completion */
+	json_t *req;                 /* owns the strings below */
+	char model[64];
+	const char *prompt;
+	struct dormant_msg *msgs;
+	size_t n_msgs;
+	struct dormant_gen_opts o;
+	bool stream, include_usage, progress_events;
+	/* results */
+	char *text;
+	size_t len, cap;
+	struct dormant_gen_result res;
+	int rc;
+	char err[256];
+	volatile int cancel;
+	int fd;
+	int n_since_check;
+	struct srv_stream *st;
+	char id[48];
+	double created;              /* unix time */
+	double t0;                   /* monotonic, request start */
+	uint64_t total_ns;
+};
+
+/* A new job with defaults (greedy off: temperature 0.8, max_tokens 128
+ * unless the request says otherwise); NULL when out of memory. */
+struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen_fmt *fmt);
+void srv_gen_free(void *g);
+/* Checks the model exists and can take the request (404 / 400 / 503), then
+ * runs or streams it.  Takes ownership of g. */
+int srv_gen_run(struct srv_req *r, struct srv_gen *g);
+/* Parses a stop field (string or array of at most SRV_MAX_STOP strings). */
+int srv_gen_stop(struct srv_req *r, struct srv_gen *g, json_t *v);
+
+/* ---- handlers ---- */
+int srv_openai(struct srv_req *r);   /* /v1/... */
+int srv_ollama(struct srv_req *r);   /* /api/... */
+int srv_metrics(struct srv_req *r);  /* GET /metrics */
+int srv_health(struct srv_req *r);   /* GET /health */
+
+#endif
