@@ -246,60 +246,136 @@ static void test_roundtrip_rmse(void **state)
 	free(q);
 }
 
-/* matvec and matmul, threaded, against per-row reference dots. */
+/* One matrix product case: `rows` weight rows of `type` (n elements, from
+ * N(0, 0.02)) and `ntok` activation rows (N(0, 1)), with everything needed
+ * to check a result against the reference: the reference dots, and per
+ * output the bound S = Σ_i |w_i|·|a_i| of the dequantized operands. */
+struct mm_case {
+	uint32_t type;
+	int64_t rows, n, ntok;
+	size_t wr;
+	uint8_t *w;      /* rows × wr bytes */
+	float *x;        /* ntok × n */
+	double *ref, *S; /* ntok × rows */
+};
+
+static void mm_case_make(struct mm_case *c, uint32_t type, int64_t rows, int64_t n, int64_t ntok,
+			 uint64_t seed)
+{
+	struct kern_traits r;
+	assert_int_equal(kern_traits_get(type, KERN_ISA_REF, &r), 0);
+	size_t ar = kern_act_row_bytes(type, n);
+	float *wf = malloc((size_t)(rows * n) * sizeof(float));
+	float *wd = malloc((size_t)(rows * n) * sizeof(float));
+	float *ad = malloc((size_t)n * sizeof(float));
+	uint8_t *a = malloc(ar);
+	c->type = type;
+	c->rows = rows;
+	c->n = n;
+	c->ntok = ntok;
+	c->wr = kern_row_bytes(type, n);
+	c->w = malloc(c->wr * (size_t)rows);
+	c->x = malloc((size_t)(ntok * n) * sizeof(float));
+	c->ref = malloc((size_t)(ntok * rows) * sizeof(double));
+	c->S = malloc((size_t)(ntok * rows) * sizeof(double));
+	fill_normal(wf, rows * n, seed, 0.02f);
+	fill_normal(c->x, ntok * n, seed + 1, 1.0f);
+	for (int64_t i = 0; i < rows; i++) {
+		r.from_float(wf + i * n, c->w + (size_t)i * c->wr, n);
+		r.to_float(c->w + (size_t)i * c->wr, wd + i * n, n);
+	}
+	for (int64_t t = 0; t < ntok; t++) {
+		r.act_from_float(c->x + t * n, a, n);
+		assert_int_equal(kern_dequantize(r.act_type, a, ad, n, NULL), 0);
+		for (int64_t i = 0; i < rows; i++) {
+			double S = 0;
+			for (int64_t k = 0; k < n; k++)
+				S += fabs((double)wd[i * n + k]) * fabs((double)ad[k]);
+			c->ref[t * rows + i] = r.vec_dot(n, c->w + (size_t)i * c->wr, a);
+			c->S[t * rows + i] = S;
+		}
+	}
+	free(wf);
+	free(wd);
+	free(ad);
+	free(a);
+}
+
+static void mm_case_free(struct mm_case *c)
+{
+	free(c->w);
+	free(c->x);
+	free(c->ref);
+	free(c->S);
+}
+
+/* Outputs of y (ntok × rows) outside the dot tolerance; the first one is
+ * described in msg. */
+static int mm_case_bad(const struct mm_case *c, const float *y, char *msg, size_t msg_len)
+{
+	int bad = 0;
+	for (int64_t t = 0; t < c->ntok; t++)
+		for (int64_t i = 0; i < c->rows; i++) {
+			double ex, ref = c->ref[t * c->rows + i];
+			if (dot_close(ref, y[t * c->rows + i], c->S[t * c->rows + i], c->n, &ex))
+				continue;
+			if (!bad++)
+				snprintf(msg, msg_len, "token %lld row %lld: ref %.9g got %.9g (%.2f× tol)",
+					 (long long)t, (long long)i, ref, (double)y[t * c->rows + i], ex);
+		}
+	return bad;
+}
+
+/* matvec and matmul, threaded, against per-row reference dots, with the
+ * tolerance of the dot test (S from the actual operands).  Shapes cover the
+ * AVX-512 panel gemm's edges: n with an even and an odd number of 32-blocks
+ * and a single block; rows below, at and past its 16-row panels; token
+ * counts below its threshold, odd ones, and past its 8-token passes. */
 static void test_matvec_matmul(void **state)
 {
 	struct dm_pool *pool;
-	/* n: an even and an odd number of 32-blocks (the AVX-512 gemm pairs
-	 * blocks); rows and tokens off its 4 × 4 tiles */
 	static const int64_t ns[] = { 512, 544, 32 };
-	const int64_t rows = 67, ntok = 11;
+	static const int64_t shapes[][2] = { /* rows, tokens */
+		{ 67, 11 }, { 1, 5 }, { 15, 2 }, { 16, 3 }, { 17, 4 }, { 33, 8 }, { 48, 9 }, { 5, 17 },
+	};
+	char msg[200];
 	(void)state;
 	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
-	for (size_t k = 0; k < N_TYPES * 3; k++) {
-		struct kern_traits r;
-		const size_t ti = k % N_TYPES;
-		const int64_t n = ns[k / N_TYPES];
-		assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &r), 0);
-		if (n % r.block_size)
-			continue;
-		size_t wr = kern_row_bytes(types[ti], n), ar = kern_act_row_bytes(types[ti], n);
-		float *wf = malloc((size_t)(rows * n) * sizeof(float));
-		float *x = malloc((size_t)(ntok * n) * sizeof(float));
-		uint8_t *w = malloc(wr * (size_t)rows), *a = malloc(ar);
-		float *y = malloc((size_t)(ntok * rows) * sizeof(float));
-		fill_normal(wf, rows * n, 5 + ti, 0.02f);
-		fill_normal(x, ntok * n, 6 + ti, 1.0f);
-		for (int64_t i = 0; i < rows; i++)
-			r.from_float(wf + i * n, w + (size_t)i * wr, n);
-		for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
-			if (!kern_isa_supported((enum kern_isa)isa))
-				continue;
-			assert_int_equal(kern_matmul(pool, (enum kern_isa)isa, types[ti], w, rows, n, x,
-						     ntok, y, NULL),
-					 0);
-			for (int64_t t = 0; t < ntok; t++) {
-				r.act_from_float(x + t * n, a, n);
-				for (int64_t i = 0; i < rows; i++) {
-					double ref = r.vec_dot(n, w + (size_t)i * wr, a);
-					/* |w| <= 0.1, |x| <= 5: S <= 0.5·n */
-					assert_true(dot_close(ref, y[t * rows + i], 0.5 * n, n, NULL));
+	for (size_t ti = 0; ti < N_TYPES; ti++)
+		for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+			for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+				struct kern_traits r;
+				struct mm_case c;
+				const int64_t n = ns[ni], rows = shapes[si][0], ntok = shapes[si][1];
+				assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &r), 0);
+				if (n % r.block_size)
+					continue;
+				mm_case_make(&c, types[ti], rows, n, ntok, 5 + ti * 101 + ni * 13 + si);
+				float *y = malloc((size_t)(ntok * rows) * sizeof(float));
+				for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+					if (!kern_isa_supported((enum kern_isa)isa))
+						continue;
+					assert_int_equal(kern_matmul(pool, (enum kern_isa)isa, types[ti], c.w,
+								     rows, n, c.x, ntok, y, NULL),
+							 0);
+					if (mm_case_bad(&c, y, msg, sizeof msg))
+						fail_msg("%s %s matmul %lld×%lld, %lld tokens: %s",
+							 tname(types[ti]), kern_isa_name((enum kern_isa)isa),
+							 (long long)rows, (long long)n, (long long)ntok, msg);
+					/* matvec: token 0 alone */
+					struct mm_case c1 = c;
+					c1.ntok = 1;
+					assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, types[ti], c.w,
+								     rows, n, c.x, y, NULL),
+							 0);
+					if (mm_case_bad(&c1, y, msg, sizeof msg))
+						fail_msg("%s %s matvec %lld×%lld: %s", tname(types[ti]),
+							 kern_isa_name((enum kern_isa)isa), (long long)rows,
+							 (long long)n, msg);
 				}
+				free(y);
+				mm_case_free(&c);
 			}
-			assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, types[ti], w, rows, n, x,
-						     y, NULL),
-					 0);
-			r.act_from_float(x, a, n);
-			for (int64_t i = 0; i < rows; i++)
-				assert_true(dot_close(r.vec_dot(n, w + (size_t)i * wr, a), y[i], 0.5 * n, n,
-						      NULL));
-		}
-		free(wf);
-		free(x);
-		free(w);
-		free(a);
-		free(y);
-	}
 	/* errors: misaligned n, unknown type */
 	struct dm_err e;
 	float v[64] = { 0 }, o[2];
@@ -310,29 +386,69 @@ static void test_matvec_matmul(void **state)
 	dm_pool_free(pool);
 }
 
+/* The matmul check can fail: one corrupted block in one weight row (row 17,
+ * in the second, partial 16-row panel of the AVX-512 gemm) must be caught
+ * in that row for every token, and must not show in any other row. */
+static void test_matmul_corrupt_block_detected(void **state)
+{
+	const int64_t rows = 19, n = 2048, ntok = 9, bad_row = 17;
+	enum kern_isa isa = kern_isa_best();
+	char msg[200];
+	(void)state;
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct kern_traits t;
+		struct mm_case c;
+		assert_int_equal(kern_traits_get(types[ti], isa, &t), 0);
+		mm_case_make(&c, types[ti], rows, n, ntok, 909 + ti);
+		float *y = malloc((size_t)(ntok * rows) * sizeof(float));
+		assert_int_equal(kern_matmul(NULL, isa, types[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
+		if (mm_case_bad(&c, y, msg, sizeof msg))
+			fail_msg("%s: clean weights fail: %s", tname(types[ti]), msg);
+		/* block 5 of bad_row: every byte replaced (scales, codes) */
+		size_t bb = t.block_size == 1 ? 64 : t.block_bytes;
+		memset(c.w + (size_t)bad_row * c.wr + 5 * bb, 0x77, bb);
+		assert_int_equal(kern_matmul(NULL, isa, types[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
+		for (int64_t tk = 0; tk < ntok; tk++)
+			for (int64_t i = 0; i < rows; i++) {
+				bool ok = dot_close(c.ref[tk * rows + i], y[tk * rows + i],
+						    c.S[tk * rows + i], n, NULL);
+				if (ok != (i != bad_row))
+					fail_msg("%s token %lld row %lld: %s", tname(types[ti]),
+						 (long long)tk, (long long)i,
+						 ok ? "corrupted block not detected"
+						    : "clean row disturbed by a corrupted one");
+			}
+		free(y);
+		mm_case_free(&c);
+	}
+}
+
 /* SIMD matmul results are the same for 1, 2 and 3 threads (bit for bit:
- * each output is computed by exactly one thread in a fixed order). */
+ * each output is computed by exactly one thread in a fixed order), on the
+ * dot_cols path (Q4_K) and the panel gemm (Q4_0, Q8_0, F16). */
 static void test_matmul_threads_identical(void **state)
 {
+	static const uint32_t tt[] = { GGUF_TYPE_Q4_K, GGUF_TYPE_Q4_0, GGUF_TYPE_Q8_0, GGUF_TYPE_F16 };
 	const int64_t rows = 96, n = 1024, ntok = 9;
 	enum kern_isa isa = kern_isa_best();
 	float *wf = malloc((size_t)(rows * n) * sizeof(float));
 	float *x = malloc((size_t)(ntok * n) * sizeof(float));
 	float *y1 = malloc((size_t)(ntok * rows) * sizeof(float));
 	float *y2 = malloc((size_t)(ntok * rows) * sizeof(float));
-	size_t wr = kern_row_bytes(GGUF_TYPE_Q4_K, n);
-	uint8_t *w = malloc(wr * rows);
+	uint8_t *w = malloc(kern_row_bytes(GGUF_TYPE_F32, n) * rows);
 	(void)state;
 	fill_normal(wf, rows * n, 11, 0.02f);
 	fill_normal(x, ntok * n, 12, 1.0f);
-	assert_int_equal(kern_quantize(GGUF_TYPE_Q4_K, wf, w, rows * n, NULL), 0);
-	assert_int_equal(kern_matmul(NULL, isa, GGUF_TYPE_Q4_K, w, rows, n, x, ntok, y1, NULL), 0);
-	for (int nt = 2; nt <= 3; nt++) {
-		struct dm_pool *p;
-		assert_int_equal(dm_pool_init(&p, nt, NULL), 0);
-		assert_int_equal(kern_matmul(p, isa, GGUF_TYPE_Q4_K, w, rows, n, x, ntok, y2, NULL), 0);
-		assert_memory_equal(y1, y2, (size_t)(ntok * rows) * sizeof(float));
-		dm_pool_free(p);
+	for (size_t k = 0; k < sizeof tt / sizeof tt[0]; k++) {
+		assert_int_equal(kern_quantize(tt[k], wf, w, rows * n, NULL), 0);
+		assert_int_equal(kern_matmul(NULL, isa, tt[k], w, rows, n, x, ntok, y1, NULL), 0);
+		for (int nt = 2; nt <= 3; nt++) {
+			struct dm_pool *p;
+			assert_int_equal(dm_pool_init(&p, nt, NULL), 0);
+			assert_int_equal(kern_matmul(p, isa, tt[k], w, rows, n, x, ntok, y2, NULL), 0);
+			assert_memory_equal(y1, y2, (size_t)(ntok * rows) * sizeof(float));
+			dm_pool_free(p);
+		}
 	}
 	free(wf);
 	free(x);
@@ -365,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_block_detected),
 		cmocka_unit_test(test_roundtrip_rmse),
 		cmocka_unit_test(test_matvec_matmul),
+		cmocka_unit_test(test_matmul_corrupt_block_detected),
 		cmocka_unit_test(test_matmul_threads_identical),
 		cmocka_unit_test(test_isa_selection),
 	};

@@ -230,24 +230,22 @@ struct mm_job {
 	const uint8_t *w;
 	size_t w_row;       /* bytes per weight row */
 	int64_t n, n_rows, n_tok;
-	kern_gemm_fn gemm;  /* packed-activation tile kernel, or NULL */
+	const struct kern_gemm *gemm; /* panel kernel (kern_impl.h), or NULL */
 	const float *x;     /* n_tok × n floats */
-	uint8_t *act;       /* n_tok quantized activation rows */
+	uint8_t *act;       /* n_tok quantized / packed activation rows */
 	size_t act_row;     /* bytes per activation row */
+	uint8_t *scratch;   /* gemm: one panel buffer per pool thread */
+	size_t scratch_row; /* bytes per thread */
 	float *y;           /* n_tok × n_rows */
 };
 
 static void act_task(void *arg, int64_t b, int64_t e, int thread)
 {
 	struct mm_job *j = arg;
+	kern_from_float_fn pack = j->gemm ? j->gemm->act_pack : j->t->act_from_float;
 	(void)thread;
 	for (int64_t t = b; t < e; t++)
-		if (j->gemm)
-			kern_pack_q8_0_avx512(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
-					      j->n);
-		else
-			j->t->act_from_float(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row,
-				     j->n);
+		pack(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row, j->n);
 }
 
 static void matvec_task(void *arg, int64_t b, int64_t e, int thread)
@@ -282,26 +280,27 @@ static void matmul_task(void *arg, int64_t b, int64_t e, int thread)
 	}
 }
 
-/* The same with the gemm kernel: tiles of KERN_GEMM_ROWS rows ×
- * KERN_GEMM_COLS tokens; a tile's weight rows stay in L1 while every token
- * group goes by. */
+/* The same with the panel gemm: rows [b, e) KERN_PANEL_ROWS at a time,
+ * each panel repacked once into this thread's scratch and then run against
+ * every token (the chunks start at multiples of KERN_PANEL_ROWS). */
 static void gemm_task(void *arg, int64_t b, int64_t e, int thread)
 {
 	struct mm_job *j = arg;
-	(void)thread;
-	for (int64_t r = b; r < e; r += KERN_GEMM_ROWS) {
-		int nr = (int)(e - r < KERN_GEMM_ROWS ? e - r : KERN_GEMM_ROWS);
-		for (int64_t t0 = 0; t0 < j->n_tok; t0 += KERN_GEMM_COLS) {
-			int nc = (int)(j->n_tok - t0 < KERN_GEMM_COLS ? j->n_tok - t0 : KERN_GEMM_COLS);
-			j->gemm(j->n, j->w + (size_t)r * j->w_row, j->w_row, nr,
-				j->act + (size_t)t0 * j->act_row, j->act_row, nc,
-				j->y + (size_t)t0 * (size_t)j->n_rows + (size_t)r, (size_t)j->n_rows);
-		}
+	uint8_t *scratch = j->scratch + (size_t)thread * j->scratch_row;
+	for (int64_t r = b; r < e; r += KERN_PANEL_ROWS) {
+		int nr = (int)(e - r < KERN_PANEL_ROWS ? e - r : KERN_PANEL_ROWS);
+		j->gemm->panel(j->n, j->w + (size_t)r * j->w_row, j->w_row, nr, j->act, j->act_row,
+			       j->x, j->n_tok, j->y + (size_t)r, (size_t)j->n_rows, scratch);
 	}
 }
 
-static int mm_setup(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, uint32_t type,
-		    const void *w, int64_t n_rows, int64_t n, int64_t n_tok, struct dm_err *err)
+/* Fewest tokens for which the panel gemm (which repacks its weights once
+ * per call) beats dot_cols. */
+#define GEMM_MIN_TOK 4
+
+static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *pool,
+		    enum kern_isa isa, uint32_t type, const void *w, int64_t n_rows, int64_t n,
+		    int64_t n_tok, struct dm_err *err)
 {
 	memset(j, 0, sizeof *j);
 	if (kern_traits_get(type, isa, t)) {
@@ -317,17 +316,27 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, 
 	j->w = w;
 	j->w_row = kern_row_bytes(type, n);
 	j->act_row = kern_act_row_bytes(type, n);
-	if (isa >= KERN_ISA_AVX512 && n_tok > 1 && (j->gemm = kern_gemm_avx512(type)))
-		j->act_row = kern_pack_row_bytes(n);
+	if (isa >= KERN_ISA_AVX512 && n_tok >= GEMM_MIN_TOK && n > 0)
+		j->gemm = kern_gemm_avx512(type);
+	if (j->gemm)
+		j->act_row = j->gemm->act_pack ? j->gemm->act_bytes(n) : 0;
 	j->n = n;
 	j->n_rows = n_rows;
 	j->n_tok = n_tok;
 	/* 64-byte aligned rows keep SIMD loads within cache lines */
 	j->act_row = (j->act_row + 63) & ~(size_t)63;
-	if (n_tok > 0 && n > 0) {
+	if (n_tok > 0 && n > 0 && j->act_row) {
 		j->act = aligned_alloc(64, j->act_row * (size_t)n_tok);
 		if (!j->act)
 			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
+	}
+	if (j->gemm && n_rows > 0) {
+		j->scratch_row = (j->gemm->scratch_bytes(n) + 63) & ~(size_t)63;
+		j->scratch = aligned_alloc(64, j->scratch_row * (size_t)dm_pool_size(pool));
+		if (!j->scratch) {
+			free(j->act);
+			return dm_err_set(err, DM_ENOMEM, "out of memory for weight panels");
+		}
 	}
 	return 0;
 }
@@ -343,7 +352,7 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 {
 	struct kern_traits t;
 	struct mm_job j;
-	int rc = mm_setup(&j, &t, isa, type, w, n_rows, n, 1, err);
+	int rc = mm_setup(&j, &t, pool, isa, type, w, n_rows, n, 1, err);
 
 	if (rc)
 		return rc;
@@ -365,7 +374,7 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 {
 	struct kern_traits t;
 	struct mm_job j;
-	int rc = mm_setup(&j, &t, isa, type, w, n_rows, n, n_tok, err);
+	int rc = mm_setup(&j, &t, pool, isa, type, w, n_rows, n, n_tok, err);
 
 	if (rc)
 		return rc;
@@ -375,12 +384,16 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 	}
 	j.x = x;
 	j.y = y;
-	dm_pool_run(pool, n_tok, 1, act_task, &j);
+	if (j.act)
+		dm_pool_run(pool, n_tok, 1, act_task, &j);
 	if (j.gemm)
-		dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8) & ~(int64_t)(KERN_GEMM_ROWS - 1),
+		dm_pool_run(pool, n_rows,
+			    (row_chunk(pool, n_rows, KERN_PANEL_ROWS) + KERN_PANEL_ROWS - 1) &
+				    ~(int64_t)(KERN_PANEL_ROWS - 1),
 			    gemm_task, &j);
 	else
 		dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8), matmul_task, &j);
 	free(j.act);
+	free(j.scratch);
 	return 0;
 }

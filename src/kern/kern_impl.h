@@ -108,22 +108,25 @@ void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, i
 void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
 			     int64_t head_dim, size_t stride);
 
-/* ---- gemm_avx512.c: the prefill matmul over packed activations ----
- * A packed activation row of n elements (n/32 blocks, padded to an even
- * count nbp with zero blocks): int8 codes[nbp·32], then float d[nbp] (the
- * reference Q8_0 quantizer's codes and fp16 scales, as floats).
- * kern_gemm_fn: y[c·ys + r] = w row r · packed row c for r < nr <= 4,
- * c < nc <= 4 (w rows w_row bytes apart, packed rows a_row bytes apart). */
-typedef void (*kern_gemm_fn)(int64_t n, const void *w, size_t w_row, int nr, const uint8_t *act,
-			     size_t a_row, int nc, float *y, size_t ys);
-#define KERN_GEMM_ROWS 4
-#define KERN_GEMM_COLS 4
-static inline size_t kern_pack_row_bytes(int64_t n)
-{
-	return (size_t)((n / 32 + 1) & ~(int64_t)1) * 36;
-}
-void kern_pack_q8_0_avx512(const float *x, uint8_t *row, int64_t n);
-/* The gemm for a weight type (NULL: none; such types use dot_cols). */
-kern_gemm_fn kern_gemm_avx512(uint32_t type);
+/* ---- gemm_avx512.c: the prefill matmul over repacked weight panels ----
+ * Weight rows are multiplied KERN_PANEL_ROWS at a time (a "panel"): panel()
+ * repacks rows w[0..nr) (nr <= KERN_PANEL_ROWS, rows w_row bytes apart)
+ * into per-thread scratch (scratch_bytes(n) bytes, 64-byte aligned) and
+ * computes y[t·ys + r] = row r · token t for every t < n_tok.  Tokens come
+ * as packed rows act + t·a_row made by act_pack (act_bytes(n) bytes each),
+ * or, for types with act_pack == NULL (the float types), as the caller's
+ * float rows x + t·n.  Results agree with the type's reference vec_dot to
+ * float rounding (the integer part of every block is exact). */
+#define KERN_PANEL_ROWS 16
+struct kern_gemm {
+	size_t (*act_bytes)(int64_t n);
+	kern_from_float_fn act_pack;
+	size_t (*scratch_bytes)(int64_t n);
+	void (*panel)(int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+		      size_t a_row, const float *x, int64_t n_tok, float *y, size_t ys,
+		      uint8_t *scratch);
+};
+/* The panel gemm for a weight type, NULL for types that use dot_cols. */
+const struct kern_gemm *kern_gemm_avx512(uint32_t type);
 
 #endif
