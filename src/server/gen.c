@@ -110,6 +110,11 @@ static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
 	snprintf(g->err, sizeof g->err, "%s", err);
 	g->total_ns = (uint64_t)((srv_now() - g->t0) * 1e9);
 	srv_count_tokens(g->s, g->rc ? g->model : g->res.model, g->res.n_prompt, g->res.n_gen, g->rc != 0);
+	if (g->rc == DM_ECANCELED || (!g->rc && !strcmp(g->res.finish, "cancel"))) {
+		pthread_mutex_lock(&g->s->mu);
+		g->s->n_cancelled++;
+		pthread_mutex_unlock(&g->s->mu);
+	}
 }
 
 static int on_text_stream(void *ud, const char *t, size_t n)
@@ -152,16 +157,19 @@ int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 {
 	struct dormant_model_status ms;
 	const struct dm_config *cfg = dormant_config(g->s->d);
+	unsigned limit = g->s->cfg.max_tokens;
+	int rc;
 
 	if (!srv_model_find(g->s, g->model, &ms)) {
+		rc = srv_reply_error(r, 404, "model '%s' not found", g->model);
 		srv_gen_free(g);
-		return srv_reply_error(r, 404, "model '%s' not found", g->model);
+		return rc;
 	}
-	if ((unsigned)g->o.max_tokens > g->s->cfg.max_tokens) {
-		int n = g->o.max_tokens;
+	if ((unsigned)g->o.max_tokens > limit) {
+		rc = srv_reply_error(r, 400, "max tokens %d is above this server's limit of %u",
+				     g->o.max_tokens, limit);
 		srv_gen_free(g);
-		return srv_reply_error(r, 400, "max tokens %d is above this server's limit of %u", n,
-				       g->s->cfg.max_tokens);
+		return rc;
 	}
 	/* fail fast instead of streaming an error: the model's queue is full */
 	if (ms.in_use && ms.queued >= cfg->max_queue) {
@@ -169,7 +177,6 @@ int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 		return srv_reply_rc(r, DM_EBUSY, "model is busy: its request queue is full, retry later");
 	}
 	if (!g->stream) {
-		int rc;
 		run(g, on_text_sync, g);
 		if (g->rc)
 			rc = srv_reply_rc(r, g->rc, g->err);

@@ -84,7 +84,7 @@ int srv_metrics(struct srv_req *r)
 	struct buf b = { 0 };
 	char e[200];
 	int conns;
-	uint64_t busy;
+	uint64_t busy, cancelled;
 	int rc;
 
 	if (!st)
@@ -100,6 +100,7 @@ int srv_metrics(struct srv_req *r)
 	memcpy(rq, s->reqs, n_rq * sizeof rq[0]);
 	conns = s->n_conns;
 	busy = s->n_rejected_busy;
+	cancelled = s->n_cancelled;
 	pthread_mutex_unlock(&s->mu);
 
 	family(&b, "dormant_build_info", "gauge", "Version of the running dormant.");
@@ -120,6 +121,9 @@ int srv_metrics(struct srv_req *r)
 	family(&b, "dormant_http_rejected_busy_total", "counter",
 	       "Requests answered 503 because a model's queue was full.");
 	put(&b, "dormant_http_rejected_busy_total %llu\n", (unsigned long long)busy);
+	family(&b, "dormant_generations_cancelled_total", "counter",
+	       "Generations stopped because their client went away.");
+	put(&b, "dormant_generations_cancelled_total %llu\n", (unsigned long long)cancelled);
 
 	family(&b, "dormant_model_requests_total", "counter", "Generation and embedding requests per model.");
 	for (size_t i = 0; i < n_ms; i++)

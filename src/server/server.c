@@ -169,6 +169,10 @@ json_t *srv_body_json(struct srv_req *r)
 		return NULL;
 	}
 	o = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &je);
+	if (!o && strstr(je.text, "decode byte")) {
+		srv_reply_error(r, 400, "invalid UTF-8 in the request body at byte %d", je.position);
+		return NULL;
+	}
 	if (!o) {
 		srv_reply_error(r, 400, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
 		return NULL;

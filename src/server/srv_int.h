@@ -47,6 +47,7 @@ struct srv {
 	bool stopping;
 	int n_conns;                 /* connections open */
 	uint64_t n_rejected_busy;    /* 503s for a full queue */
+	uint64_t n_cancelled;        /* generations cut short by their client */
 	struct srv_model_stats models[SRV_MAX_MODELS];
 	size_t n_models;
 	struct srv_req_count reqs[128];
