@@ -903,41 +903,16 @@ static long cpu_ticks(pid_t pid)
 
 static void test_serve_process_idle(void **state)
 {
-	int fds[2];
-	pid_t pid;
-	char buf[512] = "", port[8];
-	size_t n = 0;
+	char arg[600];
+	const char *argv[] = { "--model", arg, NULL };
 	long rss, t0, t1;
-	int st;
+	int pid, port;
 	struct srv_http_resp r;
 	struct dm_err e;
-	const char *p;
 	(void)state;
-	assert_int_equal(pipe(fds), 0);
-	snprintf(buf, sizeof buf, "tiny=%.500s", MODEL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (!pid) {
-		dup2(fds[1], 2);
-		close(fds[0]);
-		execl(tu_dormant(), "dormant", "serve", "--port", "0", "--model", buf, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	/* "dormant X: listening on http://127.0.0.1:PORT (...)" */
-	while (n + 1 < sizeof buf) {
-		ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		buf[n] = '\0';
-		if (strstr(buf, ")\n"))
-			break;
-	}
-	p = strstr(buf, "127.0.0.1:");
-	assert_non_null(p);
-	snprintf(port, sizeof port, "%.*s", (int)strspn(p + 10, "0123456789"), p + 10);
-	assert_int_equal(srv_http("127.0.0.1", (uint16_t)atoi(port), "GET", "/health", NULL, NULL, 0, 5000, NULL,
+	snprintf(arg, sizeof arg, "tiny=%.500s", MODEL);
+	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
+	assert_int_equal(srv_http("127.0.0.1", (uint16_t)port, "GET", "/health", NULL, NULL, 0, 5000, NULL,
 				  NULL, &r, &e), 0);
 	assert_int_equal(r.status, 200);
 	srv_http_resp_free(&r);
@@ -948,10 +923,7 @@ static void test_serve_process_idle(void **state)
 	sleep(1);
 	t1 = cpu_ticks(pid);
 	assert_true(t0 >= 0 && t1 - t0 <= 1); /* idle: no busy threads (1 tick = 10 ms of slack) */
-	kill(pid, SIGTERM);
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	close(fds[0]);
+	assert_int_equal(tu_serve_stop(pid), 0);
 }
 
 int main(void)

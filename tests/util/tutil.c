@@ -1,5 +1,8 @@
 /* tests/util — see tutil.h. */
 #include "tutil.h"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -228,4 +231,84 @@ void tu_sha256_hex(const void *data, size_t n, char out[65])
 	for (int i = 0; i < 8; i++)
 		sprintf(out + 8 * i, "%08x", h[i]);
 	out[64] = '\0';
+}
+
+int tu_serve_start(const char *const *argv, const char *log_path, int *pid, int *port)
+{
+	int fds[2];
+	char buf[2048];
+	size_t n = 0;
+	const char *p;
+	pid_t c;
+
+	if (pipe(fds))
+		return -1;
+	c = fork();
+	if (c < 0)
+		return -1;
+	if (!c) {
+		const char *args[64];
+		int k = 0;
+		args[k++] = "dormant";
+		args[k++] = "serve";
+		args[k++] = "--port";
+		args[k++] = "0";
+		for (int i = 0; argv && argv[i] && k < 63; i++)
+			args[k++] = argv[i];
+		args[k] = NULL;
+		dup2(fds[1], 2);
+		close(fds[0]);
+		close(fds[1]);
+		execv(tu_dormant(), (char *const *)(uintptr_t)args);
+		_exit(127);
+	}
+	close(fds[1]);
+	/* the banner: "dormant X: listening on http://ADDR:PORT (...)\n" */
+	while (n + 1 < sizeof buf) {
+		ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		buf[n] = '\0';
+		if (strstr(buf, ")\n"))
+			break;
+	}
+	buf[n] = '\0';
+	p = strstr(buf, "listening on http://");
+	if (p) {
+		const char *end = strchr(p + 20, ' ');
+		const char *q = end;
+		while (q && q > p && *q != ':')
+			q--;
+		p = q && *q == ':' ? q : NULL;
+	}
+	if (!p || !(*port = atoi(p + 1))) {
+		fprintf(stderr, "tu_serve_start: no banner: %s\n", buf);
+		kill(c, SIGKILL);
+		waitpid(c, NULL, 0);
+		close(fds[0]);
+		return -1;
+	}
+	/* keep draining its stderr so it never blocks on a full pipe */
+	if (!fork()) {
+		int out = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+		char b[4096];
+		ssize_t k;
+		while ((k = read(fds[0], b, sizeof b)) > 0)
+			if (out >= 0 && write(out, b, (size_t)k) < 0)
+				break;
+		_exit(0);
+	}
+	close(fds[0]);
+	*pid = (int)c;
+	return 0;
+}
+
+int tu_serve_stop(int pid)
+{
+	int st;
+	kill((pid_t)pid, SIGTERM);
+	if (waitpid((pid_t)pid, &st, 0) != (pid_t)pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -36,6 +36,14 @@ int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs a command capturing stdout (malloc'ed) and the exit status. */
 char *tu_capture(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Starts `dormant serve --port 0 ARGS...` (argv NULL-terminated) as a
+ * child process, reads the port it listens on from its stderr banner, and
+ * returns 0 with *pid and *port set.  Its later stderr goes to log_path
+ * (NULL: discarded).  tu_serve_stop sends SIGTERM and returns the exit
+ * status (-1 if it did not exit cleanly). */
+int tu_serve_start(const char *const *argv, const char *log_path, int *pid, int *port);
+int tu_serve_stop(int pid);
+
 /* SHA-256 of data, as 64 lower-case hex digits + NUL. */
 void tu_sha256_hex(const void *data, size_t n, char out[65]);
 
