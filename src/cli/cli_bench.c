@@ -1,6 +1,9 @@
 /*
  * cli/bench — `dormant bench SCENARIO [options]`: benchmarks (never tests).
  *
+ * Scenarios `speed` (cli_speed.c) and the lifecycle suite (cold, warm,
+ * context, ..., all: cli_life*.c) live in their own files.
+ *
  * Scenario `kernels` [--threads N (2)] [--runs R (7)] [--isa ref|avx2|avx512]
  * [--types Q4_0,Q4_K,...]: per weight type, on N threads,
  *   - matvec GB/s: y = W·x over 4096×11008 matrices, rotating through
@@ -27,6 +30,7 @@
 #include "base/pool.h"
 #include "base/rng.h"
 #include "cli/cli.h"
+#include "cli/cli_life.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 
@@ -257,13 +261,21 @@ static int bench_kernels(int argc, char **argv)
 
 int cli_bench(int argc, char **argv)
 {
-	if (argc < 2)
-		return cli_fail("usage: dormant bench kernels [--threads N] [--runs R] [--isa I] "
-				"[--types T,...] | dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]"),
-		       2;
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		FILE *f = argc < 2 ? stderr : stdout;
+		fprintf(f, "usage: dormant bench kernels [--threads N] [--runs R] [--isa I] [--types T,...]\n"
+			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n");
+		cli_life_usage(f);
+		return argc < 2 ? 2 : 0;
+	}
 	if (!strcmp(argv[1], "kernels"))
 		return bench_kernels(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "speed"))
 		return cli_bench_speed(argc - 1, argv + 1);
-	return cli_fail("bench: unknown scenario '%s' (kernels, speed)", argv[1]), 2;
+	if (cli_life_is_scenario(argv[1]))
+		return cli_bench_life(argc - 1, argv + 1);
+	return cli_fail("bench: unknown scenario '%s' (kernels, speed, cold, warm, context, max-tokens, "
+			"memory, warmup, threads, batch, ctx, policies, all; 'dormant bench --help')",
+			argv[1]),
+	       2;
 }
