@@ -1,0 +1,709 @@
+/*
+ * tests/lifebench — `dormant bench SCENARIO MODEL`, the lifecycle benchmark
+ * suite, run as a user runs it: every scenario in --quick mode on the tiny
+ * synthetic model, through the CLI, with --json and --report.  The JSON is
+ * parsed (jansson) and its documented fields checked for sane values (not
+ * for speed: nothing here is timed); the report's HTML and SVG files are
+ * checked for well-formedness by a small XML checker (which is itself shown
+ * to reject a broken document), and rendered by headless Chromium when it
+ * is installed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tutil.h"
+
+/* AddressSanitizer keeps freed memory in quarantine and maps shadow memory:
+ * RSS figures mean nothing there, so the memory comparisons are skipped. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEASURE_RSS 0
+#else
+#define MEASURE_RSS 1
+#endif
+
+static char model[512], json_path[512], report_dir[512];
+static json_t *root;      /* from `bench all --quick` */
+static char *all_stdout;
+
+static int setup(void **state)
+{
+	json_error_t je;
+	int st;
+	(void)state;
+	snprintf(model, sizeof model, "%s", tu_tmp_path("tiny.gguf"));
+	snprintf(json_path, sizeof json_path, "%s", tu_tmp_path("all.json"));
+	snprintf(report_dir, sizeof report_dir, "%s", tu_tmp_path("report"));
+	if (tu_system("%s synth --preset tiny --type Q8_0 --seed 3 -o %s", tu_dormant(), model) != 0)
+		return -1;
+	all_stdout = tu_capture(&st, "%s bench all %s --quick --json %s --report %s", tu_dormant(), model,
+				json_path, report_dir);
+	if (!all_stdout || st != 0) {
+		fprintf(stderr, "bench all exited with %d:\n%s\n", st, all_stdout ? all_stdout : "");
+		return -1;
+	}
+	root = json_load_file(json_path, 0, &je);
+	if (!root) {
+		fprintf(stderr, "%s:%d: %s\n", json_path, je.line, je.text);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	json_decref(root);
+	free(all_stdout);
+	return 0;
+}
+
+/* ---- JSON helpers ---- */
+
+static const json_t *scen(const char *name)
+{
+	const json_t *s = json_object_get(json_object_get(root, "scenarios"), name);
+	if (!s)
+		fail_msg("scenario '%s' missing from the JSON", name);
+	return s;
+}
+
+static double num(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+	if (!json_is_number(v))
+		fail_msg("field '%s' missing or not a number", key);
+	return json_number_value(v);
+}
+
+static const json_t *arr(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+	if (!json_is_array(v))
+		fail_msg("field '%s' missing or not an array", key);
+	return v;
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	if (!s)
+		fail_msg("field '%s' missing or not a string", key);
+	return s;
+}
+
+/* The fields every request sample has, with sane values. */
+static void check_request(const json_t *s, int max_gen)
+{
+	double lat = num(s, "latency_s"), ttft = num(s, "ttft_s");
+	assert_true(lat > 0 && isfinite(lat));
+	assert_true(ttft > 0 && ttft <= lat + 1e-9);
+	assert_true(num(s, "prompt_s") > 0);
+	assert_true(num(s, "gen_s") >= 0);
+	assert_true(num(s, "load_s") >= 0);
+	assert_true(num(s, "n_prompt") >= 1);
+	assert_true(num(s, "n_gen") >= 1 && num(s, "n_gen") <= max_gen);
+	assert_true(num(s, "prefill_tok_s") > 0);
+	assert_true(num(s, "tok_s") >= 0 && isfinite(num(s, "tok_s")));
+	assert_true(json_is_boolean(json_object_get(s, "cold")));
+	str(s, "stop");
+}
+
+static int opt_int(const char *key)
+{
+	return (int)num(json_object_get(root, "options"), key);
+}
+
+/* ---- the CLI ---- */
+
+static void test_header(void **state)
+{
+	const json_t *m = json_object_get(root, "machine"), *md = json_object_get(root, "model");
+	(void)state;
+	assert_string_equal(str(root, "tool"), "dormant bench");
+	assert_true(strlen(str(m, "cpu")) > 0);
+	assert_true(num(m, "cores_used") >= 1);
+	assert_true(num(m, "ram_bytes") > 0);
+	assert_string_equal(str(md, "path"), model);
+	assert_int_equal((int)num(md, "n_ctx_train"), 512);
+	assert_true(json_is_true(json_object_get(json_object_get(root, "options"), "quick")));
+	/* every scenario ran, each with its table on stdout */
+	{
+		static const char *const names[] = { "cold", "warm", "context", "max-tokens", "memory",
+						     "warmup", "threads", "batch", "ctx", "policies" };
+		char head[64];
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+			const json_t *s = scen(names[i]);
+			assert_true(num(s, "runs") >= 1);
+			assert_true(num(s, "elapsed_s") > 0);
+			snprintf(head, sizeof head, "== %s:", names[i]);
+			assert_non_null(strstr(all_stdout, head));
+		}
+		assert_int_equal(json_object_size(json_object_get(root, "scenarios")), 10);
+	}
+}
+
+static void test_cli_errors(void **state)
+{
+	int st;
+	char *out;
+	(void)state;
+	out = tu_capture(&st, "%s bench nosuch %s 2>/dev/null", tu_dormant(), model);
+	assert_int_equal(st, 2);
+	free(out);
+	out = tu_capture(&st, "%s bench warm 2>/dev/null", tu_dormant());
+	assert_int_equal(st, 2); /* no MODEL */
+	free(out);
+	out = tu_capture(&st, "%s bench warm %s --runs 0 2>/dev/null", tu_dormant(), model);
+	assert_int_equal(st, 2);
+	free(out);
+	out = tu_capture(&st, "%s bench warm %s --mode tape 2>/dev/null", tu_dormant(), model);
+	assert_int_equal(st, 2);
+	free(out);
+	out = tu_capture(&st, "%s bench --help", tu_dormant());
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "policies"));
+	assert_non_null(strstr(out, "kernels"));
+	free(out);
+	out = tu_capture(&st, "%s bench warm %s/missing.gguf 2>&1", tu_dormant(), tu_tmpdir());
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "missing.gguf"));
+	free(out);
+}
+
+/* Scenarios by name (a list): only those run, --runs applies. */
+static void test_select(void **state)
+{
+	const char *j = tu_tmp_path("sel.json");
+	json_t *r, *sc;
+	json_error_t je;
+	char *out;
+	int st;
+	(void)state;
+	out = tu_capture(&st, "%s bench warm,max-tokens %s --quick --runs 2 -n 4 --json %s", tu_dormant(),
+			 model, j);
+	assert_int_equal(st, 0);
+	assert_non_null(strstr(out, "== warm:"));
+	assert_null(strstr(out, "== cold:"));
+	free(out);
+	r = json_load_file(j, 0, &je);
+	assert_non_null(r);
+	sc = json_object_get(r, "scenarios");
+	assert_int_equal(json_object_size(sc), 2);
+	{
+		const json_t *w = arr(json_object_get(sc, "warm"), "samples");
+		assert_int_equal(json_array_size(w), 2);
+		for (size_t i = 0; i < 2; i++)
+			assert_true(num(json_array_get(w, i), "n_gen") <= 4);
+	}
+	json_decref(r);
+}
+
+/* ---- each scenario's JSON ---- */
+
+static void test_cold(void **state)
+{
+	const json_t *s = scen("cold"), *samples = arr(s, "samples"), *sum = arr(s, "summary");
+	int runs = (int)num(s, "runs");
+	(void)state;
+	assert_int_equal(runs, 1);
+	/* mmap, read, prefetch × dropped, cached */
+	assert_int_equal(json_array_size(samples), 6 * (size_t)runs);
+	assert_int_equal(json_array_size(sum), 6);
+	for (size_t i = 0; i < json_array_size(samples); i++) {
+		const json_t *x = json_array_get(samples, i);
+		check_request(x, opt_int("n_gen"));
+		assert_true(json_is_true(json_object_get(x, "cold"))); /* every one loaded */
+		assert_true(num(x, "load_s") > 0);
+		assert_true(num(x, "file_cached_before_bytes") <= num(x, "file_bytes"));
+		assert_true(!strcmp(str(x, "cache"), "dropped") || !strcmp(str(x, "cache"), "cached"));
+	}
+	for (size_t i = 0; i < json_array_size(sum); i++) {
+		const json_t *x = json_array_get(sum, i);
+		assert_true(num(x, "load_s") > 0 && num(x, "load_s") < num(x, "latency_s"));
+		assert_true(num(x, "tok_s") > 0);
+	}
+	assert_string_equal(str(json_array_get(sum, 0), "mode"), "mmap");
+	assert_string_equal(str(json_array_get(sum, 2), "mode"), "read");
+	assert_string_equal(str(json_array_get(sum, 4), "mode"), "prefetch");
+}
+
+static void test_warm(void **state)
+{
+	const json_t *s = scen("warm"), *samples = arr(s, "samples"), *lat;
+	(void)state;
+	assert_int_equal(json_array_size(samples), (size_t)num(s, "runs"));
+	assert_int_equal((int)num(s, "runs"), 3);
+	for (size_t i = 0; i < json_array_size(samples); i++) {
+		check_request(json_array_get(samples, i), opt_int("n_gen"));
+		assert_false(json_is_true(json_object_get(json_array_get(samples, i), "cold")));
+	}
+	lat = json_object_get(json_object_get(s, "summary"), "latency_s");
+	assert_int_equal((int)num(lat, "n"), 3);
+	assert_true(num(lat, "min") > 0);
+	assert_true(num(lat, "min") <= num(lat, "median") && num(lat, "median") <= num(lat, "max"));
+	assert_true(num(lat, "min") <= num(lat, "mean") && num(lat, "mean") <= num(lat, "max"));
+	assert_true(num(lat, "stddev") >= 0 && isfinite(num(lat, "stddev")));
+	assert_true(num(json_object_get(json_object_get(s, "summary"), "tok_s"), "mean") > 0);
+}
+
+static void check_fit(const json_t *s)
+{
+	const json_t *f = json_object_get(s, "fit");
+	assert_non_null(f);
+	assert_true(json_is_true(json_object_get(f, "ok")));
+	assert_true(isfinite(num(f, "fixed_s")));
+	assert_true(isfinite(num(f, "per_token_s")));
+	assert_true(isfinite(num(f, "r2")) && num(f, "r2") <= 1.0 + 1e-9);
+	assert_int_equal((int)num(f, "n"), (int)json_array_size(arr(s, "samples")));
+}
+
+static void test_context(void **state)
+{
+	const json_t *s = scen("context"), *samples = arr(s, "samples"), *lens = arr(s, "lengths");
+	int prev = 0;
+	(void)state;
+	/* 1, 10, 35, 128, then 512 and 2048 capped by n_ctx 512 to one length */
+	assert_int_equal(json_array_size(lens), 5);
+	assert_int_equal(json_array_size(samples), 5 * (size_t)num(s, "runs"));
+	for (size_t i = 0; i < json_array_size(lens); i++) {
+		int n = (int)num(json_array_get(lens, i), "n_prompt");
+		assert_true(n > prev && n < (int)num(s, "n_ctx"));
+		prev = n;
+		assert_true(num(json_array_get(lens, i), "prefill_tok_s") > 0);
+	}
+	for (size_t i = 0; i < json_array_size(samples); i++) {
+		const json_t *x = json_array_get(samples, i);
+		check_request(x, 1);
+		assert_int_equal((int)num(x, "n_prompt"), (int)num(json_array_get(lens, i), "n_prompt"));
+	}
+	check_fit(s);
+	assert_true(num(json_object_get(s, "fit"), "per_token_s") > 0); /* longer prompts cost more */
+}
+
+static void test_max_tokens(void **state)
+{
+	const json_t *s = scen("max-tokens"), *samples = arr(s, "samples");
+	(void)state;
+	assert_int_equal(json_array_size(samples), 3 * (size_t)num(s, "runs"));
+	for (size_t i = 0; i < json_array_size(samples); i++) {
+		const json_t *x = json_array_get(samples, i);
+		check_request(x, 1000);
+		/* end-of-generation is never sampled: every request runs to its length */
+		assert_int_equal((int)num(x, "n_gen"), (int)num(x, "max_tokens"));
+		assert_string_equal(str(x, "stop"), "length");
+	}
+	assert_int_equal((int)num(json_array_get(samples, 0), "max_tokens"), 25);
+	assert_int_equal((int)num(json_array_get(samples, 2), "max_tokens"), 100);
+	check_fit(s);
+	assert_true(num(json_object_get(s, "fit"), "per_token_s") > 0);
+}
+
+static double point(const json_t *pts, const char *label, const char *key)
+{
+	for (size_t i = 0; i < json_array_size(pts); i++)
+		if (!strcmp(str(json_array_get(pts, i), "label"), label))
+			return num(json_array_get(pts, i), key);
+	fail_msg("memory point '%s' missing", label);
+	return 0;
+}
+
+static void test_memory(void **state)
+{
+	const json_t *s = scen("memory"), *pts = arr(s, "points"), *tl = arr(s, "timeline");
+	static const char *const labels[] = { "start", "after load", "after first generation",
+					      "after second generation", "after 3 turns",
+					      "after 10 turns", "after unload" };
+	double t = -1;
+	(void)state;
+	assert_int_equal(json_array_size(pts), 7);
+	for (size_t i = 0; i < 7; i++) {
+		const json_t *p = json_array_get(pts, i);
+		assert_string_equal(str(p, "label"), labels[i]);
+		assert_true(num(p, "t_s") >= t);
+		t = num(p, "t_s");
+		assert_true(num(p, "rss_bytes") > 0);
+		assert_true(num(p, "rss_anon_bytes") + num(p, "rss_file_bytes") <= num(p, "rss_bytes") + 4096 * 16);
+		assert_true(num(p, "file_cached_bytes") >= 0);
+	}
+	assert_int_equal(json_array_size(arr(s, "turns")), 10);
+	assert_true(json_array_size(tl) >= 2);
+	t = -1;
+	for (size_t i = 0; i < json_array_size(tl); i++) {
+		assert_true(num(json_array_get(tl, i), "t_s") >= t);
+		t = num(json_array_get(tl, i), "t_s");
+	}
+	assert_non_null(json_object_get(s, "return_to_baseline"));
+	if (MEASURE_RSS) {
+		double start = point(pts, "start", "rss_bytes"), load = point(pts, "after load", "rss_bytes");
+		double unload = point(pts, "after unload", "rss_bytes");
+		print_message("      RSS start %.2f MiB, after load %.2f, after unload %.2f\n", start / 1048576.0,
+			      load / 1048576.0, unload / 1048576.0);
+		assert_true(load > start);
+		assert_true(unload <= load);
+		/* the tiny model holds ~8 MiB; nearly all of it comes back */
+		assert_true(unload < start + (load - start) / 4);
+		assert_true(num(s, "peak_rss_bytes") >= load);
+	}
+}
+
+static void test_warmup(void **state)
+{
+	const json_t *s = scen("warmup"), *samples = arr(s, "samples"), *sum = json_object_get(s, "summary");
+	int on = 0;
+	(void)state;
+	assert_int_equal(json_array_size(samples), 2 * (size_t)num(s, "runs"));
+	for (size_t i = 0; i < json_array_size(samples); i++) {
+		const json_t *x = json_array_get(samples, i);
+		check_request(x, opt_int("n_gen"));
+		assert_true(json_is_true(json_object_get(x, "cold"))); /* every one a first request */
+		on += json_is_true(json_object_get(x, "warmup"));
+		/* A/B alternating: round 0 on first, round 1 off first */
+		assert_int_equal(json_is_true(json_object_get(x, "warmup")),
+				 ((int)num(x, "round") + (int)num(x, "order")) % 2 == 0);
+	}
+	assert_int_equal(on, (int)num(s, "runs"));
+	assert_true(num(json_object_get(json_object_get(sum, "on"), "latency_s"), "median") > 0);
+	assert_true(num(json_object_get(json_object_get(sum, "off"), "latency_s"), "median") > 0);
+}
+
+static void test_sweeps(void **state)
+{
+	const json_t *t = arr(scen("threads"), "table"), *b = arr(scen("batch"), "table");
+	const json_t *c = arr(scen("ctx"), "table");
+	(void)state;
+	assert_true(json_array_size(t) >= 1);
+	assert_int_equal((int)num(json_array_get(t, 0), "threads"), 1);
+	for (size_t i = 0; i < json_array_size(t); i++) {
+		assert_true(num(json_array_get(t, i), "prefill_tok_s") > 0);
+		assert_true(num(json_array_get(t, i), "tok_s") > 0);
+	}
+	assert_int_equal(json_array_size(b), 2);
+	for (size_t i = 0; i < json_array_size(b); i++)
+		assert_true(num(json_array_get(b, i), "prefill_tok_s") > 0);
+	/* scratch grows with n_batch */
+	assert_true(num(json_array_get(b, 1), "scratch_bytes") > num(json_array_get(b, 0), "scratch_bytes"));
+	assert_int_equal(json_array_size(c), 2);
+	assert_int_equal((int)num(json_array_get(c, 0), "n_ctx"), 256);
+	assert_int_equal((int)num(json_array_get(c, 1), "n_ctx"), 512);
+	/* the KV cache doubles with n_ctx, and the manager's accounting grows */
+	assert_true(num(json_array_get(c, 1), "kv_bytes") == 2 * num(json_array_get(c, 0), "kv_bytes"));
+	assert_true(num(json_array_get(c, 1), "bytes") > num(json_array_get(c, 0), "bytes"));
+	assert_true(num(json_array_get(c, 0), "est_bytes") > 0);
+	if (MEASURE_RSS)
+		assert_true(num(json_array_get(c, 1), "rss_delta_bytes") > num(json_array_get(c, 0), "rss_delta_bytes"));
+}
+
+static const json_t *policy(const json_t *pols, const char *name)
+{
+	for (size_t i = 0; i < json_array_size(pols); i++)
+		if (!strcmp(str(json_array_get(pols, i), "policy"), name))
+			return json_array_get(pols, i);
+	fail_msg("policy '%s' missing", name);
+	return NULL;
+}
+
+static void test_policies(void **state)
+{
+	const json_t *s = scen("policies"), *pols = arr(s, "policies");
+	size_t n_ev = json_array_size(arr(s, "events"));
+	double day = num(s, "day_s");
+	/* the quick day: requests at 60, 70, 900, 940, 3000 s of a 3600 s day */
+	static const struct {
+		const char *name;
+		int loads, cold;
+	} want[] = {
+		{ "eager", 1, 0 },          /* loaded at start-up, before any request */
+		{ "lazy", 1, 1 },
+		{ "on-demand", 5, 5 },
+		{ "keep-alive 30s", 4, 4 }, /* 70 s is within 30 s of 60 s; 940 s is not of 900 s */
+		{ "keep-alive 5m", 3, 3 },  /* 70 and 940 are warm */
+	};
+	(void)state;
+	assert_int_equal(n_ev, 5);
+	assert_true(day == 3600);
+	assert_int_equal(json_array_size(pols), 5);
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		const json_t *p = policy(pols, want[i].name), *samples = arr(p, "samples"), *tl = arr(p, "timeline");
+		double t = -1;
+		assert_int_equal((int)num(p, "requests"), 5);
+		assert_int_equal(json_array_size(samples), 5);
+		assert_int_equal((int)num(p, "loads"), want[i].loads);
+		assert_int_equal((int)num(p, "cold_requests"), want[i].cold);
+		assert_true(num(p, "total_latency_s") > 0);
+		assert_true(num(p, "max_latency_s") <= num(p, "total_latency_s"));
+		assert_true(num(p, "mem_byte_s") >= 0 && isfinite(num(p, "mem_byte_s")));
+		for (size_t k = 0; k < json_array_size(samples); k++) {
+			const json_t *x = json_array_get(samples, k);
+			assert_true(num(x, "latency_s") > 0);
+			assert_true(num(x, "start_s") >= num(x, "t_s"));
+		}
+		for (size_t k = 0; k < json_array_size(tl); k++) {
+			assert_true(num(json_array_get(tl, k), "t_s") >= t);
+			t = num(json_array_get(tl, k), "t_s");
+		}
+		assert_true(fabs(t - day) < 1e-6); /* integrated to the end of the day */
+	}
+	if (MEASURE_RSS) {
+		/* holding the model longer costs more memory-time, by far */
+		double od = num(policy(pols, "on-demand"), "mem_byte_s");
+		double k5 = num(policy(pols, "keep-alive 5m"), "mem_byte_s");
+		double eg = num(policy(pols, "eager"), "mem_byte_s");
+		print_message("      memory-time: on-demand %.3g, keep-alive 5m %.3g, eager %.3g byte-s\n", od, k5, eg);
+		assert_true(od < k5 && k5 < eg);
+	}
+}
+
+/* ---- the report ---- */
+
+/* A small XML well-formedness checker: one root element, properly nested
+ * and closed tags, quoted attributes, the five XML entities or character
+ * references, no stray '<' or '&'; prolog (<?...?>, <!DOCTYPE ...>) and
+ * comments allowed.  0 when well-formed, else -1 with the reason. */
+static int xml_check(const char *s, char *why, size_t cap)
+{
+	char stack[64][64];
+	int depth = 0, roots = 0;
+	size_t i = 0, n = strlen(s);
+
+#define BAD(...) do { snprintf(why, cap, __VA_ARGS__); return -1; } while (0)
+#define NAMECH(c) (isalnum((unsigned char)(c)) || (c) == '_' || (c) == ':' || (c) == '-' || (c) == '.')
+	while (i < n) {
+		char c = s[i];
+		if (c == '<') {
+			if (!strncmp(s + i, "<?", 2)) {
+				const char *e = strstr(s + i, "?>");
+				if (!e)
+					BAD("unterminated <? at %zu", i);
+				i = (size_t)(e - s) + 2;
+			} else if (!strncmp(s + i, "<!--", 4)) {
+				const char *e = strstr(s + i + 4, "-->");
+				if (!e)
+					BAD("unterminated comment at %zu", i);
+				i = (size_t)(e - s) + 3;
+			} else if (!strncmp(s + i, "<!DOCTYPE", 9)) {
+				const char *e = strchr(s + i, '>');
+				if (!e || roots || depth)
+					BAD("misplaced DOCTYPE at %zu", i);
+				i = (size_t)(e - s) + 1;
+			} else if (s[i + 1] == '/') {
+				size_t k = 0;
+				char name[64];
+				i += 2;
+				while (i < n && NAMECH(s[i]) && k < 63)
+					name[k++] = s[i++];
+				name[k] = '\0';
+				while (i < n && isspace((unsigned char)s[i]))
+					i++;
+				if (s[i] != '>')
+					BAD("bad end tag </%s at %zu", name, i);
+				i++;
+				if (!depth || strcmp(stack[depth - 1], name))
+					BAD("</%s> closes <%s> at %zu", name, depth ? stack[depth - 1] : "(nothing)", i);
+				if (--depth == 0)
+					roots++;
+			} else {
+				size_t k = 0;
+				char name[64];
+				bool self = false;
+				i++;
+				if (!isalpha((unsigned char)s[i]) && s[i] != '_')
+					BAD("stray '<' at %zu", i - 1);
+				while (i < n && NAMECH(s[i]) && k < 63)
+					name[k++] = s[i++];
+				name[k] = '\0';
+				for (;;) {
+					bool sp = false;
+					while (i < n && isspace((unsigned char)s[i])) {
+						i++;
+						sp = true;
+					}
+					if (s[i] == '>') {
+						i++;
+						break;
+					}
+					if (s[i] == '/' && s[i + 1] == '>') {
+						i += 2;
+						self = true;
+						break;
+					}
+					if (!sp || !NAMECH(s[i]))
+						BAD("bad attribute in <%s> at %zu", name, i);
+					while (i < n && NAMECH(s[i]))
+						i++;
+					if (s[i] != '=' || (s[i + 1] != '"' && s[i + 1] != '\''))
+						BAD("unquoted attribute in <%s> at %zu", name, i);
+					{
+						char q = s[i + 1];
+						i += 2;
+						while (i < n && s[i] != q) {
+							if (s[i] == '<')
+								BAD("'<' in an attribute of <%s> at %zu", name, i);
+							i++;
+						}
+						if (i >= n)
+							BAD("unterminated attribute in <%s>", name);
+						i++;
+					}
+				}
+				if (roots)
+					BAD("second root element <%s> at %zu", name, i);
+				if (self) {
+					if (!depth)
+						roots++;
+				} else {
+					if (depth == 64)
+						BAD("nesting too deep at %zu", i);
+					snprintf(stack[depth++], sizeof stack[0], "%s", name);
+				}
+			}
+			continue;
+		}
+		if (c == '&') {
+			static const char *const ents[] = { "&amp;", "&lt;", "&gt;", "&quot;", "&apos;" };
+			bool ok = false;
+			for (int k = 0; k < 5 && !ok; k++)
+				ok = !strncmp(s + i, ents[k], strlen(ents[k]));
+			if (!ok && s[i + 1] == '#') {
+				size_t k = i + 2;
+				bool hex = s[k] == 'x';
+				k += hex;
+				while (k < n && (hex ? isxdigit((unsigned char)s[k]) : isdigit((unsigned char)s[k])))
+					k++;
+				ok = k > i + 2 + hex && s[k] == ';';
+			}
+			if (!ok)
+				BAD("bad entity at %zu", i);
+		} else if (!depth && !isspace((unsigned char)c)) {
+			BAD("text outside the root element at %zu", i);
+		}
+		i++;
+	}
+	if (depth)
+		BAD("<%s> never closed", stack[depth - 1]);
+	if (roots != 1)
+		BAD("%d root elements", roots);
+	return 0;
+#undef BAD
+#undef NAMECH
+}
+
+/* The checker can fail: broken documents are rejected (the tests below
+ * would pass vacuously otherwise). */
+static void test_xml_checker(void **state)
+{
+	static const char *const bad[] = {
+		"<svg><g></svg>", "<svg><g></g>", "<svg a=1></svg>", "<svg>a & b</svg>", "<svg>a < b</svg>",
+		"<a></a><b></b>", "<svg x=\"1\"y=\"2\"/>", "text<svg/>", "<svg><g a=\"<\"/></svg>",
+	};
+	char why[128];
+	(void)state;
+	assert_int_equal(xml_check("<?xml version=\"1.0\"?>\n<svg a='1' b=\"&amp;&#183;&#x41;\"><g/>t &lt; u</svg>\n",
+				   why, sizeof why), 0);
+	assert_int_equal(xml_check("<!DOCTYPE html>\n<html><!-- c --><p>x</p></html>", why, sizeof why), 0);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (xml_check(bad[i], why, sizeof why) == 0)
+			fail_msg("accepted a broken document: %s", bad[i]);
+}
+
+static void check_file(const char *path)
+{
+	char why[128];
+	size_t n;
+	char *doc = tu_read_file(path, &n);
+	const char *cpu = str(json_object_get(root, "machine"), "cpu");
+	if (!doc)
+		fail_msg("%s: cannot read", path);
+	if (xml_check(doc, why, sizeof why))
+		fail_msg("%s: not well-formed: %s", path, why);
+	/* every figure names the machine and how many runs */
+	if (!strpbrk(cpu, "&<>\"'"))
+		assert_non_null(strstr(doc, cpu));
+	assert_true(strstr(doc, " run") || strstr(doc, "replay"));
+	free(doc);
+}
+
+static void test_report_wellformed(void **state)
+{
+	static const char *const charts[] = { "memory", "policies", "policies-day", "context", "max-tokens",
+					      "cold", "warm", "warmup", "threads", "batch", "ctx" };
+	char p[1024];
+	size_t n;
+	char *html;
+	int svgs = 0;
+	(void)state;
+	snprintf(p, sizeof p, "%s/index.html", report_dir);
+	check_file(p);
+	html = tu_read_file(p, &n);
+	assert_non_null(html);
+	for (const char *q = html; (q = strstr(q, "<svg ")); q++)
+		svgs++;
+	assert_int_equal(svgs, (int)(sizeof charts / sizeof charts[0]));
+	/* self-contained: nothing fetched, nothing run */
+	assert_null(strstr(html, "<script"));
+	assert_null(strstr(html, "src=\"http"));
+	assert_null(strstr(html, "href=\"http"));
+	free(html);
+	for (size_t i = 0; i < sizeof charts / sizeof charts[0]; i++) {
+		char *svg;
+		snprintf(p, sizeof p, "%s/%s.svg", report_dir, charts[i]);
+		check_file(p);
+		svg = tu_read_file(p, &n);
+		/* units on the axes */
+		assert_true(strstr(svg, "(MiB") || strstr(svg, "(ms") || strstr(svg, "(s") ||
+			    strstr(svg, "tokens/s"));
+		free(svg);
+	}
+}
+
+static void test_report_chromium(void **state)
+{
+	const char *png = tu_tmp_path("report.png");
+	unsigned char *img;
+	size_t n;
+	(void)state;
+	if (access("/usr/bin/chromium", X_OK) != 0 && tu_system("command -v chromium >/dev/null 2>&1") != 0)
+		skip();
+	tu_system("HOME=%s timeout 120 chromium --headless --no-sandbox --disable-gpu --screenshot=%s "
+		  "--window-size=1200,2000 file://%s/index.html >/dev/null 2>&1",
+		  tu_tmpdir(), png, report_dir);
+	img = tu_read_file(png, &n);
+	if (!img)
+		fail_msg("chromium wrote no screenshot");
+	print_message("      screenshot: %zu bytes\n", n);
+	assert_true(n > 1000);
+	assert_memory_equal(img, "\x89PNG\r\n\x1a\n", 8);
+	free(img);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_cli_errors),
+		cmocka_unit_test(test_select),
+		cmocka_unit_test(test_cold),
+		cmocka_unit_test(test_warm),
+		cmocka_unit_test(test_context),
+		cmocka_unit_test(test_max_tokens),
+		cmocka_unit_test(test_memory),
+		cmocka_unit_test(test_warmup),
+		cmocka_unit_test(test_sweeps),
+		cmocka_unit_test(test_policies),
+		cmocka_unit_test(test_xml_checker),
+		cmocka_unit_test(test_report_wellformed),
+		cmocka_unit_test(test_report_chromium),
+	};
+	return cmocka_run_group_tests_name("lifebench", tests, setup, teardown);
+}
