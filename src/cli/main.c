@@ -88,7 +88,7 @@ static const struct {
 } commands[] = {
 	{ "info", cli_info, "info FILE [--json] [--full]   show a GGUF file's header, metadata and tensors" },
 	{ "synth", cli_synth, "synth [--preset tiny|110m|1b] [--type T] [--seed S] -o FILE   write a synthetic llama model" },
-	{ "bench", cli_bench, "bench kernels [--threads N] [--runs R] [--isa ref|avx2|avx512] [--types T,...]   kernel throughput vs memory bandwidth" },
+	{ "bench", cli_bench, "bench kernels|speed|cold|warm|context|max-tokens|memory|warmup|threads|batch|ctx|policies|all [MODEL] [--quick] [--json FILE] [--report DIR]   benchmarks: kernels, steady-state speed, the model lifecycle ('dormant bench --help')" },
 	{ "run", cli_run, "run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--stats]   generate text" },
 	{ "perplexity", cli_perplexity, "perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]   perplexity of a text file" },
 	{ "serve", cli_serve, "serve [--config FILE] [--profile NAME] [--host ADDR] [--port N] [--model NAME=PATH]... [--api-key KEY]   HTTP server (OpenAI + Ollama APIs)" },
