@@ -91,12 +91,18 @@ INLINE __m512i join(__m256i a, __m256i b)
 /* How a weight type maps onto the unsigned-code panel. */
 struct qdesc {
 	int bs, bb;        /* elements and bytes per weight block */
+	int unit;          /* elements per scale unit: 32 or 16 */
 	int offset;        /* value = scale·(code − offset) (+ min) */
-	bool min;          /* has a per-unit min (then offset is 0) */
-	uint32_t act_type; /* GGUF_TYPE_Q8_0 or Q8_1 */
+	bool min;          /* has a per-unit min */
+	uint32_t act_type; /* GGUF_TYPE_Q8_0, Q8_1 or Q8_K */
 };
 
-/* The 32 unsigned codes of a block, in element order. */
+INLINE __m256i and15(__m256i v)
+{
+	return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+
+/* 16 packed bytes → 32 codes: low nibbles, then high nibbles. */
 INLINE __m256i nibbles(const uint8_t *qs)
 {
 	const __m128i m4 = _mm_set1_epi8(0x0F);
@@ -104,15 +110,25 @@ INLINE __m256i nibbles(const uint8_t *qs)
 	return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), _mm_and_si128(raw, m4));
 }
 
-/* Bit j of the 32-bit qh → 0x10 in byte j. */
-INLINE __m256i qh_bits(const uint8_t qh4[4])
+/* Bit j of the 32-bit word at p → `bit` in byte j. */
+INLINE __m256i bits32(const uint8_t *p, char bit)
 {
-	uint32_t qh;
-	memcpy(&qh, qh4, 4);
-	return _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(0x10));
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return _mm256_maskz_mov_epi8((__mmask32)v, _mm256_set1_epi8(bit));
 }
 
-INLINE __m256i codes32(uint32_t type, const uint8_t *blk)
+/* Bit k of each of the 32 bytes at p → `bit` in that byte. */
+INLINE __m256i bitk(const uint8_t *p, int k, char bit)
+{
+	__m256i v = _mm256_loadu_si256((const __m256i *)p);
+	__mmask32 m = _mm256_test_epi8_mask(v, _mm256_set1_epi8((char)(1 << k)));
+	return _mm256_maskz_mov_epi8(m, _mm256_set1_epi8(bit));
+}
+
+/* The 32 unsigned codes of span s (elements 32s..32s+31) of a block, in
+ * element order (layouts in blocks.h). */
+INLINE __m256i codes32(uint32_t type, const uint8_t *blk, int s)
 {
 	switch (type) {
 	case GGUF_TYPE_Q4_0:
@@ -121,16 +137,46 @@ INLINE __m256i codes32(uint32_t type, const uint8_t *blk)
 		return nibbles(((const struct block_q4_1 *)blk)->qs);
 	case GGUF_TYPE_Q5_0: {
 		const struct block_q5_0 *b = (const struct block_q5_0 *)blk;
-		return _mm256_or_si256(nibbles(b->qs), qh_bits(b->qh));
+		return _mm256_or_si256(nibbles(b->qs), bits32(b->qh, 0x10));
 	}
 	case GGUF_TYPE_Q5_1: {
 		const struct block_q5_1 *b = (const struct block_q5_1 *)blk;
-		return _mm256_or_si256(nibbles(b->qs), qh_bits(b->qh));
+		return _mm256_or_si256(nibbles(b->qs), bits32(b->qh, 0x10));
 	}
-	default: /* Q8_0: signed codes + 128 */
+	case GGUF_TYPE_Q8_0: /* signed codes + 128 */
 		return _mm256_xor_si256(
 			_mm256_loadu_si256((const __m256i *)((const struct block_q8_0 *)blk)->qs),
 			_mm256_set1_epi8((char)0x80));
+	case GGUF_TYPE_Q2_K: { /* s = 4h + shift */
+		const struct block_q2_K *b = (const struct block_q2_K *)blk;
+		__m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 4)));
+		return _mm256_and_si256(_mm256_srli_epi16(raw, 2 * (s % 4)), _mm256_set1_epi8(3));
+	}
+	case GGUF_TYPE_Q3_K: { /* low 2 bits as Q2_K, high bit from hmask: code = q + 4 */
+		const struct block_q3_K *b = (const struct block_q3_K *)blk;
+		__m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 4)));
+		__m256i lo = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * (s % 4)), _mm256_set1_epi8(3));
+		return _mm256_or_si256(lo, bitk(b->hmask, s, 4));
+	}
+	case GGUF_TYPE_Q4_K: { /* s = 2c + (high nibble) */
+		const struct block_q4_K *b = (const struct block_q4_K *)blk;
+		__m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 2)));
+		return and15(_mm256_srli_epi16(raw, 4 * (s % 2)));
+	}
+	case GGUF_TYPE_Q5_K: {
+		const struct block_q5_K *b = (const struct block_q5_K *)blk;
+		__m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * (s / 2)));
+		return _mm256_or_si256(and15(_mm256_srli_epi16(raw, 4 * (s % 2))), bitk(b->qh, s, 0x10));
+	}
+	default: { /* Q6_K: s = 4h + k, code = q + 32 */
+		const struct block_q6_K *b = (const struct block_q6_K *)blk;
+		const int h = s / 4, k = s % 4;
+		__m256i ql = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (k % 2)));
+		__m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+		__m256i lo = and15(_mm256_srli_epi16(ql, 4 * (k / 2)));
+		__m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), _mm256_set1_epi8(3));
+		return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+	}
 	}
 }
 
@@ -141,17 +187,62 @@ INLINE float h2f(const uint8_t *p)
 	return _cvtsh_ss(h);
 }
 
-/* d sits first in every 32-element block; m (Q4_1, Q5_1) right after it. */
-INLINE void scale_min32(const uint8_t *blk, bool min, float *sc, float *mn)
+/* Scale (and min) of every unit of a block: value = sc·(code − offset) + mn
+ * for the unit's codes (mn stays unset for types without a min). */
+INLINE void block_scales(uint32_t type, const uint8_t *blk, float *sc, float *mn)
 {
-	*sc = h2f(blk);
-	if (min)
-		*mn = h2f(blk + 2);
+	switch (type) {
+	case GGUF_TYPE_Q4_1:
+	case GGUF_TYPE_Q5_1: /* d, then m */
+		mn[0] = h2f(blk + 2);
+		sc[0] = h2f(blk);
+		break;
+	case GGUF_TYPE_Q2_K: {
+		const struct block_q2_K *b = (const struct block_q2_K *)blk;
+		const float d = h2f((const uint8_t *)&b->d), dmin = h2f((const uint8_t *)&b->dmin);
+		for (int j = 0; j < 16; j++) {
+			sc[j] = d * (float)(b->scales[j] & 0xF);
+			mn[j] = -dmin * (float)(b->scales[j] >> 4);
+		}
+		break;
+	}
+	case GGUF_TYPE_Q3_K: {
+		const struct block_q3_K *b = (const struct block_q3_K *)blk;
+		const float d = h2f((const uint8_t *)&b->d);
+		int8_t s3[16];
+		kern_k3_scales(b->scales, s3);
+		for (int j = 0; j < 16; j++)
+			sc[j] = d * (float)s3[j];
+		break;
+	}
+	case GGUF_TYPE_Q4_K:
+	case GGUF_TYPE_Q5_K: { /* d, dmin, scales at the same offsets */
+		const struct block_q4_K *b = (const struct block_q4_K *)blk;
+		const float d = h2f((const uint8_t *)&b->d), dmin = h2f((const uint8_t *)&b->dmin);
+		for (int j = 0; j < 8; j++) {
+			uint8_t s6, m6;
+			kern_k4_scale_min(j, b->scales, &s6, &m6);
+			sc[j] = d * (float)s6;
+			mn[j] = -dmin * (float)m6;
+		}
+		break;
+	}
+	case GGUF_TYPE_Q6_K: {
+		const struct block_q6_K *b = (const struct block_q6_K *)blk;
+		const float d = h2f((const uint8_t *)&b->d);
+		for (int j = 0; j < 16; j++)
+			sc[j] = d * (float)b->scales[j];
+		break;
+	}
+	default: /* Q4_0 Q5_0 Q8_0: d first */
+		sc[0] = h2f(blk);
+		break;
+	}
 }
 
-INLINE size_t unit_bytes(bool min)
+INLINE size_t unit_bytes(int unit, bool min)
 {
-	return 8 * 64 + 64 + (min ? 64 : 0);
+	return (size_t)(unit / 4) * 64 + 64 + (min ? 64 : 0);
 }
 
 /* Repacks rows w[0..nr) (rows past nr repeat row nr − 1; their results are
@@ -160,34 +251,61 @@ INLINE void repack_int(const struct qdesc *q, uint32_t type, int64_t n, const ui
 		       size_t w_row, int nr, uint8_t *panel)
 {
 	const uint8_t *row[PR];
-	const size_t ub = unit_bytes(q->min);
+	const size_t ub = unit_bytes(q->unit, q->min);
+	const int upb = q->bs / q->unit, G = q->unit / 4;
+	float sct[PR][QK_K / 16], mnt[PR][QK_K / 16];
 	for (int r = 0; r < PR; r++)
 		row[r] = w + (size_t)(r < nr ? r : nr - 1) * w_row;
 	for (int64_t b = 0; b < n / q->bs; b++) {
-		uint8_t *p = panel + (size_t)b * ub;
+		uint8_t *p = panel + (size_t)b * (size_t)upb * ub;
 		const size_t off = (size_t)b * (size_t)q->bb;
-		__m512i v[8];
-		for (int i = 0; i < 8; i++)
-			v[i] = join(codes32(type, row[i] + off), codes32(type, row[i + 8] + off));
-		transpose16x8(v);
-		for (int g = 0; g < 8; g++)
-			_mm512_store_si512((void *)(p + 64 * g), v[g]);
-		float *sc = (float *)(p + 8 * 64), *mn = sc + PR;
+		for (int sp = 0; sp < q->bs / 32; sp++) {
+			__m512i v[8];
+			for (int i = 0; i < 8; i++)
+				v[i] = join(codes32(type, row[i] + off, sp),
+					    codes32(type, row[i + 8] + off, sp));
+			transpose16x8(v);
+			/* 8 groups of 4: one unit of 32, or two of 16 */
+			for (int g = 0; g < 8; g++)
+				_mm512_store_si512((void *)(p + (size_t)(sp * 8 + g) / (size_t)G * ub +
+							    (size_t)((sp * 8 + g) % G) * 64),
+						   v[g]);
+		}
 		for (int r = 0; r < PR; r++)
-			scale_min32(row[r] + off, q->min, &sc[r], &mn[r]);
+			block_scales(type, row[r] + off, sct[r], mnt[r]);
+		for (int u = 0; u < upb; u++) {
+			float *sc = (float *)(p + (size_t)u * ub + (size_t)G * 64), *mn = sc + PR;
+			for (int r = 0; r < PR; r++) {
+				sc[r] = sct[r][u];
+				if (q->min)
+					mn[r] = mnt[r][u];
+			}
+		}
 	}
 }
 
-/* Packed activation row: codes[n], d[nu], corr[nu], s[nu]. */
-static size_t act_bytes_int(int64_t n)
+/* Packed activation row: codes[n], d[nu], corr[nu], s[nu] (nu = n / unit). */
+INLINE size_t act_bytes_int(int unit, int64_t n)
 {
-	const size_t nu = (size_t)(n / 32);
+	const size_t nu = (size_t)(n / unit);
 	return ((size_t)n + 12 * nu + 63) & ~(size_t)63;
+}
+
+/* Σ of 32 int8 codes. */
+INLINE int sum32(const int8_t *p)
+{
+	__m256i a = _mm256_loadu_si256((const __m256i *)p);
+	/* ones as the unsigned operand: Σ 1·a per dword */
+	__m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), a);
+	__m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+	s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+	s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+	return _mm_cvtsi128_si32(s4);
 }
 
 INLINE void act_pack_int(const struct qdesc *q, const float *x, uint8_t *row, int64_t n)
 {
-	const int64_t nu = n / 32;
+	const int64_t nu = n / q->unit;
 	int8_t *qs = (int8_t *)row;
 	float *d = (float *)(row + n), *s = d + 2 * nu;
 	int32_t *corr = (int32_t *)(d + nu);
@@ -195,8 +313,25 @@ INLINE void act_pack_int(const struct qdesc *q, const float *x, uint8_t *row, in
 	union {
 		struct block_q8_0 b0;
 		struct block_q8_1 b1;
+		struct block_q8_K bk;
 	} blk;
 
+	if (q->act_type == GGUF_TYPE_Q8_K) {
+		const int upb = QK_K / q->unit;
+		for (int64_t b = 0; b < n / QK_K; b++) {
+			quant(x + b * QK_K, &blk, QK_K);
+			memcpy(qs + b * QK_K, blk.bk.qs, QK_K);
+			for (int j = 0; j < upb; j++) {
+				const int64_t u = b * upb + j;
+				int sum = upb == 16 ? blk.bk.bsums[j]
+						    : blk.bk.bsums[2 * j] + blk.bk.bsums[2 * j + 1];
+				d[u] = blk.bk.d;
+				corr[u] = -q->offset * sum;
+				s[u] = blk.bk.d * (float)sum;
+			}
+		}
+		return;
+	}
 	for (int64_t u = 0; u < nu; u++) {
 		const int8_t *bq;
 		quant(x + u * 32, &blk, 32);
@@ -210,14 +345,7 @@ INLINE void act_pack_int(const struct qdesc *q, const float *x, uint8_t *row, in
 			s[u] = 0;
 		}
 		memcpy(qs + u * 32, bq, 32);
-		__m256i a = _mm256_loadu_si256((const __m256i *)bq);
-		/* Σ codes: |a| as unsigned times sign(a) through vpdpbusd with ones */
-		__m256i one = _mm256_set1_epi8(1);
-		__m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), one, a);
-		__m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-		s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
-		s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
-		corr[u] = -q->offset * _mm_cvtsi128_si32(s4);
+		corr[u] = q->offset ? -q->offset * sum32(bq) : 0;
 	}
 }
 
@@ -229,12 +357,12 @@ INLINE int32_t ld32(const int8_t *p)
 }
 
 /* One panel × NC tokens over the whole row: y[c·ys + r] for the rows in
- * mask m. */
-INLINE void int_tile(const uint8_t *panel, bool min, int64_t n, const uint8_t *act, size_t a_row,
-		     float *y, size_t ys, __mmask16 m, const int NC)
+ * mask m.  Units of 4·G elements. */
+INLINE void int_tile(const uint8_t *panel, const int G, bool min, int64_t n, const uint8_t *act,
+		     size_t a_row, float *y, size_t ys, __mmask16 m, const int NC)
 {
-	const int64_t nu = n / 32;
-	const size_t ub = unit_bytes(min);
+	const int64_t nu = n / (4 * G);
+	const size_t ub = unit_bytes(4 * G, min);
 	const int8_t *qa[PC];
 	const float *da[PC], *sa[PC];
 	const int32_t *ca[PC];
@@ -254,20 +382,20 @@ INLINE void int_tile(const uint8_t *panel, bool min, int64_t n, const uint8_t *a
 		for (int c = 0; c < NC; c++)
 			isum[c] = _mm512_set1_epi32(ca[c][u]);
 #pragma GCC unroll 8
-		for (int g = 0; g < 8; g++) {
+		for (int g = 0; g < G; g++) {
 			__m512i wv = _mm512_load_si512((const void *)(p + 64 * g));
 #pragma GCC unroll 8
 			for (int c = 0; c < NC; c++)
 				isum[c] = _mm512_dpbusd_epi32(isum[c], wv,
-							      _mm512_set1_epi32(ld32(qa[c] + u * 32 + 4 * g)));
+							      _mm512_set1_epi32(ld32(qa[c] + u * 4 * G + 4 * g)));
 		}
-		__m512 sc = _mm512_load_ps((const void *)(p + 8 * 64));
+		__m512 sc = _mm512_load_ps((const void *)(p + G * 64));
 #pragma GCC unroll 8
 		for (int c = 0; c < NC; c++)
 			acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]),
 						 _mm512_mul_ps(sc, _mm512_set1_ps(da[c][u])), acc[c]);
 		if (min) {
-			__m512 mn = _mm512_load_ps((const void *)(p + 9 * 64));
+			__m512 mn = _mm512_load_ps((const void *)(p + G * 64 + 64));
 #pragma GCC unroll 8
 			for (int c = 0; c < NC; c++)
 				acc[c] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sa[c][u]), acc[c]);
@@ -290,6 +418,22 @@ INLINE void int_tile(const uint8_t *panel, bool min, int64_t n, const uint8_t *a
 	default: CALL(8); break;                                                         \
 	}
 
+/* One tile kernel per unit size × min (× token count), shared by the types. */
+#define TILE_FN(name, G, MIN)                                                             \
+	static void name(const uint8_t *panel, int64_t n, const uint8_t *act, size_t a_row, \
+			 float *y, size_t ys, __mmask16 m, int nc)                        \
+	{                                                                                \
+		NC_SWITCH(TILE_CALL_##G##_##MIN)                                         \
+	}
+#define TILE_CALL_8_0(NC) int_tile(panel, 8, false, n, act, a_row, y, ys, m, NC)
+#define TILE_CALL_8_1(NC) int_tile(panel, 8, true, n, act, a_row, y, ys, m, NC)
+#define TILE_CALL_4_0(NC) int_tile(panel, 4, false, n, act, a_row, y, ys, m, NC)
+#define TILE_CALL_4_1(NC) int_tile(panel, 4, true, n, act, a_row, y, ys, m, NC)
+TILE_FN(tile32, 8, 0)
+TILE_FN(tile32m, 8, 1)
+TILE_FN(tile16, 4, 0)
+TILE_FN(tile16m, 4, 1)
+
 INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uint8_t *w,
 		      size_t w_row, int nr, const uint8_t *act, size_t a_row, int64_t n_tok,
 		      float *y, size_t ys, uint8_t *scratch)
@@ -300,38 +444,26 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 		const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
 		const uint8_t *a = act + (size_t)t0 * a_row;
 		float *yt = y + (size_t)t0 * ys;
-		if (q->min) {
-#define CALL(NC) int_tile(scratch, true, n, a, a_row, yt, ys, m, NC)
-			NC_SWITCH(CALL)
-#undef CALL
-		} else {
-#define CALL(NC) int_tile(scratch, false, n, a, a_row, yt, ys, m, NC)
-			NC_SWITCH(CALL)
-#undef CALL
-		}
+		if (q->unit == 32)
+			(q->min ? tile32m : tile32)(scratch, n, a, a_row, yt, ys, m, nc);
+		else
+			(q->min ? tile16m : tile16)(scratch, n, a, a_row, yt, ys, m, nc);
 	}
 }
 
-static size_t scratch_int32(int64_t n, bool min)
-{
-	return (size_t)(n / 32) * unit_bytes(min);
-}
-
-static size_t scratch_nomin(int64_t n)
-{
-	return scratch_int32(n, false);
-}
-
-static size_t scratch_min(int64_t n)
-{
-	return scratch_int32(n, true);
-}
-
-#define INT_TYPE(ty, TY, BB, OFF, MIN, ACT)                                               \
-	static const struct qdesc desc_##ty = { 32, BB, OFF, MIN, GGUF_TYPE_##ACT };      \
+#define INT_TYPE(ty, TY, BS, BB, UNIT, OFF, MIN, ACT)                                     \
+	static const struct qdesc desc_##ty = { BS, BB, UNIT, OFF, MIN, GGUF_TYPE_##ACT }; \
+	static size_t act_bytes_##ty(int64_t n)                                           \
+	{                                                                                \
+		return act_bytes_int(UNIT, n);                                           \
+	}                                                                                \
 	static void pack_##ty(const float *x, void *row, int64_t n)                       \
 	{                                                                                \
 		act_pack_int(&desc_##ty, x, row, n);                                     \
+	}                                                                                \
+	static size_t scratch_##ty(int64_t n)                                             \
+	{                                                                                \
+		return (size_t)(n / UNIT) * unit_bytes(UNIT, MIN);                       \
 	}                                                                                \
 	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
 			       const uint8_t *act, size_t a_row, const float *x,          \
@@ -341,15 +473,20 @@ static size_t scratch_min(int64_t n)
 		panel_int(&desc_##ty, GGUF_TYPE_##TY, n, w, w_row, nr, act, a_row, n_tok, \
 			  y, ys, scratch);                                               \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { act_bytes_int, pack_##ty,             \
-						    MIN ? scratch_min : scratch_nomin,    \
+	static const struct kern_gemm gemm_##ty = { act_bytes_##ty, pack_##ty, scratch_##ty, \
 						    panel_##ty };
 
-INT_TYPE(q4_0, Q4_0, 18, 8, false, Q8_0)
-INT_TYPE(q5_0, Q5_0, 22, 16, false, Q8_0)
-INT_TYPE(q8_0, Q8_0, 34, 128, false, Q8_0)
-INT_TYPE(q4_1, Q4_1, 20, 0, true, Q8_1)
-INT_TYPE(q5_1, Q5_1, 24, 0, true, Q8_1)
+/*       type  TYPE  block bytes unit offset min   act */
+INT_TYPE(q4_0, Q4_0, 32, 18, 32, 8, false, Q8_0)
+INT_TYPE(q5_0, Q5_0, 32, 22, 32, 16, false, Q8_0)
+INT_TYPE(q8_0, Q8_0, 32, 34, 32, 128, false, Q8_0)
+INT_TYPE(q4_1, Q4_1, 32, 20, 32, 0, true, Q8_1)
+INT_TYPE(q5_1, Q5_1, 32, 24, 32, 0, true, Q8_1)
+INT_TYPE(q2_K, Q2_K, 256, 84, 16, 0, true, Q8_K)
+INT_TYPE(q3_K, Q3_K, 256, 110, 16, 4, false, Q8_K)
+INT_TYPE(q4_K, Q4_K, 256, 144, 32, 0, true, Q8_K)
+INT_TYPE(q5_K, Q5_K, 256, 176, 32, 0, true, Q8_K)
+INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K)
 
 /* ================= float types ================= */
 
@@ -468,6 +605,16 @@ const struct kern_gemm *kern_gemm_avx512(uint32_t type)
 		return &gemm_q5_1;
 	case GGUF_TYPE_Q8_0:
 		return &gemm_q8_0;
+	case GGUF_TYPE_Q2_K:
+		return &gemm_q2_K;
+	case GGUF_TYPE_Q3_K:
+		return &gemm_q3_K;
+	case GGUF_TYPE_Q4_K:
+		return &gemm_q4_K;
+	case GGUF_TYPE_Q5_K:
+		return &gemm_q5_K;
+	case GGUF_TYPE_Q6_K:
+		return &gemm_q6_K;
 	default:
 		return NULL;
 	}
