@@ -264,7 +264,8 @@ int cli_bench(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		FILE *f = argc < 2 ? stderr : stdout;
 		fprintf(f, "usage: dormant bench kernels [--threads N] [--runs R] [--isa I] [--types T,...]\n"
-			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n");
+			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n"
+			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n");
 		cli_life_usage(f);
 		return argc < 2 ? 2 : 0;
 	}
@@ -272,6 +273,8 @@ int cli_bench(int argc, char **argv)
 		return bench_kernels(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "speed"))
 		return cli_bench_speed(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "server"))
+		return cli_bench_server(argc - 1, argv + 1);
 	if (cli_life_is_scenario(argv[1]))
 		return cli_bench_life(argc - 1, argv + 1);
 	return cli_fail("bench: unknown scenario '%s' (kernels, speed, cold, warm, context, max-tokens, "

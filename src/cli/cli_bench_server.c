@@ -1,0 +1,274 @@
+/* cli/bench_server — `dormant bench server MODEL`: what the HTTP layer adds
+ * over an in-process call.  In one run, with the model loaded and warm:
+ *   - GET /health round trip (HTTP only: no model work);
+ *   - a 1-token generation through POST /api/generate vs dormant_generate;
+ *   - requests/s on /health with wrk when it is installed;
+ *   - start-up: `dormant serve` process start to its first /health answer.
+ * Medians of --runs samples (default 200), interleaved so drift hits both
+ * sides alike. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "dormant.h"
+#include "server/client.h"
+#include "server/server.h"
+
+static double mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, cmp_d);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int sink(void *ud, const char *t, size_t n)
+{
+	(void)ud;
+	(void)t;
+	(void)n;
+	return 0;
+}
+
+/* Start-up of a real `dormant serve`: fork+exec to the first /health 200. */
+static double startup_ms(const char *model_arg, uint16_t port)
+{
+	char exe[1024], portbuf[8];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	double t0, t = -1;
+	pid_t pid;
+	if (n <= 0)
+		return -1;
+	exe[n] = '\0';
+	snprintf(portbuf, sizeof portbuf, "%u", port);
+	t0 = mono();
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		int fd = open("/dev/null", O_WRONLY);
+		if (fd >= 0)
+			dup2(fd, 2);
+		execl(exe, "dormant", "serve", "--quiet", "--port", portbuf, "--model", model_arg, (char *)NULL);
+		_exit(127);
+	}
+	while (mono() - t0 < 10) {
+		struct srv_http_resp r;
+		struct dm_err e;
+		if (!srv_http("127.0.0.1", port, "GET", "/health", NULL, NULL, 0, 1000, NULL, NULL, &r, &e)) {
+			int ok = r.status == 200;
+			srv_http_resp_free(&r);
+			if (ok) {
+				t = (mono() - t0) * 1000.0;
+				break;
+			}
+		}
+		usleep(500);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return t;
+}
+
+/* wrk on loopback with keep-alive connections (what client libraries
+ * use): requests/s and mean latency in ms of METHOD path (with body).
+ * Returns -1 when wrk is not installed. */
+static int wrk_run(uint16_t port, const char *path, const char *body, int conns, double *rps, double *lat_ms)
+{
+	char cmd[512], line[512], lua[64] = "";
+	FILE *p;
+	*rps = *lat_ms = -1;
+	if (system("command -v wrk >/dev/null 2>&1"))
+		return -1;
+	if (body) {
+		FILE *f;
+		snprintf(lua, sizeof lua, "/tmp/dormant-wrk-%d.lua", (int)getpid());
+		if (!(f = fopen(lua, "w")))
+			return -1;
+		fprintf(f, "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = "
+			   "\"application/json\"\n", body);
+		fclose(f);
+	}
+	snprintf(cmd, sizeof cmd, "wrk -t1 -c%d -d3s --latency %s%s http://127.0.0.1:%u%s 2>/dev/null", conns,
+		 body ? "-s " : "", lua, port, path);
+	if (!(p = popen(cmd, "r")))
+		return -1;
+	while (fgets(line, sizeof line, p)) {
+		char unit[8];
+		double v;
+		if (!strncmp(line, "Requests/sec:", 13))
+			*rps = atof(line + 13);
+		else if (sscanf(line, " Latency %lf%7s", &v, unit) == 2)
+			*lat_ms = !strcmp(unit, "us") ? v / 1000 : !strcmp(unit, "s") ? v * 1000 : v;
+	}
+	pclose(p);
+	if (body)
+		unlink(lua);
+	return 0;
+}
+
+int cli_bench_server(int argc, char **argv)
+{
+	const char *model = NULL, *json_path = NULL;
+	long runs = 200, threads = 0;
+	dormant *d = NULL;
+	struct srv *s = NULL;
+	struct srv_cfg sc;
+	struct dm_err e;
+	char err[512], arg[1100];
+	double *lib, *http, *health, t_start, rps, rps_gen, lat_health, lat_gen;
+	const char *body = "{\"model\":\"m\",\"prompt\":\"hi\",\"raw\":true,\"stream\":false,"
+			   "\"options\":{\"num_predict\":1,\"temperature\":0}}";
+	struct dormant_gen_opts o = { .max_tokens = 1, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
+	int rc = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--runs")) {
+			if (cli_parse_long("--runs", i + 1 < argc ? argv[i + 1] : NULL, 5, 100000, &runs))
+				return 1;
+			i++;
+		} else if (!strcmp(argv[i], "--threads")) {
+			if (cli_parse_long("--threads", i + 1 < argc ? argv[i + 1] : NULL, 0, 1024, &threads))
+				return 1;
+			i++;
+		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			json_path = argv[++i];
+		} else if (argv[i][0] != '-' && !model) {
+			model = argv[i];
+		} else {
+			fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
+			return 2;
+		}
+	}
+	if (!model) {
+		fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	lib = calloc((size_t)runs, sizeof *lib);
+	http = calloc((size_t)runs, sizeof *http);
+	health = calloc((size_t)runs, sizeof *health);
+	if (!lib || !http || !health) {
+		cli_fail("out of memory");
+		goto out;
+	}
+	if (threads > 0) {
+		char t[24];
+		snprintf(t, sizeof t, "%ld", threads);
+		setenv("DORMANT_THREADS", t, 1);
+	}
+	if (dormant_open(&d, NULL, NULL, err, sizeof err) || dormant_add_model(d, "m", model, err, sizeof err)) {
+		cli_fail("%s", err);
+		goto out;
+	}
+	srv_cfg_from_runtime(&sc, d);
+	sc.port = 0;
+	if (srv_start(&s, d, &sc, &e)) {
+		cli_fail("%s", e.msg);
+		goto out;
+	}
+	if (dormant_load_keep_alive(d, "m", -1, NULL, err, sizeof err)) {
+		cli_fail("%s", err);
+		goto out;
+	}
+	/* warm both paths */
+	for (int i = 0; i < 5; i++) {
+		struct srv_http_resp r;
+		dormant_generate(d, "m", "hi", &o, sink, NULL, NULL, err, sizeof err);
+		if (!srv_http("127.0.0.1", srv_port(s), "POST", "/api/generate", NULL, body, strlen(body), 30000,
+			      NULL, NULL, &r, &e))
+			srv_http_resp_free(&r);
+	}
+	for (long i = 0; i < runs; i++) {
+		struct srv_http_resp r;
+		double t0 = mono();
+		if (dormant_generate(d, "m", "hi", &o, sink, NULL, NULL, err, sizeof err)) {
+			cli_fail("%s", err);
+			goto out;
+		}
+		lib[i] = mono() - t0;
+		t0 = mono();
+		if (srv_http("127.0.0.1", srv_port(s), "POST", "/api/generate", NULL, body, strlen(body), 30000,
+			     NULL, NULL, &r, &e) || r.status != 200) {
+			cli_fail("POST /api/generate: %s", e.msg);
+			goto out;
+		}
+		srv_http_resp_free(&r);
+		http[i] = mono() - t0;
+		t0 = mono();
+		if (srv_http("127.0.0.1", srv_port(s), "GET", "/health", NULL, NULL, 0, 30000, NULL, NULL, &r, &e)) {
+			cli_fail("GET /health: %s", e.msg);
+			goto out;
+		}
+		srv_http_resp_free(&r);
+		health[i] = mono() - t0;
+	}
+	wrk_run(srv_port(s), "/health", NULL, 8, &rps, &lat_health);
+	{
+		double unused;
+		wrk_run(srv_port(s), "/health", NULL, 1, &unused, &lat_health);
+	}
+	wrk_run(srv_port(s), "/api/generate", body, 1, &rps_gen, &lat_gen);
+	srv_stop(s);
+	s = NULL;
+	snprintf(arg, sizeof arg, "m=%s", model);
+	t_start = startup_ms(arg, (uint16_t)(30000 + getpid() % 20000));
+	{
+		double ml = median(lib, (int)runs) * 1e3, mh = median(http, (int)runs) * 1e3;
+		double mhe = median(health, (int)runs) * 1e3;
+		printf("HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
+		printf("  1-token generation, library call                 %8.3f ms\n", ml);
+		printf("  1-token generation, POST /api/generate (new TCP)  %7.3f ms  (+%.3f ms)\n", mh, mh - ml);
+		printf("  GET /health round trip (new TCP connection)       %7.3f ms\n", mhe);
+		if (rps > 0) {
+			printf("  with keep-alive (wrk -t1 -c1 -d3s, mean latency):\n");
+			printf("    POST /api/generate, 1 token                     %7.3f ms  (+%.3f ms over the library)\n",
+			       lat_gen, lat_gen - ml);
+			printf("    GET /health                                     %7.3f ms\n", lat_health);
+			printf("  GET /health throughput (wrk -t1 -c8 -d3s)         %7.0f requests/s\n", rps);
+		} else {
+			printf("  keep-alive figures need wrk (apt-get install wrk)\n");
+		}
+		printf("  dormant serve start-up to first /health %6.1f ms\n", t_start);
+		if (json_path) {
+			json_t *j = json_pack("{s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "scenario", "server",
+					      "runs", (json_int_t)runs, "library_ms", ml, "http_ms", mh, "overhead_ms",
+					      mh - ml, "health_ms", mhe, "health_rps", rps, "keepalive_generate_ms",
+					      lat_gen, "keepalive_overhead_ms", lat_gen - ml, "keepalive_health_ms",
+					      lat_health, "startup_ms", t_start);
+			if (!j || json_dump_file(j, json_path, JSON_INDENT(2))) {
+				json_decref(j);
+				cli_fail("%s: cannot write", json_path);
+				goto out;
+			}
+			json_decref(j);
+		}
+	}
+	rc = 0;
+out:
+	srv_stop(s);
+	dormant_close(d);
+	free(lib);
+	free(http);
+	free(health);
+	return rc;
+}
