@@ -129,10 +129,10 @@ deps:
 # The README's main job on the built-in default: a synthetic model written by
 # the build itself (random weights: its text is meaningless), inspected, and
 # run.  (Replaced by the full lifecycle demo once the server exists.)
+# The README's main job: a real `dormant serve` on a synthetic 110M model
+# (random weights), on-demand vs keep-alive, memory read from /proc.
 demo: $(BIN)
-	$(BIN) synth --preset tiny --type Q8_0 --seed 1 -o $(BUILD)/demo-tiny.gguf
-	$(BIN) info $(BUILD)/demo-tiny.gguf | head -n 40
-	$(BIN) run $(BUILD)/demo-tiny.gguf "Once upon a time" -n 32 --seed 1 --stats
+	$(BIN) demo
 
 # Kernel throughput: matvec GB/s against the measured memory read bandwidth
 # and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.

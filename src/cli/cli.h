@@ -21,6 +21,7 @@ struct dm_pool;
 double cli_bench_bandwidth(struct dm_pool *pool, int runs);
 int cli_tokenize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
+int cli_demo(int argc, char **argv);
 int cli_bench_server(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);

@@ -92,6 +92,7 @@ static const struct {
 	{ "run", cli_run, "run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--stats]   generate text" },
 	{ "perplexity", cli_perplexity, "perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]   perplexity of a text file" },
 	{ "serve", cli_serve, "serve [--config FILE] [--profile NAME] [--host ADDR] [--port N] [--model NAME=PATH]... [--api-key KEY]   HTTP server (OpenAI + Ollama APIs)" },
+	{ "demo", cli_demo, "demo [MODEL]   the lifecycle story in numbers through a real server (default: a synthetic 110M model)" },
 	{ "ps", cli_ps, "ps [--host ADDR] [--port N] [--json]   models of a running server: state, memory, expiry" },
 	{ "config", cli_config, "config [--config FILE] [--profile NAME]   the effective configuration and where each value came from" },
 	{ "tokenize", cli_tokenize, "tokenize MODEL [--no-bos] [--special] [--pieces] [--chat] [--file F | - | TEXT]   print token ids" },
