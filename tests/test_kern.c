@@ -386,9 +386,10 @@ static void test_matvec_matmul(void **state)
 	dm_pool_free(pool);
 }
 
-/* The matmul check can fail: one corrupted block in one weight row (row 17,
- * in the second, partial 16-row panel of the AVX-512 gemm) must be caught
- * in that row for every token, and must not show in any other row. */
+/* The matmul and matvec checks can fail: one corrupted block in one weight
+ * row (row 17, in the second, partial 16-row panel of the AVX-512 gemm)
+ * must be caught in that row for every token, and must not show in any
+ * other row. */
 static void test_matmul_corrupt_block_detected(void **state)
 {
 	const int64_t rows = 19, n = 2048, ntok = 9, bad_row = 17;
@@ -418,6 +419,12 @@ static void test_matmul_corrupt_block_detected(void **state)
 						 ok ? "corrupted block not detected"
 						    : "clean row disturbed by a corrupted one");
 			}
+		/* the same through matvec (its own kernels for some types) */
+		assert_int_equal(kern_matvec(NULL, isa, types[ti], c.w, rows, n, c.x, y, NULL), 0);
+		for (int64_t i = 0; i < rows; i++)
+			if (dot_close(c.ref[i], y[i], c.S[i], n, NULL) != (i != bad_row))
+				fail_msg("%s matvec row %lld: corrupted block %s", tname(types[ti]),
+					 (long long)i, i == bad_row ? "not detected" : "leaks");
 		free(y);
 		mm_case_free(&c);
 	}

@@ -231,6 +231,7 @@ struct mm_job {
 	size_t w_row;       /* bytes per weight row */
 	int64_t n, n_rows, n_tok;
 	const struct kern_gemm *gemm; /* panel kernel (kern_impl.h), or NULL */
+	kern_vec_dot_fn dot;          /* matvec: the row kernel */
 	const float *x;     /* n_tok × n floats */
 	uint8_t *act;       /* n_tok quantized / packed activation rows */
 	size_t act_row;     /* bytes per activation row */
@@ -253,7 +254,7 @@ static void matvec_task(void *arg, int64_t b, int64_t e, int thread)
 	struct mm_job *j = arg;
 	(void)thread;
 	for (int64_t r = b; r < e; r++)
-		j->y[r] = j->t->vec_dot(j->n, j->w + (size_t)r * j->w_row, j->act);
+		j->y[r] = j->dot(j->n, j->w + (size_t)r * j->w_row, j->act);
 }
 
 /* Rows [b, e) against every token, KERN_COLS_MAX tokens at a time: the
@@ -353,6 +354,7 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 	struct kern_traits t;
 	struct mm_job j;
 	int rc = mm_setup(&j, &t, pool, isa, type, w, n_rows, n, 1, err);
+	const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type) : NULL;
 
 	if (rc)
 		return rc;
@@ -362,7 +364,17 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 	}
 	j.x = x;
 	j.y = y;
-	t.act_from_float(x, j.act, n);
+	j.dot = t.vec_dot;
+	if (gv) { /* its own activation layout, in place of act_type's */
+		free(j.act);
+		j.act = aligned_alloc(64, (gv->act_bytes(n) + 63) & ~(size_t)63);
+		if (!j.act)
+			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
+		gv->act_pack(x, j.act, n);
+		j.dot = gv->dot;
+	} else {
+		t.act_from_float(x, j.act, n);
+	}
 	dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 16), matvec_task, &j);
 	free(j.act);
 	return 0;

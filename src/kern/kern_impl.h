@@ -129,4 +129,15 @@ struct kern_gemm {
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
 
+/* ---- gemv_avx512.c: decode matvec with a type-specific activation
+ * layout: act_pack makes act_bytes(n) bytes from n floats once per call,
+ * dot(n, row, act) is one weight row's product (agreeing with the type's
+ * reference vec_dot to float rounding).  NULL: use the traits' vec_dot. */
+struct kern_gemv {
+	size_t (*act_bytes)(int64_t n);
+	kern_from_float_fn act_pack;
+	kern_vec_dot_fn dot;
+};
+const struct kern_gemv *kern_gemv_avx512(uint32_t type);
+
 #endif
