@@ -466,7 +466,10 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 	}
 }
 
-#define INT_TYPE(ty, TY, BS, BB, UNIT, OFF, MIN, ACT)                                     \
+/* Panel gemm from MINTOK tokens up: below it the per-call repack costs more
+ * than dot_cols spends (2048² matrices, 1 thread: the 32-element types win
+ * from 4 tokens, the K-quants' costlier repack from about 8). */
+#define INT_TYPE(ty, TY, BS, BB, UNIT, OFF, MIN, ACT, MINTOK)                             \
 	static const struct qdesc desc_##ty = { BS, BB, UNIT, OFF, MIN, GGUF_TYPE_##ACT }; \
 	static size_t act_bytes_##ty(int64_t n)                                           \
 	{                                                                                \
@@ -488,20 +491,20 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 		panel_int(&desc_##ty, GGUF_TYPE_##TY, n, w, w_row, nr, act, a_row, n_tok, \
 			  y, ys, scratch);                                               \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { act_bytes_##ty, pack_##ty, scratch_##ty, \
-						    panel_##ty };
+	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
+						    scratch_##ty, panel_##ty };
 
-/*       type  TYPE  block bytes unit offset min   act */
-INT_TYPE(q4_0, Q4_0, 32, 18, 32, 8, false, Q8_0)
-INT_TYPE(q5_0, Q5_0, 32, 22, 32, 16, false, Q8_0)
-INT_TYPE(q8_0, Q8_0, 32, 34, 32, 128, false, Q8_0)
-INT_TYPE(q4_1, Q4_1, 32, 20, 32, 0, true, Q8_1)
-INT_TYPE(q5_1, Q5_1, 32, 24, 32, 0, true, Q8_1)
-INT_TYPE(q2_K, Q2_K, 256, 84, 16, 0, true, Q8_K)
-INT_TYPE(q3_K, Q3_K, 256, 110, 16, 4, false, Q8_K)
-INT_TYPE(q4_K, Q4_K, 256, 144, 32, 0, true, Q8_K)
-INT_TYPE(q5_K, Q5_K, 256, 176, 32, 0, true, Q8_K)
-INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K)
+/*       type  TYPE  block bytes unit offset min   act  min tokens */
+INT_TYPE(q4_0, Q4_0, 32, 18, 32, 8, false, Q8_0, 4)
+INT_TYPE(q5_0, Q5_0, 32, 22, 32, 16, false, Q8_0, 4)
+INT_TYPE(q8_0, Q8_0, 32, 34, 32, 128, false, Q8_0, 4)
+INT_TYPE(q4_1, Q4_1, 32, 20, 32, 0, true, Q8_1, 4)
+INT_TYPE(q5_1, Q5_1, 32, 24, 32, 0, true, Q8_1, 4)
+INT_TYPE(q2_K, Q2_K, 256, 84, 16, 0, true, Q8_K, 8)
+INT_TYPE(q3_K, Q3_K, 256, 110, 16, 4, false, Q8_K, 8)
+INT_TYPE(q4_K, Q4_K, 256, 144, 32, 0, true, Q8_K, 8)
+INT_TYPE(q5_K, Q5_K, 256, 176, 32, 0, true, Q8_K, 8)
+INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K, 8)
 
 /* ================= float types ================= */
 
@@ -595,7 +598,7 @@ static size_t scratch_float(int64_t n)
 		(void)a_row;                                                             \
 		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, x, n_tok, y, ys, scratch);   \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { NULL, NULL, scratch_float, panel_##ty };
+	static const struct kern_gemm gemm_##ty = { 8, NULL, NULL, scratch_float, panel_##ty };
 
 FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)

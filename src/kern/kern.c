@@ -295,10 +295,6 @@ static void gemm_task(void *arg, int64_t b, int64_t e, int thread)
 	}
 }
 
-/* Fewest tokens for which the panel gemm (which repacks its weights once
- * per call) beats dot_cols. */
-#define GEMM_MIN_TOK 4
-
 static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *pool,
 		    enum kern_isa isa, uint32_t type, const void *w, int64_t n_rows, int64_t n,
 		    int64_t n_tok, struct dm_err *err)
@@ -317,8 +313,10 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *poo
 	j->w = w;
 	j->w_row = kern_row_bytes(type, n);
 	j->act_row = kern_act_row_bytes(type, n);
-	if (isa >= KERN_ISA_AVX512 && n_tok >= GEMM_MIN_TOK && n > 0)
-		j->gemm = kern_gemm_avx512(type);
+	/* the panel gemm repacks its weights once per call: from min_tok up */
+	if (isa >= KERN_ISA_AVX512 && n > 0 && (j->gemm = kern_gemm_avx512(type)) &&
+	    n_tok < j->gemm->min_tok)
+		j->gemm = NULL;
 	if (j->gemm)
 		j->act_row = j->gemm->act_pack ? j->gemm->act_bytes(n) : 0;
 	j->n = n;

@@ -119,6 +119,7 @@ void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int6
  * float rounding (the integer part of every block is exact). */
 #define KERN_PANEL_ROWS 16
 struct kern_gemm {
+	int64_t min_tok; /* fewest tokens for which it beats dot_cols (measured) */
 	size_t (*act_bytes)(int64_t n);
 	kern_from_float_fn act_pack;
 	size_t (*scratch_bytes)(int64_t n);
