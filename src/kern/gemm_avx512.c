@@ -9,37 +9,43 @@
  * Why this shape: a vector across rows lets one activation value (or one
  * group of 4 int8 activations) be broadcast to all 16 rows straight from
  * memory, so the inner loop is one weight load + 8 vpdpbusd (or vfmadd)
- * with broadcast operands; the per-block float work (convert, scale, add)
- * is one instruction per 16 rows instead of one per row.  vpdpbusd issues
- * once per cycle here, and the loop keeps it busy.
+ * with broadcast operands; the per-unit float work (convert, scale, add)
+ * is one instruction per 16 rows instead of one per row.  (The 4 × 4 tile
+ * this replaced did a convert, a multiply and an FMA per row × token ×
+ * block pair and spilled its 16 accumulators: ~40 instructions per
+ * vpdpbusd.)  vpdpbusd issues once per cycle on the machines we measured.
  *
- * Integer types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0): every weight value is
- * scale·(code − offset) [+ min] with unsigned 8-bit codes, one scale (and
- * min) per "unit" of 32 elements.  Panel layout, per unit:
+ * Integer types (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 and the K-quants): every weight
+ * value is scale·(code − offset) [+ min] with unsigned 8-bit codes, one
+ * scale (and min) per "unit" of 32 elements (16 for Q2_K Q3_K Q6_K, whose
+ * sub-blocks are 16).  Panel layout, per unit of G = unit/4 groups:
  *
- *   codes  [8 groups][16 rows][4 bytes]   group g = elements 4g..4g+3
+ *   codes  [G groups][16 rows][4 bytes]   group g = elements 4g..4g+3
  *   scale  [16 rows] float
  *   min    [16 rows] float                 (types with a min only)
  *
  * Activations are quantized once per call by the type's reference-exact
- * act quantizer (Q8_0 or Q8_1) and packed per token row as
+ * act quantizer (Q8_0, Q8_1 or Q8_K) and packed per token row as
  *
  *   int8  codes[n]        element order
- *   float d[n/32]         block scales (the fp16 d, as float)
- *   int32 corr[n/32]      −offset·Σ codes of the block
- *   float s[n/32]         Q8_1's s (d·Σ codes, fp16), types with a min
+ *   float d[n/unit]       the unit's activation scale (fp16 d as float;
+ *                         Q8_K's d)
+ *   int32 corr[n/unit]    −offset·Σ codes of the unit
+ *   float s[n/unit]       d·Σ codes of the unit (Q8_1's fp16 s), for mins
  *
  * so that per unit, row r and token t:
  *   isum = corr + Σ code_w·code_a      (vpdpbusd, exact in int32)
  *   y   += isum·(scale_r·d_t) + min_r·s_t
- * which is ref.c's block sum (Σ (code − offset)·a is the same integer);
- * results differ from the reference only in float rounding and the order
- * of additions.  Q8_0 weights are signed: their codes are w + 128.
+ * which is ref.c's integer sum (Σ (code − offset)·a is the same integer;
+ * K-quant scales are applied per unit in float instead of per block in
+ * int); results differ from the reference only in float rounding and the
+ * order of additions.  Q8_0 weights are signed: their codes are w + 128.
  *
  * Float types (F32 F16 BF16): the panel is [k][16 rows] floats for a chunk
- * of KERN_GEMM_KC elements (converted once per call; F16 and BF16 convert
- * exactly), and the float activations are broadcast from the caller's rows.
- * y is accumulated over the chunks.
+ * of KC elements (converted once per call; F16 and BF16 convert exactly),
+ * and the float activations are broadcast from the caller's rows.  y is
+ * accumulated over the chunks.  This runs at about 2/3 of the FMA peak
+ * (16 multiply-adds per cycle per core on the 2-core Zen 4 test machine).
  */
 #include "kern/kern_impl.h"
 

@@ -124,7 +124,10 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 
 /* Prefill: y[t][r] = Σ_i w[r][i]·x[t][i] for t < n_tok, r < n_rows.
  * x is n_tok × n floats (row-major), y is n_tok × n_rows.  Tiled so that a
- * block of weight rows is reused from cache for KERN_COLS_MAX tokens. */
+ * block of weight rows is reused from cache for KERN_COLS_MAX tokens; on
+ * AVX-512, from a few tokens up, weight rows are repacked 16 at a time into
+ * per-thread scratch (a few hundred KiB per thread, allocated per call) and
+ * multiplied against every token (gemm_avx512.c). */
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err);
