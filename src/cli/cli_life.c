@@ -84,9 +84,17 @@ void life_progress(struct life *L, int done, int total)
 		return;
 	k = done >= total ? w : done * w / total;
 	fprintf(stderr, "\r%-10s [%.*s%*s] %d/%d ", L->cur ? L->cur : "", k, bar, w - k, "", done, total);
-	if (done >= total)
-		fprintf(stderr, "\r%*s\r", w + 24, "");
 	fflush(stderr);
+	L->progress_shown = true;
+}
+
+void life_progress_end(struct life *L)
+{
+	if (!L->progress_shown)
+		return;
+	fprintf(stderr, "\r%*s\r", 60, "");
+	fflush(stderr);
+	L->progress_shown = false;
 }
 
 json_t *life_real(double v)
@@ -282,7 +290,7 @@ int life_mgr_init(struct life *L, struct mgr **m, uint64_t (*now_ms)(void *), vo
 
 const int32_t *life_prompt(const struct life *L, int n)
 {
-	(void)n;
+	DM_CHECK(n >= 1 && n <= L->n_text_ids); /* the scenarios cap their lengths */
 	return L->text_ids;
 }
 
@@ -592,6 +600,7 @@ void cli_life_usage(FILE *f)
 	fprintf(f, "usage: dormant bench SCENARIO[,SCENARIO...]|all MODEL [--quick] [--runs N] [--threads N]\n"
 		   "         [--ctx N] [--batch N] [-p N] [-n N] [--mode mmap|read|mlock|prefetch]\n"
 		   "         [--json FILE] [--report DIR] [--verbose]\n"
+		   "       dormant bench all --from FILE.json --report DIR   (draw a saved run again)\n"
 		   "scenarios:\n");
 	for (size_t i = 0; i < N_SCEN; i++)
 		fprintf(f, "  %-11s %s\n", scenarios[i].name, scenarios[i].help);
@@ -652,13 +661,15 @@ static int parse_args(struct life_opts *o, int argc, char **argv)
 			if (!val || parse_mode(val, &o->mode))
 				return cli_fail("bench: --mode must be mmap, read, mlock or prefetch"), -1;
 			i++;
-		} else if (!strcmp(a, "--json") || !strcmp(a, "--report")) {
+		} else if (!strcmp(a, "--json") || !strcmp(a, "--report") || !strcmp(a, "--from")) {
 			if (!val)
 				return cli_fail("bench: %s needs a value", a), -1;
 			if (a[2] == 'j')
 				o->json_path = val;
-			else
+			else if (a[2] == 'r')
 				o->report_dir = val;
+			else
+				o->from_json = val;
 			i++;
 		} else if (a[0] == '-' && a[1]) {
 			return cli_fail("bench: unknown option '%s'", a), -1;
@@ -688,11 +699,27 @@ int cli_bench_life(int argc, char **argv)
 	L.o.mode = MGR_MODE_MMAP;
 	if (parse_args(&L.o, argc, argv))
 		return 2;
+	if (L.o.from_json) {
+		/* draw a saved run again: no model, nothing measured */
+		json_error_t je;
+		struct dm_err e;
+		json_t *r;
+		if (!L.o.report_dir)
+			return cli_fail("bench: --from needs --report DIR"), 2;
+		if (!(r = json_load_file(L.o.from_json, 0, &je)))
+			return cli_fail("%s:%d: %s", L.o.from_json, je.line, je.text);
+		rc = life_report_write(r, L.o.report_dir, &e);
+		json_decref(r);
+		if (rc)
+			return cli_fail("%s", e.msg);
+		printf("report: %s/index.html\n", L.o.report_dir);
+		return 0;
+	}
 	if (!L.o.model) {
 		cli_life_usage(stderr);
 		return 2;
 	}
-	if (argc >= 1 && L.o.quick) {
+	if (L.o.quick) {
 		/* fewer tokens per request too, unless asked for */
 		bool has_n = false;
 		for (int i = 1; i < argc; i++)
@@ -771,7 +798,7 @@ int cli_bench_life(int argc, char **argv)
 		rc = scenarios[i].run(&L, out);
 		life_set(out, "elapsed_s", life_real(life_now() - t0));
 		json_object_set_new(L.scen, scenarios[i].name, out);
-		life_progress(&L, 1, 1);
+		life_progress_end(&L);
 		fflush(stdout);
 		if (rc) {
 			rc = cli_fail("bench %s: %s", scenarios[i].name, L.err.msg);

@@ -50,6 +50,7 @@ struct life_opts {
 	int n_prompt, n_gen; /* prompt and generated tokens of an ordinary request */
 	enum mgr_load_mode mode; /* load mode outside the cold scenario */
 	const char *json_path, *report_dir;
+	const char *from_json;   /* --from: draw this saved run instead of measuring */
 };
 
 struct life {
@@ -58,6 +59,7 @@ struct life {
 	json_t *scen;          /* root.scenarios, one object per scenario */
 	struct engine_backend_cfg bc; /* borrowed by every manager the scenarios make */
 	bool progress;         /* stderr is a terminal: draw a progress bar */
+	bool progress_shown;   /* a bar is on the line now */
 	const char *cur;       /* the running scenario (progress label) */
 	int n_threads;         /* resolved */
 	int32_t n_ctx;         /* resolved context of ordinary requests */
@@ -73,8 +75,10 @@ struct life {
 double life_now(void);
 /* Scenario repetitions: --runs, else `quick` with --quick, else `full`. */
 int life_runs(const struct life *L, int full, int quick);
-/* done of total steps of the running scenario (stderr, terminals only). */
+/* done of total steps of the running scenario (stderr, terminals only);
+ * _end clears the bar before the scenario prints its table. */
 void life_progress(struct life *L, int done, int total);
+void life_progress_end(struct life *L);
 
 /* A model config for the file under test with the options applied; name
  * is the manager's name for it.  Lazy, keep-alive forever, warm-up off. */

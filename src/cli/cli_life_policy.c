@@ -197,6 +197,10 @@ static int one_request(struct replay *p, double t_s, struct req_rec *rec)
 	rec->load_s = mgr_lease_load_s(l);
 	rc = life_generate(mgr_lease_handle(l), life_prompt(L, L->o.n_prompt), L->o.n_prompt, L->o.n_gen,
 			   0, &q, &L->err);
+	if (rc) {
+		mgr_release(l);
+		return rc;
+	}
 	t2 = life_now();
 	busy(p, t2 - t1, held_now(p));
 	rec->latency_s = rec->wait_s + (t2 - t0);
@@ -205,7 +209,7 @@ static int one_request(struct replay *p, double t_s, struct req_rec *rec)
 	mgr_release(l); /* the clock says vt: keep-alive counts from here */
 	t0 = life_now();
 	busy(p, t0 - t2, held_now(p));
-	return rc;
+	return 0;
 }
 
 static json_t *policy_json(const struct policy *pol, const struct replay *p, const struct req_rec *recs,
@@ -340,6 +344,7 @@ int life_policies(struct life *L, json_t *out)
 		mgr_free(p.m);
 		p.m = NULL;
 	}
+	life_progress_end(L);
 	printf("%-15s %6s %6s %10s %9s %9s %11s %10s\n", "policy", "loads", "cold", "latency s",
 	       "mean s", "max s", "memory MiB·h", "mean MiB");
 	for (size_t i = 0; i < json_array_size(results); i++) {

@@ -97,6 +97,7 @@ struct chart {
 	int nmk;
 	bool y_zero; /* the y axis starts at 0 */
 	double mt;   /* top margin: title and legend rows (set by svg_open) */
+	double ystep; /* y tick step; the y range is a whole number of steps */
 	/* bars: categories × series values in bar[][] */
 	bool bars;
 	int ncat;
@@ -173,7 +174,7 @@ static void fmt_num(char *b, size_t cap, double v)
 	snprintf(b, cap, "%.6g", v);
 }
 
-static void axes_range(const struct chart *c, double *x0, double *x1, double *y0, double *y1)
+static void axes_range(struct chart *c, double *x0, double *x1, double *y0, double *y1)
 {
 	bool any = false;
 	*x0 = *y0 = INFINITY;
@@ -200,6 +201,7 @@ static void axes_range(const struct chart *c, double *x0, double *x1, double *y0
 		double st = nice_step(*y0, *y1);
 		*y1 = ceil(*y1 / st - 1e-9) * st;
 		*y0 = floor(*y0 / st + 1e-9) * st;
+		c->ystep = st;
 	}
 }
 
@@ -283,7 +285,7 @@ static void svg_axes(FILE *f, const struct chart *c, double x0, double x1, doubl
 	char b[64];
 
 	/* y grid and ticks */
-	for (double st = nice_step(y0, y1), v = y0; v <= y1 + st * 1e-6; v += st) {
+	for (double st = c->ystep > 0 ? c->ystep : nice_step(y0, y1), v = y0; v <= y1 + st * 1e-6; v += st) {
 		double py = top + ph - (v - y0) / (y1 - y0) * ph;
 		fmt_num(b, sizeof b, v);
 		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", ML,
@@ -361,8 +363,12 @@ static void svg_xy(FILE *f, struct chart *c)
 		if ((s->style & S_LINE) && s->n > 1) {
 			fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s points=\"", col,
 				(s->style & S_DASH) ? " stroke-dasharray=\"6 4\"" : "");
-			for (int k = 0; k < s->n; k++)
+			for (int k = 0; k < s->n; k++) {
+				/* the middle of a flat run adds nothing to the line */
+				if (k > 0 && k < s->n - 1 && s->y[k - 1] == s->y[k] && s->y[k + 1] == s->y[k])
+					continue;
 				fprintf(f, "%s%.1f,%.1f", k ? " " : "", PX(s->x[k]), PY(s->y[k]));
+			}
 			fputs("\"/>\n", f);
 		}
 		if (!(s->style & S_POINTS))
@@ -412,7 +418,8 @@ static void svg_bars(FILE *f, struct chart *c)
 				y1 = fmax(y1, c->bar[k][i]);
 	if (!(y1 > 0))
 		y1 = 1;
-	y1 = ceil(y1 / nice_step(0, y1) - 1e-9) * nice_step(0, y1);
+	c->ystep = nice_step(0, y1);
+	y1 = ceil(y1 / c->ystep - 1e-9) * c->ystep;
 	svg_open(f, c);
 	top = c->mt;
 	pw = W - ML - MR;
@@ -586,8 +593,11 @@ static int chart_fit(struct report *R, const char *scen, const char *id, const c
 		put(pts, num(p, x_key), num(p, "latency_s") * k);
 	}
 	if (json_is_true(json_object_get(fit, "ok")) && xmax > xmin) {
-		put(line, xmin, (num(fit, "fixed_s") + num(fit, "per_token_s") * xmin) * k);
-		put(line, xmax, (num(fit, "fixed_s") + num(fit, "per_token_s") * xmax) * k);
+		double a = num(fit, "fixed_s"), b = num(fit, "per_token_s"), xs = xmin;
+		if (a + b * xs < 0 && b > 0) /* no negative latency: start where the line crosses 0 */
+			xs = fmin(-a / b, xmax);
+		put(line, xs, (a + b * xs) * k);
+		put(line, xmax, (a + b * xmax) * k);
 	}
 	c.y_zero = true;
 	note(&c, R, "%d run%s per point, %s", (int)num(sc, "runs"), num(sc, "runs") > 1 ? "s" : "", what);

@@ -105,6 +105,7 @@ int life_cold(struct life *L, json_t *out)
 				frac[(i * 2 + c) * runs + r] =
 					L->file_bytes ? (double)before / (double)L->file_bytes : 0;
 			}
+	life_progress_end(L);
 	printf("%-9s %-8s %7s %9s %9s %11s %7s %9s\n", "mode", "cache", "cached", "load s", "ttft s",
 	       "first gen s", "tokens", "tok/s");
 	for (int i = 0; i < nm; i++)
@@ -200,6 +201,7 @@ int life_warm(struct life *L, json_t *out)
 	life_set(summary, "ttft_s", life_stats_json(&sf));
 	life_set(summary, "tok_s", life_stats_json(&st));
 	life_set(summary, "n_gen_total", json_integer(n_gen));
+	life_progress_end(L);
 	printf("%-10s %10s %10s %10s %10s %10s\n", "", "mean", "median", "min", "max", "stddev");
 	printf("%-10s %10.4f %10.4f %10.4f %10.4f %10.4f\n", "latency s", sl.mean, sl.median, sl.min,
 	       sl.max, sl.stddev);
@@ -272,6 +274,7 @@ int life_context(struct life *L, json_t *out)
 		}
 	life_fit_line(x, y, n, &f);
 	life_set(out, "fit", life_fit_json(&f, "fixed_s", "per_token_s"));
+	life_progress_end(L);
 	printf("%10s %12s %14s\n", "prompt tok", "latency s", "prefill tok/s");
 	for (int i = 0; i < nl; i++) {
 		json_t *o = json_object();
@@ -358,6 +361,7 @@ int life_max_tokens(struct life *L, json_t *out)
 		}
 	life_fit_line(x, y, n, &f);
 	life_set(out, "fit", life_fit_json(&f, "fixed_s", "per_token_s"));
+	life_progress_end(L);
 	printf("%10s %9s %12s %9s\n", "max tokens", "produced", "latency s", "tok/s");
 	for (int i = 0; i < nw; i++) {
 		json_t *o = json_object();
@@ -434,7 +438,11 @@ static void *sampler_main(void *arg)
  * recorded after 10, 50 and 100 turns (quick: 3, 10), each turn adding 16
  * prompt tokens and up to 16 generated ones to the same KV cache (when the
  * context is full it starts over, as a client trimming history would);
- * explicit unload.  Return to baseline: RSS after unload − RSS at start. */
+ * explicit unload.  Return to baseline: RSS after unload − RSS at start.
+ * Before start, one untimed load / generation / unload (priming; its RSS
+ * before and after are in the JSON) so that the program's own code pages
+ * and allocator arenas touched for the first time are not counted as the
+ * model's. */
 int life_memory(struct life *L, json_t *out)
 {
 	static const int marks_full[] = { 10, 50, 100 }, marks_quick[] = { 3, 10 };
@@ -483,6 +491,22 @@ int life_memory(struct life *L, json_t *out)
 	memset(tm, 0, (size_t)(turns + 1) * sizeof *tm);
 	memset(tn_past, 0, (size_t)(turns + 1) * sizeof *tn_past);
 	memset(tlat, 0, (size_t)(turns + 1) * sizeof *tlat);
+	/* one untimed cycle first, so that what comes back after the measured
+	 * one is the model's memory, not the program's own code pages and
+	 * allocator arenas touched for the first time */
+	{
+		struct dm_mem_usage u0, u1;
+		dm_mem_usage(&u0);
+		if ((rc = mgr_load(m, "m", &L->err)) ||
+		    (rc = life_request(L, m, "m", NULL, life_prompt(L, L->o.n_prompt), L->o.n_prompt,
+				       L->o.n_gen, 0, &q)) ||
+		    (rc = mgr_unload(m, "m", &L->err)))
+			goto out2;
+		malloc_trim(0);
+		dm_mem_usage(&u1);
+		life_set(out, "priming_rss_before_bytes", json_integer((json_int_t)u0.rss));
+		life_set(out, "priming_rss_after_bytes", json_integer((json_int_t)u1.rss));
+	}
 	malloc_trim(0);
 	t0 = life_now();
 	smp.t0 = t0;
@@ -590,6 +614,7 @@ out2:
 			 json_integer((json_int_t)un->rss_file - (json_int_t)s0->rss_file));
 		life_set(ret, "given_back_bytes", json_integer((json_int_t)ld->rss - (json_int_t)un->rss));
 		life_set(out, "return_to_baseline", ret);
+		life_progress_end(L);
 		printf("%-26s %9s %9s %9s %9s %10s\n", "point", "t s", "RSS MiB", "anon MiB", "file MiB",
 		       "cached MiB");
 		for (int i = 0; i < np; i++)

@@ -85,6 +85,7 @@ int life_warmup(struct life *L, json_t *out)
 			life_set(s, "gen_latency_s", life_real(q.latency_s - q.wait_s));
 			json_array_append_new(samples, s);
 		}
+	life_progress_end(L);
 	printf("%-10s %12s %12s %12s %14s\n", "warm-up", "latency s", "ttft s", "load s", "after load s");
 	for (int w = 0; w < 2; w++) {
 		static const char *const keys[4] = { "latency_s", "ttft_s", "load_s", "gen_latency_s" };
@@ -225,6 +226,7 @@ int life_threads(struct life *L, json_t *out)
 	life_set(out, "table", table);
 	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
 		goto out;
+	life_progress_end(L);
 	printf("%8s %14s %12s %12s\n", "threads", "prefill tok/s", "decode tok/s", "latency s");
 	for (int i = 0; i < nv; i++) {
 		struct mgr_model_cfg mc;
@@ -238,6 +240,7 @@ int life_threads(struct life *L, json_t *out)
 		if ((rc = measure_setting(L, m, &mc, runs, pp, L->o.n_gen, samples, "threads", vals[i], &r)))
 			goto out;
 		json_array_append_new(table, setting_json("threads", vals[i], &r));
+		life_progress_end(L);
 		printf("%8d %14.1f %12.1f %12.4f\n", vals[i], r.prefill_tok_s, r.tok_s, r.latency_s);
 	}
 	printf("(median of %d run%s; prompt %d, generated %d tokens; %d physical cores)\n", runs,
@@ -267,6 +270,7 @@ int life_batch(struct life *L, json_t *out)
 	life_set(out, "table", table);
 	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
 		goto out;
+	life_progress_end(L);
 	printf("%8s %14s %12s %13s\n", "n_batch", "prefill tok/s", "latency s", "scratch MiB");
 	for (int i = 0; i < nlist; i++) {
 		struct mgr_model_cfg mc;
@@ -280,6 +284,7 @@ int life_batch(struct life *L, json_t *out)
 		if ((rc = measure_setting(L, m, &mc, runs, pp, 1, samples, "n_batch", list[i], &r)))
 			goto out;
 		json_array_append_new(table, setting_json("n_batch", list[i], &r));
+		life_progress_end(L);
 		printf("%8d %14.1f %12.4f %13.2f\n", list[i], r.prefill_tok_s, r.latency_s,
 		       MiB(r.scratch_bytes));
 	}
@@ -323,6 +328,7 @@ int life_ctx(struct life *L, json_t *out)
 	life_set(out, "table", table);
 	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
 		goto out;
+	life_progress_end(L);
 	printf("%8s %9s %12s %12s %12s %12s\n", "n_ctx", "KV MiB", "scratch MiB", "held MiB",
 	       "RSS +MiB", "decode tok/s");
 	for (int i = 0; i < nv; i++) {
@@ -338,6 +344,7 @@ int life_ctx(struct life *L, json_t *out)
 					  vals[i], &r)))
 			goto out;
 		json_array_append_new(table, setting_json("n_ctx", vals[i], &r));
+		life_progress_end(L);
 		printf("%8d %9.2f %12.2f %12.2f %12.2f %12.1f\n", vals[i], MiB(r.kv_bytes),
 		       MiB(r.scratch_bytes), MiB(r.bytes), MiB(r.rss_delta), r.tok_s);
 	}
