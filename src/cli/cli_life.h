@@ -16,6 +16,18 @@
  * cli_life_sweep.c (warmup, threads, batch, ctx), cli_life_policy.c
  * (policies), cli_life_report.c (HTML + SVG).
  *
+ * The JSON (--json FILE): { tool, version, created, machine { cpu,
+ * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
+ * loadavg_start, loadavg_end }, model { path, name, arch, file_bytes,
+ * weight_bytes, weight_type, n_layer, n_embd, n_vocab, n_ctx_train },
+ * options { quick, runs, threads, n_ctx, n_batch, n_prompt, n_gen, mode,
+ * sampling }, scenarios { NAME: { runs, samples [...], elapsed_s, and
+ * the scenario's derived figures } } }.  Units are in the field names
+ * (_s seconds, _bytes, _tok_s tokens per second, _byte_s byte·seconds,
+ * _mib_h MiB·hours).  A request sample (life_req_json) has cold, load_s,
+ * wait_s, ttft_s, latency_s, prompt_s, gen_s, release_s, n_prompt, n_gen,
+ * prefill_tok_s, tok_s, stop, plus the scenario's own keys.
+ *
  * Adding a scenario (e.g. `server`): write `int life_server(struct life *L,
  * json_t *out)` in its own file, declare it below, and add one line to the
  * table in cli_life.c.  `all` runs every entry of the table in order.

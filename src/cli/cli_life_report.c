@@ -842,7 +842,16 @@ static void html_head(struct report *R)
 		str(o, "mode"), (int)num(o, "n_ctx"), (int)num(o, "n_prompt"), (int)num(o, "n_gen"),
 		json_is_true(json_object_get(o, "quick")) ? ", quick mode (fewest samples)" : "");
 	esc(f, str(R->root, "created"));
-	fprintf(f, " by dormant %s.</p>\n", str(R->root, "version"));
+	fprintf(f, " by dormant %s.", str(R->root, "version"));
+	{
+		const json_t *m0 = path2(R->root, "machine", "loadavg_start");
+		const json_t *m1 = path2(R->root, "machine", "loadavg_end");
+		if (json_array_size(m0) == 3 && json_array_size(m1) == 3)
+			fprintf(f, " Load average (1 min) %.2f at the start, %.2f at the end: other work on "
+				   "the machine slows what is measured.",
+				json_number_value(json_array_get(m0, 0)), json_number_value(json_array_get(m1, 0)));
+	}
+	fputs("</p>\n", f);
 }
 
 static void html_policy_table(struct report *R)
