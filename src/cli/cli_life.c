@@ -748,9 +748,9 @@ int cli_bench_life(int argc, char **argv)
 		rc = cli_fail("%s", L.err.msg);
 		goto out;
 	}
-	L.n_ctx = L.o.n_ctx > 0 ? L.o.n_ctx : (L.n_ctx_train < 4096 ? L.n_ctx_train : 4096);
-	if (L.n_ctx > L.n_ctx_train && L.n_ctx_train > 0 && !L.o.n_ctx)
-		L.n_ctx = L.n_ctx_train;
+	/* the engine's default context: min(4096, the training context) */
+	L.n_ctx = L.o.n_ctx > 0 ? L.o.n_ctx
+		  : (L.n_ctx_train > 0 && L.n_ctx_train < 4096 ? L.n_ctx_train : 4096);
 	if (L.o.n_prompt + L.o.n_gen >= L.n_ctx || L.o.n_prompt > L.n_text_ids) {
 		rc = cli_fail("bench: -p %d + -n %d does not fit the context of %d tokens (--ctx)",
 			      L.o.n_prompt, L.o.n_gen, L.n_ctx);
