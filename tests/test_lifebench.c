@@ -141,7 +141,7 @@ static void test_header(void **state)
 	/* every scenario ran, each with its table on stdout */
 	{
 		static const char *const names[] = { "cold", "warm", "context", "max-tokens", "memory",
-						     "warmup", "threads", "batch", "ctx", "policies" };
+						     "warmup", "threads", "batch", "ctx", "policies", "server" };
 		char head[64];
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 			const json_t *s = scen(names[i]);
@@ -150,8 +150,20 @@ static void test_header(void **state)
 			snprintf(head, sizeof head, "== %s:", names[i]);
 			assert_non_null(strstr(all_stdout, head));
 		}
-		assert_int_equal(json_object_size(json_object_get(root, "scenarios")), 10);
+		assert_int_equal(json_object_size(json_object_get(root, "scenarios")), 11);
 	}
+}
+
+static void test_server_scenario(void **state)
+{
+	const json_t *s = scen("server");
+	(void)state;
+	/* HTTP adds work on top of the library call; start-up is measured */
+	assert_true(num(s, "library_ms") > 0);
+	assert_true(num(s, "http_ms") > 0);
+	assert_true(num(s, "health_ms") > 0);
+	assert_true(num(s, "startup_ms") > 0);
+	assert_true(num(s, "runs") >= 5);
 }
 
 static void test_cli_errors(void **state)
@@ -689,6 +701,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_server_scenario),
 		cmocka_unit_test(test_cli_errors),
 		cmocka_unit_test(test_select),
 		cmocka_unit_test(test_cold),

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_life.h"
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
@@ -126,43 +128,21 @@ static int wrk_run(uint16_t port, const char *path, const char *body, int conns,
 	return 0;
 }
 
-int cli_bench_server(int argc, char **argv)
+/* Measures everything above; prints a table when print, fills out (may be
+ * NULL) with the figures.  with_wrk: also the keep-alive figures (9 s). */
+static int measure(const char *model, long runs, long threads, bool with_wrk, bool print, json_t *out)
 {
-	const char *model = NULL, *json_path = NULL;
-	long runs = 200, threads = 0;
 	dormant *d = NULL;
 	struct srv *s = NULL;
 	struct srv_cfg sc;
 	struct dm_err e;
 	char err[512], arg[1100];
-	double *lib, *http, *health, t_start, rps, rps_gen, lat_health, lat_gen;
+	double *lib, *http, *health, t_start, rps = -1, rps_gen = -1, lat_health = -1, lat_gen = -1;
 	const char *body = "{\"model\":\"m\",\"prompt\":\"hi\",\"raw\":true,\"stream\":false,"
 			   "\"options\":{\"num_predict\":1,\"temperature\":0}}";
 	struct dormant_gen_opts o = { .max_tokens = 1, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
 	int rc = 1;
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--runs")) {
-			if (cli_parse_long("--runs", i + 1 < argc ? argv[i + 1] : NULL, 5, 100000, &runs))
-				return 1;
-			i++;
-		} else if (!strcmp(argv[i], "--threads")) {
-			if (cli_parse_long("--threads", i + 1 < argc ? argv[i + 1] : NULL, 0, 1024, &threads))
-				return 1;
-			i++;
-		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-			json_path = argv[++i];
-		} else if (argv[i][0] != '-' && !model) {
-			model = argv[i];
-		} else {
-			fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
-			return 2;
-		}
-	}
-	if (!model) {
-		fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
-		return 2;
-	}
 	signal(SIGPIPE, SIG_IGN);
 	lib = calloc((size_t)runs, sizeof *lib);
 	http = calloc((size_t)runs, sizeof *http);
@@ -172,6 +152,7 @@ int cli_bench_server(int argc, char **argv)
 		goto out;
 	}
 	if (threads > 0) {
+		/* the model's thread count, as DORMANT_THREADS would set it */
 		char t[24];
 		snprintf(t, sizeof t, "%ld", threads);
 		setenv("DORMANT_THREADS", t, 1);
@@ -222,12 +203,12 @@ int cli_bench_server(int argc, char **argv)
 		srv_http_resp_free(&r);
 		health[i] = mono() - t0;
 	}
-	wrk_run(srv_port(s), "/health", NULL, 8, &rps, &lat_health);
-	{
+	if (with_wrk) {
 		double unused;
+		wrk_run(srv_port(s), "/health", NULL, 8, &rps, &unused);
 		wrk_run(srv_port(s), "/health", NULL, 1, &unused, &lat_health);
+		wrk_run(srv_port(s), "/api/generate", body, 1, &rps_gen, &lat_gen);
 	}
-	wrk_run(srv_port(s), "/api/generate", body, 1, &rps_gen, &lat_gen);
 	srv_stop(s);
 	s = NULL;
 	snprintf(arg, sizeof arg, "m=%s", model);
@@ -235,29 +216,33 @@ int cli_bench_server(int argc, char **argv)
 	{
 		double ml = median(lib, (int)runs) * 1e3, mh = median(http, (int)runs) * 1e3;
 		double mhe = median(health, (int)runs) * 1e3;
-		printf("HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
-		printf("  1-token generation, library call                 %8.3f ms\n", ml);
-		printf("  1-token generation, POST /api/generate (new TCP)  %7.3f ms  (+%.3f ms)\n", mh, mh - ml);
-		printf("  GET /health round trip (new TCP connection)       %7.3f ms\n", mhe);
-		if (rps > 0) {
-			printf("  with keep-alive (wrk -t1 -c1 -d3s, mean latency):\n");
-			printf("    POST /api/generate, 1 token                     %7.3f ms  (+%.3f ms over the library)\n",
-			       lat_gen, lat_gen - ml);
-			printf("    GET /health                                     %7.3f ms\n", lat_health);
-			printf("  GET /health throughput (wrk -t1 -c8 -d3s)         %7.0f requests/s\n", rps);
-		} else {
-			printf("  keep-alive figures need wrk (apt-get install wrk)\n");
+		if (print) {
+			printf("HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
+			printf("  1-token generation, library call                 %8.3f ms\n", ml);
+			printf("  1-token generation, POST /api/generate (new TCP)  %7.3f ms  (+%.3f ms)\n", mh,
+			       mh - ml);
+			printf("  GET /health round trip (new TCP connection)       %7.3f ms\n", mhe);
+			if (rps > 0) {
+				printf("  with keep-alive (wrk -t1 -c1 -d3s, mean latency):\n");
+				printf("    POST /api/generate, 1 token                     %7.3f ms  (+%.3f ms over "
+				       "the library)\n", lat_gen, lat_gen - ml);
+				printf("    GET /health                                     %7.3f ms\n", lat_health);
+				printf("  GET /health throughput (wrk -t1 -c8 -d3s)         %7.0f requests/s\n", rps);
+			} else {
+				printf("  keep-alive figures need wrk (apt-get install wrk)%s\n",
+				       with_wrk ? "" : "; skipped with --quick");
+			}
+			printf("  dormant serve start-up to first /health %6.1f ms\n", t_start);
 		}
-		printf("  dormant serve start-up to first /health %6.1f ms\n", t_start);
-		if (json_path) {
-			json_t *j = json_pack("{s:s,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "scenario", "server",
-					      "runs", (json_int_t)runs, "library_ms", ml, "http_ms", mh, "overhead_ms",
-					      mh - ml, "health_ms", mhe, "health_rps", rps, "keepalive_generate_ms",
-					      lat_gen, "keepalive_overhead_ms", lat_gen - ml, "keepalive_health_ms",
-					      lat_health, "startup_ms", t_start);
-			if (!j || json_dump_file(j, json_path, JSON_INDENT(2))) {
+		if (out) {
+			json_t *j = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "runs", (json_int_t)runs,
+					      "library_ms", ml, "http_ms", mh, "overhead_ms", mh - ml, "health_ms", mhe,
+					      "health_rps", rps, "keepalive_generate_ms", lat_gen,
+					      "keepalive_overhead_ms", lat_gen > 0 ? lat_gen - ml : -1.0,
+					      "keepalive_health_ms", lat_health, "startup_ms", t_start);
+			if (!j || json_object_update(out, j)) {
 				json_decref(j);
-				cli_fail("%s: cannot write", json_path);
+				cli_fail("out of memory");
 				goto out;
 			}
 			json_decref(j);
@@ -270,5 +255,48 @@ out:
 	free(lib);
 	free(http);
 	free(health);
+	return rc;
+}
+
+/* The `server` scenario of the lifecycle suite (`dormant bench all`). */
+int life_server(struct life *L, json_t *out)
+{
+	return measure(L->o.model, life_runs(L, 200, 20), L->o.n_threads, !L->o.quick, true, out) ? -1 : 0;
+}
+
+int cli_bench_server(int argc, char **argv)
+{
+	const char *model = NULL, *json_path = NULL;
+	long runs = 200, threads = 0;
+	json_t *j;
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--runs")) {
+			if (cli_parse_long("--runs", i + 1 < argc ? argv[i + 1] : NULL, 5, 100000, &runs))
+				return 1;
+			i++;
+		} else if (!strcmp(argv[i], "--threads")) {
+			if (cli_parse_long("--threads", i + 1 < argc ? argv[i + 1] : NULL, 0, 1024, &threads))
+				return 1;
+			i++;
+		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+			json_path = argv[++i];
+		} else if (argv[i][0] != '-' && !model) {
+			model = argv[i];
+		} else {
+			model = NULL;
+			break;
+		}
+	}
+	if (!model) {
+		fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
+		return 2;
+	}
+	j = json_pack("{s:s}", "scenario", "server");
+	rc = measure(model, runs, threads, true, true, j);
+	if (!rc && json_path && json_dump_file(j, json_path, JSON_INDENT(2)))
+		rc = cli_fail("%s: cannot write", json_path);
+	json_decref(j);
 	return rc;
 }

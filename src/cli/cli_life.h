@@ -175,6 +175,7 @@ int life_threads(struct life *L, json_t *out);
 int life_batch(struct life *L, json_t *out);
 int life_ctx(struct life *L, json_t *out);
 int life_policies(struct life *L, json_t *out);
+int life_server(struct life *L, json_t *out);   /* cli_bench_server.c */
 
 /* ---- report (cli_life_report.c) ---- */
 
