@@ -134,6 +134,15 @@ deps:
 demo: $(BIN)
 	$(BIN) demo
 
+# The lifecycle suite on the demo's synthetic 110M model (or MODEL=...):
+# tables on stdout, every sample in build/bench-report/bench.json, charts in
+# build/bench-report/index.html.
+BENCH_MODEL ?= build/demo/default-110m-Q8_0.gguf
+.PHONY: bench-life
+bench-life: $(BIN)
+	@test -f $(BENCH_MODEL) || $(BIN) synth --preset 110m --type Q8_0 -o $(BENCH_MODEL)
+	$(BIN) bench all $(BENCH_MODEL) --json build/bench-report/bench.json --report build/bench-report
+
 # Kernel throughput: matvec GB/s against the measured memory read bandwidth
 # and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.
 .PHONY: bench-kernels
