@@ -109,15 +109,20 @@ int srv_parse_keep_alive(const json_t *v, int64_t *ms, const char **why)
 
 bool srv_model_find(struct srv *s, const char *name, struct dormant_model_status *st)
 {
-	static __thread struct dormant_model_status all[SRV_MAX_MODELS];
-	size_t n = dormant_status(s->d, all, SRV_MAX_MODELS);
-	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++)
+	struct dormant_model_status *all = calloc(SRV_MAX_MODELS, sizeof *all);
+	bool found = false;
+	size_t n;
+	if (!all)
+		return false;
+	n = dormant_status(s->d, all, SRV_MAX_MODELS);
+	for (size_t i = 0; i < n && i < SRV_MAX_MODELS && !found; i++)
 		if (!strcmp(all[i].name, name)) {
 			if (st)
 				*st = all[i];
-			return true;
+			found = true;
 		}
-	return false;
+	free(all);
+	return found;
 }
 
 void srv_count_tokens(struct srv *s, const char *model, int prompt, int gen, bool error)
