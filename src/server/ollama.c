@@ -93,7 +93,6 @@ static int options(struct srv_req *r, struct srv_gen *g, json_t *b)
 {
 	json_t *o = json_object_get(b, "options");
 	bool has;
-	double x;
 	int64_t n;
 
 	if (!o || json_is_null(o))
@@ -114,38 +113,26 @@ static int options(struct srv_req *r, struct srv_gen *g, json_t *b)
 		/* -1/-2: as many as the server allows (the context also ends it) */
 		g->o.max_tokens = n < 0 ? (int)r->s->cfg.max_tokens : (int)n;
 	}
-	if (srv_get_number(r, o, "temperature", 0, 100, &has, &x))
+	if (srv_get_float(r, o, "temperature", 0, 100, &g->o.temperature))
 		return -1;
-	if (has)
-		g->o.temperature = (float)x;
 	if (srv_get_int(r, o, "top_k", 0, 1 << 20, &has, &n))
 		return -1;
 	if (has)
 		g->o.top_k = (int)n;
-	if (srv_get_number(r, o, "top_p", 0, 1, &has, &x))
+	if (srv_get_float(r, o, "top_p", 0, 1, &g->o.top_p))
 		return -1;
-	if (has)
-		g->o.top_p = (float)x;
-	if (srv_get_number(r, o, "min_p", 0, 1, &has, &x))
+	if (srv_get_float(r, o, "min_p", 0, 1, &g->o.min_p))
 		return -1;
-	if (has)
-		g->o.min_p = (float)x;
 	if (srv_get_int(r, o, "seed", INT64_MIN, INT64_MAX, &has, &n))
 		return -1;
 	if (has)
 		g->o.seed = (uint64_t)n;
-	if (srv_get_number(r, o, "repeat_penalty", 0, 100, &has, &x))
+	if (srv_get_float(r, o, "repeat_penalty", 0, 100, &g->o.repeat_penalty))
 		return -1;
-	if (has)
-		g->o.repeat_penalty = (float)x;
-	if (srv_get_number(r, o, "frequency_penalty", -100, 100, &has, &x))
+	if (srv_get_float(r, o, "frequency_penalty", -100, 100, &g->o.frequency_penalty))
 		return -1;
-	if (has)
-		g->o.frequency_penalty = (float)x;
-	if (srv_get_number(r, o, "presence_penalty", -100, 100, &has, &x))
+	if (srv_get_float(r, o, "presence_penalty", -100, 100, &g->o.presence_penalty))
 		return -1;
-	if (has)
-		g->o.presence_penalty = (float)x;
 	return srv_gen_stop(r, g, json_object_get(o, "stop"));
 }
 

@@ -201,7 +201,6 @@ static int message_content(struct srv_req *r, struct srv_gen *g, json_t *c, cons
 static int common_opts(struct srv_req *r, struct srv_gen *g, json_t *b)
 {
 	bool has;
-	double x;
 	int64_t n;
 	json_t *so;
 
@@ -213,22 +212,14 @@ static int common_opts(struct srv_req *r, struct srv_gen *g, json_t *b)
 		return -1;
 	if (has)
 		g->o.max_tokens = (int)n;
-	if (srv_get_number(r, b, "temperature", 0, 2, &has, &x))
+	if (srv_get_float(r, b, "temperature", 0, 2, &g->o.temperature))
 		return -1;
-	if (has)
-		g->o.temperature = (float)x;
-	if (srv_get_number(r, b, "top_p", 0, 1, &has, &x))
+	if (srv_get_float(r, b, "top_p", 0, 1, &g->o.top_p))
 		return -1;
-	if (has)
-		g->o.top_p = (float)x;
-	if (srv_get_number(r, b, "frequency_penalty", -2, 2, &has, &x))
+	if (srv_get_float(r, b, "frequency_penalty", -2, 2, &g->o.frequency_penalty))
 		return -1;
-	if (has)
-		g->o.frequency_penalty = (float)x;
-	if (srv_get_number(r, b, "presence_penalty", -2, 2, &has, &x))
+	if (srv_get_float(r, b, "presence_penalty", -2, 2, &g->o.presence_penalty))
 		return -1;
-	if (has)
-		g->o.presence_penalty = (float)x;
 	if (srv_get_int(r, b, "seed", INT64_MIN, INT64_MAX, &has, &n))
 		return -1;
 	if (has)

@@ -136,6 +136,8 @@ int srv_get_number(struct srv_req *r, json_t *o, const char *key, double lo, dou
 int srv_get_int(struct srv_req *r, json_t *o, const char *key, int64_t lo, int64_t hi, bool *has,
 		int64_t *out);
 int srv_get_bool(struct srv_req *r, json_t *o, const char *key, bool *out);
+/* An optional number in [lo, hi] stored into *dst when present. */
+int srv_get_float(struct srv_req *r, json_t *o, const char *key, double lo, double hi, float *dst);
 
 /* ---- generation requests (gen.c), shared by both APIs ----
  * A handler parses its request into a srv_gen (strings borrowed from

@@ -211,6 +211,17 @@ int srv_get_int(struct srv_req *r, json_t *o, const char *key, int64_t lo, int64
 	return 0;
 }
 
+int srv_get_float(struct srv_req *r, json_t *o, const char *key, double lo, double hi, float *dst)
+{
+	bool has;
+	double x;
+	if (srv_get_number(r, o, key, lo, hi, &has, &x))
+		return -1;
+	if (has)
+		*dst = (float)x;
+	return 0;
+}
+
 int srv_get_bool(struct srv_req *r, json_t *o, const char *key, bool *out)
 {
 	json_t *v = json_object_get(o, key);
