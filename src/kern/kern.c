@@ -5,7 +5,7 @@
  * The reference table below is the complete list of weight types we
  * compute with; an ISA adds its SIMD vec_dot / dot_cols on top through
  * kern_simd_<isa>() (defined in the per-ISA files).  Everything here is
- * const or per call: no global mutable state.
+ * const or per call, but for the CPU feature probe (written once).
  */
 #include "kern/kern.h"
 
@@ -35,33 +35,46 @@ int kern_isa_from_name(const char *name)
 
 #if defined(__x86_64__)
 #include <cpuid.h>
-/* F16C from CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports
- * does not know "f16c"). */
-static bool cpu_has_f16c(void)
+#include <pthread.h>
+
+/* The CPU's features, probed once per process: CPUID traps to the
+ * hypervisor in a VM (tens of microseconds), and kern_traits_get asks on
+ * every matrix product.  Written once under pthread_once, read-only after:
+ * the only static that is not const, and it describes the machine. */
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+static bool cpu_isa[KERN_ISA_COUNT];
+
+static void cpu_probe(void)
 {
 	unsigned a, b, c, d;
-	return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+	/* F16C from CPUID leaf 1, ECX bit 29 (clang 14's
+	 * __builtin_cpu_supports does not know "f16c") */
+	bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+
+	__builtin_cpu_init();
+	cpu_isa[KERN_ISA_REF] = true;
+	cpu_isa[KERN_ISA_AVX2] = __builtin_cpu_supports("avx2") &&
+				 __builtin_cpu_supports("fma") && f16c;
+	cpu_isa[KERN_ISA_AVX512] = cpu_isa[KERN_ISA_AVX2] && __builtin_cpu_supports("avx512f") &&
+				   __builtin_cpu_supports("avx512bw") &&
+				   __builtin_cpu_supports("avx512vl") &&
+				   __builtin_cpu_supports("avx512dq") &&
+				   __builtin_cpu_supports("avx512vnni");
 }
-#endif
 
 bool kern_isa_supported(enum kern_isa isa)
 {
-	switch (isa) {
-	case KERN_ISA_REF:
-		return true;
-#if defined(__x86_64__)
-	case KERN_ISA_AVX2:
-		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		       cpu_has_f16c();
-	case KERN_ISA_AVX512:
-		return kern_isa_supported(KERN_ISA_AVX2) && __builtin_cpu_supports("avx512f") &&
-		       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
-#endif
-	default:
+	if ((unsigned)isa >= KERN_ISA_COUNT)
 		return false;
-	}
+	pthread_once(&cpu_once, cpu_probe);
+	return cpu_isa[isa];
 }
+#else
+bool kern_isa_supported(enum kern_isa isa)
+{
+	return isa == KERN_ISA_REF;
+}
+#endif
 
 enum kern_isa kern_isa_best(void)
 {
