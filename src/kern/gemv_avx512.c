@@ -1,9 +1,12 @@
 /*
- * kern/gemv_avx512 — decode matvec kernels on AVX-512 (VBMI + VNNI) for the
- * types whose generic vec_dot cannot keep up with memory: two 32-element
- * blocks per 512-bit vector straight from one (masked) load of the weight
- * row, with the activation laid out once per call to match.  Only called
- * after kern_isa_supported(AVX512) and a VBMI check (kern_gemv_avx512).
+ * kern/gemv_avx512 — decode matvec kernels on AVX-512 for the types whose
+ * generic vec_dot cannot keep up with memory: whole 64-byte loads of the
+ * weight row, with the activation laid out once per call to match the
+ * order the codes come out in.  Only called after
+ * kern_isa_supported(AVX512) (and a VBMI check for Q4_0:
+ * kern_gemv_avx512).  Every kernel keeps ref.c's integer sums exact and
+ * differs from it only in float rounding; test_kern checks each one
+ * against the reference dot.
  *
  * Q4_0: a pair of blocks (36 bytes: d, 16 nibble bytes, d, 16 nibble
  * bytes) is loaded as one vector; vpermb places block a's nibble bytes in
@@ -119,13 +122,246 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 
 static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot };
 
+/* ---- Q4_K ----
+ * A 144-byte block: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128
+ * bytes of nibbles where chunk c (32 bytes) holds sub-block 2c in its low
+ * and 2c + 1 in its high nibbles.  One 64-byte load is chunks c, c + 1; its
+ * low nibbles are sub-blocks (2c, 2c + 2) and its high ones (2c + 1, 2c + 3),
+ * so the activation codes are packed per block in sub-block order
+ * 0 2 1 3 4 6 5 7.  Per block and row:
+ *   words  = vpmaddubsw(q, a)                 q·a pairs, at most 2·15·128
+ *   isum  += vpmaddwd(words, scale of the word's sub-block)
+ *   msum   = Σ_j min_j · Σ a of sub-block j    (vpmaddwd, 8 words)
+ *   acc   += isum·(d·d_a),  accm += msum·(dmin·d_a)
+ * The integer sums are ref.c's exactly; only the float steps round
+ * differently. */
+
+/* Packed Q4_K activation, per 256-element block:
+ *   int8  codes[256]   sub-block order above
+ *   float d            the Q8_K scale
+ *   int16 bsum[8]      Σ codes of sub-block j (natural order)
+ *   (pad to 320 bytes, keeping the codes 64-byte aligned) */
+#define Q4K_ACT_BYTES 320
+
+/* vpshufb indices for a vector of 8 scale bytes repeated in every 128-bit
+ * lane: words 0-15 (lanes 0, 1) ← byte A, words 16-31 (lanes 2, 3) ← byte
+ * B, high bytes zero. */
+static inline __m512i shuf_pair(int A, int B)
+{
+	const long long wa = (long long)(0x8000800080008000ULL | (uint64_t)A * 0x0001000100010001ULL);
+	const long long wb = (long long)(0x8000800080008000ULL | (uint64_t)B * 0x0001000100010001ULL);
+	return _mm512_set_epi64(wb, wb, wb, wb, wa, wa, wa, wa);
+}
+
+static size_t q4_K_act_bytes(int64_t n)
+{
+	return (size_t)(n / QK_K) * Q4K_ACT_BYTES;
+}
+
+static void q4_K_act_pack(const float *x, void *out, int64_t n)
+{
+	static const int order[8] = { 0, 2, 1, 3, 4, 6, 5, 7 };
+	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_K);
+	uint8_t *o = out;
+	for (int64_t b = 0; b < n / QK_K; b++, o += Q4K_ACT_BYTES) {
+		struct block_q8_K blk;
+		int16_t bsum[8];
+		q8(x + b * QK_K, &blk, QK_K);
+		for (int j = 0; j < 8; j++) {
+			memcpy(o + 32 * j, blk.qs + 32 * order[j], 32);
+			bsum[j] = (int16_t)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+		}
+		memcpy(o + QK_K, &blk.d, sizeof blk.d);
+		memcpy(o + QK_K + 4, bsum, sizeof bsum);
+		memset(o + QK_K + 20, 0, Q4K_ACT_BYTES - QK_K - 20);
+	}
+}
+
+/* Q4_K, or Q5_K with `five`: its block is Q4_K's header, qh[32], then qs;
+ * bit 4 of element 64c + l is bit 2c of qh[l], of 64c + 32 + l bit 2c + 1. */
+static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const uint8_t *x,
+							      const uint8_t *a, bool five)
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F);
+	const __m512i i02 = shuf_pair(0, 2), i13 = shuf_pair(1, 3), i46 = shuf_pair(4, 6),
+		      i57 = shuf_pair(5, 7);
+	const size_t bb = five ? 176 : 144, qs = five ? 48 : 16;
+	/* bit k of each qh byte to bit 4: left by 4 − k or right by k − 4,
+	 * per 16-bit word (a byte's carry into its neighbour never lands on
+	 * bit 4); vectors (lo, hi) of loads 0 and 1 take bits (0|2, 1|3) and
+	 * (4|6, 5|7) */
+	const __m512i sh_l0 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+	const __m512i sh_h0 = _mm512_inserti64x4(_mm512_set1_epi16(3), _mm256_set1_epi16(1), 1);
+	const __m512i sh_l1 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+	const __m512i sh_h1 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
+	const __m512i m10 = _mm512_set1_epi8(0x10);
+	__m512 acc = _mm512_setzero_ps();
+	__m128 accm = _mm_setzero_ps();
+
+	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += Q4K_ACT_BYTES) {
+		uint32_t dd, wa, wb, wc;
+		memcpy(&dd, x, 4);
+		memcpy(&wa, x + 4, 4);
+		memcpy(&wb, x + 8, 4);
+		memcpy(&wc, x + 12, 4);
+		/* scales 0-3 = a & 63, 4-7 = (c & 15) | (a >> 6) << 4;
+		 * mins 0-3 = b & 63, 4-7 = (c >> 4) | (b >> 6) << 4 (per byte) */
+		const uint64_t sc = (uint64_t)((wc & 0x0F0F0F0Fu) | ((wa >> 2) & 0x30303030u)) << 32 |
+				    (wa & 0x3F3F3F3Fu);
+		const uint64_t mn = (uint64_t)(((wc >> 4) & 0x0F0F0F0Fu) | ((wb >> 2) & 0x30303030u))
+					    << 32 |
+				    (wb & 0x3F3F3F3Fu);
+		const __m512i scv = _mm512_set1_epi64((long long)sc);
+		const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
+		const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));
+		__m512i q0 = _mm512_and_si512(raw0, m4);
+		__m512i q1 = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), m4);
+		__m512i q2 = _mm512_and_si512(raw1, m4);
+		__m512i q3 = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), m4);
+		if (five) {
+			const __m512i qh = _mm512_broadcast_i64x4(
+				_mm256_loadu_si256((const __m256i *)(x + 16)));
+			q0 = _mm512_or_si512(q0, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_l0), m10));
+			q1 = _mm512_or_si512(q1, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_h0), m10));
+			q2 = _mm512_or_si512(q2, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
+			q3 = _mm512_or_si512(q3, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
+		}
+		__m512i s0 = _mm512_madd_epi16(
+			_mm512_maddubs_epi16(q0, _mm512_load_si512((const void *)a)),
+			_mm512_shuffle_epi8(scv, i02));
+		__m512i s1 = _mm512_madd_epi16(
+			_mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(a + 64))),
+			_mm512_shuffle_epi8(scv, i13));
+		__m512i s2 = _mm512_madd_epi16(
+			_mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(a + 128))),
+			_mm512_shuffle_epi8(scv, i46));
+		__m512i s3 = _mm512_madd_epi16(
+			_mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(a + 192))),
+			_mm512_shuffle_epi8(scv, i57));
+		const __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+		const __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)),
+						    _mm_loadu_si128((const __m128i *)(a + QK_K + 4)));
+		float da;
+		memcpy(&da, a + QK_K, 4);
+		/* [d·d_a, dmin·d_a] */
+		const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(da));
+		acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(f), acc);
+		accm = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), _mm_shuffle_ps(f, f, 0x55), accm);
+	}
+	return _mm512_reduce_add_ps(acc) - (accm[0] + accm[1] + accm[2] + accm[3]);
+}
+
+static float q4_K_dot(int64_t n, const void *w, const void *act)
+{
+	return q45_K_dot(n, w, act, false);
+}
+
+static float q5_K_dot(int64_t n, const void *w, const void *act)
+{
+	return q45_K_dot(n, w, act, true);
+}
+
+static const struct kern_gemv gemv_q4_K = { q4_K_act_bytes, q4_K_act_pack, q4_K_dot };
+static const struct kern_gemv gemv_q5_K = { q4_K_act_bytes, q4_K_act_pack, q5_K_dot };
+
+/* ---- Q6_K ----
+ * A 210-byte block: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 int8
+ * scales (one per 16 elements), fp16 d.  Half h (128 elements) reads
+ * ql[64h .. 64h + 63] as one vector: its low nibbles are elements
+ * 128h + 0..63 and its high nibbles 128h + 64..127, natural order; the 2
+ * high bits of element 128h + 32k + l sit at bits 2k, 2k + 1 of
+ * qh[32h + l].  Codes are 0..63 (value = code − 32), so per block
+ *   isum = Σ_j scale_j·Σ code·a − 32·Σ_j scale_j·bsum_j
+ * (vpmaddubsw + vpmaddwd with each 128-bit lane's scale, and one vpmaddwd
+ * of the scales with the activation's 16-element sums), the integer of
+ * ref.c exactly; then acc += isum·(d·d_a). */
+
+/* Packed Q6_K activation, per 256-element block: int8 codes[256] (natural
+ * order), float d, int16 bsum[16] (Σ of each 16 codes), pad to 320. */
+static void q6_K_act_pack(const float *x, void *out, int64_t n)
+{
+	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_K);
+	uint8_t *o = out;
+	for (int64_t b = 0; b < n / QK_K; b++, o += Q4K_ACT_BYTES) {
+		struct block_q8_K blk;
+		q8(x + b * QK_K, &blk, QK_K);
+		memcpy(o, blk.qs, QK_K);
+		memcpy(o + QK_K, &blk.d, sizeof blk.d);
+		memcpy(o + QK_K + 4, blk.bsums, sizeof blk.bsums);
+		memset(o + QK_K + 36, 0, Q4K_ACT_BYTES - QK_K - 36);
+	}
+}
+
+static inline __m512i lane_words(int a, int b, int c, int d)
+{
+	return _mm512_set_epi16(d, d, d, d, d, d, d, d, c, c, c, c, c, c, c, c, b, b, b, b, b, b,
+				b, b, a, a, a, a, a, a, a, a);
+}
+
+static float q6_K_dot(int64_t n, const void *w, const void *act)
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+	/* high bits: (qh >> 2k) << 4 for k = 0, 1 (low half words, high half)
+	 * is qh << 4, qh << 2; for k = 2, 3 it is qh, qh >> 2 (then & 0x30) */
+	const __m512i sl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+	const __m512i sr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+	/* the scale word of each 128-bit lane, per half and nibble */
+	const __m512i p0 = lane_words(0, 1, 2, 3), p1 = lane_words(4, 5, 6, 7),
+		      p2 = lane_words(8, 9, 10, 11), p3 = lane_words(12, 13, 14, 15);
+	const uint8_t *x = w, *a = act;
+	__m512 acc = _mm512_setzero_ps();
+
+	for (int64_t b = 0; b < n / QK_K; b++, x += 210, a += Q4K_ACT_BYTES) {
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
+		const __m512i scw = _mm512_castsi256_si512(sc16);
+		__m512i isum = _mm512_setzero_si512();
+		for (int h = 0; h < 2; h++) {
+			const __m512i ql = _mm512_loadu_si512((const void *)(x + 64 * h));
+			const __m512i qh = _mm512_broadcast_i64x4(
+				_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+			const __m512i lo = _mm512_or_si512(
+				_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, sl), m30));
+			const __m512i hi = _mm512_or_si512(
+				_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+				_mm512_and_si512(_mm512_srlv_epi16(qh, sr), m30));
+			const __m512i slo = _mm512_permutexvar_epi16(h ? p2 : p0, scw);
+			const __m512i shi = _mm512_permutexvar_epi16(h ? p3 : p1, scw);
+			isum = _mm512_add_epi32(
+				isum, _mm512_madd_epi16(_mm512_maddubs_epi16(
+								lo, _mm512_load_si512((const void *)(a + 128 * h))),
+							slo));
+			isum = _mm512_add_epi32(
+				isum,
+				_mm512_madd_epi16(_mm512_maddubs_epi16(hi, _mm512_load_si512((const void *)(
+									   a + 128 * h + 64))),
+						  shi));
+		}
+		/* − 32·Σ_j scale_j·bsum_j, in the low 8 lanes */
+		const __m256i ms = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a + QK_K + 4)));
+		isum = _mm512_sub_epi32(isum, _mm512_castsi256_si512(_mm256_slli_epi32(ms, 5)));
+		uint16_t dh;
+		float da;
+		memcpy(&dh, x + 208, 2);
+		memcpy(&da, a + QK_K, 4);
+		acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(da * _cvtsh_ss(dh)), acc);
+	}
+	return _mm512_reduce_add_ps(acc);
+}
+
+static const struct kern_gemv gemv_q6_K = { q4_K_act_bytes, q6_K_act_pack, q6_K_dot };
+
 const struct kern_gemv *kern_gemv_avx512(uint32_t type)
 {
-	if (!__builtin_cpu_supports("avx512vbmi"))
-		return NULL;
 	switch (type) {
 	case GGUF_TYPE_Q4_0:
-		return &gemv_q4_0;
+		/* vpermb: AVX512_VBMI */
+		return __builtin_cpu_supports("avx512vbmi") ? &gemv_q4_0 : NULL;
+	case GGUF_TYPE_Q4_K:
+		return &gemv_q4_K;
+	case GGUF_TYPE_Q5_K:
+		return &gemv_q5_K;
+	case GGUF_TYPE_Q6_K:
+		return &gemv_q6_K;
 	default:
 		return NULL;
 	}
