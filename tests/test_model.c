@@ -208,6 +208,68 @@ static void fixture_close(struct fixture *f)
 	gguf_close(f->g);
 }
 
+/* synth's Q4_K_M mix: the tensor types of a 16-layer model listed by hand
+ * from llama.cpp's rule, and the same types as the golden Q4_K_M file
+ * (made by llama-quantize) for the 2-layer shape, when it is present. */
+static void test_synth_q4_k_m(void **state)
+{
+	static const int more[16] = { 1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 1 };
+	struct synth_opts o = { .type = GGUF_TYPE_Q4_K, .seed = 3, .q4_k_m = true };
+	const char *path = tu_tmp_path("mix.gguf");
+	struct gguf_file *g;
+	struct dm_err e;
+	char nm[64];
+	(void)state;
+
+	assert_int_equal(synth_preset("tiny", &o.shape, &e), 0);
+	o.shape.n_layer = 16;
+	if (synth_write(&o, path, &e) || gguf_open(&g, path, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(gguf_tensor_find(g, "output.weight")->type, GGUF_TYPE_Q6_K);
+	assert_int_equal(gguf_tensor_find(g, "token_embd.weight")->type, GGUF_TYPE_Q4_K);
+	for (int l = 0; l < 16; l++) {
+		static const char *const six[] = { "attn_v", "ffn_down" };
+		static const char *const four[] = { "attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up" };
+		for (int i = 0; i < 2; i++) {
+			snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, six[i]);
+			if (gguf_tensor_find(g, nm)->type != (more[l] ? GGUF_TYPE_Q6_K : GGUF_TYPE_Q4_K))
+				fail_msg("%s: type %u", nm, gguf_tensor_find(g, nm)->type);
+		}
+		for (int i = 0; i < 5; i++) {
+			snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, four[i]);
+			assert_int_equal(gguf_tensor_find(g, nm)->type, GGUF_TYPE_Q4_K);
+		}
+	}
+	gguf_close(g);
+
+	/* the golden file's 2-layer mix, tensor by tensor */
+	const char *gold = tu_golden_dir();
+	if (!gold)
+		return;
+	char gpath[512];
+	struct gguf_file *ref;
+	snprintf(gpath, sizeof gpath, "%s/kquant/kquant-Q4_K_M.gguf", gold);
+	if (gguf_open(&ref, gpath, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(gguf_get_u32(ref, "llama.block_count", &o.shape.n_layer, NULL), 0);
+	if (synth_write(&o, path, &e) || gguf_open(&g, path, &e))
+		fail_msg("%s", e.msg);
+	int checked = 0;
+	for (uint64_t i = 0; i < ref->n_tensors; i++) {
+		const struct gguf_tensor *rt = &ref->tensors[i];
+		snprintf(nm, sizeof nm, "%.*s", (int)rt->name.len, rt->name.ptr);
+		const struct gguf_tensor *t = gguf_tensor_find(g, nm);
+		if (!t || rt->n_dims < 2)
+			continue;
+		if (t->type != rt->type)
+			fail_msg("%s: synth %u, golden %u", nm, t->type, rt->type);
+		checked++;
+	}
+	assert_true(checked >= 9);
+	gguf_close(g);
+	gguf_close(ref);
+}
+
 static const int32_t prompt[] = { 1, 300, 17, 42, 480, 511, 260, 3, 99, 128, 200, 7 };
 #define N_PROMPT ((int)(sizeof prompt / sizeof prompt[0]))
 
@@ -730,6 +792,7 @@ int main(void)
 		cmocka_unit_test(test_golden_greedy),
 		cmocka_unit_test(test_golden_perplexity),
 		cmocka_unit_test(test_golden_kquant_logits),
+		cmocka_unit_test(test_synth_q4_k_m),
 		cmocka_unit_test(test_cli_run),
 	};
 	return cmocka_run_group_tests_name("model", tests, NULL, NULL);

@@ -27,6 +27,9 @@ int cli_synth(int argc, char **argv)
 				o.arch = val;
 			} else if (!strcmp(a, "--type")) {
 				int t = gguf_type_from_name(val);
+				o.q4_k_m = !strcmp(val, "Q4_K_M");
+				if (o.q4_k_m)
+					t = GGUF_TYPE_Q4_K;
 				if (t < 0)
 					return cli_fail("synth: unknown type '%s'", val), 2;
 				o.type = (uint32_t)t;
@@ -44,7 +47,7 @@ int cli_synth(int argc, char **argv)
 		}
 	}
 	if (!out)
-		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2] [--type T] [--seed S] -o FILE"), 2;
+		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2] [--type T|Q4_K_M] [--seed S] -o FILE"), 2;
 	if (synth_preset(preset, &o.shape, &err))
 		return cli_fail("synth: %s", err.msg), 2;
 	if (synth_write(&o, out, &err))

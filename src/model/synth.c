@@ -248,6 +248,12 @@ static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const
 	return rc;
 }
 
+/* llama.cpp's rule for the layers that get more bits in the _M mixes. */
+static bool more_bits(uint32_t l, uint32_t n)
+{
+	return l < n / 8 || l >= 7 * n / 8 || (l >= n / 8 && (l - n / 8) % 3 == 2);
+}
+
 static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, uint32_t *n_out,
 			struct dm_err *err)
 {
@@ -281,6 +287,8 @@ static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, u
 		BLK("attn_q.weight", s->n_embd, s->n_embd, 2, false);
 		BLK("attn_k.weight", s->n_embd, kv, 2, false);
 		BLK("attn_v.weight", s->n_embd, kv, 2, false);
+		if (o->q4_k_m && more_bits(l, s->n_layer))
+			p[k - 1].type = GGUF_TYPE_Q6_K;
 		if (bias) {
 			BLK("attn_q.bias", s->n_embd, 1, 1, false);
 			BLK("attn_k.bias", kv, 1, 1, false);
@@ -292,10 +300,14 @@ static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, u
 		BLK("ffn_gate.weight", s->n_embd, s->n_ff, 2, false);
 		BLK("ffn_up.weight", s->n_embd, s->n_ff, 2, false);
 		BLK("ffn_down.weight", s->n_ff, s->n_embd, 2, false);
+		if (o->q4_k_m && more_bits(l, s->n_layer))
+			p[k - 1].type = GGUF_TYPE_Q6_K;
 #undef BLK
 	}
 	ADD("output_norm.weight", s->n_embd, 1, 1, true);
 	ADD("output.weight", s->n_embd, s->n_vocab, 2, false);
+	if (o->q4_k_m)
+		p[k - 1].type = GGUF_TYPE_Q6_K;
 #undef ADD
 	*out = p;
 	*n_out = k;
@@ -320,6 +332,8 @@ int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err
 	if (!s->n_head || s->n_embd % s->n_head || !s->n_head_kv || s->n_head % s->n_head_kv)
 		return dm_err_set(err, DM_EINVAL, "bad shape: embd %u, heads %u, kv heads %u",
 				  s->n_embd, s->n_head, s->n_head_kv);
+	if (o->q4_k_m && o->type != GGUF_TYPE_Q4_K)
+		return dm_err_set(err, DM_EINVAL, "synth: the Q4_K_M mix needs type Q4_K");
 	if (file_type_of(o->type) < 0 || !encodable(o->type)) {
 		const struct gguf_type_info *ti = gguf_type_get(o->type);
 		return dm_err_set(err, DM_EUNSUPPORTED, "synth: weight type %s is not supported",

@@ -10,6 +10,7 @@
 #ifndef DM_MODEL_SYNTH_H
 #define DM_MODEL_SYNTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "base/err.h"
@@ -24,6 +25,10 @@ struct synth_opts {
 	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
 	const char *arch; /* "llama" (default when NULL) or "qwen2" (adds q/k/v biases) */
 	uint64_t seed;
+	/* llama.cpp's Q4_K_M mix on top of type Q4_K: output, and attn_v and
+	 * ffn_down of the first and last eighth of the layers and every third
+	 * in between, as Q6_K */
+	bool q4_k_m;
 };
 
 /* Fills *shape for "tiny", "110m" or "1b"; DM_EINVAL for other names. */
