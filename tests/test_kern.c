@@ -329,12 +329,14 @@ static int mm_case_bad(const struct mm_case *c, const float *y, char *msg, size_
 /* matvec and matmul, threaded, against per-row reference dots, with the
  * tolerance of the dot test (S from the actual operands).  Shapes cover the
  * AVX-512 panel gemm's edges: n with an even and an odd number of 32-blocks,
- * a single block, and an odd number of 256-blocks (768); rows below, at and past its 16-row panels; token
- * counts below its threshold, odd ones, and past its 8-token passes. */
+ * a single block, an odd number of 256-blocks (768), and two 512-element
+ * groups (1024, the Q4_0 matvec's 16-block step); rows below, at and past
+ * its 16-row panels; token counts below its threshold, odd ones, and past
+ * its 8-token passes. */
 static void test_matvec_matmul(void **state)
 {
 	struct dm_pool *pool;
-	static const int64_t ns[] = { 512, 544, 32, 768 };
+	static const int64_t ns[] = { 512, 544, 32, 768, 1024 };
 	static const int64_t shapes[][2] = { /* rows, tokens */
 		{ 67, 11 }, { 1, 5 }, { 15, 2 }, { 16, 3 }, { 17, 4 }, { 33, 8 }, { 48, 9 }, { 5, 17 },
 	};

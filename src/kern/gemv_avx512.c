@@ -236,12 +236,13 @@ static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_
  * The integer sums are ref.c's exactly; only the float steps round
  * differently. */
 
-/* Packed Q4_K activation, per 256-element block:
+/* Packed Q4_K/Q5_K activation, per 256-element block:
  *   int8  codes[256]   sub-block order above
  *   float d            the Q8_K scale
  *   int16 bsum[8]      Σ codes of sub-block j (natural order)
- *   (pad to 320 bytes, keeping the codes 64-byte aligned) */
-#define Q4K_ACT_BYTES 320
+ *   (pad to KQ_ACT_BYTES, keeping the codes 64-byte aligned; Q6_K's
+ *   packing below has the same size) */
+#define KQ_ACT_BYTES 320
 
 /* vpshufb indices for a vector of 8 scale bytes repeated in every 128-bit
  * lane: words 0-15 (lanes 0, 1) ← byte A, words 16-31 (lanes 2, 3) ← byte
@@ -253,9 +254,9 @@ static inline __m512i shuf_pair(int A, int B)
 	return _mm512_set_epi64(wb, wb, wb, wb, wa, wa, wa, wa);
 }
 
-static size_t q4_K_act_bytes(int64_t n)
+static size_t kq_act_bytes(int64_t n)
 {
-	return (size_t)(n / QK_K) * Q4K_ACT_BYTES;
+	return (size_t)(n / QK_K) * KQ_ACT_BYTES;
 }
 
 static void q4_K_act_pack(const float *x, void *out, int64_t n)
@@ -263,7 +264,7 @@ static void q4_K_act_pack(const float *x, void *out, int64_t n)
 	static const int order[8] = { 0, 2, 1, 3, 4, 6, 5, 7 };
 	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_K);
 	uint8_t *o = out;
-	for (int64_t b = 0; b < n / QK_K; b++, o += Q4K_ACT_BYTES) {
+	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
 		struct block_q8_K blk;
 		int16_t bsum[8];
 		q8(x + b * QK_K, &blk, QK_K);
@@ -273,7 +274,7 @@ static void q4_K_act_pack(const float *x, void *out, int64_t n)
 		}
 		memcpy(o + QK_K, &blk.d, sizeof blk.d);
 		memcpy(o + QK_K + 4, bsum, sizeof bsum);
-		memset(o + QK_K + 20, 0, Q4K_ACT_BYTES - QK_K - 20);
+		memset(o + QK_K + 20, 0, KQ_ACT_BYTES - QK_K - 20);
 	}
 }
 
@@ -298,7 +299,7 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 	__m512 acc = _mm512_setzero_ps();
 	__m128 accm = _mm_setzero_ps();
 
-	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += Q4K_ACT_BYTES) {
+	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += KQ_ACT_BYTES) {
 		uint32_t dd, wa, wb, wc;
 		memcpy(&dd, x, 4);
 		memcpy(&wa, x + 4, 4);
@@ -361,8 +362,8 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
 	return q45_K_dot(n, w, act, true);
 }
 
-static const struct kern_gemv gemv_q4_K = { q4_K_act_bytes, q4_K_act_pack, q4_K_dot };
-static const struct kern_gemv gemv_q5_K = { q4_K_act_bytes, q4_K_act_pack, q5_K_dot };
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q4_K_act_pack, q4_K_dot };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q4_K_act_pack, q5_K_dot };
 
 /* ---- Q6_K ----
  * A 210-byte block: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 int8
@@ -382,13 +383,13 @@ static void q6_K_act_pack(const float *x, void *out, int64_t n)
 {
 	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_K);
 	uint8_t *o = out;
-	for (int64_t b = 0; b < n / QK_K; b++, o += Q4K_ACT_BYTES) {
+	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
 		struct block_q8_K blk;
 		q8(x + b * QK_K, &blk, QK_K);
 		memcpy(o, blk.qs, QK_K);
 		memcpy(o + QK_K, &blk.d, sizeof blk.d);
 		memcpy(o + QK_K + 4, blk.bsums, sizeof blk.bsums);
-		memset(o + QK_K + 36, 0, Q4K_ACT_BYTES - QK_K - 36);
+		memset(o + QK_K + 36, 0, KQ_ACT_BYTES - QK_K - 36);
 	}
 }
 
@@ -411,7 +412,7 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	const uint8_t *x = w, *a = act;
 	__m512 acc = _mm512_setzero_ps();
 
-	for (int64_t b = 0; b < n / QK_K; b++, x += 210, a += Q4K_ACT_BYTES) {
+	for (int64_t b = 0; b < n / QK_K; b++, x += 210, a += KQ_ACT_BYTES) {
 		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
 		const __m512i scw = _mm512_castsi256_si512(sc16);
 		__m512i isum = _mm512_setzero_si512();
@@ -448,7 +449,7 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return _mm512_reduce_add_ps(acc);
 }
 
-static const struct kern_gemv gemv_q6_K = { q4_K_act_bytes, q6_K_act_pack, q6_K_dot };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot };
 
 const struct kern_gemv *kern_gemv_avx512(uint32_t type)
 {
