@@ -25,13 +25,15 @@
  *   min    [16 rows] float                 (types with a min only)
  *
  * Activations are quantized once per call by the type's reference-exact
- * act quantizer (Q8_0, Q8_1 or Q8_K) and packed per token row as
+ * act quantizer (Q8_0, Q8_1 or Q8_K) and packed in blocks of 8 tokens,
+ * per unit one record (all a tile reads for a unit at fixed offsets from
+ * one pointer: with per-token pointers GCC ran out of registers):
  *
- *   int8  codes[n]        element order
- *   float d[n/unit]       the unit's activation scale (fp16 d as float;
+ *   int8  codes[8][unit]  token c's codes, element order
+ *   float d[8]            the unit's activation scale (fp16 d as float;
  *                         Q8_K's d)
- *   int32 corr[n/unit]    −offset·Σ codes of the unit
- *   float s[n/unit]       d·Σ codes of the unit (Q8_1's fp16 s), for mins
+ *   int32 corr[8]         −offset·Σ codes of the unit
+ *   float s[8]            d·Σ codes of the unit (Q8_1's fp16 s), for mins
  *
  * so that per unit, row r and token t:
  *   isum = corr + Σ code_w·code_a      (vpdpbusd, exact in int32)
@@ -305,11 +307,21 @@ INLINE void repack_int(const struct qdesc *q, uint32_t type, int64_t n, const ui
 	}
 }
 
-/* Packed activation row: codes[n], d[nu], corr[nu], s[nu] (nu = n / unit). */
-INLINE size_t act_bytes_int(int unit, int64_t n)
+/* Packed activations, per block of PC tokens and per unit u:
+ *   int8  codes[PC][unit]   token c's codes of the unit
+ *   float d[PC]
+ *   int32 corr[PC]
+ *   float s[PC]             (types with a min)
+ * so that everything the tile reads for a unit is one record at constant
+ * offsets from one pointer. */
+INLINE size_t rec_bytes(int unit, bool min)
 {
-	const size_t nu = (size_t)(n / unit);
-	return ((size_t)n + 12 * nu + 63) & ~(size_t)63;
+	return (size_t)PC * (size_t)unit + (size_t)PC * 4 * (min ? 3 : 2);
+}
+
+INLINE size_t act_bytes_int(int unit, bool min, int64_t n)
+{
+	return (size_t)(n / unit) * rec_bytes(unit, min);
 }
 
 /* Σ of 32 int8 codes. */
@@ -324,102 +336,117 @@ INLINE int sum32(const int8_t *p)
 	return _mm_cvtsi128_si32(s4);
 }
 
-INLINE void act_pack_int(const struct qdesc *q, const float *x, uint8_t *row, int64_t n)
+/* One unit's fields of token `slot` in a record. */
+INLINE void rec_put(const struct qdesc *q, uint8_t *rec, int slot, const int8_t *codes, float d,
+		    int32_t corr, float s)
 {
-	const int64_t nu = n / q->unit;
-	int8_t *qs = (int8_t *)row;
-	float *d = (float *)(row + n), *s = d + 2 * nu;
-	int32_t *corr = (int32_t *)(d + nu);
+	memcpy(rec + (size_t)slot * (size_t)q->unit, codes, (size_t)q->unit);
+	uint8_t *f = rec + (size_t)PC * (size_t)q->unit + 4 * (size_t)slot;
+	memcpy(f, &d, 4);
+	memcpy(f + 4 * PC, &corr, 4);
+	if (q->min)
+		memcpy(f + 8 * PC, &s, 4);
+}
+
+INLINE void act_pack_int(const struct qdesc *q, const float *x, uint8_t *blk, int64_t n, int slot)
+{
+	const size_t rb = rec_bytes(q->unit, q->min);
 	kern_from_float_fn quant = kern_act_quant_avx512(q->act_type);
 	union {
 		struct block_q8_0 b0;
 		struct block_q8_1 b1;
 		struct block_q8_K bk;
-	} blk;
+	} b;
 
 	if (q->act_type == GGUF_TYPE_Q8_K) {
 		const int upb = QK_K / q->unit;
-		for (int64_t b = 0; b < n / QK_K; b++) {
-			quant(x + b * QK_K, &blk, QK_K);
-			memcpy(qs + b * QK_K, blk.bk.qs, QK_K);
+		for (int64_t k = 0; k < n / QK_K; k++) {
+			quant(x + k * QK_K, &b, QK_K);
 			for (int j = 0; j < upb; j++) {
-				const int64_t u = b * upb + j;
-				int sum = upb == 16 ? blk.bk.bsums[j]
-						    : blk.bk.bsums[2 * j] + blk.bk.bsums[2 * j + 1];
-				d[u] = blk.bk.d;
-				corr[u] = -q->offset * sum;
-				s[u] = blk.bk.d * (float)sum;
+				const int64_t u = k * upb + j;
+				int sum = upb == 16 ? b.bk.bsums[j] : b.bk.bsums[2 * j] + b.bk.bsums[2 * j + 1];
+				rec_put(q, blk + (size_t)u * rb, slot, b.bk.qs + j * q->unit, b.bk.d,
+					-q->offset * sum, b.bk.d * (float)sum);
 			}
 		}
 		return;
 	}
-	for (int64_t u = 0; u < nu; u++) {
-		const int8_t *bq;
-		quant(x + u * 32, &blk, 32);
-		if (q->act_type == GGUF_TYPE_Q8_1) {
-			bq = blk.b1.qs;
-			d[u] = _cvtsh_ss(blk.b1.d);
-			s[u] = _cvtsh_ss(blk.b1.s);
-		} else {
-			bq = blk.b0.qs;
-			d[u] = _cvtsh_ss(blk.b0.d);
-			s[u] = 0;
-		}
-		memcpy(qs + u * 32, bq, 32);
-		corr[u] = q->offset ? -q->offset * sum32(bq) : 0;
+	for (int64_t u = 0; u < n / 32; u++) {
+		uint8_t *rec = blk + (size_t)u * rb;
+		quant(x + u * 32, &b, 32);
+		if (q->act_type == GGUF_TYPE_Q8_1)
+			rec_put(q, rec, slot, b.b1.qs, _cvtsh_ss(b.b1.d), 0, _cvtsh_ss(b.b1.s));
+		else
+			rec_put(q, rec, slot, b.b0.qs, _cvtsh_ss(b.b0.d),
+				q->offset ? -q->offset * sum32(b.b0.qs) : 0, 0);
 	}
 }
 
-INLINE int32_t ld32(const int8_t *p)
+/* acc + w·broadcast(*p) by vpdpbusd (and f·broadcast(*p) by vmulps) with
+ * the broadcast folded into the instruction's memory operand: GCC 12
+ * otherwise issues many of them as separate vpbroadcastd, which cost
+ * ~25 % of the tile (measured). */
+INLINE __m512i dpbusd_b(__m512i acc, __m512i w, const uint8_t *p)
+{
+	__asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+	return acc;
+}
+
+INLINE __m512 mul_b(__m512 f, const uint8_t *p)
+{
+	__m512 r;
+	__asm__("vmulps %2%{1to16%}, %1, %0" : "=v"(r) : "v"(f), "m"(*(const float *)p));
+	return r;
+}
+
+INLINE __m512 fmadd_b(__m512 f, const uint8_t *p, __m512 acc)
+{
+	__asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(f), "m"(*(const float *)p));
+	return acc;
+}
+
+INLINE int32_t ld32(const uint8_t *p)
 {
 	int32_t v;
 	memcpy(&v, p, 4);
 	return v;
 }
 
-/* One panel × NC tokens over the whole row: y[c·ys + r] for the rows in
- * mask m.  Units of 4·G elements. */
+/* One panel × NC tokens (one token block) over the whole row: y[c·ys + r]
+ * for the rows in mask m.  Units of 4·G elements. */
 INLINE void int_tile(const uint8_t *panel, const int G, bool min, int64_t n, const uint8_t *act,
-		     size_t a_row, float *y, size_t ys, __mmask16 m, const int NC)
+		     float *y, size_t ys, __mmask16 m, const int NC)
 {
 	const int64_t nu = n / (4 * G);
-	const size_t ub = unit_bytes(4 * G, min);
-	const int8_t *qa[PC];
-	const float *da[PC], *sa[PC];
-	const int32_t *ca[PC];
+	const size_t ub = unit_bytes(4 * G, min), rb = rec_bytes(4 * G, min);
+	const size_t fd = (size_t)PC * 4 * (size_t)G; /* d[], then corr[], s[] */
 	__m512 acc[PC];
 #pragma GCC unroll 8
-	for (int c = 0; c < NC; c++) {
-		qa[c] = (const int8_t *)(act + (size_t)c * a_row);
-		da[c] = (const float *)(act + (size_t)c * a_row + n);
-		ca[c] = (const int32_t *)(da[c] + nu);
-		sa[c] = da[c] + 2 * nu;
+	for (int c = 0; c < NC; c++)
 		acc[c] = _mm512_setzero_ps();
-	}
 	for (int64_t u = 0; u < nu; u++) {
-		const uint8_t *p = panel + (size_t)u * ub;
+		const uint8_t *p = panel + (size_t)u * ub, *a = act + (size_t)u * rb;
 		__m512i isum[PC];
 #pragma GCC unroll 8
 		for (int c = 0; c < NC; c++)
-			isum[c] = _mm512_set1_epi32(ca[c][u]);
+			isum[c] = _mm512_set1_epi32(ld32(a + fd + 4 * PC + 4 * c));
 #pragma GCC unroll 8
 		for (int g = 0; g < G; g++) {
 			__m512i wv = _mm512_load_si512((const void *)(p + 64 * g));
 #pragma GCC unroll 8
 			for (int c = 0; c < NC; c++)
-				isum[c] = _mm512_dpbusd_epi32(isum[c], wv,
-							      _mm512_set1_epi32(ld32(qa[c] + u * 4 * G + 4 * g)));
+				isum[c] = dpbusd_b(isum[c], wv, a + 4 * G * c + 4 * g);
 		}
 		__m512 sc = _mm512_load_ps((const void *)(p + G * 64));
 #pragma GCC unroll 8
 		for (int c = 0; c < NC; c++)
-			acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]),
-						 _mm512_mul_ps(sc, _mm512_set1_ps(da[c][u])), acc[c]);
+			acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), mul_b(sc, a + fd + 4 * c),
+						 acc[c]);
 		if (min) {
 			__m512 mn = _mm512_load_ps((const void *)(p + G * 64 + 64));
 #pragma GCC unroll 8
 			for (int c = 0; c < NC; c++)
-				acc[c] = _mm512_fmadd_ps(mn, _mm512_set1_ps(sa[c][u]), acc[c]);
+				acc[c] = fmadd_b(mn, a + fd + 8 * PC + 4 * c, acc[c]);
 		}
 	}
 #pragma GCC unroll 8
@@ -441,34 +468,34 @@ INLINE void int_tile(const uint8_t *panel, const int G, bool min, int64_t n, con
 
 /* One tile kernel per unit size × min (× token count), shared by the types. */
 #define TILE_FN(name, G, MIN)                                                             \
-	static void name(const uint8_t *panel, int64_t n, const uint8_t *act, size_t a_row, \
-			 float *y, size_t ys, __mmask16 m, int nc)                        \
+	static void name(const uint8_t *panel, int64_t n, const uint8_t *act, float *y,  \
+			 size_t ys, __mmask16 m, int nc)                                  \
 	{                                                                                \
 		NC_SWITCH(TILE_CALL_##G##_##MIN)                                         \
 	}
-#define TILE_CALL_8_0(NC) int_tile(panel, 8, false, n, act, a_row, y, ys, m, NC)
-#define TILE_CALL_8_1(NC) int_tile(panel, 8, true, n, act, a_row, y, ys, m, NC)
-#define TILE_CALL_4_0(NC) int_tile(panel, 4, false, n, act, a_row, y, ys, m, NC)
-#define TILE_CALL_4_1(NC) int_tile(panel, 4, true, n, act, a_row, y, ys, m, NC)
+#define TILE_CALL_8_0(NC) int_tile(panel, 8, false, n, act, y, ys, m, NC)
+#define TILE_CALL_8_1(NC) int_tile(panel, 8, true, n, act, y, ys, m, NC)
+#define TILE_CALL_4_0(NC) int_tile(panel, 4, false, n, act, y, ys, m, NC)
+#define TILE_CALL_4_1(NC) int_tile(panel, 4, true, n, act, y, ys, m, NC)
 TILE_FN(tile32, 8, 0)
 TILE_FN(tile32m, 8, 1)
 TILE_FN(tile16, 4, 0)
 TILE_FN(tile16m, 4, 1)
 
 INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uint8_t *w,
-		      size_t w_row, int nr, const uint8_t *act, size_t a_row, int64_t n_tok,
+		      size_t w_row, int nr, const uint8_t *act, size_t a_blk, int64_t n_tok,
 		      float *y, size_t ys, uint8_t *scratch)
 {
 	const __mmask16 m = (__mmask16)((1u << nr) - 1);
 	repack_int(q, type, n, w, w_row, nr, scratch);
 	for (int64_t t0 = 0; t0 < n_tok; t0 += PC) {
 		const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
-		const uint8_t *a = act + (size_t)t0 * a_row;
+		const uint8_t *a = act + (size_t)(t0 / PC) * a_blk;
 		float *yt = y + (size_t)t0 * ys;
 		if (q->unit == 32)
-			(q->min ? tile32m : tile32)(scratch, n, a, a_row, yt, ys, m, nc);
+			(q->min ? tile32m : tile32)(scratch, n, a, yt, ys, m, nc);
 		else
-			(q->min ? tile16m : tile16)(scratch, n, a, a_row, yt, ys, m, nc);
+			(q->min ? tile16m : tile16)(scratch, n, a, yt, ys, m, nc);
 	}
 }
 
@@ -479,22 +506,22 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 	static const struct qdesc desc_##ty = { BS, BB, UNIT, OFF, MIN, GGUF_TYPE_##ACT }; \
 	static size_t act_bytes_##ty(int64_t n)                                           \
 	{                                                                                \
-		return act_bytes_int(UNIT, n);                                           \
+		return act_bytes_int(UNIT, MIN, n);                                      \
 	}                                                                                \
-	static void pack_##ty(const float *x, void *row, int64_t n)                       \
+	static void pack_##ty(const float *x, uint8_t *blk, int64_t n, int slot)          \
 	{                                                                                \
-		act_pack_int(&desc_##ty, x, row, n);                                     \
+		act_pack_int(&desc_##ty, x, blk, n, slot);                               \
 	}                                                                                \
 	static size_t scratch_##ty(int64_t n)                                             \
 	{                                                                                \
 		return (size_t)(n / UNIT) * unit_bytes(UNIT, MIN);                       \
 	}                                                                                \
 	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
-			       const uint8_t *act, size_t a_row, const float *x,          \
+			       const uint8_t *act, size_t a_blk, const float *x,          \
 			       int64_t n_tok, float *y, size_t ys, uint8_t *scratch)      \
 	{                                                                                \
 		(void)x;                                                                 \
-		panel_int(&desc_##ty, GGUF_TYPE_##TY, n, w, w_row, nr, act, a_row, n_tok, \
+		panel_int(&desc_##ty, GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, \
 			  y, ys, scratch);                                               \
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
@@ -597,11 +624,11 @@ static size_t scratch_float(int64_t n)
 
 #define FLOAT_TYPE(ty, TY)                                                                \
 	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
-			       const uint8_t *act, size_t a_row, const float *x,          \
+			       const uint8_t *act, size_t a_blk, const float *x,          \
 			       int64_t n_tok, float *y, size_t ys, uint8_t *scratch)      \
 	{                                                                                \
 		(void)act;                                                               \
-		(void)a_row;                                                             \
+		(void)a_blk;                                                             \
 		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, x, n_tok, y, ys, scratch);   \
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { 8, NULL, NULL, scratch_float, panel_##ty };

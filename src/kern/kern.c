@@ -247,7 +247,7 @@ struct mm_job {
 	kern_vec_dot_fn dot;          /* matvec: the row kernel */
 	const float *x;     /* n_tok × n floats */
 	uint8_t *act;       /* n_tok quantized / packed activation rows */
-	size_t act_row;     /* bytes per activation row */
+	size_t act_row;     /* bytes per activation row (gemm: per token block) */
 	uint8_t *scratch;   /* gemm: one panel buffer per pool thread */
 	size_t scratch_row; /* bytes per thread */
 	float *y;           /* n_tok × n_rows */
@@ -256,10 +256,15 @@ struct mm_job {
 static void act_task(void *arg, int64_t b, int64_t e, int thread)
 {
 	struct mm_job *j = arg;
-	kern_from_float_fn pack = j->gemm ? j->gemm->act_pack : j->t->act_from_float;
 	(void)thread;
-	for (int64_t t = b; t < e; t++)
-		pack(j->x + (size_t)t * (size_t)j->n, j->act + (size_t)t * j->act_row, j->n);
+	for (int64_t t = b; t < e; t++) {
+		const float *x = j->x + (size_t)t * (size_t)j->n;
+		if (j->gemm) /* token blocks: act_row bytes per KERN_GEMM_TOK tokens */
+			j->gemm->act_pack(x, j->act + (size_t)(t / KERN_GEMM_TOK) * j->act_row, j->n,
+					  (int)(t % KERN_GEMM_TOK));
+		else
+			j->t->act_from_float(x, j->act + (size_t)t * j->act_row, j->n);
+	}
 }
 
 static void matvec_task(void *arg, int64_t b, int64_t e, int thread)
@@ -338,7 +343,8 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *poo
 	/* 64-byte aligned rows keep SIMD loads within cache lines */
 	j->act_row = (j->act_row + 63) & ~(size_t)63;
 	if (n_tok > 0 && n > 0 && j->act_row) {
-		j->act = aligned_alloc(64, j->act_row * (size_t)n_tok);
+		const int64_t n_act = j->gemm ? (n_tok + KERN_GEMM_TOK - 1) / KERN_GEMM_TOK : n_tok;
+		j->act = aligned_alloc(64, j->act_row * (size_t)n_act);
 		if (!j->act)
 			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
 	}
@@ -407,8 +413,8 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 	}
 	j.x = x;
 	j.y = y;
-	if (j.act)
-		dm_pool_run(pool, n_tok, 1, act_task, &j);
+	if (j.act) /* whole token blocks per task: no two threads write one block */
+		dm_pool_run(pool, n_tok, j.gemm ? KERN_GEMM_TOK : 1, act_task, &j);
 	if (j.gemm)
 		dm_pool_run(pool, n_rows,
 			    (row_chunk(pool, n_rows, KERN_PANEL_ROWS) + KERN_PANEL_ROWS - 1) &
