@@ -254,6 +254,44 @@ INLINE size_t unit_bytes(int unit, bool min)
 	return (size_t)(unit / 4) * 64 + 64 + (min ? 64 : 0);
 }
 
+/* Q4_0's codes of one block of 16 rows, straight to the panel's 8 groups:
+ * the rows' 16 code bytes (4 dwords each) as four vectors of 4 rows, a
+ * 16 × 4 dword transpose (two-source permutes, then 256-bit halves joined)
+ * to "dword g of rows 0..15", whose low nibbles are group g and high
+ * nibbles group g + 4.  A third of the generic path's instructions. */
+INLINE void repack_q4_0_codes(const uint8_t *const row[PR], size_t off, uint8_t *p)
+{
+	/* element j of the 2-source permute: dword g = 2h + j / 8 of row j % 8
+	 * (row i of a vector pair is lane 4·(i % 4) + g of source i / 4) */
+	const __m512i i01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+	const __m512i i23 = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27,
+					      31);
+	const __m512i m4 = _mm512_set1_epi8(0x0F);
+	__m512i a[4];
+	for (int k = 0; k < 4; k++) {
+		__m512i v = _mm512_castsi128_si512(
+			_mm_loadu_si128((const __m128i *)(row[4 * k] + off + 2)));
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * k + 1] + off + 2)), 1);
+		v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * k + 2] + off + 2)), 2);
+		a[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(row[4 * k + 3] + off + 2)),
+					  3);
+	}
+	const __m512i lo01 = _mm512_permutex2var_epi32(a[0], i01, a[1]); /* rows 0-7, dwords 0 1 */
+	const __m512i lo23 = _mm512_permutex2var_epi32(a[0], i23, a[1]); /* rows 0-7, dwords 2 3 */
+	const __m512i hi01 = _mm512_permutex2var_epi32(a[2], i01, a[3]);
+	const __m512i hi23 = _mm512_permutex2var_epi32(a[2], i23, a[3]);
+	__m512i d[4];
+	d[0] = _mm512_shuffle_i64x2(lo01, hi01, _MM_SHUFFLE(1, 0, 1, 0));
+	d[1] = _mm512_shuffle_i64x2(lo01, hi01, _MM_SHUFFLE(3, 2, 3, 2));
+	d[2] = _mm512_shuffle_i64x2(lo23, hi23, _MM_SHUFFLE(1, 0, 1, 0));
+	d[3] = _mm512_shuffle_i64x2(lo23, hi23, _MM_SHUFFLE(3, 2, 3, 2));
+	for (int g = 0; g < 4; g++) {
+		_mm512_store_si512((void *)(p + 64 * g), _mm512_and_si512(d[g], m4));
+		_mm512_store_si512((void *)(p + 64 * (g + 4)),
+				   _mm512_and_si512(_mm512_srli_epi16(d[g], 4), m4));
+	}
+}
+
 /* Repacks rows w[0..nr) (rows past nr repeat row nr − 1; their results are
  * never stored) into the panel layout above. */
 INLINE void repack_int(const struct qdesc *q, uint32_t type, int64_t n, const uint8_t *w,
@@ -273,17 +311,22 @@ INLINE void repack_int(const struct qdesc *q, uint32_t type, int64_t n, const ui
 	for (int64_t b = 0; b < n / q->bs; b++) {
 		uint8_t *p = panel + (size_t)b * (size_t)upb * ub;
 		const size_t off = (size_t)b * (size_t)q->bb;
-		for (int sp = 0; sp < q->bs / 32; sp++) {
-			__m512i v[8];
-			for (int i = 0; i < 8; i++)
-				v[i] = join(codes32(type, row[i] + off, sp),
-					    codes32(type, row[i + 8] + off, sp));
-			transpose16x8(v);
-			/* 8 groups of 4: one unit of 32, or two of 16 */
-			for (int g = 0; g < 8; g++)
-				_mm512_store_si512((void *)(p + (size_t)(sp * 8 + g) / (size_t)G * ub +
-							    (size_t)((sp * 8 + g) % G) * 64),
-						   v[g]);
+		if (type == GGUF_TYPE_Q4_0) {
+			repack_q4_0_codes(row, off, p);
+		} else {
+			for (int sp = 0; sp < q->bs / 32; sp++) {
+				__m512i v[8];
+				for (int i = 0; i < 8; i++)
+					v[i] = join(codes32(type, row[i] + off, sp),
+						    codes32(type, row[i + 8] + off, sp));
+				transpose16x8(v);
+				/* 8 groups of 4: one unit of 32, or two of 16 */
+				for (int g = 0; g < 8; g++) {
+					const size_t k = (size_t)(sp * 8 + g);
+					_mm512_store_si512((void *)(p + k / (size_t)G * ub + k % (size_t)G * 64),
+							   v[g]);
+				}
+			}
 		}
 		if (q->bs == 32 && w_row <= INT32_MAX / PR) { /* d (and m) of the 16 rows: one gather */
 			__m512i h = _mm512_i32gather_epi32(vrow, (const void *)(w + off), 1);
