@@ -86,7 +86,7 @@ static void test_softmax_activations(void **state)
 	for (int i = 0; i < 100; i++)
 		x[i] *= 10, mx = fmax(mx, x[i]);
 	memcpy(y, x, sizeof x);
-	kern_softmax(y, 100);
+	kern_softmax(KERN_ISA_REF, y, 100);
 	for (int i = 0; i < 100; i++)
 		sum += exp(x[i] - mx);
 	for (int i = 0; i < 100; i++)
@@ -102,7 +102,7 @@ static void test_softmax_activations(void **state)
 	fill(g, 100, 5);
 	fill(u, 100, 6);
 	memcpy(y, g, sizeof g);
-	kern_swiglu(y, u, 100);
+	kern_swiglu(KERN_ISA_REF, y, u, 100);
 	for (int i = 0; i < 100; i++)
 		assert_true(fabs(y[i] - g[i] / (1 + exp(-g[i])) * u[i]) <= 1e-5 * (1 + fabs(g[i] * u[i])));
 	kern_add(y, g, u, 100);
@@ -111,6 +111,62 @@ static void test_softmax_activations(void **state)
 	assert_true(y[7] == g[7] * u[7]);
 	kern_scale(y, g, 3.0f, 100);
 	assert_true(y[7] == g[7] * 3.0f);
+}
+
+/* softmax and SwiGLU on every ISA (the SIMD ones use their own e^x) against
+ * double formulas: softmax over [−110, 0] (results down into the float
+ * denormals, and −inf entries, which must give exactly 0) to 4 ulp plus
+ * the denormal step; SwiGLU over [−120, 120] (e^−g overflowing to inf and
+ * underflowing to 0) to 4 ulp (below −88.7, where the float formula gives
+ * −0, to 1e-35); a NaN gate stays NaN.  Lengths that are
+ * not multiples of the vector width check the tails. */
+static void test_softmax_swiglu_isa(void **state)
+{
+	enum { N = 4001 };
+	static float x[N], y[N], g[N], u[N];
+	(void)state;
+	for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+		if (!kern_isa_supported((enum kern_isa)isa))
+			continue;
+		for (int n = 1; n <= N; n += n < 40 ? 1 : 997) {
+			double sum = 0;
+			for (int i = 0; i < n; i++)
+				x[i] = -110.0f * (float)i / (float)(n > 1 ? n - 1 : 1);
+			if (n > 3)
+				x[n / 3] = -INFINITY;
+			for (int i = 0; i < n; i++)
+				sum += exp((double)x[i]);
+			memcpy(y, x, (size_t)n * sizeof *x);
+			kern_softmax((enum kern_isa)isa, y, n);
+			for (int i = 0; i < n; i++) {
+				double want = exp((double)x[i]) / sum;
+				if (isinf(x[i]))
+					assert_true(y[i] == 0.0f);
+				else if (!(fabs(y[i] - want) <= 4.8e-7 * want + 1.5e-45))
+					fail_msg("%s softmax n=%d x[%d]=%g: %g, want %g", kern_isa_name((enum kern_isa)isa),
+						 n, i, (double)x[i], (double)y[i], want);
+			}
+			for (int i = 0; i < n; i++) {
+				g[i] = -120.0f + 240.0f * (float)i / (float)(n > 1 ? n - 1 : 1);
+				u[i] = 0.5f + (float)(i % 7);
+			}
+			memcpy(y, g, (size_t)n * sizeof *g);
+			kern_swiglu((enum kern_isa)isa, y, u, n);
+			for (int i = 0; i < n; i++) {
+				double want = (double)g[i] / (1 + exp(-(double)g[i])) * u[i];
+				/* below −88.7 e^−g is inf in float: the formula gives −0 for
+				 * what is under 1e-36 */
+				double tol = g[i] < -88.7f ? 1e-35 : 4.8e-7 * fabs(want) + 1.5e-45;
+				if (!(fabs(y[i] - want) <= tol))
+					fail_msg("%s swiglu n=%d g=%g: %g, want %g", kern_isa_name((enum kern_isa)isa), n,
+						 (double)g[i], (double)y[i], want);
+			}
+		}
+		g[0] = NAN;
+		u[0] = 1;
+		kern_swiglu((enum kern_isa)isa, g, u, 1);
+		assert_true(isnan(g[0]));
+	}
 }
 
 static void test_conversions(void **state)
@@ -242,6 +298,7 @@ int main(void)
 		cmocka_unit_test(test_rmsnorm),
 		cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_softmax_activations),
+		cmocka_unit_test(test_softmax_swiglu_isa),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_act_quant_bit_exact),

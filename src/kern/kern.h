@@ -160,14 +160,15 @@ struct kern_rope {
 void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 		     const struct kern_rope *r);
 
-/* In place: x = exp(x − max) / Σ exp(x − max).  n >= 1. */
-void kern_softmax(float *x, int64_t n);
+/* In place: x = exp(x − max) / Σ exp(x − max).  n >= 1.  isa as for
+ * attention below (the SIMD e^x is within 2 ulp of exp). */
+void kern_softmax(enum kern_isa isa, float *x, int64_t n);
 /* y = x · sigmoid(x). */
 void kern_silu(float *y, const float *x, int64_t n);
 /* y = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))  (GELU, tanh form). */
 void kern_gelu(float *y, const float *x, int64_t n);
-/* g = silu(g) · u  (SwiGLU gate, in place on g). */
-void kern_swiglu(float *g, const float *u, int64_t n);
+/* g = silu(g) · u  (SwiGLU gate, in place on g); isa as for kern_softmax. */
+void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n);
 void kern_add(float *y, const float *a, const float *b, int64_t n);
 void kern_mul(float *y, const float *a, const float *b, int64_t n);
 void kern_scale(float *y, const float *x, float s, int64_t n);

@@ -107,6 +107,8 @@ void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, i
 			     int64_t head_dim, size_t stride, float scale);
 void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
 			     int64_t head_dim, size_t stride);
+void kern_softmax_avx512(float *x, int64_t n);
+void kern_swiglu_avx512(float *g, const float *u, int64_t n);
 
 /* ---- gemm_avx512.c: the prefill matmul over repacked weight panels ----
  * Weight rows are multiplied KERN_PANEL_ROWS at a time (a "panel"): panel()

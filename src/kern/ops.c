@@ -1,8 +1,8 @@
 /*
  * kern/ops — element-wise operations of a transformer (see kern.h), scalar
- * and readable; the compiler vectorises the simple loops.  Attention, the
- * one hot spot here, dispatches to ops_avx2.c / ops_avx512.c by ISA; its
- * scalar version below is the reference.  Reductions
+ * and readable; the compiler vectorises the simple loops.  Attention,
+ * softmax and SwiGLU (expf does not vectorise) dispatch by ISA to
+ * ops_avx2.c / ops_avx512.c; their scalar versions here are the reference.  Reductions
  * (RMSNorm, softmax) sum in double so their result does not depend on n's
  * size in any visible way.
  */
@@ -59,8 +59,15 @@ void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 	}
 }
 
-void kern_softmax(float *x, int64_t n)
+void kern_softmax(enum kern_isa isa, float *x, int64_t n)
 {
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_softmax_avx512(x, n);
+		return;
+	}
+#endif
+	(void)isa;
 	float max = -INFINITY;
 	double sum = 0;
 	for (int64_t i = 0; i < n; i++)
@@ -90,8 +97,15 @@ void kern_gelu(float *y, const float *x, int64_t n)
 	}
 }
 
-void kern_swiglu(float *g, const float *u, int64_t n)
+void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 {
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_swiglu_avx512(g, u, n);
+		return;
+	}
+#endif
+	(void)isa;
 	for (int64_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }

@@ -1,7 +1,7 @@
 /*
  * kern/ops_avx512 — AVX-512 (F/BW/VL/DQ) versions of the hot per-token
- * operations: activation quantization (Q8_0, Q8_1, Q8_K) and attention over
- * the F16 KV cache.  Only called after kern_isa_supported(AVX512).
+ * operations: activation quantization (Q8_0, Q8_1, Q8_K), attention over
+ * the F16 KV cache, and softmax / SwiGLU on a vector e^x (exp16).  Only called after kern_isa_supported(AVX512).
  *
  * The quantizers are bit-identical to ref.c: every product and division is
  * the same single float operation, maxima are exact whatever the order, and
@@ -15,6 +15,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "base/half.h"
@@ -189,6 +190,75 @@ void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int6
 		}
 		for (int j = 0; j < 4; j++)
 			_mm512_mask_storeu_ps(out + i0 + 16 * j, m[j], _mm512_add_ps(a[j], b[j]));
+	}
+}
+
+/* e^x on 16 lanes, within 2 ulp of the exact value for normal results:
+ * x = n·ln2 + r with n = round(x·log2 e) and |r| <= ln2/2 (ln2 as a float
+ * plus its remainder, each subtraction one FMA), e^r by its Taylor series
+ * to r⁷ (truncation < 1e-8 relative), then ·2ⁿ by vscalefps, which gives
+ * inf on overflow and 0 on underflow.  x is clamped to [−104, 89] first
+ * (e^−104 is below half the smallest float, e^89 above the largest); a NaN
+ * passes the clamps (the second operand of vmaxps/vminps) and comes out NaN. */
+static inline __m512 exp16(__m512 x)
+{
+	const __m512 ln2_hi = _mm512_set1_ps(0.693147182464599609375f); /* (float)ln 2 */
+	const __m512 ln2_lo = _mm512_set1_ps(-1.904654323148236e-9f);   /* ln 2 − ln2_hi */
+	x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+	x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
+	r = _mm512_fnmadd_ps(n, ln2_lo, r);
+	__m512 p = _mm512_set1_ps(1.0f / 5040);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(int64_t left)
+{
+	return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+/* ops.c's kern_softmax with exp16; the sum still in double. */
+void kern_softmax_avx512(float *x, int64_t n)
+{
+	__m512 mx = _mm512_set1_ps(-INFINITY);
+	for (int64_t i = 0; i < n; i += 16)
+		mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(mx, tail_mask(n - i), x + i));
+	const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+	__m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+	for (int64_t i = 0; i < n; i += 16) {
+		const __mmask16 m = tail_mask(n - i);
+		__m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
+		_mm512_mask_storeu_ps(x + i, m, e);
+		s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+		s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(
+					       _mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+	}
+	const double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+	const __m512 inv = _mm512_set1_ps(sum > 0 ? (float)(1.0 / sum) : 0.0f);
+	for (int64_t i = 0; i < n; i += 16) {
+		const __mmask16 m = tail_mask(n - i);
+		_mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+	}
+}
+
+/* ops.c's kern_swiglu with exp16: g = g / (1 + e^−g) · u. */
+void kern_swiglu_avx512(float *g, const float *u, int64_t n)
+{
+	for (int64_t i = 0; i < n; i += 16) {
+		const __mmask16 m = tail_mask(n - i);
+		__m512 gv = _mm512_maskz_loadu_ps(m, g + i);
+		__m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
+		_mm512_mask_storeu_ps(g + i, m,
+				      _mm512_mul_ps(_mm512_div_ps(gv, d), _mm512_maskz_loadu_ps(m, u + i)));
 	}
 }
 #else

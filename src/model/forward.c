@@ -33,14 +33,6 @@ static int mm(struct model_ctx *c, const struct model_w *w, const float *x, int3
 	return kern_matmul(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, T, y, err);
 }
 
-static void add_bias(float *y, const float *b, int32_t T, int64_t n)
-{
-	if (!b)
-		return;
-	for (int32_t t = 0; t < T; t++)
-		kern_add(y + (size_t)t * (size_t)n, y + (size_t)t * (size_t)n, b, n);
-}
-
 /* Causal attention of T new tokens (at positions n_past..) for one layer:
  * (token, head) pairs are independent and spread over the pool; each
  * thread has its own row of scores. */
@@ -66,7 +58,7 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
 		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
 		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
 		kern_attn_scores(c->isa, sc, q, j->kc + kvh * hd, n_kv, hd, (size_t)KVD, scale);
-		kern_softmax(sc, n_kv);
+		kern_softmax(c->isa, sc, n_kv);
 		kern_attn_values(c->isa, out, sc, j->vc + kvh * hd, n_kv, hd, (size_t)KVD);
 	}
 }
@@ -81,13 +73,86 @@ static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *v
 		attention_range(&j, 0, n, 0);
 }
 
+/* The per-token work between the matrix products (norms, residual adds,
+ * bias + RoPE + cache store, SwiGLU), spread over the pool by tokens: the
+ * same operations in the same order per token whatever the thread count. */
+enum tok_op {
+	TOK_NORM,     /* xn = rmsnorm(x)·w */
+	TOK_ADD_NORM, /* x += xn; xn = rmsnorm(x)·w */
+	TOK_ADD,      /* x += xn */
+	TOK_QKV,      /* q, k, v += biases; rope(q), rope(k); K, V cache rows = k, v */
+	TOK_SWIGLU,   /* g = silu(g) ⊙ u */
+};
+
+struct tok_job {
+	struct model_ctx *c;
+	enum tok_op op;
+	const float *w; /* the norm's weight */
+	const struct model_layer *L;
+	const struct kern_rope *rope;
+	uint16_t *kc, *vc;
+};
+
+static void tok_range(void *arg, int64_t b, int64_t e, int thread)
+{
+	const struct tok_job *j = arg;
+	struct model_ctx *c = j->c;
+	const struct model_hparams *hp = &c->m->hp;
+	const int64_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
+	const int64_t QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
+	(void)thread;
+	for (int64_t t = b; t < e; t++) {
+		float *x = c->x + (size_t)t * (size_t)E, *xn = c->xn + (size_t)t * (size_t)E;
+		switch (j->op) {
+		case TOK_ADD_NORM:
+		case TOK_ADD:
+			kern_add(x, x, xn, E);
+			if (j->op == TOK_ADD)
+				break;
+			/* fall through */
+		case TOK_NORM:
+			kern_rmsnorm(xn, x, j->w, E, hp->rms_eps);
+			break;
+		case TOK_QKV: {
+			const int64_t pos = (int64_t)c->n_past + t;
+			float *q = c->q + (size_t)t * (size_t)QD, *k = c->kk + (size_t)t * (size_t)KVD;
+			float *v = c->vv + (size_t)t * (size_t)KVD;
+			if (j->L->bq)
+				kern_add(q, q, j->L->bq, QD);
+			if (j->L->bk)
+				kern_add(k, k, j->L->bk, KVD);
+			if (j->L->bv)
+				kern_add(v, v, j->L->bv, KVD);
+			kern_rope_apply(q, hp->n_head, hd, pos, j->rope);
+			kern_rope_apply(k, hp->n_head_kv, hd, pos, j->rope);
+			kern_f32_to_f16(k, j->kc + (size_t)pos * (size_t)KVD, KVD);
+			kern_f32_to_f16(v, j->vc + (size_t)pos * (size_t)KVD, KVD);
+			break;
+		}
+		case TOK_SWIGLU:
+			kern_swiglu(c->isa, c->g + (size_t)t * (size_t)F, c->u + (size_t)t * (size_t)F, F);
+			break;
+		}
+	}
+}
+
+static void per_token(struct model_ctx *c, struct tok_job *j, enum tok_op op, const float *w,
+		      int32_t T)
+{
+	j->op = op;
+	j->w = w;
+	if (c->pool)
+		dm_pool_run(c->pool, T, 1, tok_range, j);
+	else
+		tok_range(j, 0, T, 0);
+}
+
 static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_mode mode,
 		   float *out, struct dm_err *err)
 {
 	const struct model *m = c->m;
 	const struct model_hparams *hp = &m->hp;
-	const int64_t E = hp->n_embd, F = hp->n_ff, hd = hp->head_dim;
-	const int64_t QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
+	const int64_t E = hp->n_embd, KVD = (int64_t)hp->n_head_kv * hp->head_dim;
 	const size_t emb_row = kern_row_bytes(m->tok_embd.type, E);
 	const struct kern_rope rope = {
 		.mode = hp->rope_mode, .n_rot = hp->n_rot, .freq_base = hp->rope_base,
@@ -102,44 +167,35 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 			return rc;
 	}
 
+	struct tok_job tj = { .c = c, .rope = &rope };
+	per_token(c, &tj, TOK_NORM, m->layers[0].attn_norm, T);
 	for (int32_t l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
-		uint16_t *kc = c->k + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
-		uint16_t *vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
+		tj.L = L;
+		tj.kc = c->k + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
+		tj.vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
 
-		/* attention block */
-		for (int32_t t = 0; t < T; t++)
-			kern_rmsnorm(c->xn + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E,
-				     L->attn_norm, E, hp->rms_eps);
+		/* attention block (xn = the normed x) */
 		if ((rc = mm(c, &L->wq, c->xn, T, c->q, err)) || (rc = mm(c, &L->wk, c->xn, T, c->kk, err)) ||
 		    (rc = mm(c, &L->wv, c->xn, T, c->vv, err)))
 			return rc;
-		add_bias(c->q, L->bq, T, QD);
-		add_bias(c->kk, L->bk, T, KVD);
-		add_bias(c->vv, L->bv, T, KVD);
-		for (int32_t t = 0; t < T; t++) {
-			const int64_t pos = (int64_t)c->n_past + t;
-			kern_rope_apply(c->q + (size_t)t * (size_t)QD, hp->n_head, hd, pos, &rope);
-			kern_rope_apply(c->kk + (size_t)t * (size_t)KVD, hp->n_head_kv, hd, pos, &rope);
-			kern_f32_to_f16(c->kk + (size_t)t * (size_t)KVD, kc + (size_t)pos * (size_t)KVD, KVD);
-			kern_f32_to_f16(c->vv + (size_t)t * (size_t)KVD, vc + (size_t)pos * (size_t)KVD, KVD);
-		}
-		attention(c, kc, vc, T);
+		per_token(c, &tj, TOK_QKV, NULL, T);
+		attention(c, tj.kc, tj.vc, T);
 		if ((rc = mm(c, &L->wo, c->att, T, c->xn, err)))
 			return rc;
-		kern_add(c->x, c->x, c->xn, (int64_t)T * E);
 
 		/* feed-forward block */
-		for (int32_t t = 0; t < T; t++)
-			kern_rmsnorm(c->xn + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E,
-				     L->ffn_norm, E, hp->rms_eps);
+		per_token(c, &tj, TOK_ADD_NORM, L->ffn_norm, T);
 		if ((rc = mm(c, &L->w_gate, c->xn, T, c->g, err)) ||
 		    (rc = mm(c, &L->w_up, c->xn, T, c->u, err)))
 			return rc;
-		kern_swiglu(c->g, c->u, (int64_t)T * F);
+		per_token(c, &tj, TOK_SWIGLU, NULL, T);
 		if ((rc = mm(c, &L->w_down, c->g, T, c->xn, err)))
 			return rc;
-		kern_add(c->x, c->x, c->xn, (int64_t)T * E);
+		if (l + 1 < hp->n_layer) /* the next layer's attention norm */
+			per_token(c, &tj, TOK_ADD_NORM, m->layers[l + 1].attn_norm, T);
+		else
+			per_token(c, &tj, TOK_ADD, NULL, T);
 	}
 
 	switch (mode) {
