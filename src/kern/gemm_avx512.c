@@ -530,16 +530,33 @@ TILE_FN(tile32m, 8, 1)
 TILE_FN(tile16, 4, 0)
 TILE_FN(tile16m, 4, 1)
 
+/* The cache lines [l0, l1) of the 16 rows after this panel (line l: row
+ * l / lpr, its line l % lpr), towards L2 for the next panel's repack.
+ * Past the matrix's last row this touches nothing that faults. */
+INLINE void prefetch_next(const uint8_t *w, size_t w_row, int64_t lpr, int64_t l0, int64_t l1)
+{
+	const uint8_t *next = w + PR * w_row;
+	for (int64_t l = l0; l < l1; l++)
+		_mm_prefetch((const char *)next + (size_t)(l / lpr) * w_row + (size_t)(l % lpr) * 64,
+			     _MM_HINT_T1);
+}
+
 INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uint8_t *w,
 		      size_t w_row, int nr, const uint8_t *act, size_t a_blk, int64_t n_tok,
 		      float *y, size_t ys, uint8_t *scratch)
 {
 	const __mmask16 m = (__mmask16)((1u << nr) - 1);
+	const int64_t passes = (n_tok + PC - 1) / PC, lpr = (int64_t)(w_row + 63) / 64;
 	repack_int(q, type, n, w, w_row, nr, scratch);
-	for (int64_t t0 = 0; t0 < n_tok; t0 += PC) {
+	for (int64_t i = 0; i < passes; i++) {
+		const int64_t t0 = i * PC;
 		const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
-		const uint8_t *a = act + (size_t)(t0 / PC) * a_blk;
+		const uint8_t *a = act + (size_t)i * a_blk;
 		float *yt = y + (size_t)t0 * ys;
+		/* the next panel's rows come in while this one computes, a share
+		 * per pass (a burst would stall on the miss buffers) */
+		if (nr == PR)
+			prefetch_next(w, w_row, lpr, PR * lpr * i / passes, PR * lpr * (i + 1) / passes);
 		if (q->unit == 32)
 			(q->min ? tile32m : tile32)(scratch, n, a, yt, ys, m, nc);
 		else
