@@ -466,6 +466,73 @@ static void test_matmul_threads_identical(void **state)
 	free(w);
 }
 
+/* A product set (kern_matmul_set) gives each matrix exactly what its own
+ * kern_matvec / kern_matmul gives, on every ISA, with 1 and 2 threads:
+ * a Q4_K_M-like set (two Q4_K matrices sharing packed activations, a Q6_K
+ * one with its own) of different row counts, a Q4_0 + F16 set, for one
+ * token (matvec), 3 tokens (below the K-quants' gemm threshold: dot_cols)
+ * and 11 (panel gemm).  Counts outside 1..KERN_SET_MAX are refused. */
+static void test_matmul_set(void **state)
+{
+	static const uint32_t sets[][3] = {
+		{ GGUF_TYPE_Q4_K, GGUF_TYPE_Q4_K, GGUF_TYPE_Q6_K },
+		{ GGUF_TYPE_Q4_0, GGUF_TYPE_F16, GGUF_TYPE_Q4_0 },
+	};
+	static const int64_t rows[3] = { 48, 17, 33 }, toks[] = { 1, 3, 11 };
+	const int64_t n = 512;
+	float *wf = malloc((size_t)(48 * n) * sizeof(float));
+	float *x = malloc((size_t)(11 * n) * sizeof(float));
+	uint8_t *w[3];
+	float *y[3], *want = malloc((size_t)(11 * 48) * sizeof(float));
+	struct dm_pool *pool;
+	struct dm_err e;
+	(void)state;
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
+	fill_normal(x, 11 * n, 22, 1.0f);
+	for (int i = 0; i < 3; i++) {
+		w[i] = malloc(kern_row_bytes(GGUF_TYPE_F32, n) * 48);
+		y[i] = malloc((size_t)(11 * 48) * sizeof(float));
+	}
+	for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+		struct kern_mat m[3];
+		for (int i = 0; i < 3; i++) {
+			fill_normal(wf, rows[i] * n, 30 + (uint64_t)(si * 3 + (size_t)i), 0.02f);
+			assert_int_equal(kern_quantize(sets[si][i], wf, w[i], rows[i] * n, NULL), 0);
+			m[i] = (struct kern_mat){ sets[si][i], w[i], rows[i], y[i] };
+		}
+		for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+			if (!kern_isa_supported((enum kern_isa)isa))
+				continue;
+			for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++)
+				for (int th = 0; th < 2; th++) {
+					const int64_t nt = toks[ti];
+					struct dm_pool *p = th ? pool : NULL;
+					assert_int_equal(kern_matmul_set(p, (enum kern_isa)isa, m, 3, n, x, nt, NULL), 0);
+					for (int i = 0; i < 3; i++) {
+						if (nt == 1)
+							assert_int_equal(kern_matvec(NULL, (enum kern_isa)isa, m[i].type, w[i],
+										     rows[i], n, x, want, NULL), 0);
+						else
+							assert_int_equal(kern_matmul(NULL, (enum kern_isa)isa, m[i].type, w[i],
+										     rows[i], n, x, nt, want, NULL), 0);
+						assert_memory_equal(want, y[i], (size_t)(nt * rows[i]) * sizeof(float));
+					}
+				}
+		}
+	}
+	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, 0, n, x, 1, &e), DM_EINVAL);
+	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, KERN_SET_MAX + 1, n, x, 1, &e),
+			 DM_EINVAL);
+	for (int i = 0; i < 3; i++) {
+		free(w[i]);
+		free(y[i]);
+	}
+	dm_pool_free(pool);
+	free(wf);
+	free(x);
+	free(want);
+}
+
 static void test_isa_selection(void **state)
 {
 	(void)state;
@@ -492,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_matvec_matmul),
 		cmocka_unit_test(test_matmul_corrupt_block_detected),
 		cmocka_unit_test(test_matmul_threads_identical),
+		cmocka_unit_test(test_matmul_set),
 		cmocka_unit_test(test_isa_selection),
 	};
 	return cmocka_run_group_tests_name("kern", tests, NULL, NULL);

@@ -238,17 +238,25 @@ int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_e
 
 /* ---- matrix products ---- */
 
+/* How one weight matrix is multiplied: the decode matvec (one token), the
+ * panel gemm (AVX-512, from its min_tok tokens up), or dot_cols / vec_dot
+ * over token groups.  Every mode packs the activations once per call. */
+enum mm_mode { MM_VEC, MM_GEMM, MM_COLS };
+
 struct mm_job {
 	const struct kern_traits *t;
+	enum mm_mode mode;
 	const uint8_t *w;
 	size_t w_row;       /* bytes per weight row */
 	int64_t n, n_rows, n_tok;
-	const struct kern_gemm *gemm; /* panel kernel (kern_impl.h), or NULL */
-	kern_vec_dot_fn dot;          /* matvec: the row kernel */
+	const struct kern_gemm *gemm; /* MM_GEMM: panel kernel (kern_impl.h) */
+	kern_vec_dot_fn dot;          /* MM_VEC: the row kernel */
+	kern_from_float_fn pack;      /* MM_VEC, MM_COLS: packs one token row */
 	const float *x;     /* n_tok × n floats */
-	uint8_t *act;       /* n_tok quantized / packed activation rows */
-	size_t act_row;     /* bytes per activation row (gemm: per token block) */
-	uint8_t *scratch;   /* gemm: one panel buffer per pool thread */
+	uint8_t *act;       /* packed activations (another job's when shared) */
+	bool act_owned;
+	size_t act_row;     /* bytes per activation row (MM_GEMM: per token block) */
+	uint8_t *scratch;   /* MM_GEMM: one panel buffer per pool thread */
 	size_t scratch_row; /* bytes per thread */
 	float *y;           /* n_tok × n_rows */
 };
@@ -259,29 +267,25 @@ static void act_task(void *arg, int64_t b, int64_t e, int thread)
 	(void)thread;
 	for (int64_t t = b; t < e; t++) {
 		const float *x = j->x + (size_t)t * (size_t)j->n;
-		if (j->gemm) /* token blocks: act_row bytes per KERN_GEMM_TOK tokens */
+		if (j->mode == MM_GEMM) /* token blocks: act_row bytes per KERN_GEMM_TOK tokens */
 			j->gemm->act_pack(x, j->act + (size_t)(t / KERN_GEMM_TOK) * j->act_row, j->n,
 					  (int)(t % KERN_GEMM_TOK));
 		else
-			j->t->act_from_float(x, j->act + (size_t)t * j->act_row, j->n);
+			j->pack(x, j->act + (size_t)t * j->act_row, j->n);
 	}
 }
 
-static void matvec_task(void *arg, int64_t b, int64_t e, int thread)
+static void matvec_task(struct mm_job *j, int64_t b, int64_t e)
 {
-	struct mm_job *j = arg;
-	(void)thread;
 	for (int64_t r = b; r < e; r++)
 		j->y[r] = j->dot(j->n, j->w + (size_t)r * j->w_row, j->act);
 }
 
 /* Rows [b, e) against every token, KERN_COLS_MAX tokens at a time: the
  * chunk's weight rows stay in L1/L2 while the token groups go by. */
-static void matmul_task(void *arg, int64_t b, int64_t e, int thread)
+static void matmul_task(struct mm_job *j, int64_t b, int64_t e)
 {
-	struct mm_job *j = arg;
 	float out[KERN_COLS_MAX];
-	(void)thread;
 	for (int64_t t0 = 0; t0 < j->n_tok; t0 += KERN_COLS_MAX) {
 		int nc = (int)(j->n_tok - t0 < KERN_COLS_MAX ? j->n_tok - t0 : KERN_COLS_MAX);
 		const uint8_t *a = j->act + (size_t)t0 * j->act_row;
@@ -301,16 +305,24 @@ static void matmul_task(void *arg, int64_t b, int64_t e, int thread)
 
 /* The same with the panel gemm: rows [b, e) KERN_PANEL_ROWS at a time,
  * each panel repacked once into this thread's scratch and then run against
- * every token (the chunks start at multiples of KERN_PANEL_ROWS). */
-static void gemm_task(void *arg, int64_t b, int64_t e, int thread)
+ * every token (b is a multiple of KERN_PANEL_ROWS). */
+static void gemm_task(struct mm_job *j, int64_t b, int64_t e, int thread)
 {
-	struct mm_job *j = arg;
 	uint8_t *scratch = j->scratch + (size_t)thread * j->scratch_row;
 	for (int64_t r = b; r < e; r += KERN_PANEL_ROWS) {
 		int nr = (int)(e - r < KERN_PANEL_ROWS ? e - r : KERN_PANEL_ROWS);
 		j->gemm->panel(j->n, j->w + (size_t)r * j->w_row, j->w_row, nr, j->act, j->act_row,
 			       j->x, j->n_tok, j->y + (size_t)r, (size_t)j->n_rows, scratch);
 	}
+}
+
+static void mm_free(struct mm_job *j)
+{
+	if (j->act_owned)
+		free(j->act);
+	free(j->scratch);
+	j->act = NULL;
+	j->scratch = NULL;
 }
 
 static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *pool,
@@ -330,99 +342,159 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *poo
 	j->t = t;
 	j->w = w;
 	j->w_row = kern_row_bytes(type, n);
-	j->act_row = kern_act_row_bytes(type, n);
-	/* the panel gemm repacks its weights once per call: from min_tok up */
-	if (isa >= KERN_ISA_AVX512 && n > 0 && (j->gemm = kern_gemm_avx512(type)) &&
-	    n_tok < j->gemm->min_tok)
-		j->gemm = NULL;
-	if (j->gemm)
-		j->act_row = j->gemm->act_pack ? j->gemm->act_bytes(n) : 0;
 	j->n = n;
 	j->n_rows = n_rows;
 	j->n_tok = n_tok;
+	j->mode = MM_COLS;
+	j->pack = t->act_from_float;
+	j->act_row = kern_act_row_bytes(type, n);
+	if (n_tok == 1) {
+		const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type) : NULL;
+		j->mode = MM_VEC;
+		j->dot = t->vec_dot;
+		if (gv) { /* its own activation layout, in place of act_type's */
+			j->pack = gv->act_pack;
+			j->act_row = gv->act_bytes(n);
+			j->dot = gv->dot;
+		}
+	} else if (isa >= KERN_ISA_AVX512 && n > 0 && (j->gemm = kern_gemm_avx512(type)) &&
+		   n_tok >= j->gemm->min_tok) {
+		/* the panel gemm repacks its weights once per call: from min_tok up */
+		j->mode = MM_GEMM;
+		j->pack = NULL;
+		j->act_row = j->gemm->act_pack ? j->gemm->act_bytes(n) : 0;
+	}
 	/* 64-byte aligned rows keep SIMD loads within cache lines */
 	j->act_row = (j->act_row + 63) & ~(size_t)63;
-	if (n_tok > 0 && n > 0 && j->act_row) {
-		const int64_t n_act = j->gemm ? (n_tok + KERN_GEMM_TOK - 1) / KERN_GEMM_TOK : n_tok;
-		j->act = aligned_alloc(64, j->act_row * (size_t)n_act);
-		if (!j->act)
-			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
-	}
-	if (j->gemm && n_rows > 0) {
+	if (j->mode == MM_GEMM && n_rows > 0) {
 		j->scratch_row = (j->gemm->scratch_bytes(n) + 63) & ~(size_t)63;
 		j->scratch = aligned_alloc(64, j->scratch_row * (size_t)dm_pool_size(pool));
-		if (!j->scratch) {
-			free(j->act);
+		if (!j->scratch)
 			return dm_err_set(err, DM_ENOMEM, "out of memory for weight panels");
-		}
 	}
 	return 0;
 }
 
-static int64_t row_chunk(struct dm_pool *pool, int64_t n_rows, int64_t min)
+/* Whether job b can use job a's packed activations (same layout). */
+static bool same_act(const struct mm_job *a, const struct mm_job *b)
 {
-	int64_t c = n_rows / ((int64_t)dm_pool_size(pool) * 8);
-	return c < min ? min : c;
+	if (a->mode != b->mode || a->act_row != b->act_row)
+		return false;
+	return a->mode == MM_GEMM ? a->gemm->act_pack == b->gemm->act_pack : a->pack == b->pack;
+}
+
+/* Packs the activations of every job, once per distinct layout. */
+static int mm_pack(struct mm_job *jobs, int count, struct dm_pool *pool, const float *x,
+		   struct dm_err *err)
+{
+	for (int i = 0; i < count; i++) {
+		struct mm_job *j = &jobs[i];
+		const int64_t n_act = j->mode == MM_GEMM
+					      ? (j->n_tok + KERN_GEMM_TOK - 1) / KERN_GEMM_TOK
+					      : j->n_tok;
+		j->x = x;
+		if (!j->act_row || j->n == 0 || j->n_tok == 0)
+			continue;
+		for (int k = 0; k < i && !j->act; k++)
+			if (jobs[k].act_owned && same_act(&jobs[k], j))
+				j->act = jobs[k].act;
+		if (j->act)
+			continue;
+		j->act = aligned_alloc(64, j->act_row * (size_t)n_act);
+		if (!j->act)
+			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
+		j->act_owned = true;
+		/* whole token blocks per task: no two threads write one block */
+		dm_pool_run(pool, j->n_tok, j->mode == MM_GEMM ? KERN_GEMM_TOK : 1, act_task, j);
+	}
+	return 0;
+}
+
+/* Several products as one pool job: job i's work items (rows, or panels
+ * for MM_GEMM) are [first[i], first[i + 1]) of one range. */
+struct mm_set {
+	struct mm_job *jobs;
+	int count;
+	int64_t first[KERN_SET_MAX + 1];
+};
+
+static int64_t mm_items(const struct mm_job *j)
+{
+	return j->mode == MM_GEMM ? (j->n_rows + KERN_PANEL_ROWS - 1) / KERN_PANEL_ROWS : j->n_rows;
+}
+
+static void set_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	const struct mm_set *s = arg;
+	for (int i = 0; i < s->count; i++) {
+		struct mm_job *j = &s->jobs[i];
+		int64_t lo = b > s->first[i] ? b : s->first[i];
+		int64_t hi = e < s->first[i + 1] ? e : s->first[i + 1];
+		if (lo >= hi)
+			continue;
+		lo -= s->first[i];
+		hi -= s->first[i];
+		if (j->mode == MM_VEC) {
+			matvec_task(j, lo, hi);
+		} else if (j->mode == MM_COLS) {
+			matmul_task(j, lo, hi);
+		} else {
+			hi *= KERN_PANEL_ROWS;
+			gemm_task(j, lo * KERN_PANEL_ROWS, hi < j->n_rows ? hi : j->n_rows, thread);
+		}
+	}
+}
+
+int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_mat *mats,
+		    int count, int64_t n, const float *x, int64_t n_tok, struct dm_err *err)
+{
+	struct kern_traits t[KERN_SET_MAX];
+	struct mm_job jobs[KERN_SET_MAX];
+	struct mm_set s = { jobs, 0, { 0 } };
+	int rc = 0;
+
+	if (count < 1 || count > KERN_SET_MAX)
+		return dm_err_set(err, DM_EINVAL, "%d matrices in one product set (1..%d)", count,
+				  KERN_SET_MAX);
+	for (; s.count < count; s.count++) {
+		const struct kern_mat *m = &mats[s.count];
+		if ((rc = mm_setup(&jobs[s.count], &t[s.count], pool, isa, m->type, m->w, m->n_rows, n,
+				   n_tok, err)))
+			goto out;
+		jobs[s.count].y = m->y;
+		s.first[s.count + 1] = s.first[s.count] + mm_items(&jobs[s.count]);
+	}
+	if (n == 0 || n_tok == 0) {
+		for (int i = 0; i < count; i++)
+			memset(mats[i].y, 0, (size_t)mats[i].n_rows * (size_t)n_tok * sizeof(float));
+		goto out;
+	}
+	if ((rc = mm_pack(jobs, count, pool, x, err)))
+		goto out;
+	{
+		/* ~8 chunks per thread for balance, and not below a size whose
+		 * scheduling costs more than it balances */
+		const int64_t min = jobs[0].mode == MM_VEC ? 16 : jobs[0].mode == MM_COLS ? 8 : 1;
+		int64_t chunk = s.first[count] / ((int64_t)dm_pool_size(pool) * 8);
+		dm_pool_run(pool, s.first[count], chunk < min ? min : chunk, set_task, &s);
+	}
+out:
+	for (int i = 0; i < s.count; i++)
+		mm_free(&jobs[i]);
+	return rc;
 }
 
 int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, float *y, struct dm_err *err)
 {
-	struct kern_traits t;
-	struct mm_job j;
-	int rc = mm_setup(&j, &t, pool, isa, type, w, n_rows, n, 1, err);
-	const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type) : NULL;
-
-	if (rc)
-		return rc;
-	if (n == 0) {
-		memset(y, 0, (size_t)n_rows * sizeof *y);
-		return 0;
-	}
-	j.x = x;
-	j.y = y;
-	j.dot = t.vec_dot;
-	if (gv) { /* its own activation layout, in place of act_type's */
-		free(j.act);
-		j.act = aligned_alloc(64, (gv->act_bytes(n) + 63) & ~(size_t)63);
-		if (!j.act)
-			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
-		gv->act_pack(x, j.act, n);
-		j.dot = gv->dot;
-	} else {
-		t.act_from_float(x, j.act, n);
-	}
-	dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 16), matvec_task, &j);
-	free(j.act);
-	return 0;
+	const struct kern_mat m = { type, w, n_rows, y };
+	return kern_matmul_set(pool, isa, &m, 1, n, x, 1, err);
 }
 
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err)
 {
-	struct kern_traits t;
-	struct mm_job j;
-	int rc = mm_setup(&j, &t, pool, isa, type, w, n_rows, n, n_tok, err);
-
-	if (rc)
-		return rc;
-	if (n == 0 || n_tok == 0) {
-		memset(y, 0, (size_t)n_rows * (size_t)n_tok * sizeof *y);
-		return 0;
-	}
-	j.x = x;
-	j.y = y;
-	if (j.act) /* whole token blocks per task: no two threads write one block */
-		dm_pool_run(pool, n_tok, j.gemm ? KERN_GEMM_TOK : 1, act_task, &j);
-	if (j.gemm)
-		dm_pool_run(pool, n_rows,
-			    (row_chunk(pool, n_rows, KERN_PANEL_ROWS) + KERN_PANEL_ROWS - 1) &
-				    ~(int64_t)(KERN_PANEL_ROWS - 1),
-			    gemm_task, &j);
-	else
-		dm_pool_run(pool, n_rows, row_chunk(pool, n_rows, 8), matmul_task, &j);
-	free(j.act);
-	free(j.scratch);
-	return 0;
+	const struct kern_mat m = { type, w, n_rows, y };
+	return kern_matmul_set(pool, isa, &m, 1, n, x, n_tok, err);
 }

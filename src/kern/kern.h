@@ -132,6 +132,21 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err);
 
+/* Several products of the same x (n_tok × n) at once — y_i = x · w_iᵀ for
+ * the Q, K, V or gate, up matrices of a layer — as one job on the pool:
+ * activations packed once per distinct layout, one wait instead of one per
+ * matrix.  Each y_i is what kern_matvec (n_tok == 1) or kern_matmul gives
+ * for that matrix alone.  1 <= count <= KERN_SET_MAX. */
+#define KERN_SET_MAX 4
+struct kern_mat {
+	uint32_t type;
+	const void *w;
+	int64_t n_rows;
+	float *y; /* n_tok × n_rows */
+};
+int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_mat *mats,
+		    int count, int64_t n, const float *x, int64_t n_tok, struct dm_err *err);
+
 /*
  * Element-wise operations (ops.c).  All take n >= 0 and allow y == x
  * (in place) unless said otherwise.

@@ -33,6 +33,17 @@ static int mm(struct model_ctx *c, const struct model_w *w, const float *x, int3
 	return kern_matmul(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, T, y, err);
 }
 
+/* y_i = x · w_iᵀ for two or three matrices of the same input width, as one
+ * job (x packed once per layout, one wait). */
+static int mm_set(struct model_ctx *c, const struct model_w *const *w, float *const *y, int count,
+		  const float *x, int32_t T, struct dm_err *err)
+{
+	struct kern_mat m[3];
+	for (int i = 0; i < count; i++)
+		m[i] = (struct kern_mat){ w[i]->type, w[i]->data, w[i]->ne1, y[i] };
+	return kern_matmul_set(c->pool, c->isa, m, count, w[0]->ne0, x, T, err);
+}
+
 /* Causal attention of T new tokens (at positions n_past..) for one layer:
  * (token, head) pairs are independent and spread over the pool; each
  * thread has its own row of scores. */
@@ -176,8 +187,9 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 		tj.vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
 
 		/* attention block (xn = the normed x) */
-		if ((rc = mm(c, &L->wq, c->xn, T, c->q, err)) || (rc = mm(c, &L->wk, c->xn, T, c->kk, err)) ||
-		    (rc = mm(c, &L->wv, c->xn, T, c->vv, err)))
+		const struct model_w *qkv[] = { &L->wq, &L->wk, &L->wv };
+		float *const qkv_out[] = { c->q, c->kk, c->vv };
+		if ((rc = mm_set(c, qkv, qkv_out, 3, c->xn, T, err)))
 			return rc;
 		per_token(c, &tj, TOK_QKV, NULL, T);
 		attention(c, tj.kc, tj.vc, T);
@@ -186,8 +198,9 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 
 		/* feed-forward block */
 		per_token(c, &tj, TOK_ADD_NORM, L->ffn_norm, T);
-		if ((rc = mm(c, &L->w_gate, c->xn, T, c->g, err)) ||
-		    (rc = mm(c, &L->w_up, c->xn, T, c->u, err)))
+		const struct model_w *gate_up[] = { &L->w_gate, &L->w_up };
+		float *const gate_up_out[] = { c->g, c->u };
+		if ((rc = mm_set(c, gate_up, gate_up_out, 2, c->xn, T, err)))
 			return rc;
 		per_token(c, &tj, TOK_SWIGLU, NULL, T);
 		if ((rc = mm(c, &L->w_down, c->g, T, c->xn, err)))
