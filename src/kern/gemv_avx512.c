@@ -327,19 +327,19 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 			q2 = _mm512_or_si512(q2, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
 			q3 = _mm512_or_si512(q3, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
 		}
-		__m512i s0 = _mm512_madd_epi16(
+		/* vpdpwssd: the scale vpmaddwd and the adds in one */
+		__m512i isum = _mm512_madd_epi16(
 			_mm512_maddubs_epi16(q0, _mm512_load_si512((const void *)a)),
 			_mm512_shuffle_epi8(scv, i02));
-		__m512i s1 = _mm512_madd_epi16(
-			_mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(a + 64))),
-			_mm512_shuffle_epi8(scv, i13));
-		__m512i s2 = _mm512_madd_epi16(
-			_mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(a + 128))),
-			_mm512_shuffle_epi8(scv, i46));
-		__m512i s3 = _mm512_madd_epi16(
-			_mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(a + 192))),
-			_mm512_shuffle_epi8(scv, i57));
-		const __m512i isum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+		isum = _mm512_dpwssd_epi32(isum,
+					   _mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(a + 64))),
+					   _mm512_shuffle_epi8(scv, i13));
+		isum = _mm512_dpwssd_epi32(isum,
+					   _mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(a + 128))),
+					   _mm512_shuffle_epi8(scv, i46));
+		isum = _mm512_dpwssd_epi32(isum,
+					   _mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(a + 192))),
+					   _mm512_shuffle_epi8(scv, i57));
 		const __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)),
 						    _mm_loadu_si128((const __m128i *)(a + QK_K + 4)));
 		float da;
