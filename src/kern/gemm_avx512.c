@@ -45,8 +45,9 @@
  *
  * Float types (F32 F16 BF16): the panel is [k][16 rows] floats for a chunk
  * of KC elements (converted once per call; F16 and BF16 convert exactly),
- * and the float activations are broadcast from the caller's rows.  y is
- * accumulated over the chunks.  This runs at about 2/3 of the FMA peak
+ * and the float activations, packed x[k][8 tokens] per block of 8, are
+ * broadcast from there.  y is accumulated over the chunks.  This runs at
+ * about 2/3 of the FMA peak
  * (16 multiply-adds per cycle per core on the 2-core Zen 4 test machine).
  */
 #include "kern/kern_impl.h"
@@ -582,10 +583,9 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 		return (size_t)(n / UNIT) * unit_bytes(UNIT, MIN);                       \
 	}                                                                                \
 	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
-			       const uint8_t *act, size_t a_blk, const float *x,          \
-			       int64_t n_tok, float *y, size_t ys, uint8_t *scratch)      \
+			       const uint8_t *act, size_t a_blk, int64_t n_tok, float *y,  \
+			       size_t ys, uint8_t *scratch)                               \
 	{                                                                                \
-		(void)x;                                                                 \
 		panel_int(&desc_##ty, GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, \
 			  y, ys, scratch);                                               \
 	}                                                                                \
@@ -640,8 +640,24 @@ INLINE void repack_float(uint32_t type, const uint8_t *const row[PR], int64_t n,
 
 /* NC tokens (float rows x, xs floats apart, from element k0) against kc
  * panel elements, added to y (or stored when first). */
-INLINE void float_tile(const float *panel, int64_t kc, const float *x, size_t xs, float *y,
-		       size_t ys, __mmask16 m, bool first, const int NC)
+/* Float activations, per block of PC tokens: x[k][PC] (element k of the 8
+ * tokens side by side), so the tile broadcasts from one pointer. */
+static size_t act_bytes_float(int64_t n)
+{
+	return (size_t)n * PC * sizeof(float);
+}
+
+static void pack_float(const float *x, uint8_t *blk, int64_t n, int slot)
+{
+	float *b = (float *)blk;
+	for (int64_t k = 0; k < n; k++)
+		b[(size_t)k * PC + (size_t)slot] = x[k];
+}
+
+/* NC tokens (the block at xb, from the chunk's first element) against kc
+ * panel elements, added to y (or stored when first). */
+INLINE void float_tile(const float *panel, int64_t kc, const uint8_t *xb, float *y, size_t ys,
+		       __mmask16 m, bool first, const int NC)
 {
 	__m512 acc[PC];
 #pragma GCC unroll 8
@@ -652,7 +668,7 @@ INLINE void float_tile(const float *panel, int64_t kc, const float *x, size_t xs
 		__m512 wv = _mm512_load_ps(panel + k * PR);
 #pragma GCC unroll 8
 		for (int c = 0; c < NC; c++)
-			acc[c] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[(size_t)c * xs + (size_t)k]), acc[c]);
+			acc[c] = fmadd_b(wv, xb + ((size_t)k * PC + (size_t)c) * sizeof(float), acc[c]);
 	}
 #pragma GCC unroll 8
 	for (int c = 0; c < NC; c++)
@@ -660,7 +676,8 @@ INLINE void float_tile(const float *panel, int64_t kc, const float *x, size_t xs
 }
 
 INLINE void panel_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
-			const float *x, int64_t n_tok, float *y, size_t ys, uint8_t *scratch)
+			const uint8_t *act, size_t a_blk, int64_t n_tok, float *y, size_t ys,
+			uint8_t *scratch)
 {
 	const __mmask16 m = (__mmask16)((1u << nr) - 1);
 	const uint8_t *row[PR];
@@ -672,9 +689,9 @@ INLINE void panel_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row
 		repack_float(type, row, n, k0, kc, panel);
 		for (int64_t t0 = 0; t0 < n_tok; t0 += PC) {
 			const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
-			const float *xt = x + (size_t)t0 * (size_t)n + (size_t)k0;
+			const uint8_t *xb = act + (size_t)(t0 / PC) * a_blk + (size_t)k0 * PC * sizeof(float);
 			float *yt = y + (size_t)t0 * ys;
-#define CALL(NC) float_tile(panel, kc, xt, (size_t)n, yt, ys, m, k0 == 0, NC)
+#define CALL(NC) float_tile(panel, kc, xb, yt, ys, m, k0 == 0, NC)
 			NC_SWITCH(CALL)
 #undef CALL
 		}
@@ -689,14 +706,13 @@ static size_t scratch_float(int64_t n)
 
 #define FLOAT_TYPE(ty, TY)                                                                \
 	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
-			       const uint8_t *act, size_t a_blk, const float *x,          \
-			       int64_t n_tok, float *y, size_t ys, uint8_t *scratch)      \
+			       const uint8_t *act, size_t a_blk, int64_t n_tok, float *y,  \
+			       size_t ys, uint8_t *scratch)                               \
 	{                                                                                \
-		(void)act;                                                               \
-		(void)a_blk;                                                             \
-		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, x, n_tok, y, ys, scratch);   \
+		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, y, ys, scratch); \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { 8, NULL, NULL, scratch_float, panel_##ty };
+	static const struct kern_gemm gemm_##ty = { 8, act_bytes_float, pack_float, scratch_float, \
+						    panel_##ty };
 
 FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)

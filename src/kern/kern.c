@@ -312,7 +312,7 @@ static void gemm_task(struct mm_job *j, int64_t b, int64_t e, int thread)
 	for (int64_t r = b; r < e; r += KERN_PANEL_ROWS) {
 		int nr = (int)(e - r < KERN_PANEL_ROWS ? e - r : KERN_PANEL_ROWS);
 		j->gemm->panel(j->n, j->w + (size_t)r * j->w_row, j->w_row, nr, j->act, j->act_row,
-			       j->x, j->n_tok, j->y + (size_t)r, (size_t)j->n_rows, scratch);
+			       j->n_tok, j->y + (size_t)r, (size_t)j->n_rows, scratch);
 	}
 }
 

@@ -116,11 +116,10 @@ void kern_swiglu_avx512(float *g, const float *u, int64_t n);
  * into per-thread scratch (scratch_bytes(n) bytes, 64-byte aligned) and
  * computes y[t·ys + r] = row r · token t for every t < n_tok.  Tokens come
  * in blocks of KERN_GEMM_TOK: act_pack(x, blk, n, slot) writes one token's
- * packed activations into slot `slot` of the block at blk (act_bytes(n)
- * bytes per block; block b, a_blk bytes apart, holds tokens
- * b·KERN_GEMM_TOK ...), or, for types with act_pack == NULL (the float
- * types), tokens are the caller's float rows x + t·n.  Results agree with
- * the type's reference vec_dot to float rounding (the integer part of every
+ * packed activations (quantized, or floats for the float types) into slot
+ * `slot` of the block at blk (act_bytes(n) bytes per block; block b, a_blk
+ * bytes apart, holds tokens b·KERN_GEMM_TOK ...).  Results agree with the
+ * type's reference vec_dot to float rounding (the integer part of every
  * block is exact). */
 #define KERN_PANEL_ROWS 16
 #define KERN_GEMM_TOK 8
@@ -130,7 +129,7 @@ struct kern_gemm {
 	void (*act_pack)(const float *x, uint8_t *blk, int64_t n, int slot);
 	size_t (*scratch_bytes)(int64_t n);
 	void (*panel)(int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
-		      size_t a_blk, const float *x, int64_t n_tok, float *y, size_t ys,
+		      size_t a_blk, int64_t n_tok, float *y, size_t ys,
 		      uint8_t *scratch);
 };
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
