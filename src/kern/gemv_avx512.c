@@ -188,6 +188,7 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 		return q4_0_pair_dot(n, w, act);
 	for (int64_t g = 0; g < n / 512; g++, x += 288, a += GROUP_BYTES) {
 		__m512i T[4];
+#pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
 			/* 72 bytes: 64 + the 8 past them (masked: never past the row) */
 			__m512i v = _mm512_permutex2var_epi8(
