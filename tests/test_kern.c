@@ -471,7 +471,11 @@ static void test_matmul_threads_identical(void **state)
  * a Q4_K_M-like set (two Q4_K matrices sharing packed activations, a Q6_K
  * one with its own) of different row counts, a Q4_0 + F16 set, for one
  * token (matvec), 3 tokens (below the K-quants' gemm threshold: dot_cols)
- * and 11 (panel gemm).  Counts outside 1..KERN_SET_MAX are refused. */
+ * and 11 (panel gemm).  Counts outside 1..KERN_SET_MAX are refused.
+ * The same through a caller's workspace of kern_ws_bytes (for up to 11
+ * tokens) with a guard zone behind it: identical results, the guard
+ * untouched; a byte less than the 11-token call needs is DM_EINVAL with
+ * no output written. */
 static void test_matmul_set(void **state)
 {
 	static const uint32_t sets[][3] = {
@@ -507,8 +511,34 @@ static void test_matmul_set(void **state)
 				for (int th = 0; th < 2; th++) {
 					const int64_t nt = toks[ti];
 					struct dm_pool *p = th ? pool : NULL;
-					assert_int_equal(kern_matmul_set(p, (enum kern_isa)isa, m, 3, n, x, nt, NULL), 0);
+					size_t wsb;
+					assert_int_equal(kern_ws_bytes((enum kern_isa)isa, sets[si], 3, n, 11,
+								       th ? 2 : 1, &wsb, NULL), 0);
+					uint8_t *wsm = aligned_alloc(64, (wsb + 64 + 63) / 64 * 64);
+					memset(wsm + wsb, 0xA5, 64);
+					struct kern_ws ws = { wsm, wsb };
+					assert_int_equal(kern_matmul_set(p, (enum kern_isa)isa, m, 3, n, x, nt, &ws, NULL), 0);
+					for (int g = 0; g < 64; g++)
+						assert_int_equal(wsm[wsb + (size_t)g], 0xA5);
+					float *via_ws[3];
 					for (int i = 0; i < 3; i++) {
+						via_ws[i] = malloc((size_t)(nt * rows[i]) * sizeof(float));
+						memcpy(via_ws[i], y[i], (size_t)(nt * rows[i]) * sizeof(float));
+					}
+					if (nt == 11) {
+						ws.bytes = wsb - 1;
+						for (int i = 0; i < 3; i++)
+							memset(y[i], 0x7F, (size_t)(nt * rows[i]) * sizeof(float));
+						assert_int_equal(kern_matmul_set(p, (enum kern_isa)isa, m, 3, n, x, nt, &ws, &e),
+								 DM_EINVAL);
+						for (int i = 0; i < 3; i++)
+							assert_int_equal(((uint8_t *)y[i])[0], 0x7F);
+					}
+					free(wsm);
+					assert_int_equal(kern_matmul_set(p, (enum kern_isa)isa, m, 3, n, x, nt, NULL, NULL), 0);
+					for (int i = 0; i < 3; i++) {
+						assert_memory_equal(via_ws[i], y[i], (size_t)(nt * rows[i]) * sizeof(float));
+						free(via_ws[i]);
 						if (nt == 1)
 							assert_int_equal(kern_matvec(NULL, (enum kern_isa)isa, m[i].type, w[i],
 										     rows[i], n, x, want, NULL), 0);
@@ -520,8 +550,8 @@ static void test_matmul_set(void **state)
 				}
 		}
 	}
-	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, 0, n, x, 1, &e), DM_EINVAL);
-	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, KERN_SET_MAX + 1, n, x, 1, &e),
+	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, 0, n, x, 1, NULL, &e), DM_EINVAL);
+	assert_int_equal(kern_matmul_set(NULL, KERN_ISA_REF, NULL, KERN_SET_MAX + 1, n, x, 1, NULL, &e),
 			 DM_EINVAL);
 	for (int i = 0; i < 3; i++) {
 		free(w[i]);

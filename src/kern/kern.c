@@ -316,18 +316,10 @@ static void gemm_task(struct mm_job *j, int64_t b, int64_t e, int thread)
 	}
 }
 
-static void mm_free(struct mm_job *j)
-{
-	if (j->act_owned)
-		free(j->act);
-	free(j->scratch);
-	j->act = NULL;
-	j->scratch = NULL;
-}
-
-static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *pool,
-		    enum kern_isa isa, uint32_t type, const void *w, int64_t n_rows, int64_t n,
-		    int64_t n_tok, struct dm_err *err)
+/* Chooses the mode and sizes of one product; allocates nothing (w may be
+ * NULL when only sizing). */
+static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, uint32_t type,
+		   const void *w, int64_t n_rows, int64_t n, int64_t n_tok, struct dm_err *err)
 {
 	memset(j, 0, sizeof *j);
 	if (kern_traits_get(type, isa, t)) {
@@ -366,12 +358,8 @@ static int mm_setup(struct mm_job *j, struct kern_traits *t, struct dm_pool *poo
 	}
 	/* 64-byte aligned rows keep SIMD loads within cache lines */
 	j->act_row = (j->act_row + 63) & ~(size_t)63;
-	if (j->mode == MM_GEMM && n_rows > 0) {
+	if (j->mode == MM_GEMM && n_rows > 0)
 		j->scratch_row = (j->gemm->scratch_bytes(n) + 63) & ~(size_t)63;
-		j->scratch = aligned_alloc(64, j->scratch_row * (size_t)dm_pool_size(pool));
-		if (!j->scratch)
-			return dm_err_set(err, DM_ENOMEM, "out of memory for weight panels");
-	}
 	return 0;
 }
 
@@ -383,31 +371,54 @@ static bool same_act(const struct mm_job *a, const struct mm_job *b)
 	return a->mode == MM_GEMM ? a->gemm->act_pack == b->gemm->act_pack : a->pack == b->pack;
 }
 
-/* Packs the activations of every job, once per distinct layout. */
-static int mm_pack(struct mm_job *jobs, int count, struct dm_pool *pool, const float *x,
-		   struct dm_err *err)
+/* Activation rows of a job: tokens, or token blocks for the gemm. */
+static int64_t mm_act_rows(const struct mm_job *j)
+{
+	return j->mode == MM_GEMM ? (j->n_tok + KERN_GEMM_TOK - 1) / KERN_GEMM_TOK : j->n_tok;
+}
+
+/* Lays the set's working memory out from `base` (NULL: only measures):
+ * one activation buffer per distinct layout, which the first job of that
+ * layout packs and the later ones share, then each gemm job's per-thread
+ * panels.  Returns the bytes used. */
+static size_t mm_carve(struct mm_job *jobs, int count, int threads, uint8_t *base)
+{
+	size_t off = 0;
+	for (int i = 0; i < count; i++) {
+		struct mm_job *j = &jobs[i];
+		int k = 0;
+		if (!j->act_row || j->n == 0 || j->n_tok == 0)
+			continue;
+		while (k < i && !(jobs[k].act_owned && same_act(&jobs[k], j)))
+			k++;
+		if (k < i) {
+			j->act = jobs[k].act;
+			continue;
+		}
+		j->act_owned = true;
+		j->act = base ? base + off : NULL;
+		off += j->act_row * (size_t)mm_act_rows(j);
+	}
+	for (int i = 0; i < count; i++) {
+		struct mm_job *j = &jobs[i];
+		if (!j->scratch_row)
+			continue;
+		j->scratch = base ? base + off : NULL;
+		off += j->scratch_row * (size_t)threads;
+	}
+	return off;
+}
+
+/* Packs the activations of every job that owns a buffer. */
+static void mm_pack(struct mm_job *jobs, int count, struct dm_pool *pool, const float *x)
 {
 	for (int i = 0; i < count; i++) {
 		struct mm_job *j = &jobs[i];
-		const int64_t n_act = j->mode == MM_GEMM
-					      ? (j->n_tok + KERN_GEMM_TOK - 1) / KERN_GEMM_TOK
-					      : j->n_tok;
 		j->x = x;
-		if (!j->act_row || j->n == 0 || j->n_tok == 0)
-			continue;
-		for (int k = 0; k < i && !j->act; k++)
-			if (jobs[k].act_owned && same_act(&jobs[k], j))
-				j->act = jobs[k].act;
-		if (j->act)
-			continue;
-		j->act = aligned_alloc(64, j->act_row * (size_t)n_act);
-		if (!j->act)
-			return dm_err_set(err, DM_ENOMEM, "out of memory for activations");
-		j->act_owned = true;
-		/* whole token blocks per task: no two threads write one block */
-		dm_pool_run(pool, j->n_tok, j->mode == MM_GEMM ? KERN_GEMM_TOK : 1, act_task, j);
+		if (j->act_owned)
+			/* whole token blocks per task: no two threads write one block */
+			dm_pool_run(pool, j->n_tok, j->mode == MM_GEMM ? KERN_GEMM_TOK : 1, act_task, j);
 	}
-	return 0;
 }
 
 /* Several products as one pool job: job i's work items (rows, or panels
@@ -446,49 +457,97 @@ static void set_task(void *arg, int64_t b, int64_t e, int thread)
 }
 
 int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_mat *mats,
-		    int count, int64_t n, const float *x, int64_t n_tok, struct dm_err *err)
+		    int count, int64_t n, const float *x, int64_t n_tok, const struct kern_ws *ws,
+		    struct dm_err *err)
 {
 	struct kern_traits t[KERN_SET_MAX];
 	struct mm_job jobs[KERN_SET_MAX];
-	struct mm_set s = { jobs, 0, { 0 } };
-	int rc = 0;
+	struct mm_set s = { jobs, count, { 0 } };
+	const int threads = dm_pool_size(pool);
+	uint8_t *own = NULL, *base = NULL;
+	size_t need;
+	int rc;
 
 	if (count < 1 || count > KERN_SET_MAX)
 		return dm_err_set(err, DM_EINVAL, "%d matrices in one product set (1..%d)", count,
 				  KERN_SET_MAX);
-	for (; s.count < count; s.count++) {
-		const struct kern_mat *m = &mats[s.count];
-		if ((rc = mm_setup(&jobs[s.count], &t[s.count], pool, isa, m->type, m->w, m->n_rows, n,
-				   n_tok, err)))
-			goto out;
-		jobs[s.count].y = m->y;
-		s.first[s.count + 1] = s.first[s.count] + mm_items(&jobs[s.count]);
+	for (int i = 0; i < count; i++) {
+		const struct kern_mat *m = &mats[i];
+		if ((rc = mm_plan(&jobs[i], &t[i], isa, m->type, m->w, m->n_rows, n, n_tok, err)))
+			return rc;
+		jobs[i].y = m->y;
+		s.first[i + 1] = s.first[i] + mm_items(&jobs[i]);
 	}
 	if (n == 0 || n_tok == 0) {
 		for (int i = 0; i < count; i++)
 			memset(mats[i].y, 0, (size_t)mats[i].n_rows * (size_t)n_tok * sizeof(float));
-		goto out;
+		return 0;
 	}
-	if ((rc = mm_pack(jobs, count, pool, x, err)))
-		goto out;
+	need = mm_carve(jobs, count, threads, NULL);
+	if (ws) {
+		if (ws->bytes < need)
+			return dm_err_set(err, DM_EINVAL,
+					  "matrix product workspace of %zu bytes, this call needs %zu",
+					  ws->bytes, need);
+		base = ws->base;
+	} else if (need && !(base = own = aligned_alloc(64, (need + 63) & ~(size_t)63))) {
+		return dm_err_set(err, DM_ENOMEM, "out of memory for %zu bytes of activations and panels",
+				  need);
+	}
+	for (int i = 0; i < count; i++)
+		jobs[i].act_owned = false;
+	mm_carve(jobs, count, threads, base);
+	mm_pack(jobs, count, pool, x);
 	{
 		/* ~8 chunks per thread for balance, and not below a size whose
 		 * scheduling costs more than it balances */
 		const int64_t min = jobs[0].mode == MM_VEC ? 16 : jobs[0].mode == MM_COLS ? 8 : 1;
-		int64_t chunk = s.first[count] / ((int64_t)dm_pool_size(pool) * 8);
+		int64_t chunk = s.first[count] / ((int64_t)threads * 8);
 		dm_pool_run(pool, s.first[count], chunk < min ? min : chunk, set_task, &s);
 	}
-out:
-	for (int i = 0; i < s.count; i++)
-		mm_free(&jobs[i]);
-	return rc;
+	free(own);
+	return 0;
+}
+
+int kern_ws_bytes(enum kern_isa isa, const uint32_t *types, int count, int64_t n,
+		  int64_t n_tok_max, int threads, size_t *bytes, struct dm_err *err)
+{
+	struct kern_traits t[KERN_SET_MAX];
+	struct mm_job jobs[KERN_SET_MAX];
+	/* every size grows with n_tok inside a mode, so the largest is at the
+	 * last n_tok of each mode: 1, below each type's gemm threshold, n_tok_max */
+	int64_t at[KERN_SET_MAX + 2];
+	int n_at = 0, rc;
+
+	*bytes = 0;
+	if (count < 1 || count > KERN_SET_MAX)
+		return dm_err_set(err, DM_EINVAL, "%d matrices in one product set (1..%d)", count,
+				  KERN_SET_MAX);
+	at[n_at++] = 1;
+	at[n_at++] = n_tok_max;
+	for (int i = 0; i < count; i++) {
+		const struct kern_gemm *g = isa >= KERN_ISA_AVX512 ? kern_gemm_avx512(types[i]) : NULL;
+		if (g && g->min_tok - 1 > 1 && g->min_tok - 1 < n_tok_max)
+			at[n_at++] = g->min_tok - 1;
+	}
+	for (int a = 0; a < n_at; a++) {
+		if (at[a] < 1 || at[a] > n_tok_max)
+			continue;
+		for (int i = 0; i < count; i++)
+			if ((rc = mm_plan(&jobs[i], &t[i], isa, types[i], NULL, 1, n, at[a], err)))
+				return rc;
+		size_t b = mm_carve(jobs, count, threads < 1 ? 1 : threads, NULL);
+		if (b > *bytes)
+			*bytes = b;
+	}
+	return 0;
 }
 
 int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, float *y, struct dm_err *err)
 {
 	const struct kern_mat m = { type, w, n_rows, y };
-	return kern_matmul_set(pool, isa, &m, 1, n, x, 1, err);
+	return kern_matmul_set(pool, isa, &m, 1, n, x, 1, NULL, err);
 }
 
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
@@ -496,5 +555,5 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 		struct dm_err *err)
 {
 	const struct kern_mat m = { type, w, n_rows, y };
-	return kern_matmul_set(pool, isa, &m, 1, n, x, n_tok, err);
+	return kern_matmul_set(pool, isa, &m, 1, n, x, n_tok, NULL, err);
 }

@@ -112,10 +112,12 @@ int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_e
 
 /*
  * Matrix products.  w: n_rows rows of `type`, each n elements.  pool may be
- * NULL (runs on the calling thread).  Scratch for quantized activations is
- * allocated per call (a few KiB per token) and freed before returning.
+ * NULL (runs on the calling thread).  Their working memory (the
+ * activations packed for the kernels, a few KiB per token, and the gemm's
+ * per-thread weight panels) is either allocated per call and freed before
+ * returning, or taken from a caller's workspace (kern_matmul_set).
  * Errors: DM_EUNSUPPORTED (type), DM_EINVAL (n not block-aligned, sizes
- * < 0), DM_ENOMEM.
+ * < 0, workspace too small), DM_ENOMEM.
  */
 
 /* Decode: y[r] = Σ_i w[r][i]·x[i], r < n_rows.  x has n floats. */
@@ -126,7 +128,7 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
  * x is n_tok × n floats (row-major), y is n_tok × n_rows.  Tiled so that a
  * block of weight rows is reused from cache for KERN_COLS_MAX tokens; on
  * AVX-512, from a few tokens up, weight rows are repacked 16 at a time into
- * per-thread scratch (a few hundred KiB per thread, allocated per call) and
+ * per-thread scratch (a few hundred KiB per thread) and
  * multiplied against every token (gemm_avx512.c). */
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
@@ -136,7 +138,12 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
  * the Q, K, V or gate, up matrices of a layer — as one job on the pool:
  * activations packed once per distinct layout, one wait instead of one per
  * matrix.  Each y_i is what kern_matvec (n_tok == 1) or kern_matmul gives
- * for that matrix alone.  1 <= count <= KERN_SET_MAX. */
+ * for that matrix alone.  1 <= count <= KERN_SET_MAX.
+ *
+ * ws: working memory for the call, or NULL to allocate it per call.  A
+ * caller that sizes its memory once (the engine, at load) gets the size
+ * from kern_ws_bytes for every set it will run and passes the largest;
+ * a workspace smaller than the call needs is DM_EINVAL, never an overrun. */
 #define KERN_SET_MAX 4
 struct kern_mat {
 	uint32_t type;
@@ -144,8 +151,19 @@ struct kern_mat {
 	int64_t n_rows;
 	float *y; /* n_tok × n_rows */
 };
+struct kern_ws {
+	void *base;   /* 64-byte aligned */
+	size_t bytes;
+};
 int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_mat *mats,
-		    int count, int64_t n, const float *x, int64_t n_tok, struct dm_err *err);
+		    int count, int64_t n, const float *x, int64_t n_tok, const struct kern_ws *ws,
+		    struct dm_err *err);
+
+/* Workspace bytes kern_matmul_set needs for a set of `count` matrices of
+ * types[0..count) and input size n, at any n_tok from 1 to n_tok_max, on a
+ * pool of `threads` threads (at least 1), into *bytes. */
+int kern_ws_bytes(enum kern_isa isa, const uint32_t *types, int count, int64_t n,
+		  int64_t n_tok_max, int threads, size_t *bytes, struct dm_err *err);
 
 /*
  * Element-wise operations (ops.c).  All take n >= 0 and allow y == x

@@ -28,9 +28,8 @@ enum out_mode { OUT_NONE, OUT_LAST, OUT_ALL, OUT_HIDDEN_SUM, OUT_HIDDEN_LAST };
 static int mm(struct model_ctx *c, const struct model_w *w, const float *x, int32_t T, float *y,
 	      struct dm_err *err)
 {
-	if (T == 1)
-		return kern_matvec(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, y, err);
-	return kern_matmul(c->pool, c->isa, w->type, w->data, w->ne1, w->ne0, x, T, y, err);
+	const struct kern_mat m = { w->type, w->data, w->ne1, y };
+	return kern_matmul_set(c->pool, c->isa, &m, 1, w->ne0, x, T, &c->ws, err);
 }
 
 /* y_i = x · w_iᵀ for two or three matrices of the same input width, as one
@@ -41,7 +40,7 @@ static int mm_set(struct model_ctx *c, const struct model_w *const *w, float *co
 	struct kern_mat m[3];
 	for (int i = 0; i < count; i++)
 		m[i] = (struct kern_mat){ w[i]->type, w[i]->data, w[i]->ne1, y[i] };
-	return kern_matmul_set(c->pool, c->isa, m, count, w[0]->ne0, x, T, err);
+	return kern_matmul_set(c->pool, c->isa, m, count, w[0]->ne0, x, T, &c->ws, err);
 }
 
 /* Causal attention of T new tokens (at positions n_past..) for one layer:

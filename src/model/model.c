@@ -269,12 +269,39 @@ static void resolve(const struct model *m, const struct model_ctx_params *p, int
 /* Scratch layout in floats; one place computes it for both sizing and
  * carving, so the reported size is the allocated size. */
 struct scratch_layout {
-	size_t x, xn, q, kk, vv, att, g, u, scores, total;
+	size_t x, xn, q, kk, vv, att, g, u, scores, ws, total;
+	size_t ws_bytes;
 	int32_t scores_stride;
 };
 
-static void layout(const struct model *m, int32_t n_ctx, int32_t n_batch, int n_threads,
-		   struct scratch_layout *s)
+/* The largest workspace any matrix product of the forward pass needs (the
+ * sets forward.c runs: Q/K/V, O, gate/up, down, output) for up to n_batch
+ * tokens.  A type kern cannot size counts 0: the product then fails with
+ * kern's own error, never overruns. */
+static size_t ws_bytes(const struct model *m, enum kern_isa isa, int32_t n_batch, int n_threads)
+{
+	size_t best = 0, b;
+	struct dm_err e;
+#define NEED(count, n, ...)                                                              \
+	do {                                                                             \
+		const uint32_t ty[] = { __VA_ARGS__ };                                   \
+		if (!kern_ws_bytes(isa, ty, count, n, n_batch, n_threads, &b, &e) && b > best) \
+			best = b;                                                        \
+	} while (0)
+	for (int32_t l = 0; l < m->hp.n_layer; l++) {
+		const struct model_layer *L = &m->layers[l];
+		NEED(3, L->wq.ne0, L->wq.type, L->wk.type, L->wv.type);
+		NEED(1, L->wo.ne0, L->wo.type);
+		NEED(2, L->w_gate.ne0, L->w_gate.type, L->w_up.type);
+		NEED(1, L->w_down.ne0, L->w_down.type);
+	}
+	NEED(1, m->output.ne0, m->output.type);
+#undef NEED
+	return best;
+}
+
+static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int32_t n_batch,
+		   int n_threads, struct scratch_layout *s)
 {
 	const struct model_hparams *hp = &m->hp;
 	size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff;
@@ -294,6 +321,9 @@ static void layout(const struct model *m, int32_t n_ctx, int32_t n_batch, int n_
 	s->scores_stride = (int32_t)(((size_t)n_ctx + 15) / 16 * 16);
 	/* attention scores: one row of n_ctx per thread */
 	TAKE(scores, (size_t)s->scores_stride * (size_t)n_threads);
+	/* the matrix products' packed activations and weight panels */
+	s->ws_bytes = ws_bytes(m, isa, n_batch, n_threads);
+	TAKE(ws, (s->ws_bytes + sizeof(float) - 1) / sizeof(float));
 #undef TAKE
 	s->total = off * sizeof(float);
 }
@@ -309,7 +339,7 @@ size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p)
 	struct scratch_layout s;
 	int32_t n_ctx, n_batch;
 	resolve(m, p, &n_ctx, &n_batch);
-	layout(m, n_ctx, n_batch,
+	layout(m, p && p->isa_set ? p->isa : kern_isa_best(), n_ctx, n_batch,
 	       p && p->pool ? dm_pool_size(p->pool) : (p && p->n_threads > 1 ? p->n_threads : 1), &s);
 	return kv_bytes(m, n_ctx) + s.total;
 }
@@ -333,7 +363,7 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	}
 	c->pool = p ? p->pool : NULL;
 	c->isa = p && p->isa_set ? p->isa : kern_isa_best();
-	layout(m, c->n_ctx, c->n_batch, c->pool ? dm_pool_size(c->pool) : 1, &s);
+	layout(m, c->isa, c->n_ctx, c->n_batch, c->pool ? dm_pool_size(c->pool) : 1, &s);
 	c->kv_bytes = kv_bytes(m, c->n_ctx);
 	c->scratch_bytes = s.total;
 	c->k = dm_mem_map(c->kv_bytes);
@@ -356,6 +386,7 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->u = f + s.u;
 	c->scores = f + s.scores;
 	c->scores_stride = s.scores_stride;
+	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
 	*out = c;
 	return 0;
 }

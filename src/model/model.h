@@ -108,6 +108,7 @@ struct model_ctx {
 	size_t scratch_bytes;
 	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
 	int32_t scores_stride;
+	struct kern_ws ws; /* the matrix products' working memory */
 };
 
 /* Bytes a context of these parameters will allocate (KV cache + scratch),
