@@ -26,6 +26,21 @@ void dm_mem_unmap(void *p, size_t n)
 		munmap(p, n);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older headers lack it */
+#endif
+
+void dm_mem_populate(void *p, size_t n)
+{
+	const long page = sysconf(_SC_PAGESIZE);
+	if (!p || !n)
+		return;
+	if (madvise(p, n, MADV_POPULATE_WRITE) == 0)
+		return;
+	for (size_t o = 0; o < n; o += page > 0 ? (size_t)page : 4096)
+		((volatile char *)p)[o] = 0;
+}
+
 int dm_mem_usage(struct dm_mem_usage *out)
 {
 	char line[256];

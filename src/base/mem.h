@@ -16,6 +16,11 @@
 void *dm_mem_map(size_t n);
 /* Unmaps what dm_mem_map returned; NULL is a no-op. */
 void dm_mem_unmap(void *p, size_t n);
+/* Makes every page of p[0..n) (from dm_mem_map) resident now, so later
+ * use takes no page faults: MADV_POPULATE_WRITE where the kernel has it
+ * (5.14+; the kernel zeroes each page once), else a write to each page.
+ * Contents stay zero. */
+void dm_mem_populate(void *p, size_t n);
 
 /* Process memory from /proc/self/status, in bytes (0 when unreadable). */
 struct dm_mem_usage {

@@ -278,10 +278,12 @@ int engine_warmup(struct engine *e, struct dm_err *err)
 
 	if (!logits)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
-	/* touch every page of the KV cache and scratch now, so that the first
-	 * request does not pay for page faults (and memory figures are real) */
-	memset(e->ctx->k, 0, e->ctx->kv_bytes);
-	memset(e->ctx->scratch, 0, e->ctx->scratch_bytes);
+	/* make every page of the KV cache and scratch resident now, so that
+	 * the first request does not pay for page faults (and memory figures
+	 * are real); populating faults them in without also writing every byte
+	 * (256 MiB: ~90 ms against ~145 for a memset) */
+	dm_mem_populate(e->ctx->k, e->ctx->kv_bytes);
+	dm_mem_populate(e->ctx->scratch, e->ctx->scratch_bytes);
 	/* and every page of the weights in use (mapped modes fault them in
 	 * here instead of during the first request; the rows of the token
 	 * embedding table would otherwise come in one by one) */
