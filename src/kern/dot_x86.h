@@ -34,16 +34,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Software prefetch of the weight stream towards L2, PF_AHEAD bytes ahead
- * of a step that consumes `bytes` (a constant) from p: one prefetch per 64
- * bytes, so consecutive steps leave no line of the stream out.  Decode
- * reads each weight once, and without it the hardware prefetchers did not
- * overlap memory with the compute (see gemv_avx512.c). */
-#define PF_AHEAD 16384
-#define PF_STEP(p, bytes)                                                                \
-	for (int pf_ = 0; pf_ < ((int)(bytes) + 63) / 64; pf_++)                         \
-	_mm_prefetch((const char *)(p) + PF_AHEAD + 64 * pf_, _MM_HINT_T1)
-
 INLINE float hsum8(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -143,7 +133,7 @@ INLINE __m256i dot_signed(__m256i s, __m256i absw, __m256i act)
 	for (int c = 0; c < nc; c++)                                                     \
 		acc0[c] = acc1[c] = _mm256_setzero_ps();                                 \
 	for (; i + 2 <= nb; i += 2) {                                                    \
-		PF_STEP(x + i, 2 * sizeof *x);                                           \
+		kern_pf_stream(x + i, 2 * sizeof *x);                                    \
 		Q8ACT_STEP(LOADW, i, acc0)                                               \
 		Q8ACT_STEP(LOADW, i + 1, acc1)                                           \
 	}                                                                                \
@@ -205,7 +195,7 @@ INLINE void q8_0_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as
 		accm[c] = 0;                                                             \
 	}                                                                                \
 	for (; i + 2 <= nb; i += 2) {                                                    \
-		PF_STEP(x + i, 2 * sizeof *x);                                           \
+		kern_pf_stream(x + i, 2 * sizeof *x);                                    \
 		Q8_1ACT_STEP(LOADW, i, acc0)                                             \
 		Q8_1ACT_STEP(LOADW, i + 1, acc1)                                         \
 	}                                                                                \
@@ -246,7 +236,7 @@ INLINE void q45k_cols(int64_t n, const uint8_t *w, bool five, const uint8_t *a, 
 		const uint8_t *blk = w + (size_t)i * (five ? sizeof(struct block_q5_K)
 							   : sizeof(struct block_q4_K));
 		const struct block_q4_K *hdr = (const struct block_q4_K *)blk;
-		PF_STEP(blk, sizeof(struct block_q5_K));
+		kern_pf_stream(blk, sizeof(struct block_q5_K));
 		const uint8_t *qs = blk + (five ? offsetof(struct block_q5_K, qs)
 						: offsetof(struct block_q4_K, qs));
 		const uint8_t *qh = five ? blk + offsetof(struct block_q5_K, qh) : NULL;
@@ -328,7 +318,7 @@ INLINE void q6_K_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as
 	for (int c = 0; c < nc; c++)
 		acc[c] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / QK_K; i++) {
-		PF_STEP(x + i, sizeof *x);
+		kern_pf_stream(x + i, sizeof *x);
 		const int8_t *scl = x[i].scales;
 		__m256i isum[KERN_COLS_MAX];
 		float d = h2f(x[i].d);
@@ -385,7 +375,7 @@ INLINE void q2_K_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as
 	for (int c = 0; c < nc; c++)
 		acc[c] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / QK_K; i++) {
-		PF_STEP(x + i, sizeof *x);
+		kern_pf_stream(x + i, sizeof *x);
 		__m256i isum[KERN_COLS_MAX];
 		int16_t m16[16];
 		float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
@@ -432,7 +422,7 @@ INLINE void q3_K_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as
 	for (int c = 0; c < nc; c++)
 		acc[c] = _mm256_setzero_ps();
 	for (int64_t i = 0; i < n / QK_K; i++) {
-		PF_STEP(x + i, sizeof *x);
+		kern_pf_stream(x + i, sizeof *x);
 		__m256i isum[KERN_COLS_MAX];
 		int8_t sc[16];
 		int16_t sc16[16];
@@ -545,7 +535,7 @@ INLINE void bf16_cols_impl(int64_t n, const void *w, const uint8_t *a, size_t as
 		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;              \
 		int64_t i = 0;                                                           \
 		for (; i + 32 <= n; i += 32) {                                           \
-			PF_STEP(p + i, 32 * sizeof *p);                                  \
+			kern_pf_stream(p + i, 32 * sizeof *p);                           \
 			s0 = _mm256_fmadd_ps(LOAD8(p + i), _mm256_loadu_ps(y + i), s0);  \
 			s1 = _mm256_fmadd_ps(LOAD8(p + i + 8), _mm256_loadu_ps(y + i + 8), s1); \
 			s2 = _mm256_fmadd_ps(LOAD8(p + i + 16), _mm256_loadu_ps(y + i + 16), s2); \

@@ -30,23 +30,6 @@
 
 #include "gguf/gguf.h"
 
-/* Decode streams each weight row from memory once.  With compute between
- * the loads, the hardware prefetchers alone kept a thread at ~18 GB/s from
- * DRAM where the same kernel runs ~30 GB/s from L2; a software prefetch
- * towards L2 this far ahead of the loads (past the row's end into the next
- * rows, which the same thread usually takes) overlaps the two.  Measured:
- * 8-16 KiB best, 1 KiB and 64 KiB worse. */
-#define PF_AHEAD 16384
-
-/* Prefetches the `lines` cache lines from p + PF_AHEAD, 64 bytes apart;
- * a kernel consuming S bytes per step calls it with p its step's start and
- * ceil(S / 64) + 1 lines at most, so no line of the stream is skipped. */
-static inline __attribute__((always_inline)) void pf_ahead(const uint8_t *p, int lines)
-{
-	for (int i = 0; i < lines; i++)
-		_mm_prefetch((const char *)p + PF_AHEAD + 64 * i, _MM_HINT_T1);
-}
-
 /* Packed Q4_0 activation, per pair p of 32-element blocks (an odd last
  * block is paired with zeros):
  *   int8  codes[64]  element order above
@@ -205,7 +188,7 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 		return q4_0_pair_dot(n, w, act);
 	for (int64_t g = 0; g < n / 512; g++, x += 288, a += GROUP_BYTES) {
 		__m512i T[4];
-		pf_ahead(x, 5); /* 288 bytes */
+		kern_pf_stream(x, 288);
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++) {
 			/* 72 bytes: 64 + the 8 past them (masked: never past the row) */
@@ -320,7 +303,7 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 
 	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += KQ_ACT_BYTES) {
 		uint32_t dd, wa, wb, wc;
-		pf_ahead(x, 3); /* 144 or 176 bytes */
+		kern_pf_stream(x, bb);
 		memcpy(&dd, x, 4);
 		memcpy(&wa, x + 4, 4);
 		memcpy(&wb, x + 8, 4);
@@ -433,7 +416,7 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	__m512 acc = _mm512_setzero_ps();
 
 	for (int64_t b = 0; b < n / QK_K; b++, x += 210, a += KQ_ACT_BYTES) {
-		pf_ahead(x, 4); /* 210 bytes */
+		kern_pf_stream(x, 210);
 		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
 		const __m512i scw = _mm512_castsi256_si512(sc16);
 		__m512i isum = _mm512_setzero_si512();

@@ -387,6 +387,7 @@ static size_t mm_carve(struct mm_job *jobs, int count, int threads, uint8_t *bas
 	for (int i = 0; i < count; i++) {
 		struct mm_job *j = &jobs[i];
 		int k = 0;
+		j->act_owned = false;
 		if (!j->act_row || j->n == 0 || j->n_tok == 0)
 			continue;
 		while (k < i && !(jobs[k].act_owned && same_act(&jobs[k], j)))
@@ -494,8 +495,6 @@ int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_m
 		return dm_err_set(err, DM_ENOMEM, "out of memory for %zu bytes of activations and panels",
 				  need);
 	}
-	for (int i = 0; i < count; i++)
-		jobs[i].act_owned = false;
 	mm_carve(jobs, count, threads, base);
 	mm_pack(jobs, count, pool, x);
 	{
