@@ -34,6 +34,11 @@ int cli_parse_float(const char *opt, const char *val, double lo, double hi, floa
  * beyond *n); NULL with errno on failure. */
 char *cli_read_all(const char *path, size_t *n);
 
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+/* Median of v[0..n) (n >= 1), sorting v in place. */
+double cli_median(double *v, int n);
+
 /* "dormant: " + message + newline on stderr; returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

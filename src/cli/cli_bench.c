@@ -38,25 +38,6 @@
 #define MV_COLS 4096
 #define MM_TOK 128
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 struct bw_job {
 	const uint64_t *p;
 	size_t n;
@@ -113,12 +94,12 @@ double cli_bench_bandwidth(struct dm_pool *pool, int runs)
 	for (size_t i = 0; i < n; i++)
 		p[i] = i * 0x9E3779B97F4A7C15ull;
 	for (int r = 0; r < runs; r++) {
-		double t0 = now_s();
+		double t0 = cli_now();
 		dm_pool_run(pool, (int64_t)n, (int64_t)1 << 17, bw_task, &j);
-		t[r] = (double)bytes / (now_s() - t0) / 1e9;
+		t[r] = (double)bytes / (cli_now() - t0) / 1e9;
 	}
 	free(p);
-	return median(t, runs);
+	return cli_median(t, runs);
 }
 
 /* `count` copies of a rows × n matrix of `type`, made from a quantized
@@ -231,20 +212,20 @@ static int bench_kernels(int argc, char **argv)
 			kern_matvec(pool, isa, (uint32_t)type, w + (size_t)k * mat, MV_ROWS, MV_COLS, x, y,
 				    NULL);
 		for (int rn = 0; rn < runs; rn++) {
-			double t0 = now_s();
+			double t0 = cli_now();
 			for (int k = 0; k < copies; k++)
 				kern_matvec(pool, isa, (uint32_t)type, w + (size_t)k * mat, MV_ROWS,
 					    MV_COLS, x, y, NULL);
-			tv[rn] = (now_s() - t0) / copies;
+			tv[rn] = (cli_now() - t0) / copies;
 		}
 		kern_matmul(pool, isa, (uint32_t)type, w, MV_ROWS, MV_COLS, x, MM_TOK, y, NULL);
 		for (int rn = 0; rn < runs; rn++) {
-			double t0 = now_s();
+			double t0 = cli_now();
 			kern_matmul(pool, isa, (uint32_t)type, w, MV_ROWS, MV_COLS, x, MM_TOK, y, NULL);
-			tm[rn] = now_s() - t0;
+			tm[rn] = cli_now() - t0;
 		}
 		double bw_here = cli_bench_bandwidth(pool, runs);
-		double mv = median(tv, runs), mm = median(tm, runs);
+		double mv = cli_median(tv, runs), mm = cli_median(tm, runs);
 		double gbs = (double)mat / mv / 1e9;
 		double gflops = 2.0 * MV_ROWS * MV_COLS * MM_TOK / mm / 1e9;
 		printf("%-6s %10.3f %8.1f %8.1f %6.0f%% %14.1f\n", tok, mv * 1e3, gbs, bw_here,

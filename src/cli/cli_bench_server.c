@@ -24,25 +24,6 @@
 #include "server/client.h"
 #include "server/server.h"
 
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static int sink(void *ud, const char *t, size_t n)
 {
 	(void)ud;
@@ -62,7 +43,7 @@ static double startup_ms(const char *model_arg, uint16_t port)
 		return -1;
 	exe[n] = '\0';
 	snprintf(portbuf, sizeof portbuf, "%u", port);
-	t0 = mono();
+	t0 = cli_now();
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -73,14 +54,14 @@ static double startup_ms(const char *model_arg, uint16_t port)
 		execl(exe, "dormant", "serve", "--quiet", "--port", portbuf, "--model", model_arg, (char *)NULL);
 		_exit(127);
 	}
-	while (mono() - t0 < 10) {
+	while (cli_now() - t0 < 10) {
 		struct srv_http_resp r;
 		struct dm_err e;
 		if (!srv_http("127.0.0.1", port, "GET", "/health", NULL, NULL, 0, 1000, NULL, NULL, &r, &e)) {
 			int ok = r.status == 200;
 			srv_http_resp_free(&r);
 			if (ok) {
-				t = (mono() - t0) * 1000.0;
+				t = (cli_now() - t0) * 1000.0;
 				break;
 			}
 		}
@@ -181,27 +162,27 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 	}
 	for (long i = 0; i < runs; i++) {
 		struct srv_http_resp r;
-		double t0 = mono();
+		double t0 = cli_now();
 		if (dormant_generate(d, "m", "hi", &o, sink, NULL, NULL, err, sizeof err)) {
 			cli_fail("%s", err);
 			goto out;
 		}
-		lib[i] = mono() - t0;
-		t0 = mono();
+		lib[i] = cli_now() - t0;
+		t0 = cli_now();
 		if (srv_http("127.0.0.1", srv_port(s), "POST", "/api/generate", NULL, body, strlen(body), 30000,
 			     NULL, NULL, &r, &e) || r.status != 200) {
 			cli_fail("POST /api/generate: %s", e.msg);
 			goto out;
 		}
 		srv_http_resp_free(&r);
-		http[i] = mono() - t0;
-		t0 = mono();
+		http[i] = cli_now() - t0;
+		t0 = cli_now();
 		if (srv_http("127.0.0.1", srv_port(s), "GET", "/health", NULL, NULL, 0, 30000, NULL, NULL, &r, &e)) {
 			cli_fail("GET /health: %s", e.msg);
 			goto out;
 		}
 		srv_http_resp_free(&r);
-		health[i] = mono() - t0;
+		health[i] = cli_now() - t0;
 	}
 	if (with_wrk) {
 		double unused;
@@ -214,8 +195,8 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 	snprintf(arg, sizeof arg, "m=%s", model);
 	t_start = startup_ms(arg, (uint16_t)(30000 + getpid() % 20000));
 	{
-		double ml = median(lib, (int)runs) * 1e3, mh = median(http, (int)runs) * 1e3;
-		double mhe = median(health, (int)runs) * 1e3;
+		double ml = cli_median(lib, (int)runs) * 1e3, mh = cli_median(http, (int)runs) * 1e3;
+		double mhe = cli_median(health, (int)runs) * 1e3;
 		if (print) {
 			printf("HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
 			printf("  1-token generation, library call                 %8.3f ms\n", ml);

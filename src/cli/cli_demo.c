@@ -26,13 +26,6 @@
 #include "cli/cli.h"
 #include "server/client.h"
 
-static double mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 struct mem {
 	long rss, anon, file; /* kB */
 };
@@ -97,7 +90,7 @@ static int on_body(void *ud, const char *d, size_t n)
 			continue;
 		if (s->ttft < 0 && json_is_string(json_object_get(o, "response")) &&
 		    json_string_length(json_object_get(o, "response")))
-			s->ttft = mono() - s->t0;
+			s->ttft = cli_now() - s->t0;
 		if (json_is_true(json_object_get(o, "done"))) {
 			json_decref(s->last);
 			s->last = o;
@@ -130,10 +123,10 @@ static int generate(int pid, uint16_t port, const char *model, int n_predict, st
 		 model, n_predict);
 	proc_mem(pid, &sm.peak);
 	pthread_create(&th, NULL, sample_main, &sm);
-	st.t0 = mono();
+	st.t0 = cli_now();
 	rc = srv_http("127.0.0.1", port, "POST", "/api/generate", NULL, body, strlen(body), 120000, on_body, &st,
 		      &resp, &e);
-	r->total_s = mono() - st.t0;
+	r->total_s = cli_now() - st.t0;
 	atomic_store(&sm.stop, 1);
 	pthread_join(th, NULL);
 	if (rc || resp.status != 200 || !st.last) {
@@ -259,8 +252,8 @@ int cli_demo(int argc, char **argv)
 		char buf[1024];
 		size_t k = 0;
 		const char *p;
-		double t0 = mono();
-		while (k + 1 < sizeof buf && mono() - t0 < 10) {
+		double t0 = cli_now();
+		while (k + 1 < sizeof buf && cli_now() - t0 < 10) {
 			ssize_t got = read(fds[0], buf + k, sizeof buf - 1 - k);
 			if (got <= 0)
 				break;

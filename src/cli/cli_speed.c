@@ -17,25 +17,6 @@
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double med(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_d);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Deterministic token ids spread over the vocabulary (not special ids). */
 static void fill_ids(int32_t *ids, int n, int32_t n_vocab, uint32_t salt)
 {
@@ -49,10 +30,10 @@ static int run_pp(struct cli_model *cm, const int32_t *ids, int n, float *lg, do
 	double t0;
 	int rc;
 	model_ctx_reset(cm->ctx);
-	t0 = now_s();
+	t0 = cli_now();
 	if ((rc = model_decode(cm->ctx, ids, n, lg, false, err)))
 		return rc;
-	*tps = n / (now_s() - t0);
+	*tps = n / (cli_now() - t0);
 	return 0;
 }
 
@@ -62,11 +43,11 @@ static int run_tg(struct cli_model *cm, const int32_t *ids, int n, float *lg, do
 	double t0;
 	int rc;
 	model_ctx_reset(cm->ctx);
-	t0 = now_s();
+	t0 = cli_now();
 	for (int i = 0; i < n; i++)
 		if ((rc = model_decode(cm->ctx, ids + i, 1, lg, false, err)))
 			return rc;
-	*tps = n / (now_s() - t0);
+	*tps = n / (cli_now() - t0);
 	return 0;
 }
 
@@ -144,10 +125,10 @@ int cli_bench_speed(int argc, char **argv)
 	}
 	if (isatty(2) && !json)
 		fputc('\n', stderr);
-	pp_med = med(pp, (int)reps);
+	pp_med = cli_median(pp, (int)reps);
 	pp_min = pp[0];
 	pp_max = pp[reps - 1];
-	tg_med = med(tg, (int)reps);
+	tg_med = cli_median(tg, (int)reps);
 	tg_min = tg[0];
 	tg_max = tg[reps - 1];
 	{
