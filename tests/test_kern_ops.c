@@ -43,7 +43,9 @@ static void test_rmsnorm(void **state)
 	assert_true(fabs(ss / 300 - 1.0) < 1e-3);
 }
 
-/* Both RoPE modes against θ_i = pos·scale·base^(−2i/n_rot)/ff_i in double. */
+/* Both RoPE modes against θ_i = pos·scale·base^(−2i/n_rot)/ff_i in double,
+ * with and without frequency factors and LongRoPE's attn_factor (which
+ * scales the rotated dimensions only). */
 static void test_rope(void **state)
 {
 	const int hd = 64, nh = 3, nrot = 48;
@@ -52,9 +54,10 @@ static void test_rope(void **state)
 	for (int i = 0; i < 24; i++)
 		ff[i] = 1.0f + (float)i / 8;
 	for (int mode = 0; mode <= 2; mode += 2)
-		for (int use_ff = 0; use_ff < 2; use_ff++) {
+		for (int use_ff = 0; use_ff < 3; use_ff++) {
+			const double af = use_ff == 2 ? 1.25 : 1.0;
 			struct kern_rope r = { (enum kern_rope_mode)mode, nrot, 10000.0f, 0.5f,
-					       use_ff ? ff : NULL };
+					       use_ff ? ff : NULL, use_ff == 2 ? 1.25f : 0.0f };
 			const int64_t pos = 37;
 			fill(x, nh * hd, 3);
 			memcpy(y, x, sizeof x);
@@ -69,8 +72,8 @@ static void test_rope(void **state)
 						double th = pos * 0.5 * pow(10000.0, -2.0 * p / nrot) /
 							    (use_ff ? ff[p] : 1.0);
 						double xa = x[h * hd + a], xb = x[h * hd + b];
-						want = i == a ? xa * cos(th) - xb * sin(th)
-							      : xa * sin(th) + xb * cos(th);
+						want = af * (i == a ? xa * cos(th) - xb * sin(th)
+								   : xa * sin(th) + xb * cos(th));
 					}
 					assert_true(fabs(y[h * hd + i] - want) < 1e-4);
 				}
@@ -166,6 +169,45 @@ static void test_softmax_swiglu_isa(void **state)
 		u[0] = 1;
 		kern_swiglu((enum kern_isa)isa, g, u, 1);
 		assert_true(isnan(g[0]));
+	}
+}
+
+/* GeGLU and soft-capping (tanh built on e^x on AVX-512) on every ISA
+ * against the double formulas, over the range where tanh bends (|z| < 10,
+ * then ±1) and beyond; lengths off the vector width check the tails.  The
+ * tolerance is absolute on purpose: 1 − 2/(1 + e^2z) loses the relative
+ * precision of tanh near 0 (an absolute error of a few ulp of 1), which is
+ * what a logit or an activation can tell. */
+static void test_geglu_softcap_isa(void **state)
+{
+	enum { N = 1001 };
+	static float g[N], u[N], y[N];
+	(void)state;
+	for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+		if (!kern_isa_supported((enum kern_isa)isa))
+			continue;
+		for (int n = 1; n <= N; n += n < 40 ? 1 : 320) {
+			for (int i = 0; i < n; i++) {
+				g[i] = -30.0f + 60.0f * (float)i / (float)(n > 1 ? n - 1 : 1);
+				u[i] = 0.25f + (float)(i % 5);
+			}
+			memcpy(y, g, (size_t)n * sizeof *g);
+			kern_geglu((enum kern_isa)isa, y, u, n);
+			for (int i = 0; i < n; i++) {
+				double v = g[i];
+				double want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) * u[i];
+				if (!(fabs(y[i] - want) <= 1e-6 * (1 + fabs(v)) * u[i]))
+					fail_msg("%s geglu n=%d g=%g: %g, want %g", kern_isa_name((enum kern_isa)isa),
+						 n, v, (double)y[i], want);
+			}
+			kern_softcap((enum kern_isa)isa, y, g, 7.5f, n);
+			for (int i = 0; i < n; i++) {
+				double want = 7.5 * tanh((double)g[i] / 7.5);
+				if (!(fabs(y[i] - want) <= 1e-6 * 7.5))
+					fail_msg("%s softcap n=%d x=%g: %g, want %g", kern_isa_name((enum kern_isa)isa),
+						 n, (double)g[i], (double)y[i], want);
+			}
+		}
 	}
 }
 
@@ -299,6 +341,7 @@ int main(void)
 		cmocka_unit_test(test_rope),
 		cmocka_unit_test(test_softmax_activations),
 		cmocka_unit_test(test_softmax_swiglu_isa),
+		cmocka_unit_test(test_geglu_softcap_isa),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_act_quant_bit_exact),

@@ -184,11 +184,13 @@ struct kern_rope {
 	float freq_base;           /* 10000 for llama */
 	float freq_scale;          /* 1 / linear context scaling factor; 1 = none */
 	const float *freq_factors; /* n_rot / 2 divisors of each pair's frequency, or NULL */
+	float attn_factor;         /* multiplies cos and sin (LongRoPE's magnitude scaling); 0 or 1: none */
 };
 
 /* Rotates n_head heads of head_dim floats at x (head h at x + h·head_dim)
  * for position pos: pair i (i < n_rot/2) turns by
- * θ = pos · freq_scale · base^(−2i/n_rot) / freq_factors[i].
+ * θ = pos · freq_scale · base^(−2i/n_rot) / freq_factors[i], with cos θ and
+ * sin θ both multiplied by attn_factor when it is set.
  * Dimensions past n_rot are left unchanged. */
 void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 		     const struct kern_rope *r);
@@ -202,6 +204,11 @@ void kern_silu(float *y, const float *x, int64_t n);
 void kern_gelu(float *y, const float *x, int64_t n);
 /* g = silu(g) · u  (SwiGLU gate, in place on g); isa as for kern_softmax. */
 void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n);
+/* g = gelu(g) · u  (GeGLU gate, GELU in its tanh form, in place on g); isa as
+ * for kern_softmax (the SIMD tanh is built on the same e^x). */
+void kern_geglu(enum kern_isa isa, float *g, const float *u, int64_t n);
+/* y = c · tanh(x / c)  (logit soft-capping), c > 0. */
+void kern_softcap(enum kern_isa isa, float *y, const float *x, float c, int64_t n);
 void kern_add(float *y, const float *a, const float *b, int64_t n);
 void kern_mul(float *y, const float *a, const float *b, int64_t n);
 void kern_scale(float *y, const float *x, float s, int64_t n);

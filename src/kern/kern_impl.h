@@ -126,6 +126,8 @@ void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int6
 			     int64_t head_dim, size_t stride);
 void kern_softmax_avx512(float *x, int64_t n);
 void kern_swiglu_avx512(float *g, const float *u, int64_t n);
+void kern_geglu_avx512(float *g, const float *u, int64_t n);
+void kern_softcap_avx512(float *y, const float *x, float c, int64_t n);
 
 /* ---- gemm_avx512.c: the prefill matmul over repacked weight panels ----
  * Weight rows are multiplied KERN_PANEL_ROWS at a time (a "panel"): panel()

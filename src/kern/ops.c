@@ -36,6 +36,7 @@ void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 	int64_t half = n_rot / 2;
 	float theta_scale = powf(r->freq_base, -2.0f / (float)n_rot);
 	float theta = (float)pos;
+	float mscale = r->attn_factor != 0.0f ? r->attn_factor : 1.0f;
 	float cs[512], sn[512]; /* head_dim up to 1024 */
 
 	if (half > 512)
@@ -43,8 +44,8 @@ void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 	for (int64_t i = 0; i < half; i++) {
 		float ff = r->freq_factors ? r->freq_factors[i] : 1.0f;
 		float t = r->freq_scale * (theta / ff);
-		cs[i] = cosf(t);
-		sn[i] = sinf(t);
+		cs[i] = cosf(t) * mscale;
+		sn[i] = sinf(t) * mscale;
 		theta *= theta_scale;
 	}
 	for (int64_t h = 0; h < n_head; h++) {
@@ -108,6 +109,33 @@ void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 	(void)isa;
 	for (int64_t i = 0; i < n; i++)
 		g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void kern_geglu(enum kern_isa isa, float *g, const float *u, int64_t n)
+{
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_geglu_avx512(g, u, n);
+		return;
+	}
+#endif
+	(void)isa;
+	kern_gelu(g, g, n);
+	for (int64_t i = 0; i < n; i++)
+		g[i] *= u[i];
+}
+
+void kern_softcap(enum kern_isa isa, float *y, const float *x, float c, int64_t n)
+{
+#if defined(__x86_64__)
+	if (isa == KERN_ISA_AVX512) {
+		kern_softcap_avx512(y, x, c, n);
+		return;
+	}
+#endif
+	(void)isa;
+	for (int64_t i = 0; i < n; i++)
+		y[i] = c * tanhf(x[i] / c);
 }
 
 void kern_add(float *y, const float *a, const float *b, int64_t n)

@@ -261,6 +261,42 @@ void kern_swiglu_avx512(float *g, const float *u, int64_t n)
 				      _mm512_mul_ps(_mm512_div_ps(gv, d), _mm512_maskz_loadu_ps(m, u + i)));
 	}
 }
+/* tanh(z) = 1 − 2 / (1 + e^(2z)), with e^(2z) from exp16; z is clamped to
+ * ±10 first, where tanh is ±1 to float precision (and e^(2z) cannot
+ * overflow). */
+static inline __m512 tanh16(__m512 z)
+{
+	z = _mm512_min_ps(_mm512_max_ps(z, _mm512_set1_ps(-10.0f)), _mm512_set1_ps(10.0f));
+	const __m512 e = exp16(_mm512_add_ps(z, z));
+	return _mm512_sub_ps(_mm512_set1_ps(1.0f),
+			     _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e)));
+}
+
+/* ops.c's kern_geglu with tanh16: g = 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))) · u. */
+void kern_geglu_avx512(float *g, const float *u, int64_t n)
+{
+	const __m512 c = _mm512_set1_ps(0.7978845608028654f), k = _mm512_set1_ps(0.044715f);
+	const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+	for (int64_t i = 0; i < n; i += 16) {
+		const __mmask16 m = tail_mask(n - i);
+		__m512 x = _mm512_maskz_loadu_ps(m, g + i);
+		__m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+		__m512 t = tanh16(_mm512_mul_ps(c, _mm512_fmadd_ps(k, x3, x)));
+		__m512 y = _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, t));
+		_mm512_mask_storeu_ps(g + i, m, _mm512_mul_ps(y, _mm512_maskz_loadu_ps(m, u + i)));
+	}
+}
+
+/* ops.c's kern_softcap with tanh16: y = c·tanh(x / c). */
+void kern_softcap_avx512(float *y, const float *x, float c, int64_t n)
+{
+	const __m512 cv = _mm512_set1_ps(c), inv = _mm512_set1_ps(1.0f / c);
+	for (int64_t i = 0; i < n; i += 16) {
+		const __mmask16 m = tail_mask(n - i);
+		__m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
+		_mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(cv, tanh16(v)));
+	}
+}
 #else
 kern_from_float_fn kern_act_quant_avx512(uint32_t act_type)
 {

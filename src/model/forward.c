@@ -1,20 +1,23 @@
 /*
- * model/forward — the llama-family forward pass over a batch of tokens.
+ * model/forward — the decoder forward pass over a batch of tokens.
  *
  * Reads top to bottom like the math (pre-norm transformer, RMSNorm, RoPE,
- * grouped-query attention over an F16 KV cache, SwiGLU feed-forward):
+ * grouped-query attention over an F16 KV cache, gated feed-forward).  The
+ * bracketed steps are there when the model's data says so (model.h):
  *
- *   x = embed(tokens)                                   (T, E)
+ *   x = embed(tokens) [· embd_scale]                    (T, E)
  *   for each layer:
  *     h = rmsnorm(x)·attn_norm
  *     q, k, v = h·Wq (+bq), h·Wk (+bk), h·Wv (+bv)      (T, QD) (T, KVD) (T, KVD)
- *     rope(q), rope(k) at positions n_past + t
+ *     [q, k = rmsnorm per head ·q_norm, ·k_norm]
+ *     rope(q), rope(k) at positions n_past + t          (the layer's base and scale)
  *     K[n_past + t], V[n_past + t] = k, v  (as F16)
- *     a[t, head] = softmax(q·Kᵀ / √hd, causal) · V       (T, QD)
- *     x += a·Wo
+ *     s = attn_scale · q·Kᵀ  [s = c·tanh(s / c)]
+ *     a[t, head] = softmax(s over the causal positions [inside the layer's window]) · V
+ *     o = a·Wo  [o = rmsnorm(o)·attn_post_norm]          x += o
  *     h = rmsnorm(x)·ffn_norm
- *     x += (silu(h·Wgate) ⊙ h·Wup)·Wdown
- *   logits = (rmsnorm(x)·output_norm)·Woutput           (T or 1, V)
+ *     f = (act(h·Wgate) ⊙ h·Wup)·Wdown  [f = rmsnorm(f)·ffn_post_norm]   x += f
+ *   logits = (rmsnorm(x)·output_norm)·Woutput  [logits = c·tanh(logits / c)]
  */
 #include <math.h>
 #include <string.h>
@@ -49,6 +52,7 @@ static int mm_set(struct model_ctx *c, const struct model_w *const *w, float *co
 struct attn_job {
 	struct model_ctx *c;
 	const uint16_t *kc, *vc;
+	int32_t n_swa; /* the layer's window; 0: none */
 };
 
 static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
@@ -58,24 +62,30 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
 	const struct model_hparams *hp = &c->m->hp;
 	const int64_t hd = hp->head_dim, QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
 	const int32_t gqa = hp->n_head / hp->n_head_kv;
-	const float scale = 1.0f / sqrtf((float)hd);
 	float *sc = c->scores + (size_t)thread * (size_t)c->scores_stride;
 
 	for (int64_t i = begin; i < end; i++) {
 		const int64_t t = i / hp->n_head, h = i % hp->n_head;
-		const int64_t n_kv = (int64_t)c->n_past + t + 1;
+		const int64_t pos = (int64_t)c->n_past + t;
+		/* causal: positions 0..pos; a windowed layer sees the last n_swa of them */
+		const int64_t first = j->n_swa > 0 && pos + 1 > j->n_swa ? pos + 1 - j->n_swa : 0;
+		const int64_t n_kv = pos + 1 - first;
 		const int64_t kvh = h / gqa;
 		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
 		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
-		kern_attn_scores(c->isa, sc, q, j->kc + kvh * hd, n_kv, hd, (size_t)KVD, scale);
+		const size_t row0 = (size_t)first * (size_t)KVD + (size_t)kvh * (size_t)hd;
+		kern_attn_scores(c->isa, sc, q, j->kc + row0, n_kv, hd, (size_t)KVD, hp->attn_scale);
+		if (hp->attn_softcap > 0)
+			kern_softcap(c->isa, sc, sc, hp->attn_softcap, n_kv);
 		kern_softmax(c->isa, sc, n_kv);
-		kern_attn_values(c->isa, out, sc, j->vc + kvh * hd, n_kv, hd, (size_t)KVD);
+		kern_attn_values(c->isa, out, sc, j->vc + row0, n_kv, hd, (size_t)KVD);
 	}
 }
 
-static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *vc, int32_t T)
+static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *vc, int32_t n_swa,
+		      int32_t T)
 {
-	struct attn_job j = { c, kc, vc };
+	struct attn_job j = { c, kc, vc, n_swa };
 	int64_t n = (int64_t)T * c->m->hp.n_head;
 	if (c->pool)
 		dm_pool_run(c->pool, n, 1, attention_range, &j);
@@ -84,20 +94,22 @@ static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *v
 }
 
 /* The per-token work between the matrix products (norms, residual adds,
- * bias + RoPE + cache store, SwiGLU), spread over the pool by tokens: the
- * same operations in the same order per token whatever the thread count. */
+ * bias + Q/K norm + RoPE + cache store, the gate), spread over the pool by
+ * tokens: the same operations in the same order per token whatever the
+ * thread count. */
 enum tok_op {
 	TOK_NORM,     /* xn = rmsnorm(x)·w */
-	TOK_ADD_NORM, /* x += xn; xn = rmsnorm(x)·w */
-	TOK_ADD,      /* x += xn */
-	TOK_QKV,      /* q, k, v += biases; rope(q), rope(k); K, V cache rows = k, v */
-	TOK_SWIGLU,   /* g = silu(g) ⊙ u */
+	TOK_ADD_NORM, /* [xn = rmsnorm(xn)·wp]; x += xn; xn = rmsnorm(x)·w */
+	TOK_ADD,      /* [xn = rmsnorm(xn)·wp]; x += xn */
+	TOK_QKV,      /* q, k, v += biases; [q, k per-head norms]; rope(q), rope(k); K, V cache rows = k, v */
+	TOK_GLU,      /* g = act(g) ⊙ u */
 };
 
 struct tok_job {
 	struct model_ctx *c;
 	enum tok_op op;
-	const float *w; /* the norm's weight */
+	const float *w;  /* the norm's weight */
+	const float *wp; /* the block output's post-norm weight, or NULL */
 	const struct model_layer *L;
 	const struct kern_rope *rope;
 	uint16_t *kc, *vc;
@@ -116,6 +128,8 @@ static void tok_range(void *arg, int64_t b, int64_t e, int thread)
 		switch (j->op) {
 		case TOK_ADD_NORM:
 		case TOK_ADD:
+			if (j->wp)
+				kern_rmsnorm(xn, xn, j->wp, E, hp->rms_eps);
 			kern_add(x, x, xn, E);
 			if (j->op == TOK_ADD)
 				break;
@@ -133,24 +147,32 @@ static void tok_range(void *arg, int64_t b, int64_t e, int thread)
 				kern_add(k, k, j->L->bk, KVD);
 			if (j->L->bv)
 				kern_add(v, v, j->L->bv, KVD);
+			for (int64_t h = 0; j->L->q_norm && h < hp->n_head; h++)
+				kern_rmsnorm(q + h * hd, q + h * hd, j->L->q_norm, hd, hp->rms_eps);
+			for (int64_t h = 0; j->L->k_norm && h < hp->n_head_kv; h++)
+				kern_rmsnorm(k + h * hd, k + h * hd, j->L->k_norm, hd, hp->rms_eps);
 			kern_rope_apply(q, hp->n_head, hd, pos, j->rope);
 			kern_rope_apply(k, hp->n_head_kv, hd, pos, j->rope);
 			kern_f32_to_f16(k, j->kc + (size_t)pos * (size_t)KVD, KVD);
 			kern_f32_to_f16(v, j->vc + (size_t)pos * (size_t)KVD, KVD);
 			break;
 		}
-		case TOK_SWIGLU:
-			kern_swiglu(c->isa, c->g + (size_t)t * (size_t)F, c->u + (size_t)t * (size_t)F, F);
+		case TOK_GLU:
+			if (hp->ffn_act == MODEL_ACT_GELU)
+				kern_geglu(c->isa, c->g + (size_t)t * (size_t)F, c->u + (size_t)t * (size_t)F, F);
+			else
+				kern_swiglu(c->isa, c->g + (size_t)t * (size_t)F, c->u + (size_t)t * (size_t)F, F);
 			break;
 		}
 	}
 }
 
 static void per_token(struct model_ctx *c, struct tok_job *j, enum tok_op op, const float *w,
-		      int32_t T)
+		      const float *wp, int32_t T)
 {
 	j->op = op;
 	j->w = w;
+	j->wp = wp;
 	if (c->pool)
 		dm_pool_run(c->pool, T, 1, tok_range, j);
 	else
@@ -164,9 +186,9 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 	const struct model_hparams *hp = &m->hp;
 	const int64_t E = hp->n_embd, KVD = (int64_t)hp->n_head_kv * hp->head_dim;
 	const size_t emb_row = kern_row_bytes(m->tok_embd.type, E);
-	const struct kern_rope rope = {
-		.mode = hp->rope_mode, .n_rot = hp->n_rot, .freq_base = hp->rope_base,
-		.freq_scale = hp->rope_scale, .freq_factors = m->rope_freqs,
+	struct kern_rope rope = {
+		.mode = hp->rope_mode, .n_rot = hp->n_rot, .freq_factors = c->rope_factors,
+		.attn_factor = hp->rope_attn_factor,
 	};
 	int rc;
 
@@ -175,13 +197,17 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 		const uint8_t *row = (const uint8_t *)m->tok_embd.data + (size_t)tok[t] * emb_row;
 		if ((rc = kern_dequantize(m->tok_embd.type, row, c->x + (size_t)t * (size_t)E, E, err)))
 			return rc;
+		if (hp->embd_scale != 1.0f)
+			kern_scale(c->x + (size_t)t * (size_t)E, c->x + (size_t)t * (size_t)E, hp->embd_scale, E);
 	}
 
 	struct tok_job tj = { .c = c, .rope = &rope };
-	per_token(c, &tj, TOK_NORM, m->layers[0].attn_norm, T);
+	per_token(c, &tj, TOK_NORM, m->layers[0].attn_norm, NULL, T);
 	for (int32_t l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
 		tj.L = L;
+		rope.freq_base = L->rope_base;
+		rope.freq_scale = L->rope_scale;
 		tj.kc = c->k + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
 		tj.vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
 
@@ -190,24 +216,24 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 		float *const qkv_out[] = { c->q, c->kk, c->vv };
 		if ((rc = mm_set(c, qkv, qkv_out, 3, c->xn, T, err)))
 			return rc;
-		per_token(c, &tj, TOK_QKV, NULL, T);
-		attention(c, tj.kc, tj.vc, T);
+		per_token(c, &tj, TOK_QKV, NULL, NULL, T);
+		attention(c, tj.kc, tj.vc, L->n_swa, T);
 		if ((rc = mm(c, &L->wo, c->att, T, c->xn, err)))
 			return rc;
 
 		/* feed-forward block */
-		per_token(c, &tj, TOK_ADD_NORM, L->ffn_norm, T);
+		per_token(c, &tj, TOK_ADD_NORM, L->ffn_norm, L->attn_post_norm, T);
 		const struct model_w *gate_up[] = { &L->w_gate, &L->w_up };
 		float *const gate_up_out[] = { c->g, c->u };
 		if ((rc = mm_set(c, gate_up, gate_up_out, 2, c->xn, T, err)))
 			return rc;
-		per_token(c, &tj, TOK_SWIGLU, NULL, T);
+		per_token(c, &tj, TOK_GLU, NULL, NULL, T);
 		if ((rc = mm(c, &L->w_down, c->g, T, c->xn, err)))
 			return rc;
 		if (l + 1 < hp->n_layer) /* the next layer's attention norm */
-			per_token(c, &tj, TOK_ADD_NORM, m->layers[l + 1].attn_norm, T);
+			per_token(c, &tj, TOK_ADD_NORM, m->layers[l + 1].attn_norm, L->ffn_post_norm, T);
 		else
-			per_token(c, &tj, TOK_ADD, NULL, T);
+			per_token(c, &tj, TOK_ADD, NULL, L->ffn_post_norm, T);
 	}
 
 	switch (mode) {
@@ -217,6 +243,8 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 		kern_rmsnorm(c->xn, c->x + (size_t)(T - 1) * (size_t)E, m->output_norm, E, hp->rms_eps);
 		if ((rc = mm(c, &m->output, c->xn, 1, out, err)))
 			return rc;
+		if (hp->final_softcap > 0)
+			kern_softcap(c->isa, out, out, hp->final_softcap, hp->n_vocab);
 		break;
 	case OUT_ALL:
 		for (int32_t t = 0; t < T; t++)
@@ -224,6 +252,8 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 				     m->output_norm, E, hp->rms_eps);
 		if ((rc = mm(c, &m->output, c->xn, T, out, err)))
 			return rc;
+		if (hp->final_softcap > 0)
+			kern_softcap(c->isa, out, out, hp->final_softcap, (int64_t)T * hp->n_vocab);
 		break;
 	case OUT_HIDDEN_SUM:
 	case OUT_HIDDEN_LAST:

@@ -4,6 +4,7 @@
  */
 #include "model/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,42 +27,99 @@ static int key_u32(const struct gguf_file *g, const char *arch, const char *suff
 	return rc;
 }
 
-static int key_f32(const struct gguf_file *g, const char *arch, const char *suffix, float def,
-		   float *out, struct dm_err *err)
+/* A float key that must be finite and > 0 when present ("≥ 0" with
+ * zero_ok); absent → def.  *present tells which (may be NULL). */
+static int key_pos_f32(const struct gguf_file *g, const char *arch, const char *suffix, float def,
+		       bool zero_ok, float *out, bool *present, struct dm_err *err)
 {
 	char key[128];
 	int rc;
 
 	snprintf(key, sizeof key, "%s.%s", arch, suffix);
 	rc = gguf_get_f32(g, key, out, err);
+	if (present)
+		*present = rc == 0;
 	if (rc == DM_ENOTFOUND) {
 		*out = def;
 		return 0;
 	}
-	return rc;
+	if (rc)
+		return rc;
+	if (!isfinite(*out) || *out < 0.0f || (*out == 0.0f && !zero_ok))
+		return dm_err_set(err, DM_EFORMAT, "%s: %s = %g is out of range (expected %s)", g->name,
+				  key, (double)*out, zero_ok ? ">= 0" : "> 0");
+	return 0;
 }
 
-static int read_hparams(const struct gguf_file *g, struct model_hparams *hp, struct dm_err *err)
+/*
+ * The architectures, one row each: everything an architecture adds to the
+ * llama decoder, as data the binding turns into per-layer fields.  Read the
+ * columns as "this file has / does": the forward pass never asks which
+ * architecture it runs.
+ */
+enum swa_rule {
+	SWA_NONE,   /* every layer sees the whole context */
+	SWA_ALL,    /* every layer is windowed when the file sets a window (phi3) */
+	SWA_PERIOD, /* layer l is windowed iff l % period < period − 1 (gemma) */
+};
+
+static const struct arch_desc {
+	const char *name;
+	enum model_arch arch;
+	enum kern_rope_mode rope;
+	enum model_act act;
+	bool qkv_bias;       /* attn_q/k/v.bias (required) */
+	bool qk_norm;        /* attn_q_norm / attn_k_norm (required) */
+	bool post_norms;     /* post_attention_norm / post_ffw_norm (required) */
+	bool embd_scale;     /* x = embedding · sqrtf(n_embd) */
+	bool fused_qkv;      /* attn_qkv instead of attn_q/k/v */
+	bool fused_gate_up;  /* ffn_up holds gate (first n_ff rows) and up */
+	enum swa_rule swa;
+	int32_t swa_period;
+	int32_t swa_default; /* window when attention.sliding_window is absent; -1: required */
+	bool local_rope_10k; /* windowed layers: RoPE base 10000, no scaling */
+	float attn_softcap_default, final_softcap_default; /* keys absent; 0: none */
+	int32_t big_n_layer; /* a file of this depth scales q by 1/√(n_embd/n_head) */
+} arch_table[] = {
+	/* name     arch               rope            act             bias   qknorm post   escale fqkv   fgu    swa         per win  l10k   capA   capF   big */
+	{ "llama",  MODEL_ARCH_LLAMA,  KERN_ROPE_NORM, MODEL_ACT_SILU, false, false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
+	{ "qwen2",  MODEL_ARCH_QWEN2,  KERN_ROPE_NEOX, MODEL_ACT_SILU, true,  false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
+	{ "qwen3",  MODEL_ARCH_QWEN3,  KERN_ROPE_NEOX, MODEL_ACT_SILU, false, true,  false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
+	{ "gemma2", MODEL_ARCH_GEMMA2, KERN_ROPE_NEOX, MODEL_ACT_GELU, false, false, true,  true,  false, false, SWA_PERIOD, 2, 4096, false, 50.0f, 30.0f, 46 },
+	{ "gemma3", MODEL_ARCH_GEMMA3, KERN_ROPE_NEOX, MODEL_ACT_GELU, false, true,  true,  true,  false, false, SWA_PERIOD, 6, -1,   true,  0,     0,     62 },
+	{ "phi3",   MODEL_ARCH_PHI3,   KERN_ROPE_NEOX, MODEL_ACT_SILU, false, false, false, false, true,  true,  SWA_ALL,    0, 0,    false, 0,     0,     0 },
+};
+
+static const struct arch_desc *arch_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
+		if (!strcmp(arch_table[i].name, name))
+			return &arch_table[i];
+	return NULL;
+}
+
+static int read_hparams(const struct gguf_file *g, const struct arch_desc **desc,
+			struct model_hparams *hp, struct dm_err *err)
 {
 	char scaling[32] = "";
 	uint32_t v;
 	int rc;
 	const char *a;
+	const struct arch_desc *d;
+	bool present;
 
 	memset(hp, 0, sizeof *hp);
 	if ((rc = gguf_get_str_buf(g, "general.architecture", hp->arch_name, sizeof hp->arch_name, err)))
 		return rc;
 	a = hp->arch_name;
-	if (!strcmp(a, "llama")) {
-		hp->arch = MODEL_ARCH_LLAMA;
-		hp->rope_mode = KERN_ROPE_NORM;
-	} else if (!strcmp(a, "qwen2")) {
-		hp->arch = MODEL_ARCH_QWEN2;
-		hp->rope_mode = KERN_ROPE_NEOX;
-	} else {
-		return dm_err_set(err, DM_EUNSUPPORTED, "%s: unsupported architecture '%s' (supported: llama, qwen2)",
+	if (!(d = arch_find(a)))
+		return dm_err_set(err, DM_EUNSUPPORTED,
+				  "%s: unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)",
 				  g->name, a);
-	}
+	*desc = d;
+	hp->arch = d->arch;
+	hp->rope_mode = d->rope;
+	hp->ffn_act = d->act;
 #define U32(suffix, req, def, field)                                              \
 	do {                                                                      \
 		if ((rc = key_u32(g, a, suffix, req, def, &v, err)))              \
@@ -81,16 +139,38 @@ static int read_hparams(const struct gguf_file *g, struct model_hparams *hp, str
 		return dm_err_set(err, DM_EFORMAT, "%s: zero-sized hyper-parameter (embd %d, layers %d, heads %d, ff %d, ctx %d)",
 				  g->name, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff, hp->n_ctx_train);
 	U32("attention.key_length", false, (uint32_t)(hp->n_embd / hp->n_head), head_dim);
+	if ((rc = key_u32(g, a, "attention.value_length", false, (uint32_t)hp->head_dim, &v, err)))
+		return rc;
+	if (v != (uint32_t)hp->head_dim)
+		return dm_err_set(err, DM_EUNSUPPORTED, "%s: %s.attention.value_length = %u differs from key_length %d (not supported)",
+				  g->name, a, v, hp->head_dim);
 	U32("rope.dimension_count", false, (uint32_t)hp->head_dim, n_rot);
+	U32("rope.scaling.original_context_length", false, 0, n_ctx_orig);
+	U32("attention.sliding_window", d->swa_default < 0, (uint32_t)(d->swa_default > 0 ? d->swa_default : 0),
+	    n_swa);
 #undef U32
+	if (d->swa == SWA_NONE)
+		hp->n_swa = 0; /* a window key on an architecture that has none is ignored, as the reference does */
+	else if (d->swa == SWA_PERIOD && hp->n_swa < 1)
+		return dm_err_set(err, DM_EFORMAT, "%s: %s.attention.sliding_window = %d is out of range (expected >= 1)",
+				  g->name, a, hp->n_swa);
 	if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv != 0)
 		return dm_err_set(err, DM_EFORMAT, "%s: %d heads are not a multiple of %d KV heads",
 				  g->name, hp->n_head, hp->n_head_kv);
-	if (hp->head_dim < 2 || hp->head_dim % 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+	if (hp->head_dim < 2 || hp->head_dim % 2 || hp->n_rot > hp->head_dim || hp->n_rot % 2 ||
+	    hp->n_rot < 2 || hp->head_dim > 1024)
 		return dm_err_set(err, DM_EFORMAT, "%s: head size %d / rotary dims %d are not usable",
 				  g->name, hp->head_dim, hp->n_rot);
-	if ((rc = key_f32(g, a, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->rms_eps, err)) ||
-	    (rc = key_f32(g, a, "rope.freq_base", 10000.0f, &hp->rope_base, err)))
+	if ((rc = key_pos_f32(g, a, "attention.layer_norm_rms_epsilon", 1e-5f, true, &hp->rms_eps, NULL, err)) ||
+	    (rc = key_pos_f32(g, a, "rope.freq_base", 10000.0f, false, &hp->rope_base, NULL, err)) ||
+	    (rc = key_pos_f32(g, a, "rope.scaling.attn_factor", 1.0f, false, &hp->rope_attn_factor, NULL, err)) ||
+	    (rc = key_pos_f32(g, a, "attn_logit_softcapping", d->attn_softcap_default, false,
+			      &hp->attn_softcap, &present, err)))
+		return rc;
+	if (d->arch != MODEL_ARCH_GEMMA2)
+		hp->attn_softcap = 0; /* only gemma2 caps attention logits (gemma3 files may carry the key) */
+	if ((rc = key_pos_f32(g, a, "final_logit_softcapping", d->final_softcap_default, false,
+			      &hp->final_softcap, &present, err)))
 		return rc;
 	hp->rope_scale = 1.0f;
 	{
@@ -100,16 +180,22 @@ static int read_hparams(const struct gguf_file *g, struct model_hparams *hp, str
 		rc = gguf_get_str_buf(g, key, scaling, sizeof scaling, err);
 		if (rc && rc != DM_ENOTFOUND)
 			return rc;
-		if (rc == 0 && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
+		if (rc == 0 && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0 &&
+		    !(d->arch == MODEL_ARCH_LLAMA && !strcmp(scaling, "llama3")))
 			return dm_err_set(err, DM_EUNSUPPORTED, "%s: rope scaling '%s' is not supported (none, linear)",
 					  g->name, scaling);
-		if ((rc = key_f32(g, a, "rope.scaling.factor", 0.0f, &factor, err)))
+		if ((rc = key_pos_f32(g, a, "rope.scaling.factor", 0.0f, true, &factor, NULL, err)))
 			return rc;
-		if (factor == 0.0f && (rc = key_f32(g, a, "rope.scale_linear", 0.0f, &factor, err)))
+		if (factor == 0.0f && (rc = key_pos_f32(g, a, "rope.scale_linear", 0.0f, true, &factor, NULL, err)))
 			return rc;
-		if (factor > 0.0f && strcmp(scaling, "none") != 0)
+		/* llama3 scaling lives in rope_freqs; the factor key then is not a linear scale */
+		if (factor > 0.0f && strcmp(scaling, "none") != 0 && strcmp(scaling, "llama3") != 0)
 			hp->rope_scale = 1.0f / factor;
 	}
+	hp->embd_scale = d->embd_scale ? sqrtf((float)hp->n_embd) : 1.0f;
+	hp->attn_scale = d->big_n_layer && hp->n_layer == d->big_n_layer
+				 ? 1.0f / sqrtf((float)(hp->n_embd / hp->n_head))
+				 : 1.0f / sqrtf((float)hp->head_dim);
 	return 0;
 }
 
@@ -162,10 +248,20 @@ static int bind_vec(const struct gguf_file *g, const char *name, int64_t n, bool
 	return 0;
 }
 
+/* A view of rows [r0, r0 + n) of a bound weight (a fused tensor's part). */
+static struct model_w rows_view(const struct model_w *w, int64_t r0, int64_t n)
+{
+	struct model_w v = *w;
+	v.data = (const uint8_t *)w->data + (size_t)r0 * kern_row_bytes(w->type, w->ne0);
+	v.ne1 = n;
+	return v;
+}
+
 int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err)
 {
 	struct model *m = calloc(1, sizeof *m);
 	struct model_hparams *hp;
+	const struct arch_desc *d = NULL;
 	const struct gguf_tensor *te;
 	char nm[96];
 	int rc;
@@ -175,7 +271,7 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
 	m->gguf = g;
 	hp = &m->hp;
-	if ((rc = read_hparams(g, hp, err)))
+	if ((rc = read_hparams(g, &d, hp, err)))
 		goto fail;
 	te = gguf_tensor_find(g, "token_embd.weight");
 	if (!te) {
@@ -188,9 +284,10 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 	}
 	hp->n_vocab = (int32_t)te->ne[1];
 	{
-		const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff;
-		const int64_t QD = (int64_t)hp->n_head * hp->head_dim;
-		const int64_t KVD = (int64_t)hp->n_head_kv * hp->head_dim;
+		const int64_t E = hp->n_embd, V = hp->n_vocab, F = hp->n_ff, hd = hp->head_dim;
+		const int64_t QD = (int64_t)hp->n_head * hd;
+		const int64_t KVD = (int64_t)hp->n_head_kv * hd;
+		const float *freqs = NULL;
 
 		if ((rc = bind_w(g, "token_embd.weight", E, V, &m->tok_embd, &m->weight_bytes, err)))
 			goto fail;
@@ -202,8 +299,31 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 		} else {
 			m->output = m->tok_embd; /* tied embeddings */
 		}
-		if ((rc = bind_vec(g, "rope_freqs.weight", hp->n_rot / 2, true, &m->rope_freqs, &m->weight_bytes, err)))
+		/* RoPE frequency divisors: Llama 3.1's for every context, or
+		 * LongRoPE's pair (both or neither, each n_rot / 2) */
+		if ((rc = bind_vec(g, "rope_freqs.weight", hp->n_rot / 2, true, &freqs, &m->weight_bytes, err)) ||
+		    (rc = bind_vec(g, "rope_factors_long.weight", hp->n_rot / 2, true, &m->rope_factors_long,
+				   &m->weight_bytes, err)) ||
+		    (rc = bind_vec(g, "rope_factors_short.weight", hp->n_rot / 2, true, &m->rope_factors_short,
+				   &m->weight_bytes, err)))
 			goto fail;
+		if (!m->rope_factors_long != !m->rope_factors_short) {
+			rc = dm_err_set(err, DM_EFORMAT, "%s: tensor '%s' is missing (LongRoPE needs both factor sets)",
+					g->name, m->rope_factors_long ? "rope_factors_short.weight" : "rope_factors_long.weight");
+			goto fail;
+		}
+		if (m->rope_factors_long && freqs) {
+			rc = dm_err_set(err, DM_EFORMAT, "%s: both rope_freqs and rope_factors_long/short are present",
+					g->name);
+			goto fail;
+		}
+		if (m->rope_factors_long && hp->n_ctx_orig < 1) {
+			rc = dm_err_set(err, DM_EFORMAT, "%s: %s.rope.scaling.original_context_length is missing (LongRoPE factors need it)",
+					g->name, hp->arch_name);
+			goto fail;
+		}
+		if (freqs)
+			m->rope_factors_long = m->rope_factors_short = freqs;
 		m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
 		if (!m->layers) {
 			rc = dm_err_set(err, DM_ENOMEM, "out of memory");
@@ -211,11 +331,11 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 		}
 		for (int32_t l = 0; l < hp->n_layer; l++) {
 			struct model_layer *L = &m->layers[l];
-			bool qw = hp->arch == MODEL_ARCH_QWEN2;
-#define W(field, suffix, a, b)                                                                   \
+			struct model_w fused;
+#define W(dst, suffix, a, b)                                                                     \
 	do {                                                                                     \
 		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
-		if ((rc = bind_w(g, nm, a, b, &L->field, &m->weight_bytes, err)))                 \
+		if ((rc = bind_w(g, nm, a, b, dst, &m->weight_bytes, err)))                       \
 			goto fail;                                                               \
 	} while (0)
 #define V(field, suffix, kind, n, opt)                                                            \
@@ -225,19 +345,51 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 			goto fail;                                                               \
 	} while (0)
 			V(attn_norm, "attn_norm", "weight", E, false);
-			W(wq, "attn_q", E, QD);
-			W(wk, "attn_k", E, KVD);
-			W(wv, "attn_v", E, KVD);
-			W(wo, "attn_output", QD, E);
-			V(bq, "attn_q", "bias", QD, !qw);
-			V(bk, "attn_k", "bias", KVD, !qw);
-			V(bv, "attn_v", "bias", KVD, !qw);
+			if (d->fused_qkv) {
+				W(&fused, "attn_qkv", E, QD + 2 * KVD);
+				L->wq = rows_view(&fused, 0, QD);
+				L->wk = rows_view(&fused, QD, KVD);
+				L->wv = rows_view(&fused, QD + KVD, KVD);
+			} else {
+				W(&L->wq, "attn_q", E, QD);
+				W(&L->wk, "attn_k", E, KVD);
+				W(&L->wv, "attn_v", E, KVD);
+			}
+			W(&L->wo, "attn_output", QD, E);
+			V(bq, "attn_q", "bias", QD, !d->qkv_bias);
+			V(bk, "attn_k", "bias", KVD, !d->qkv_bias);
+			V(bv, "attn_v", "bias", KVD, !d->qkv_bias);
+			if (d->qk_norm) {
+				V(q_norm, "attn_q_norm", "weight", hd, false);
+				V(k_norm, "attn_k_norm", "weight", hd, false);
+			}
+			if (d->post_norms) {
+				V(attn_post_norm, "post_attention_norm", "weight", E, false);
+				V(ffn_post_norm, "post_ffw_norm", "weight", E, false);
+			}
 			V(ffn_norm, "ffn_norm", "weight", E, false);
-			W(w_gate, "ffn_gate", E, F);
-			W(w_up, "ffn_up", E, F);
-			W(w_down, "ffn_down", F, E);
+			if (d->fused_gate_up) {
+				W(&fused, "ffn_up", E, 2 * F);
+				L->w_gate = rows_view(&fused, 0, F);
+				L->w_up = rows_view(&fused, F, F);
+			} else {
+				W(&L->w_gate, "ffn_gate", E, F);
+				W(&L->w_up, "ffn_up", E, F);
+			}
+			W(&L->w_down, "ffn_down", F, E);
 #undef W
 #undef V
+			/* window and RoPE of this layer */
+			bool windowed = hp->n_swa > 0 &&
+					(d->swa == SWA_ALL ||
+					 (d->swa == SWA_PERIOD && l % d->swa_period < d->swa_period - 1));
+			L->n_swa = windowed ? hp->n_swa : 0;
+			L->rope_base = hp->rope_base;
+			L->rope_scale = hp->rope_scale;
+			if (windowed && d->local_rope_10k) {
+				L->rope_base = 10000.0f;
+				L->rope_scale = 1.0f;
+			}
 		}
 	}
 	*out = m;
@@ -375,6 +527,10 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 				  need >> 20);
 	}
 	c->v = c->k + c->kv_bytes / 2 / sizeof(uint16_t);
+	/* LongRoPE: the long factors iff the context is longer than the
+	 * training context they extend (the reference engine's rule) */
+	c->rope_factors = m->rope_factors_long && c->n_ctx > m->hp.n_ctx_orig ? m->rope_factors_long
+									       : m->rope_factors_short;
 	f = c->scratch;
 	c->x = f + s.x;
 	c->xn = f + s.xn;

@@ -1,7 +1,13 @@
 /*
- * model — the transformer engine: binds a GGUF file's tensors to a
- * llama-family architecture (llama, qwen2), owns the KV cache and scratch of
- * a context, and runs the forward pass.
+ * model — the transformer engine: binds a GGUF file's tensors to a decoder
+ * architecture (llama incl. Llama 3.x and Mistral, qwen2, qwen3, gemma2,
+ * gemma3, phi3), owns the KV cache and scratch of a context, and runs the
+ * forward pass.
+ *
+ * What an architecture adds is data chosen at load (model.c's table of
+ * architectures, then per-layer fields: norm placement, activation,
+ * soft-caps, window, Q/K norms, fused tensors as row views), never a test
+ * of the architecture inside the forward pass.
  *
  * Ownership: struct model borrows the struct gguf_file it was bound to (the
  * weights stay where the loader put them: mapped file pages or memory the
@@ -10,13 +16,19 @@
  * at init with exactly the sizes model_ctx_bytes() reports, mapped
  * anonymously so that model_ctx_free() returns them to the OS.
  *
- * Shapes (ne[0] = row length = input dimension):
+ * Shapes (ne[0] = row length = input dimension; hd = head size):
  *   token_embd   (n_embd, n_vocab)      output (n_embd, n_vocab), or tied
  *   attn_q       (n_embd, n_head·hd)    attn_k/v (n_embd, n_head_kv·hd)
+ *     or attn_qkv (n_embd, n_head·hd + 2·n_head_kv·hd): rows q, then k, then v (phi3)
  *   attn_output  (n_head·hd, n_embd)
+ *   attn_q_norm, attn_k_norm (hd)       per-head RMSNorm weights (qwen3, gemma3)
  *   ffn_gate/up  (n_embd, n_ff)         ffn_down (n_ff, n_embd)
+ *     or ffn_up  (n_embd, 2·n_ff): rows gate, then up (phi3)
  *   norms        (n_embd)  F32          qwen2 biases bq (n_head·hd), bk/bv (n_head_kv·hd)
+ *   rope_freqs / rope_factors_long / rope_factors_short (n_rot / 2)
  *   KV cache     per layer: n_ctx rows of n_head_kv·hd F16 values for K, same for V
+ *                (windowed layers mask positions outside their window; they
+ *                keep all n_ctx rows, so a window saves no memory yet)
  */
 #ifndef DM_MODEL_MODEL_H
 #define DM_MODEL_MODEL_H
@@ -34,6 +46,16 @@ struct dm_pool;
 enum model_arch {
 	MODEL_ARCH_LLAMA = 0,
 	MODEL_ARCH_QWEN2 = 1,
+	MODEL_ARCH_QWEN3 = 2,
+	MODEL_ARCH_GEMMA2 = 3,
+	MODEL_ARCH_GEMMA3 = 4,
+	MODEL_ARCH_PHI3 = 5,
+};
+
+/* The feed-forward gate's activation: down(act(gate·x) ⊙ up·x). */
+enum model_act {
+	MODEL_ACT_SILU = 0, /* SwiGLU */
+	MODEL_ACT_GELU = 1, /* GeGLU, GELU in its tanh form */
 };
 
 struct model_hparams {
@@ -52,6 +74,15 @@ struct model_hparams {
 	float rope_base;
 	float rope_scale; /* multiplier on positions: 1 / linear scaling factor */
 	enum kern_rope_mode rope_mode;
+	float rope_attn_factor; /* multiplies RoPE's cos and sin (phi3 LongRoPE); 1 */
+	int32_t n_ctx_orig;     /* rope.scaling.original_context_length; 0: none */
+	int32_t n_swa;          /* sliding window (positions a windowed layer sees, its own
+				 * included); 0: no windowed layers */
+	float embd_scale;       /* x = embedding · embd_scale (gemma: sqrtf(n_embd)); 1 */
+	float attn_scale;       /* scores = attn_scale · q·k (1/√hd unless the arch says) */
+	float attn_softcap;     /* scores = c·tanh(scores / c) before the mask; 0: none */
+	float final_softcap;    /* logits = c·tanh(logits / c); 0: none */
+	enum model_act ffn_act;
 };
 
 /* A weight: a view into the file's (or the manager's) memory. */
@@ -62,17 +93,25 @@ struct model_w {
 };
 
 struct model_layer {
-	const float *attn_norm, *ffn_norm;      /* (n_embd) */
-	struct model_w wq, wk, wv, wo;
+	const float *attn_norm, *ffn_norm;      /* pre-norms (n_embd) */
+	const float *attn_post_norm, *ffn_post_norm; /* norms of a block's output before the
+						      * residual add (gemma), or NULL */
+	const float *q_norm, *k_norm;           /* per-head RMSNorm before RoPE (hd), or NULL */
+	struct model_w wq, wk, wv, wo;          /* wq/wk/wv: row views of attn_qkv when fused */
 	const float *bq, *bk, *bv;              /* qwen2 only, else NULL */
-	struct model_w w_gate, w_up, w_down;
+	struct model_w w_gate, w_up, w_down;    /* gate/up: row views of ffn_up when fused */
+	int32_t n_swa;                          /* this layer's window; 0: whole context */
+	float rope_base, rope_scale;            /* this layer's RoPE (gemma3 local layers differ) */
 };
 
 struct model {
 	struct model_hparams hp;
 	struct model_w tok_embd, output;
 	const float *output_norm;
-	const float *rope_freqs; /* (n_rot / 2) divisors, or NULL */
+	/* RoPE frequency divisors (n_rot / 2), or NULL: LongRoPE's long factors
+	 * serve a context longer than n_ctx_orig, the short ones any other;
+	 * Llama 3.1's rope_freqs serve every context (both point to it). */
+	const float *rope_factors_long, *rope_factors_short;
 	struct model_layer *layers;
 	uint64_t weight_bytes;   /* bytes of all bound tensors */
 	const struct gguf_file *gguf;
@@ -98,6 +137,7 @@ struct model_ctx {
 	const struct model *m;
 	int32_t n_ctx, n_batch;
 	int32_t n_past;    /* positions filled in the KV cache */
+	const float *rope_factors; /* chosen for n_ctx from the model's long/short */
 	struct dm_pool *pool;
 	enum kern_isa isa;
 	/* KV cache: layer l's K at k + l·n_ctx·kv_dim (F16) */
