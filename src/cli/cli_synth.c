@@ -47,7 +47,7 @@ int cli_synth(int argc, char **argv)
 		}
 	}
 	if (!out)
-		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2] [--type T|Q4_K_M] [--seed S] -o FILE"), 2;
+		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2|qwen3|gemma2|gemma3|phi3] [--type T|Q4_K_M] [--seed S] -o FILE"), 2;
 	if (synth_preset(preset, &o.shape, &err))
 		return cli_fail("synth: %s", err.msg), 2;
 	if (synth_write(&o, out, &err))

@@ -17,6 +17,20 @@
  *   output.weight          (n_embd, n_vocab)
  * Each tensor's values come from its own generator seeded by (seed, tensor
  * index), so a tensor's contents do not depend on the weight type chosen.
+ *
+ * Other architectures (--arch) add what their files carry, with small
+ * hyper-parameters chosen so that a short prompt exercises every feature:
+ *   qwen2   q/k/v biases
+ *   qwen3   head size 2·n_embd/n_head (key_length ≠ n_embd/n_head), per-head
+ *           attn_q_norm / attn_k_norm
+ *   gemma2  post_attention_norm / post_ffw_norm, GeGLU, attention and final
+ *           soft-capping, a window of 4 on even layers, tied output
+ *   gemma3  as gemma2 without attention soft-capping, Q/K norms, windowed
+ *           layers 5 of every 6, linear RoPE scaling ×8 on global layers
+ *   phi3    fused attn_qkv and gate+up ffn_up, LongRoPE factors with an
+ *           original context of n_ctx/4 and attn_factor √1.25
+ * Their norm weights are 1 + 0.1·N(0, 1) (llama's and qwen2's stay 1.0, so
+ * those models are the same as before), so a misplaced norm shows.
  */
 #include "model/synth.h"
 
@@ -202,14 +216,23 @@ struct wtensor_plan {
 	char name[64];
 	int64_t ne[2];
 	uint32_t n_dims, type;
-	bool norm;
+	bool norm;     /* 1.0, or 1 + 0.1·N(0, 1) with rnd_norm */
+	bool rnd_norm;
+	bool factors;  /* RoPE frequency divisors 1 + i/4 (long) or 1 + i/16 (short) */
 };
+
+uint32_t synth_head_dim(const struct synth_opts *o)
+{
+	uint32_t hd = o->shape.n_head ? o->shape.n_embd / o->shape.n_head : 0;
+	return o->arch && !strcmp(o->arch, "qwen3") ? 2 * hd : hd;
+}
 
 static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const struct vocab *v,
 			struct dm_err *err)
 {
 	const struct synth_shape *s = &o->shape;
 	const char *a = o->arch ? o->arch : "llama";
+	const uint32_t hd = synth_head_dim(o);
 	char name[64], key[96];
 	int rc = 0;
 
@@ -228,11 +251,33 @@ static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.embedding_length", a), key), s->n_embd, err));
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.block_count", a), key), s->n_layer, err));
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.feed_forward_length", a), key), s->n_ff, err));
-	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.rope.dimension_count", a), key), s->n_embd / s->n_head, err));
+	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.rope.dimension_count", a), key), hd, err));
+	if (strcmp(a, "llama") && strcmp(a, "qwen2")) {
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.key_length", a), key), hd, err));
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.value_length", a), key), hd, err));
+	}
+	if (!strcmp(a, "gemma2") || !strcmp(a, "gemma3"))
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.sliding_window", a), key), 4, err));
+	if (!strcmp(a, "gemma2")) {
+		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.attn_logit_softcapping", a), key), 0.2f, err));
+		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.final_logit_softcapping", a), key), 1.5f, err));
+	}
+	if (!strcmp(a, "gemma3")) {
+		T(gguf_writer_add_str(w, (snprintf(key, sizeof key, "%s.rope.scaling.type", a), key), "linear", err));
+		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.rope.scaling.factor", a), key), 8.0f, err));
+	}
+	if (!strcmp(a, "phi3")) {
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.rope.scaling.original_context_length", a), key),
+				      s->n_ctx / 4, err));
+		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.rope.scaling.attn_factor", a), key),
+				      1.118034f, err));
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.sliding_window", a), key), s->n_ctx, err));
+	}
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.head_count", a), key), s->n_head, err));
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.head_count_kv", a), key), s->n_head_kv, err));
 	T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a), key), 1e-5f, err));
-	T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.rope.freq_base", a), key), 10000.0f, err));
+	T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.rope.freq_base", a), key),
+			      !strcmp(a, "qwen3") || !strcmp(a, "gemma3") ? 1e6f : 10000.0f, err));
 	T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.vocab_size", a), key), s->n_vocab, err));
 	T(gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", err));
 	T(gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tok, NULL,
@@ -258,56 +303,83 @@ static int plan_tensors(const struct synth_opts *o, struct wtensor_plan **out, u
 			struct dm_err *err)
 {
 	const struct synth_shape *s = &o->shape;
-	int64_t hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
-	bool bias = o->arch && !strcmp(o->arch, "qwen2");
-	uint32_t n = 3 + 12 * s->n_layer, k = 0;
+	const char *arch = o->arch ? o->arch : "llama";
+	const int64_t hd = synth_head_dim(o), qd = hd * s->n_head, kv = hd * s->n_head_kv;
+	const bool bias = !strcmp(arch, "qwen2"), qk_norm = !strcmp(arch, "qwen3") || !strcmp(arch, "gemma3");
+	const bool gemma = !strcmp(arch, "gemma2") || !strcmp(arch, "gemma3"), phi3 = !strcmp(arch, "phi3");
+	const bool rnd_norm = strcmp(arch, "llama") && strcmp(arch, "qwen2");
+	uint32_t n = 5 + 16 * s->n_layer, k = 0;
 	struct wtensor_plan *p = calloc(n, sizeof *p);
 
 	if (!p)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
-#define ADD(nm, a, b, nd, nrm)                                                           \
+	/* kind: 0 matrix (o->type, N(0, 0.02)), 1 norm (F32), 2 F32 vector N(0, 0.02), 3 rope factors */
+#define ADD(nm, a, b, nd, kind)                                                          \
 	do {                                                                             \
 		snprintf(p[k].name, sizeof p[k].name, "%s", nm);                         \
 		p[k].ne[0] = (a);                                                        \
 		p[k].ne[1] = (b);                                                        \
 		p[k].n_dims = (nd);                                                      \
-		p[k].norm = (nrm);                                                       \
-		p[k].type = (nrm) ? GGUF_TYPE_F32 : o->type;                             \
+		p[k].norm = (kind) == 1;                                                 \
+		p[k].rnd_norm = (kind) == 1 && rnd_norm;                                 \
+		p[k].factors = (kind) == 3;                                              \
+		p[k].type = (kind) ? GGUF_TYPE_F32 : o->type;                            \
 		k++;                                                                     \
 	} while (0)
-	ADD("token_embd.weight", s->n_embd, s->n_vocab, 2, false);
+	ADD("token_embd.weight", s->n_embd, s->n_vocab, 2, 0);
+	if (phi3) {
+		ADD("rope_factors_long.weight", hd / 2, 1, 1, 3);
+		ADD("rope_factors_short.weight", hd / 2, 1, 1, 3);
+	}
 	for (uint32_t l = 0; l < s->n_layer; l++) {
 		char nm[64];
-#define BLK(suffix, a, b, nd, nrm)                                                       \
+#define BLK(suffix, a, b, nd, kind)                                                      \
 	do {                                                                             \
 		snprintf(nm, sizeof nm, "blk.%u.%s", l, suffix);                         \
-		ADD(nm, a, b, nd, nrm);                                                  \
+		ADD(nm, a, b, nd, kind);                                                 \
 	} while (0)
-		BLK("attn_norm.weight", s->n_embd, 1, 1, true);
-		BLK("attn_q.weight", s->n_embd, s->n_embd, 2, false);
-		BLK("attn_k.weight", s->n_embd, kv, 2, false);
-		BLK("attn_v.weight", s->n_embd, kv, 2, false);
-		if (o->q4_k_m && more_bits(l, s->n_layer))
-			p[k - 1].type = GGUF_TYPE_Q6_K;
-		if (bias) {
-			BLK("attn_q.bias", s->n_embd, 1, 1, false);
-			BLK("attn_k.bias", kv, 1, 1, false);
-			BLK("attn_v.bias", kv, 1, 1, false);
-			p[k - 3].type = p[k - 2].type = p[k - 1].type = GGUF_TYPE_F32;
+		BLK("attn_norm.weight", s->n_embd, 1, 1, 1);
+		if (phi3) {
+			BLK("attn_qkv.weight", s->n_embd, qd + 2 * kv, 2, 0);
+		} else {
+			BLK("attn_q.weight", s->n_embd, qd, 2, 0);
+			BLK("attn_k.weight", s->n_embd, kv, 2, 0);
+			BLK("attn_v.weight", s->n_embd, kv, 2, 0);
+			if (o->q4_k_m && more_bits(l, s->n_layer))
+				p[k - 1].type = GGUF_TYPE_Q6_K;
 		}
-		BLK("attn_output.weight", s->n_embd, s->n_embd, 2, false);
-		BLK("ffn_norm.weight", s->n_embd, 1, 1, true);
-		BLK("ffn_gate.weight", s->n_embd, s->n_ff, 2, false);
-		BLK("ffn_up.weight", s->n_embd, s->n_ff, 2, false);
-		BLK("ffn_down.weight", s->n_ff, s->n_embd, 2, false);
+		if (bias) {
+			BLK("attn_q.bias", qd, 1, 1, 2);
+			BLK("attn_k.bias", kv, 1, 1, 2);
+			BLK("attn_v.bias", kv, 1, 1, 2);
+		}
+		if (qk_norm) {
+			BLK("attn_q_norm.weight", hd, 1, 1, 1);
+			BLK("attn_k_norm.weight", hd, 1, 1, 1);
+		}
+		BLK("attn_output.weight", qd, s->n_embd, 2, 0);
+		if (gemma)
+			BLK("post_attention_norm.weight", s->n_embd, 1, 1, 1);
+		BLK("ffn_norm.weight", s->n_embd, 1, 1, 1);
+		if (phi3) {
+			BLK("ffn_up.weight", s->n_embd, 2 * (int64_t)s->n_ff, 2, 0);
+		} else {
+			BLK("ffn_gate.weight", s->n_embd, s->n_ff, 2, 0);
+			BLK("ffn_up.weight", s->n_embd, s->n_ff, 2, 0);
+		}
+		BLK("ffn_down.weight", s->n_ff, s->n_embd, 2, 0);
 		if (o->q4_k_m && more_bits(l, s->n_layer))
 			p[k - 1].type = GGUF_TYPE_Q6_K;
+		if (gemma)
+			BLK("post_ffw_norm.weight", s->n_embd, 1, 1, 1);
 #undef BLK
 	}
-	ADD("output_norm.weight", s->n_embd, 1, 1, true);
-	ADD("output.weight", s->n_embd, s->n_vocab, 2, false);
-	if (o->q4_k_m)
-		p[k - 1].type = GGUF_TYPE_Q6_K;
+	ADD("output_norm.weight", s->n_embd, 1, 1, 1);
+	if (!gemma) { /* gemma ties the output to token_embd */
+		ADD("output.weight", s->n_embd, s->n_vocab, 2, 0);
+		if (o->q4_k_m)
+			p[k - 1].type = GGUF_TYPE_Q6_K;
+	}
 #undef ADD
 	*out = p;
 	*n_out = k;
@@ -324,11 +396,15 @@ int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err
 	void *enc = NULL;
 	uint32_t n_t = 0;
 	int64_t max_row = s->n_embd > s->n_ff ? s->n_embd : s->n_ff;
+
+	if (max_row < (int64_t)synth_head_dim(o) * s->n_head) /* attn_output's rows */
+		max_row = (int64_t)synth_head_dim(o) * s->n_head;
 	uint64_t rb;
 	int rc;
 
-	if (o->arch && strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2"))
-		return dm_err_set(err, DM_EINVAL, "synth: unknown architecture '%s' (llama, qwen2)", o->arch);
+	if (o->arch && strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "qwen3") &&
+	    strcmp(o->arch, "gemma2") && strcmp(o->arch, "gemma3") && strcmp(o->arch, "phi3"))
+		return dm_err_set(err, DM_EINVAL, "synth: unknown architecture '%s' (%s)", o->arch, SYNTH_ARCHS);
 	if (!s->n_head || s->n_embd % s->n_head || !s->n_head_kv || s->n_head % s->n_head_kv)
 		return dm_err_set(err, DM_EINVAL, "bad shape: embd %u, heads %u, kv heads %u",
 				  s->n_embd, s->n_head, s->n_head_kv);
@@ -370,7 +446,10 @@ int synth_write(const struct synth_opts *o, const char *path, struct dm_err *err
 			goto out;
 		for (int64_t r = 0; r < t->ne[1]; r++) {
 			for (int64_t j = 0; j < t->ne[0]; j++)
-				row[j] = t->norm ? 1.0f : (float)(0.02 * dm_rng_normal(&rng));
+				row[j] = t->factors ? 1.0f + (float)j / (strstr(t->name, "long") ? 4.0f : 16.0f)
+					 : t->rnd_norm ? (float)(1.0 + 0.1 * dm_rng_normal(&rng))
+					 : t->norm ? 1.0f
+						   : (float)(0.02 * dm_rng_normal(&rng));
 			if ((rc = encode_row(t->type, row, t->ne[0], enc))) {
 				dm_err_set(err, rc, "synth: cannot encode %s", t->name);
 				goto out;

@@ -23,13 +23,18 @@ struct synth_shape {
 struct synth_opts {
 	struct synth_shape shape;
 	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
-	const char *arch; /* "llama" (default when NULL) or "qwen2" (adds q/k/v biases) */
+	const char *arch; /* "llama" (default when NULL), "qwen2", "qwen3", "gemma2", "gemma3", "phi3" */
 	uint64_t seed;
 	/* llama.cpp's Q4_K_M mix on top of type Q4_K: output, and attn_v and
 	 * ffn_down of the first and last eighth of the layers and every third
 	 * in between, as Q6_K */
 	bool q4_k_m;
 };
+
+#define SYNTH_ARCHS "llama, qwen2, qwen3, gemma2, gemma3, phi3"
+
+/* The head size synth writes for o's architecture and shape. */
+uint32_t synth_head_dim(const struct synth_opts *o);
 
 /* Fills *shape for "tiny", "110m" or "1b"; DM_EINVAL for other names. */
 int synth_preset(const char *name, struct synth_shape *shape, struct dm_err *err);
