@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gguf/gguf.h"
+#include "model/synth.h"
 
 static int seed_file(const char *dir, int k)
 {
@@ -47,6 +48,24 @@ static int seed_file(const char *dir, int k)
 	return rc != 0;
 }
 
+/* A model of each architecture synth writes, as small as it gets (Q8_0
+ * matrices, 32-wide), for the binding's fuzz target. */
+static int seed_models(const char *dir)
+{
+	static const char *const archs[] = { "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3" };
+	int rc = 0;
+	for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+		struct synth_opts o = { .type = GGUF_TYPE_Q8_0, .seed = 1, .arch = archs[i] };
+		struct dm_err e;
+		char path[1024];
+		o.shape = (struct synth_shape){ "fuzz", 32, 2, 2, 1, 32, 260, 64 };
+		snprintf(path, sizeof path, "%s/model-%s.gguf", dir, archs[i]);
+		if (synth_write(&o, path, &e))
+			rc |= fprintf(stderr, "seed %s: %s\n", archs[i], e.msg) > 0;
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	int rc = 0;
@@ -54,5 +73,6 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "usage: seeds DIR\n"), 2;
 	for (int k = 0; k < 3; k++)
 		rc |= seed_file(argv[1], k);
+	rc |= seed_models(argv[1]);
 	return rc;
 }

@@ -356,6 +356,141 @@ static void test_archs_vs_reference(void **state)
 	check_vs_reference_ctx("phi3", GGUF_TYPE_F32, 1e-5, 256);
 }
 
+/* Copies the GGUF at src to dst with one change: metadata key `key` set to
+ * the float f (vtype GGUF_VT_FLOAT32), the u32 u (GGUF_VT_UINT32) or the
+ * string "bad" (GGUF_VT_STRING), or removed (vtype < 0); or, when key names
+ * a tensor ("t:NAME"), that tensor left out. */
+static void rewrite(const char *src, const char *dst, const char *key, int vtype, float f, uint32_t u)
+{
+	struct gguf_file *g;
+	struct gguf_writer *w;
+	struct dm_err e;
+	bool tensor = !strncmp(key, "t:", 2), done = false;
+
+	if (gguf_open(&g, src, &e) || gguf_writer_open(&w, dst, &e))
+		fail_msg("%s", e.msg);
+	for (uint64_t i = 0; i < g->n_kv; i++) {
+		const struct gguf_kv *kv = &g->kv[i];
+		char name[128];
+		int rc = 0;
+		snprintf(name, sizeof name, "%.*s", (int)kv->key.len, kv->key.ptr);
+		if (!strcmp(name, "general.alignment"))
+			continue;
+		if (!tensor && !strcmp(name, key)) {
+			done = true;
+			if (vtype == GGUF_VT_FLOAT32)
+				rc = gguf_writer_add_f32(w, name, f, &e);
+			else if (vtype == GGUF_VT_UINT32)
+				rc = gguf_writer_add_u32(w, name, u, &e);
+			else if (vtype == GGUF_VT_STRING)
+				rc = gguf_writer_add_str(w, name, "bad", &e);
+		} else if (kv->val.type == GGUF_VT_STRING) {
+			rc = gguf_writer_add_strn(w, name, kv->val.str.ptr, (size_t)kv->val.str.len, &e);
+		} else if (kv->val.type == GGUF_VT_ARRAY) {
+			uint8_t *buf = malloc((size_t)kv->val.nbytes + 12);
+			memcpy(buf, &kv->val.elem_type, 4);
+			memcpy(buf + 4, &kv->val.n, 8);
+			memcpy(buf + 12, kv->val.p, (size_t)kv->val.nbytes);
+			rc = gguf_writer_add_raw(w, name, GGUF_VT_ARRAY, buf, kv->val.nbytes + 12, &e);
+			free(buf);
+		} else {
+			rc = gguf_writer_add_raw(w, name, kv->val.type, kv->val.p, kv->val.nbytes, &e);
+		}
+		if (rc)
+			fail_msg("%s", e.msg);
+	}
+	if (!tensor && !done && vtype >= 0) /* a key the file lacks: add it */
+		assert_int_equal(vtype == GGUF_VT_FLOAT32 ? gguf_writer_add_f32(w, key, f, &e)
+							   : gguf_writer_add_u32(w, key, u, &e), 0);
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		const struct gguf_tensor *t = &g->tensors[i];
+		char name[128];
+		snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+		if (tensor && !strcmp(name, key + 2))
+			continue;
+		if (gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, &e) < 0)
+			fail_msg("%s", e.msg);
+	}
+	if (gguf_writer_write_header(w, &e))
+		fail_msg("%s", e.msg);
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		const struct gguf_tensor *t = &g->tensors[i];
+		if (tensor && gguf_str_eq(t->name, key + 2))
+			continue;
+		if (gguf_writer_write(w, t->data, t->nbytes, &e))
+			fail_msg("%s", e.msg);
+	}
+	if (gguf_writer_close(w, &e))
+		fail_msg("%s", e.msg);
+	gguf_close(g);
+}
+
+/* Every metadata key and tensor an architecture adds is validated: missing,
+ * out of range or of the wrong type is a load error naming it, never a
+ * crash or a silent default where the reference engine would refuse. */
+static void test_arch_metadata_errors(void **state)
+{
+	static const struct {
+		const char *arch, *key;
+		int vtype;
+		float f;
+		uint32_t u;
+		const char *want; /* in the error message */
+	} cases[] = {
+		{ "gemma2", "gemma2.attention.sliding_window", GGUF_VT_UINT32, 0, 0, "gemma2.attention.sliding_window = 0" },
+		{ "gemma2", "gemma2.attn_logit_softcapping", GGUF_VT_FLOAT32, -1.0f, 0, "gemma2.attn_logit_softcapping = -1" },
+		{ "gemma2", "gemma2.final_logit_softcapping", GGUF_VT_FLOAT32, NAN, 0, "gemma2.final_logit_softcapping" },
+		{ "gemma2", "gemma2.final_logit_softcapping", GGUF_VT_STRING, 0, 0, "gemma2.final_logit_softcapping" },
+		{ "gemma3", "gemma3.attention.sliding_window", -1, 0, 0, "gemma3.attention.sliding_window" },
+		{ "gemma3", "gemma3.rope.scaling.factor", GGUF_VT_FLOAT32, INFINITY, 0, "gemma3.rope.scaling.factor" },
+		{ "gemma3", "t:blk.1.post_ffw_norm.weight", -1, 0, 0, "blk.1.post_ffw_norm.weight" },
+		{ "qwen3", "qwen3.attention.value_length", GGUF_VT_UINT32, 0, 32, "qwen3.attention.value_length = 32" },
+		{ "qwen3", "qwen3.attention.key_length", GGUF_VT_UINT32, 0, 0x7fffffffu, "qwen3.attention.key_length" },
+		{ "qwen3", "t:blk.0.attn_k_norm.weight", -1, 0, 0, "blk.0.attn_k_norm.weight" },
+		{ "phi3", "phi3.rope.scaling.attn_factor", GGUF_VT_FLOAT32, 0.0f, 0, "phi3.rope.scaling.attn_factor = 0" },
+		{ "phi3", "phi3.rope.scaling.original_context_length", -1, 0, 0, "original_context_length" },
+		{ "phi3", "t:rope_factors_short.weight", -1, 0, 0, "rope_factors_short.weight" },
+		{ "phi3", "t:blk.1.attn_qkv.weight", -1, 0, 0, "blk.1.attn_qkv.weight" },
+		{ "phi3", "phi3.rope.freq_base", GGUF_VT_FLOAT32, -10000.0f, 0, "phi3.rope.freq_base" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct fixture f;
+		struct gguf_file *g;
+		struct model *m = NULL;
+		struct dm_err e;
+		const char *dst = tu_tmp_path("bad-arch.gguf");
+
+		fixture_open(&f, cases[i].arch, GGUF_TYPE_F32);
+		rewrite(f.path, dst, cases[i].key, cases[i].vtype, cases[i].f, cases[i].u);
+		fixture_close(&f);
+		if (gguf_open(&g, dst, &e))
+			fail_msg("%s", e.msg);
+		memset(&e, 0, sizeof e);
+		if (model_bind(&m, g, &e) == 0)
+			fail_msg("case %zu (%s): accepted", i, cases[i].key);
+		assert_null(m);
+		if (!strstr(e.msg, cases[i].want))
+			fail_msg("case %zu: error '%s' does not name '%s'", i, e.msg, cases[i].want);
+		gguf_close(g);
+	}
+	/* the rewrite itself keeps a file loadable: no change, same load */
+	{
+		struct fixture f;
+		struct gguf_file *g;
+		struct model *m;
+		struct dm_err e;
+		const char *dst = tu_tmp_path("same-arch.gguf");
+		fixture_open(&f, "phi3", GGUF_TYPE_F32);
+		rewrite(f.path, dst, "no.such.key", -1, 0, 0);
+		fixture_close(&f);
+		if (gguf_open(&g, dst, &e) || model_bind(&m, g, &e))
+			fail_msg("%s", e.msg);
+		model_free(m);
+		gguf_close(g);
+	}
+}
+
 static void test_llama_f32_vs_reference(void **state)
 {
 	(void)state;
@@ -838,6 +973,7 @@ int main(void)
 		cmocka_unit_test(test_llama_f32_vs_reference),
 		cmocka_unit_test(test_qwen2_f32_vs_reference),
 		cmocka_unit_test(test_archs_vs_reference),
+		cmocka_unit_test(test_arch_metadata_errors),
 		cmocka_unit_test(test_quantized_vs_reference),
 		cmocka_unit_test(test_prefill_vs_decode_and_threads),
 		cmocka_unit_test(test_context_full_and_bad_tokens),
