@@ -30,6 +30,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "tutil.h"
 
 static int32_t *read_ids(const char *path, int *n)
@@ -232,9 +233,64 @@ static void test_golden_decoders(void **state)
 	free(margins);
 }
 
+/* `dormant logits` writes what model_decode computes, in the golden
+ * layout; bad ids are a one-line error naming the offset. */
+static void test_cli_logits(void **state)
+{
+	struct synth_opts o = { .type = GGUF_TYPE_F32, .seed = 5, .arch = "gemma2" };
+	const char *mpath = tu_tmp_path("logits-gemma2.gguf");
+	char ids_path[512], out_path[512];
+	static const int32_t ids[] = { 1, 77, 300, 12, 9, 411, 2, 58 };
+	const int n = (int)(sizeof ids / sizeof ids[0]);
+	struct gguf_file *g;
+	struct model *m;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { .n_ctx = 64 };
+	struct dm_err e;
+	float *want, *got;
+	size_t len;
+	double err, mx;
+	int status;
+	char *outp;
+	(void)state;
+
+	assert_int_equal(synth_preset("tiny", &o.shape, &e), 0);
+	if (synth_write(&o, mpath, &e) || gguf_open(&g, mpath, &e) || model_bind(&m, g, &e))
+		fail_msg("%s", e.msg);
+	snprintf(ids_path, sizeof ids_path, "%s", tu_tmp_path("ids.txt"));
+	snprintf(out_path, sizeof out_path, "%s", tu_tmp_path("logits.f32"));
+	assert_int_equal(tu_write_file(ids_path, "1 77 300 12\n9 411 2 58\n", 22), 0);
+	assert_int_equal(tu_system("%s logits %s --ids %s -o %s --ctx 64 --threads 2 2>/dev/null", tu_dormant(),
+				   mpath, ids_path, out_path), 0);
+	got = tu_read_file(out_path, &len);
+	assert_non_null(got);
+	assert_int_equal(len, (size_t)n * (size_t)m->hp.n_vocab * sizeof(float));
+	want = malloc(len);
+	assert_int_equal(model_ctx_init(&c, m, &cp, &e), 0);
+	assert_int_equal(model_decode(c, ids, n, want, true, &e), 0);
+	err = nmse(got, want, len / sizeof(float), &mx);
+	print_message("      dormant logits vs model_decode: max|d| %.2g\n", mx);
+	assert_true(mx < 1e-6);
+	free(want);
+	free(got);
+	model_ctx_free(c);
+	model_free(m);
+	gguf_close(g);
+	(void)err;
+
+	assert_int_equal(tu_write_file(ids_path, "1 77 x3\n", 8), 0);
+	outp = tu_capture(&status, "%s logits %s --ids %s -o %s 2>&1", tu_dormant(), mpath, ids_path, out_path);
+	assert_non_null(outp);
+	assert_true(status != 0);
+	if (!strstr(outp, "offset 5"))
+		fail_msg("unexpected error: %s", outp);
+	free(outp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cli_logits),
 		cmocka_unit_test(test_golden_decoders),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

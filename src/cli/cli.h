@@ -15,6 +15,7 @@ int cli_bench(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_config(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
+int cli_logits(int argc, char **argv);
 int cli_bench_speed(int argc, char **argv);
 struct dm_pool;
 /* Memory read bandwidth in GB/s (median of runs) with the pool's threads. */

@@ -447,3 +447,123 @@ out:
 	cli_model_close(&cm);
 	return rc;
 }
+
+/*
+ * dormant logits MODEL (PROMPT | --ids FILE) -o OUT.f32 [--ctx N] [--batch N] [--threads N]
+ *
+ * The float32 logits after every prompt position (n_pos × n_vocab,
+ * little-endian, row i predicting token i + 1: the layout of the reference
+ * engine's dumps), so dormant can be held against another engine on the
+ * same file.  A PROMPT is tokenized as `run` does (BOS when the vocabulary
+ * adds one); --ids reads whitespace-separated token ids used as given.
+ * The prompt runs as one batch unless --batch says otherwise.
+ */
+int cli_logits(int argc, char **argv)
+{
+	struct cli_model_opts mo = { 0 };
+	struct cli_model cm;
+	struct dm_err err;
+	const char *path = NULL, *prompt = NULL, *ids_path = NULL, *out_path = NULL;
+	int32_t *ids = NULL;
+	size_t n_ids = 0;
+	float *lg = NULL;
+	FILE *f = NULL;
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		bool used;
+		if (model_opt(&i, argc, argv, &mo, &used))
+			return 2;
+		if (used)
+			continue;
+		if (!strcmp(argv[i], "--ids") || !strcmp(argv[i], "-o")) {
+			if (i + 1 >= argc)
+				return cli_fail("logits: %s needs a value", argv[i]), 2;
+			*(!strcmp(argv[i], "-o") ? &out_path : &ids_path) = argv[i + 1];
+			i++;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return cli_fail("logits: unknown option '%s'", argv[i]), 2;
+		} else if (!path) {
+			path = argv[i];
+		} else if (!prompt) {
+			prompt = argv[i];
+		} else {
+			return cli_fail("logits: too many arguments"), 2;
+		}
+	}
+	if (!path || !out_path || !prompt == !ids_path)
+		return cli_fail("usage: dormant logits MODEL (PROMPT | --ids FILE) -o OUT.f32 [--ctx N] [--batch N] [--threads N]"), 2;
+	if (ids_path) {
+		size_t n_text, cap = 0;
+		char *text = cli_read_all(ids_path, &n_text), *p, *end;
+		if (!text)
+			return cli_fail("%s: %s", ids_path, strerror(errno ? errno : EIO));
+		for (p = text;; p = end) {
+			while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+				p++;
+			if (!*p)
+				break;
+			errno = 0;
+			long v = strtol(p, &end, 10);
+			if (end == p || errno || v < 0 || v > INT32_MAX ||
+			    (*end && *end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')) {
+				rc = cli_fail("%s: offset %zu: not a token id", ids_path, (size_t)(p - text));
+				free(text);
+				free(ids);
+				return rc;
+			}
+			if (n_ids == cap) {
+				int32_t *grown = realloc(ids, (cap = cap ? 2 * cap : 256) * sizeof *ids);
+				if (!grown) {
+					free(text);
+					free(ids);
+					return cli_fail("out of memory");
+				}
+				ids = grown;
+			}
+			ids[n_ids++] = (int32_t)v;
+		}
+		free(text);
+		if (!n_ids)
+			return cli_fail("%s: no token ids", ids_path);
+	}
+	if (!mo.n_batch)
+		mo.n_batch = mo.n_ctx ? mo.n_ctx : 1 << 20; /* one batch (capped at n_ctx) */
+	if (cli_model_open(&cm, path, &mo, &err)) {
+		free(ids);
+		return cli_fail("%s", err.msg);
+	}
+	if (prompt && tok_encode(cm.v, prompt, strlen(prompt), TOK_ADD_SPECIAL, &ids, &n_ids, &err)) {
+		rc = cli_fail("%s: %s", path, err.msg);
+		goto out;
+	}
+	if (n_ids > (size_t)cm.ctx->n_ctx) {
+		rc = cli_fail("logits: %zu tokens do not fit a context of %d (--ctx)", n_ids, cm.ctx->n_ctx);
+		goto out;
+	}
+	lg = malloc(n_ids * (size_t)cm.m->hp.n_vocab * sizeof *lg);
+	if (!lg) {
+		rc = cli_fail("out of memory");
+		goto out;
+	}
+	if (model_decode(cm.ctx, ids, (int32_t)n_ids, lg, true, &err)) {
+		rc = cli_fail("%s: %s", path, err.msg);
+		goto out;
+	}
+	if (!(f = fopen(out_path, "wb")) ||
+	    fwrite(lg, sizeof *lg, n_ids * (size_t)cm.m->hp.n_vocab, f) != n_ids * (size_t)cm.m->hp.n_vocab ||
+	    fclose(f) != 0) {
+		f = NULL;
+		rc = cli_fail("%s: %s", out_path, strerror(errno ? errno : EIO));
+		goto out;
+	}
+	f = NULL;
+	fprintf(stderr, "logits: %zu positions × %d vocabulary -> %s\n", n_ids, cm.m->hp.n_vocab, out_path);
+out:
+	if (f)
+		fclose(f);
+	free(lg);
+	free(ids);
+	cli_model_close(&cm);
+	return rc;
+}
