@@ -287,11 +287,126 @@ static void test_cli_logits(void **state)
 	free(outp);
 }
 
+/* The golden encoders: pooled embeddings of the 6 texts (encoded as one
+ * batch, and one at a time: the same) against the reference engine's, cosine
+ * >= 0.9999 each; the reranker's 5 scores within 1e-4 (the head's raw
+ * output, no sigmoid, as the reference returns it). */
+static void encode_lines(const char *gold, const char *model, const char *tokens, enum model_pooling pool,
+			 int *n_out, float **out, int *dim)
+{
+	char path[768];
+	struct gguf_file *g;
+	struct model *m;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { 0 };
+	struct dm_err e;
+	size_t len;
+	char *txt, *line, *save = NULL;
+	int32_t ids[4096], lens[64];
+	int n_seq = 0, n = 0;
+
+	snprintf(path, sizeof path, "%s/archs/models/%s", gold, model);
+	if (gguf_open(&g, path, &e) || model_bind(&m, g, &e))
+		fail_msg("%s", e.msg);
+	snprintf(path, sizeof path, "%s/archs/expected/%s", gold, tokens);
+	txt = tu_read_file(path, &len);
+	assert_non_null(txt);
+	for (line = strtok_r(txt, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		int k = 0;
+		for (char *p = line, *end;; p = end) {
+			long v = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			ids[n + k++] = (int32_t)v;
+		}
+		lens[n_seq++] = k;
+		n += k;
+	}
+	free(txt);
+	assert_int_equal(model_ctx_init(&c, m, &cp, &e), 0);
+	*dim = model_pooled_dim(m, pool);
+	*out = malloc((size_t)n_seq * (size_t)*dim * sizeof **out);
+	if (model_encode(c, ids, lens, n_seq, pool, *out, &e))
+		fail_msg("%s: %s", model, e.msg);
+	/* one at a time: the same numbers (a sequence sees only itself) */
+	float *one = malloc((size_t)*dim * sizeof *one);
+	for (int i = 0, off = 0; i < n_seq; off += lens[i++]) {
+		assert_int_equal(model_encode(c, ids + off, &lens[i], 1, pool, one, &e), 0);
+		for (int d = 0; d < *dim; d++)
+			if (fabsf(one[d] - (*out)[(size_t)i * (size_t)*dim + (size_t)d]) > 1e-5f * (1 + fabsf(one[d])))
+				fail_msg("%s: input %d alone differs from the batch at %d: %g vs %g", model, i, d,
+					 (double)one[d], (double)(*out)[(size_t)i * (size_t)*dim + (size_t)d]);
+	}
+	free(one);
+	*n_out = n_seq;
+	model_ctx_free(c);
+	model_free(m);
+	gguf_close(g);
+}
+
+static void test_golden_encoders(void **state)
+{
+	static const char *const enc[] = { "bert", "nomic-bert" };
+	const char *gold = tu_golden_dir();
+	char path[768], name[96];
+	(void)state;
+
+	if (!gold)
+		skip();
+	for (int k = 0; k < 2; k++) {
+		int n, dim;
+		float *emb, *ref;
+		double worst = 1;
+		snprintf(name, sizeof name, "%s.gguf", enc[k]);
+		snprintf(path, sizeof path, "%s.c392e50.tokens", enc[k]);
+		encode_lines(gold, name, path, MODEL_POOL_NONE, &n, &emb, &dim);
+		snprintf(path, sizeof path, "%s/archs/expected/%s.c392e50.embd.f32", gold, enc[k]);
+		ref = read_f32(path, (size_t)n * (size_t)dim);
+		assert_non_null(ref);
+		for (int i = 0; i < n; i++) {
+			double dot = 0, na = 0, nb = 0;
+			for (int d = 0; d < dim; d++) {
+				double a = emb[i * dim + d], b = ref[i * dim + d];
+				dot += a * b, na += a * a, nb += b * b;
+			}
+			double cs = dot / sqrt(na * nb);
+			if (cs < worst)
+				worst = cs;
+		}
+		print_message("      %-10s %d texts: worst cosine %.8f vs the reference (bound 0.9999)\n", enc[k], n,
+			      worst);
+		assert_true(worst >= 0.9999);
+		free(emb);
+		free(ref);
+	}
+	{
+		int n, dim;
+		float *sc, *ref;
+		double mx = 0;
+		encode_lines(gold, "bert-rerank.gguf", "bert-rerank.c392e50.tokens", MODEL_POOL_NONE, &n, &sc, &dim);
+		assert_int_equal(dim, 1);
+		snprintf(path, sizeof path, "%s/archs/expected/bert-rerank.c392e50.scores.f32", gold);
+		ref = read_f32(path, (size_t)n);
+		assert_non_null(ref);
+		for (int i = 0; i < n; i++)
+			mx = fmax(mx, fabs((double)sc[i] - ref[i]));
+		print_message("      bert-rerank %d pairs: max |score - reference| %.2e (bound 1e-4)\n", n, mx);
+		assert_true(mx < 1e-4);
+		for (int i = 0; i < n; i++) /* the same order */
+			for (int j = 0; j < n; j++)
+				if ((ref[i] - ref[j]) > 2e-4)
+					assert_true(sc[i] > sc[j]);
+		free(sc);
+		free(ref);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cli_logits),
 		cmocka_unit_test(test_golden_decoders),
+		cmocka_unit_test(test_golden_encoders),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

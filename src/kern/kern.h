@@ -173,6 +173,8 @@ int kern_ws_bytes(enum kern_isa isa, const uint32_t *types, int count, int64_t n
 /* y = x / sqrt(mean(x²) + eps) · w   (w may be NULL: no weight). */
 void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 
+/* y = (x − mean(x)) / sqrt(var(x) + eps) · w + b  (LayerNorm; b may be NULL). */
+void kern_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps);
 enum kern_rope_mode {
 	KERN_ROPE_NORM = 0, /* rotate pairs (x[2i], x[2i+1])        (llama) */
 	KERN_ROPE_NEOX = 2, /* rotate pairs (x[i], x[i + n_rot/2])  (neox, qwen) */

@@ -26,6 +26,20 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps
 			y[i] = x[i] * scale;
 }
 
+void kern_layernorm(float *y, const float *x, const float *w, const float *b, int64_t n, float eps)
+{
+	double sum = 0, ss = 0;
+	for (int64_t i = 0; i < n; i++)
+		sum += x[i];
+	double mean = n > 0 ? sum / (double)n : 0;
+	for (int64_t i = 0; i < n; i++)
+		ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+	float scale = n > 0 ? (float)(1.0 / sqrt(ss / (double)n + (double)eps)) : 0.0f;
+	float m = (float)mean;
+	for (int64_t i = 0; i < n; i++)
+		y[i] = (x[i] - m) * scale * w[i] + (b ? b[i] : 0.0f);
+}
+
 /* Pair i turns by θ_i = pos·freq_scale·base^(−2i/n_rot)/ff_i; base^(−2i/n_rot)
  * is built by repeated multiplication as ggml does, so angles agree with it
  * to the last bit. */

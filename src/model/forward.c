@@ -273,6 +273,9 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 static int check_tokens(const struct model_ctx *c, const int32_t *tokens, int32_t n,
 			struct dm_err *err)
 {
+	if (c->m->hp.encoder)
+		return dm_err_set(err, DM_EUNSUPPORTED, "%s is an encoder: it embeds and ranks, it does not generate",
+				  c->m->hp.arch_name);
 	if (n < 0)
 		return dm_err_set(err, DM_EINVAL, "negative token count");
 	if ((int64_t)c->n_past + n > c->n_ctx)

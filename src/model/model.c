@@ -80,14 +80,19 @@ static const struct arch_desc {
 	bool local_rope_10k; /* windowed layers: RoPE base 10000, no scaling */
 	float attn_softcap_default, final_softcap_default; /* keys absent; 0: none */
 	int32_t big_n_layer; /* a file of this depth scales q by 1/√(n_embd/n_head) */
+	bool encoder;        /* bidirectional, post-LayerNorm (encode.c; the columns
+			      * above then read: bias = bert's biases everywhere,
+			      * fqkv = nomic's fused QKV, act GELU = ungated FFN) */
 } arch_table[] = {
-	/* name     arch               rope            act             bias   qknorm post   escale fqkv   fgu    swa         per win  l10k   capA   capF   big */
-	{ "llama",  MODEL_ARCH_LLAMA,  KERN_ROPE_NORM, MODEL_ACT_SILU, false, false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
-	{ "qwen2",  MODEL_ARCH_QWEN2,  KERN_ROPE_NEOX, MODEL_ACT_SILU, true,  false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
-	{ "qwen3",  MODEL_ARCH_QWEN3,  KERN_ROPE_NEOX, MODEL_ACT_SILU, false, true,  false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0 },
-	{ "gemma2", MODEL_ARCH_GEMMA2, KERN_ROPE_NEOX, MODEL_ACT_GELU, false, false, true,  true,  false, false, SWA_PERIOD, 2, 4096, false, 50.0f, 30.0f, 46 },
-	{ "gemma3", MODEL_ARCH_GEMMA3, KERN_ROPE_NEOX, MODEL_ACT_GELU, false, true,  true,  true,  false, false, SWA_PERIOD, 6, -1,   true,  0,     0,     62 },
-	{ "phi3",   MODEL_ARCH_PHI3,   KERN_ROPE_NEOX, MODEL_ACT_SILU, false, false, false, false, true,  true,  SWA_ALL,    0, 0,    false, 0,     0,     0 },
+	/* name         arch                   rope            act             bias   qknorm post   escale fqkv   fgu    swa         per win  l10k   capA   capF   big enc */
+	{ "llama",      MODEL_ARCH_LLAMA,      KERN_ROPE_NORM, MODEL_ACT_SILU, false, false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0,  false },
+	{ "qwen2",      MODEL_ARCH_QWEN2,      KERN_ROPE_NEOX, MODEL_ACT_SILU, true,  false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0,  false },
+	{ "qwen3",      MODEL_ARCH_QWEN3,      KERN_ROPE_NEOX, MODEL_ACT_SILU, false, true,  false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0,  false },
+	{ "gemma2",     MODEL_ARCH_GEMMA2,     KERN_ROPE_NEOX, MODEL_ACT_GELU, false, false, true,  true,  false, false, SWA_PERIOD, 2, 4096, false, 50.0f, 30.0f, 46, false },
+	{ "gemma3",     MODEL_ARCH_GEMMA3,     KERN_ROPE_NEOX, MODEL_ACT_GELU, false, true,  true,  true,  false, false, SWA_PERIOD, 6, -1,   true,  0,     0,     62, false },
+	{ "phi3",       MODEL_ARCH_PHI3,       KERN_ROPE_NEOX, MODEL_ACT_SILU, false, false, false, false, true,  true,  SWA_ALL,    0, 0,    false, 0,     0,     0,  false },
+	{ "bert",       MODEL_ARCH_BERT,       KERN_ROPE_NEOX, MODEL_ACT_GELU, true,  false, false, false, false, false, SWA_NONE,   0, 0,    false, 0,     0,     0,  true },
+	{ "nomic-bert", MODEL_ARCH_NOMIC_BERT, KERN_ROPE_NEOX, MODEL_ACT_SILU, false, false, false, false, true,  false, SWA_NONE,   0, 0,    false, 0,     0,     0,  true },
 };
 
 static const struct arch_desc *arch_find(const char *name)
@@ -114,7 +119,7 @@ static int read_hparams(const struct gguf_file *g, const struct arch_desc **desc
 	a = hp->arch_name;
 	if (!(d = arch_find(a)))
 		return dm_err_set(err, DM_EUNSUPPORTED,
-				  "%s: unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)",
+				  "%s: unsupported architecture '%s' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3, bert, nomic-bert)",
 				  g->name, a);
 	*desc = d;
 	hp->arch = d->arch;
@@ -161,7 +166,17 @@ static int read_hparams(const struct gguf_file *g, const struct arch_desc **desc
 	    hp->n_rot < 2 || hp->head_dim > 1024)
 		return dm_err_set(err, DM_EFORMAT, "%s: head size %d / rotary dims %d are not usable",
 				  g->name, hp->head_dim, hp->n_rot);
-	if ((rc = key_pos_f32(g, a, "attention.layer_norm_rms_epsilon", 1e-5f, true, &hp->rms_eps, NULL, err)) ||
+	hp->encoder = d->encoder;
+	if (d->encoder) {
+		if ((rc = key_u32(g, a, "pooling_type", false, MODEL_POOL_MEAN, &v, err)))
+			return rc;
+		if (v > MODEL_POOL_RANK)
+			return dm_err_set(err, DM_EUNSUPPORTED, "%s: %s.pooling_type = %u is not supported (0-4)",
+					  g->name, a, v);
+		hp->pooling = (enum model_pooling)v;
+	}
+	if ((rc = key_pos_f32(g, a, d->encoder ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon",
+			      d->encoder ? 1e-12f : 1e-5f, true, &hp->rms_eps, NULL, err)) ||
 	    (rc = key_pos_f32(g, a, "rope.freq_base", 10000.0f, false, &hp->rope_base, NULL, err)) ||
 	    (rc = key_pos_f32(g, a, "rope.scaling.attn_factor", 1.0f, false, &hp->rope_attn_factor, NULL, err)) ||
 	    (rc = key_pos_f32(g, a, "attn_logit_softcapping", d->attn_softcap_default, false,
@@ -257,6 +272,102 @@ static struct model_w rows_view(const struct model_w *w, int64_t r0, int64_t n)
 	return v;
 }
 
+/* An encoder's tensors (bert, nomic-bert; see encode.c for the math):
+ *   token_embd (E, V)  token_types (E, n_types)  position_embd (E, n_ctx_train) (bert)
+ *   token_embd_norm.weight/.bias (E)
+ *   blk.N: attn_q/k/v (E, E) + biases, or attn_qkv (E, 3E) (nomic);
+ *          attn_output (E, E) [+ bias]; attn_output_norm.weight/.bias (E);
+ *          ffn_up (E, F) [+ bias], [ffn_gate (E, F) (nomic)], ffn_down (F, E) [+ bias];
+ *          layer_output_norm.weight/.bias (E)
+ *   cls (E, E) + cls.bias, cls.output (E, n_out) + cls.output.bias  (rank pooling) */
+static int bind_encoder(struct model *m, const struct gguf_file *g, const struct arch_desc *d,
+			struct dm_err *err)
+{
+	struct model_hparams *hp = &m->hp;
+	const int64_t E = hp->n_embd, F = hp->n_ff, QD = (int64_t)hp->n_head * hp->head_dim;
+	const struct gguf_tensor *t;
+	char nm[96];
+	int rc;
+
+	if (QD != E || hp->n_head_kv != hp->n_head)
+		return dm_err_set(err, DM_EFORMAT, "%s: an encoder needs n_head·head_size = n_embd and no GQA (%lld, %d/%d)",
+				  g->name, (long long)QD, hp->n_head, hp->n_head_kv);
+	if ((t = gguf_tensor_find(g, "token_types.weight"))) {
+		if (t->ne[1] < 1 || t->ne[1] > 16)
+			return dm_err_set(err, DM_EFORMAT, "%s: tensor 'token_types.weight' has %lld types", g->name,
+					  (long long)t->ne[1]);
+		if ((rc = bind_w(g, "token_types.weight", E, t->ne[1], &m->tok_types, &m->weight_bytes, err)))
+			return rc;
+	}
+	if (!d->fused_qkv &&
+	    (rc = bind_w(g, "position_embd.weight", E, hp->n_ctx_train, &m->pos_embd, &m->weight_bytes, err)))
+		return rc;
+	if ((rc = bind_vec(g, "token_embd_norm.weight", E, false, &m->embd_norm_w, &m->weight_bytes, err)) ||
+	    (rc = bind_vec(g, "token_embd_norm.bias", E, false, &m->embd_norm_b, &m->weight_bytes, err)))
+		return rc;
+	for (int32_t l = 0; l < hp->n_layer; l++) {
+		struct model_layer *L = &m->layers[l];
+		struct model_w fused;
+#define W(dst, suffix, a, b)                                                                     \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
+		if ((rc = bind_w(g, nm, a, b, dst, &m->weight_bytes, err)))                       \
+			return rc;                                                               \
+	} while (0)
+#define V(field, suffix, kind, n, opt)                                                            \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, suffix, kind);                         \
+		if ((rc = bind_vec(g, nm, n, opt, &L->field, &m->weight_bytes, err)))             \
+			return rc;                                                               \
+	} while (0)
+		if (d->fused_qkv) {
+			W(&fused, "attn_qkv", E, 3 * E);
+			L->wq = rows_view(&fused, 0, E);
+			L->wk = rows_view(&fused, E, E);
+			L->wv = rows_view(&fused, 2 * E, E);
+		} else {
+			W(&L->wq, "attn_q", E, E);
+			W(&L->wk, "attn_k", E, E);
+			W(&L->wv, "attn_v", E, E);
+		}
+		V(bq, "attn_q", "bias", E, !d->qkv_bias);
+		V(bk, "attn_k", "bias", E, !d->qkv_bias);
+		V(bv, "attn_v", "bias", E, !d->qkv_bias);
+		W(&L->wo, "attn_output", E, E);
+		V(bo, "attn_output", "bias", E, !d->qkv_bias);
+		V(ln_attn_w, "attn_output_norm", "weight", E, false);
+		V(ln_attn_b, "attn_output_norm", "bias", E, false);
+		W(&L->w_up, "ffn_up", E, F);
+		V(b_up, "ffn_up", "bias", F, !d->qkv_bias);
+		if (d->act == MODEL_ACT_SILU)
+			W(&L->w_gate, "ffn_gate", E, F);
+		W(&L->w_down, "ffn_down", F, E);
+		V(b_down, "ffn_down", "bias", E, !d->qkv_bias);
+		V(ln_ffn_w, "layer_output_norm", "weight", E, false);
+		V(ln_ffn_b, "layer_output_norm", "bias", E, false);
+#undef W
+#undef V
+		L->rope_base = hp->rope_base;
+		L->rope_scale = hp->rope_scale;
+	}
+	if (hp->pooling == MODEL_POOL_RANK) {
+		t = gguf_tensor_find(g, "cls.output.weight");
+		if (!t)
+			return dm_err_set(err, DM_EFORMAT, "%s: tensor 'cls.output.weight' is missing (rank pooling needs the classification head)",
+					  g->name);
+		if (t->ne[1] < 1 || t->ne[1] > 1024)
+			return dm_err_set(err, DM_EFORMAT, "%s: tensor 'cls.output.weight' has %lld outputs", g->name,
+					  (long long)t->ne[1]);
+		hp->n_cls_out = (int32_t)t->ne[1];
+		if ((rc = bind_w(g, "cls.weight", E, E, &m->cls, &m->weight_bytes, err)) ||
+		    (rc = bind_vec(g, "cls.bias", E, false, &m->cls_b, &m->weight_bytes, err)) ||
+		    (rc = bind_w(g, "cls.output.weight", E, hp->n_cls_out, &m->cls_out, &m->weight_bytes, err)) ||
+		    (rc = bind_vec(g, "cls.output.bias", hp->n_cls_out, false, &m->cls_out_b, &m->weight_bytes, err)))
+			return rc;
+	}
+	return 0;
+}
+
 int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err)
 {
 	struct model *m = calloc(1, sizeof *m);
@@ -291,6 +402,17 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 
 		if ((rc = bind_w(g, "token_embd.weight", E, V, &m->tok_embd, &m->weight_bytes, err)))
 			goto fail;
+		if (d->encoder) {
+			m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+			if (!m->layers) {
+				rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+				goto fail;
+			}
+			if ((rc = bind_encoder(m, g, d, err)))
+				goto fail;
+			*out = m;
+			return 0;
+		}
 		if ((rc = bind_vec(g, "output_norm.weight", E, false, &m->output_norm, &m->weight_bytes, err)))
 			goto fail;
 		if (gguf_tensor_find(g, "output.weight")) {
@@ -444,10 +566,18 @@ static size_t ws_bytes(const struct model *m, enum kern_isa isa, int32_t n_batch
 		const struct model_layer *L = &m->layers[l];
 		NEED(3, L->wq.ne0, L->wq.type, L->wk.type, L->wv.type);
 		NEED(1, L->wo.ne0, L->wo.type);
-		NEED(2, L->w_gate.ne0, L->w_gate.type, L->w_up.type);
+		if (L->w_gate.data)
+			NEED(2, L->w_gate.ne0, L->w_gate.type, L->w_up.type);
+		else /* an encoder's ungated FFN */
+			NEED(1, L->w_up.ne0, L->w_up.type);
 		NEED(1, L->w_down.ne0, L->w_down.type);
 	}
-	NEED(1, m->output.ne0, m->output.type);
+	if (m->output.data)
+		NEED(1, m->output.ne0, m->output.type);
+	if (m->cls.data) { /* rank pooling's head */
+		NEED(1, m->cls.ne0, m->cls.type);
+		NEED(1, m->cls_out.ne0, m->cls_out.type);
+	}
 #undef NEED
 	return best;
 }
@@ -480,9 +610,11 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 	s->total = off * sizeof(float);
 }
 
+/* K and V of every layer for n_ctx positions; an encoder keeps nothing
+ * between layers or calls, so it needs one layer's worth (encode.c). */
 static size_t kv_bytes(const struct model *m, int32_t n_ctx)
 {
-	return 2 * (size_t)m->hp.n_layer * (size_t)n_ctx * (size_t)m->hp.n_head_kv *
+	return 2 * (size_t)(m->hp.encoder ? 1 : m->hp.n_layer) * (size_t)n_ctx * (size_t)m->hp.n_head_kv *
 	       (size_t)m->hp.head_dim * sizeof(uint16_t);
 }
 

@@ -50,6 +50,18 @@ enum model_arch {
 	MODEL_ARCH_GEMMA2 = 3,
 	MODEL_ARCH_GEMMA3 = 4,
 	MODEL_ARCH_PHI3 = 5,
+	MODEL_ARCH_BERT = 6,       /* encoder (also XLM-RoBERTa files, written as bert) */
+	MODEL_ARCH_NOMIC_BERT = 7, /* encoder: fused QKV, RoPE, SwiGLU */
+};
+
+/* How an encoder's (or embedding decoder's) token states become one vector:
+ * the values of {arch}.pooling_type. */
+enum model_pooling {
+	MODEL_POOL_NONE = 0,
+	MODEL_POOL_MEAN = 1,
+	MODEL_POOL_CLS = 2,  /* the first token's state */
+	MODEL_POOL_LAST = 3, /* the last token's state */
+	MODEL_POOL_RANK = 4, /* the first token through the classification head: one score */
 };
 
 /* The feed-forward gate's activation: down(act(gate·x) ⊙ up·x). */
@@ -83,6 +95,10 @@ struct model_hparams {
 	float attn_softcap;     /* scores = c·tanh(scores / c) before the mask; 0: none */
 	float final_softcap;    /* logits = c·tanh(logits / c); 0: none */
 	enum model_act ffn_act;
+	/* encoders (bert, nomic-bert): bidirectional attention, post-LayerNorm */
+	bool encoder;
+	enum model_pooling pooling;
+	int32_t n_cls_out;      /* rank pooling: outputs of the classification head */
 };
 
 /* A weight: a view into the file's (or the manager's) memory. */
@@ -102,6 +118,10 @@ struct model_layer {
 	struct model_w w_gate, w_up, w_down;    /* gate/up: row views of ffn_up when fused */
 	int32_t n_swa;                          /* this layer's window; 0: whole context */
 	float rope_base, rope_scale;            /* this layer's RoPE (gemma3 local layers differ) */
+	/* encoders: biases of the output and FFN products (bert), and the
+	 * LayerNorms after the attention and FFN residual adds (n_embd each) */
+	const float *bo, *b_up, *b_down;
+	const float *ln_attn_w, *ln_attn_b, *ln_ffn_w, *ln_ffn_b;
 };
 
 struct model {
@@ -113,6 +133,11 @@ struct model {
 	 * Llama 3.1's rope_freqs serve every context (both point to it). */
 	const float *rope_factors_long, *rope_factors_short;
 	struct model_layer *layers;
+	/* encoders: position (absolute, bert) and token-type embeddings, the
+	 * embedding LayerNorm; rank pooling's head (cls: n_embd → n_embd with
+	 * bias and tanh, cls_out: n_embd → n_cls_out with bias) */
+	struct model_w pos_embd, tok_types, cls, cls_out; /* .data NULL when absent */
+	const float *embd_norm_w, *embd_norm_b, *cls_b, *cls_out_b;
 	uint64_t weight_bytes;   /* bytes of all bound tensors */
 	const struct gguf_file *gguf;
 };
@@ -173,8 +198,26 @@ int model_decode(struct model_ctx *c, const int32_t *tokens, int32_t n, float *l
 
 /* Embeddings of tokens[0..n) (from an empty cache, which it resets):
  * mean-pooled (mean = true) or last-token final hidden state, L2-normalised,
- * n_embd floats into out. */
+ * n_embd floats into out.  Decoders only (encoders: model_encode). */
 int model_embed(struct model_ctx *c, const int32_t *tokens, int32_t n, bool mean, float *out,
 		struct dm_err *err);
+
+/*
+ * Encoders (encode.c): runs n_seq sequences (tokens concatenated, lens[i]
+ * tokens each, every one at most n_ctx) as few forward passes as fit the
+ * context, each token seeing every token of its own sequence, and pools
+ * each by `pool` (MODEL_POOL_NONE: the model's own pooling_type):
+ *   MEAN / CLS / LAST  out[i] = n_embd floats, not normalised
+ *   RANK               out[i] = n_cls_out floats (the head's raw output:
+ *                      no sigmoid, as the reference engine returns it)
+ * out holds n_seq × model_pooled_dim() floats.  DM_EINVAL for an empty
+ * sequence or bad ids, DM_ENOSPC for one longer than n_ctx, DM_EUNSUPPORTED
+ * for a decoder or RANK without a classification head.
+ */
+int model_encode(struct model_ctx *c, const int32_t *tokens, const int32_t *lens, int32_t n_seq,
+		 enum model_pooling pool, float *out, struct dm_err *err);
+/* Floats per pooled output: n_cls_out for RANK, else n_embd (NONE: the
+ * model's own pooling_type). */
+int32_t model_pooled_dim(const struct model *m, enum model_pooling pool);
 
 #endif
