@@ -54,6 +54,8 @@ struct tok_vocab;
 enum tok_kind {
 	TOK_KIND_SPM = 1, /* tokenizer.ggml.model = "llama" */
 	TOK_KIND_BPE = 2, /* tokenizer.ggml.model = "gpt2" */
+	TOK_KIND_WPM = 3, /* tokenizer.ggml.model = "bert" (WordPiece) */
+	TOK_KIND_UGM = 4, /* tokenizer.ggml.model = "t5" (Unigram) */
 };
 
 /* Token attributes, from tokenizer.ggml.token_type (1 normal, 2 unknown,
@@ -88,7 +90,7 @@ size_t tok_vocab_bytes(const struct tok_vocab *v);
 /* ---- facts about the vocabulary -------------------------------------- */
 
 enum tok_kind tok_kind(const struct tok_vocab *v);
-/* "llama" or "gpt2". */
+/* "llama", "gpt2", "bert" or "t5". */
 const char *tok_kind_name(const struct tok_vocab *v);
 /* Pre-tokenizer name as resolved ("default", "llama3", ...); "" for SPM. */
 const char *tok_pre_name(const struct tok_vocab *v);
@@ -105,6 +107,9 @@ int32_t tok_sep(const struct tok_vocab *v);
 /* Whether TOK_ADD_SPECIAL puts a BOS in front / an EOS at the end. */
 bool tok_add_bos(const struct tok_vocab *v);
 bool tok_add_eos(const struct tok_vocab *v);
+/* Whether TOK_ADD_SPECIAL ends the sequence with the separator ([SEP]):
+ * WordPiece vocabularies, unless tokenizer.ggml.add_sep_token says no. */
+bool tok_add_sep(const struct tok_vocab *v);
 bool tok_add_space_prefix(const struct tok_vocab *v);
 /* True for ids that end generation: EOS, EOT, EOM and tokens whose text is
  * one of the end markers models use (<|eot_id|>, <|im_end|>, <|end|>,
