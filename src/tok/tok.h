@@ -1,7 +1,8 @@
 /*
- * tok — the tokenizers of dormant: SentencePiece BPE ("llama") and
- * byte-level BPE ("gpt2"), built from the tokenizer.ggml.* metadata of a
- * GGUF file, plus decoding (whole sequences and a streaming decoder).
+ * tok — the tokenizers of dormant: SentencePiece BPE ("llama"), byte-level
+ * BPE ("gpt2"), WordPiece ("bert") and SentencePiece Unigram ("t5"), built
+ * from the tokenizer.ggml.* metadata of a GGUF file, plus decoding (whole
+ * sequences and a streaming decoder).
  * Chat templates live in tok/chat.h.
  *
  * Behaviour follows the tool that made the files (llama.cpp at the commit
@@ -18,6 +19,14 @@
  *                words (PCRE2, UTF + UCP, JIT), each word's bytes are mapped
  *                to the GPT-2 byte alphabet and merged by merge rank
  *                (priority queue, ties to the leftmost pair).
+ *   bert (WPM)   text -> special-token partition -> per raw fragment: accents
+ *                stripped, lowercased, split at whitespace, punctuation and
+ *                CJK ideographs; each word, "▁" in front, cut greedily into
+ *                the longest tokens, or [UNK] (tok_wpm.c).  TOK_ADD_SPECIAL
+ *                gives [CLS] ... [SEP] (BOS and separator ids).
+ *   t5 (UGM)     text -> special-token partition -> per raw fragment: the
+ *                precompiled_charsmap normalisation, spaces -> "▁", then
+ *                the Viterbi segmentation of highest total score (tok_ugm.c).
  *
  * Special tokens (types control, user-defined, unknown) are cut out of the
  * text before tokenization, longest first; user-defined tokens always,
@@ -75,7 +84,8 @@ enum {
 
 /* Builds the tokenizer from g's tokenizer.ggml.* keys: model, pre, tokens,
  * scores, token_type, merges, {bos,eos,eot,eom,unknown,seperator,padding,
- * mask}_token_id, add_bos_token, add_eos_token, add_space_prefix, and
+ * mask,cls}_token_id, add_bos_token, add_eos_token, add_sep_token,
+ * add_space_prefix, remove_extra_whitespaces, precompiled_charsmap, and
  * tokenizer.chat_template.  Works on vocab-only files.  Errors:
  * DM_ENOTFOUND (no tokenizer.ggml.model / tokens / merges for gpt2),
  * DM_EUNSUPPORTED (another tokenizer model, an unknown pre-tokenizer:
@@ -147,15 +157,18 @@ enum {
 	/* Render control and unknown tokens as their text (else nothing). */
 	TOK_DEC_SPECIAL = 1u << 0,
 	/* Undo the space SentencePiece add_space_prefix put in front of the
-	 * text: one leading space is removed from the first token and from the
-	 * first token after each special token, when that token is a normal
-	 * token.  Set it when the ids are a whole encoded text (then
-	 * decode(encode(x)) == x); leave it off when continuing after a prompt.
-	 * No effect on vocabularies without add_space_prefix. */
+	 * text (or the "▁" every WordPiece word and every Unigram word under
+	 * remove_extra_whitespaces starts with): one leading space is removed
+	 * from the first token and from the first token after each special
+	 * token, when that token is a normal token.  Set it when the ids are a
+	 * whole encoded text (then decode(encode(x)) == x for SentencePiece);
+	 * leave it off when continuing after a prompt.  No effect on other
+	 * vocabularies. */
 	TOK_DEC_STRIP_SPACE = 1u << 1,
 };
 
-/* The bytes token id stands for: ▁ -> space for SPM, <0xNN> -> that byte,
+/* The bytes token id stands for: ▁ -> space for SPM, WordPiece and
+ * Unigram (a WordPiece continuation piece has no space), <0xNN> -> that byte,
  * GPT-2 byte characters -> bytes; control/unknown tokens give their text
  * with TOK_DEC_SPECIAL and nothing without; user-defined, unused and
  * untyped tokens give their text.

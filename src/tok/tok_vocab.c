@@ -683,6 +683,9 @@ static int load_flags(struct tok_vocab *v, const struct gguf_file *g, struct dm_
 		v->pad = -1;
 	if (v->mask >= v->n)
 		v->mask = -1;
+	/* BERT's [CLS] is its BOS; an explicit bos_token_id still wins */
+	if (v->kind == TOK_KIND_WPM && (rc = opt_id(g, KEY("cls_token_id"), v->n, &v->bos, err)))
+		return rc;
 	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
 		if ((rc = opt_id(g, ids[i].key, v->n, (int32_t *)((char *)v + ids[i].off), err)))
 			return rc;
