@@ -34,14 +34,21 @@
  * never split.
  *
  * Deliberate differences from llama.cpp, all for inputs its tests never
- * cover, so that decode(encode(x)) == x for every byte string: invalid
+ * cover, so that decode(encode(x)) == x for every byte string (llama and
+ * gpt2; WordPiece and Unigram normalise the text, so are lossy): invalid
  * UTF-8 is kept byte for byte (gpt2: each invalid byte is a word of its own
  * instead of becoming U+FFFD; llama: each invalid byte is a symbol of its
  * own instead of swallowing the bytes after it); unused and untyped tokens
  * decode to their text instead of nothing.  Also: a SentencePiece byte with
  * no <0xNN> token (and no single-byte token) becomes the unknown token
  * instead of aborting, and an unknown tokenizer.ggml.pre is an error, not a
- * silent fallback.
+ * silent fallback.  WordPiece and Unigram: a Unigram vocabulary with
+ * <0xNN> byte tokens falls back to them for unknown characters (as
+ * SentencePiece does; llama.cpp gives [unk]); WordPiece drops a lenient
+ * decoding past U+10FFFF (llama.cpp throws).  The WordPiece Unicode tables
+ * come from Python's unicodedata (tok_unicode_version, 14.0 here), so
+ * characters added to Unicode after that version may differ from
+ * llama.cpp's tables.
  *
  * Ownership: struct tok_vocab copies everything it needs out of the GGUF
  * file (the file may be closed after tok_load) and owns it until tok_free.
