@@ -919,6 +919,7 @@ static void test_golden_vocabs(void **state)
 	static const char *const names[] = {
 		"tokenizer/ggml-vocab-llama-spm.gguf",
 		"tokenizer/ggml-vocab-gpt-2.gguf",
+		"tokenizer/ggml-vocab-bert-bge.gguf", /* WordPiece */
 	};
 	int all_ok = 1;
 	(void)state;

@@ -22,7 +22,7 @@
 
 static const char tokenize_usage[] =
 	"usage: dormant tokenize MODEL [options] [--file F | - | TEXT]\n"
-	"  --no-bos             do not add the BOS/EOS tokens the model asks for\n"
+	"  --no-bos             do not add the BOS/EOS ([CLS]/[SEP]) tokens the model asks for\n"
 	"  --special            recognise special tokens written in the text (<s>, <|im_end|>, ...)\n"
 	"  --pieces             print one 'id<TAB>piece' line per token\n"
 	"  --file F             read the text from F byte for byte ('-' reads stdin)\n"

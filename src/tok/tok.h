@@ -1,7 +1,8 @@
 /*
- * tok — the tokenizers of dormant: SentencePiece BPE ("llama") and
- * byte-level BPE ("gpt2"), built from the tokenizer.ggml.* metadata of a
- * GGUF file, plus decoding (whole sequences and a streaming decoder).
+ * tok — the tokenizers of dormant: SentencePiece BPE ("llama"), byte-level
+ * BPE ("gpt2"), WordPiece ("bert") and SentencePiece Unigram ("t5"), built
+ * from the tokenizer.ggml.* metadata of a GGUF file, plus decoding (whole
+ * sequences and a streaming decoder).
  * Chat templates live in tok/chat.h.
  *
  * Behaviour follows the tool that made the files (llama.cpp at the commit
@@ -18,6 +19,14 @@
  *                words (PCRE2, UTF + UCP, JIT), each word's bytes are mapped
  *                to the GPT-2 byte alphabet and merged by merge rank
  *                (priority queue, ties to the leftmost pair).
+ *   bert (WPM)   text -> special-token partition -> per raw fragment: accents
+ *                stripped, lowercased, split at whitespace, punctuation and
+ *                CJK ideographs; each word, "▁" in front, cut greedily into
+ *                the longest tokens, or [UNK] (tok_wpm.c).  TOK_ADD_SPECIAL
+ *                gives [CLS] ... [SEP] (BOS and separator ids).
+ *   t5 (UGM)     text -> special-token partition -> per raw fragment: the
+ *                precompiled_charsmap normalisation, spaces -> "▁", then
+ *                the Viterbi segmentation of highest total score (tok_ugm.c).
  *
  * Special tokens (types control, user-defined, unknown) are cut out of the
  * text before tokenization, longest first; user-defined tokens always,
@@ -25,14 +34,21 @@
  * never split.
  *
  * Deliberate differences from llama.cpp, all for inputs its tests never
- * cover, so that decode(encode(x)) == x for every byte string: invalid
+ * cover, so that decode(encode(x)) == x for every byte string (llama and
+ * gpt2; WordPiece and Unigram normalise the text, so are lossy): invalid
  * UTF-8 is kept byte for byte (gpt2: each invalid byte is a word of its own
  * instead of becoming U+FFFD; llama: each invalid byte is a symbol of its
  * own instead of swallowing the bytes after it); unused and untyped tokens
  * decode to their text instead of nothing.  Also: a SentencePiece byte with
  * no <0xNN> token (and no single-byte token) becomes the unknown token
  * instead of aborting, and an unknown tokenizer.ggml.pre is an error, not a
- * silent fallback.
+ * silent fallback.  WordPiece and Unigram: a Unigram vocabulary with
+ * <0xNN> byte tokens falls back to them for unknown characters (as
+ * SentencePiece does; llama.cpp gives [unk]); WordPiece drops a lenient
+ * decoding past U+10FFFF (llama.cpp throws).  The WordPiece Unicode tables
+ * come from Python's unicodedata (tok_unicode_version, 14.0 here), so
+ * characters added to Unicode after that version may differ from
+ * llama.cpp's tables.
  *
  * Ownership: struct tok_vocab copies everything it needs out of the GGUF
  * file (the file may be closed after tok_load) and owns it until tok_free.
@@ -54,6 +70,8 @@ struct tok_vocab;
 enum tok_kind {
 	TOK_KIND_SPM = 1, /* tokenizer.ggml.model = "llama" */
 	TOK_KIND_BPE = 2, /* tokenizer.ggml.model = "gpt2" */
+	TOK_KIND_WPM = 3, /* tokenizer.ggml.model = "bert" (WordPiece) */
+	TOK_KIND_UGM = 4, /* tokenizer.ggml.model = "t5" (Unigram) */
 };
 
 /* Token attributes, from tokenizer.ggml.token_type (1 normal, 2 unknown,
@@ -73,7 +91,8 @@ enum {
 
 /* Builds the tokenizer from g's tokenizer.ggml.* keys: model, pre, tokens,
  * scores, token_type, merges, {bos,eos,eot,eom,unknown,seperator,padding,
- * mask}_token_id, add_bos_token, add_eos_token, add_space_prefix, and
+ * mask,cls}_token_id, add_bos_token, add_eos_token, add_sep_token,
+ * add_space_prefix, remove_extra_whitespaces, precompiled_charsmap, and
  * tokenizer.chat_template.  Works on vocab-only files.  Errors:
  * DM_ENOTFOUND (no tokenizer.ggml.model / tokens / merges for gpt2),
  * DM_EUNSUPPORTED (another tokenizer model, an unknown pre-tokenizer:
@@ -88,7 +107,7 @@ size_t tok_vocab_bytes(const struct tok_vocab *v);
 /* ---- facts about the vocabulary -------------------------------------- */
 
 enum tok_kind tok_kind(const struct tok_vocab *v);
-/* "llama" or "gpt2". */
+/* "llama", "gpt2", "bert" or "t5". */
 const char *tok_kind_name(const struct tok_vocab *v);
 /* Pre-tokenizer name as resolved ("default", "llama3", ...); "" for SPM. */
 const char *tok_pre_name(const struct tok_vocab *v);
@@ -105,6 +124,9 @@ int32_t tok_sep(const struct tok_vocab *v);
 /* Whether TOK_ADD_SPECIAL puts a BOS in front / an EOS at the end. */
 bool tok_add_bos(const struct tok_vocab *v);
 bool tok_add_eos(const struct tok_vocab *v);
+/* Whether TOK_ADD_SPECIAL ends the sequence with the separator ([SEP]):
+ * WordPiece vocabularies, unless tokenizer.ggml.add_sep_token says no. */
+bool tok_add_sep(const struct tok_vocab *v);
 bool tok_add_space_prefix(const struct tok_vocab *v);
 /* True for ids that end generation: EOS, EOT, EOM and tokens whose text is
  * one of the end markers models use (<|eot_id|>, <|im_end|>, <|end|>,
@@ -142,15 +164,18 @@ enum {
 	/* Render control and unknown tokens as their text (else nothing). */
 	TOK_DEC_SPECIAL = 1u << 0,
 	/* Undo the space SentencePiece add_space_prefix put in front of the
-	 * text: one leading space is removed from the first token and from the
-	 * first token after each special token, when that token is a normal
-	 * token.  Set it when the ids are a whole encoded text (then
-	 * decode(encode(x)) == x); leave it off when continuing after a prompt.
-	 * No effect on vocabularies without add_space_prefix. */
+	 * text (or the "▁" every WordPiece word and every Unigram word under
+	 * remove_extra_whitespaces starts with): one leading space is removed
+	 * from the first token and from the first token after each special
+	 * token, when that token is a normal token.  Set it when the ids are a
+	 * whole encoded text (then decode(encode(x)) == x for SentencePiece);
+	 * leave it off when continuing after a prompt.  No effect on other
+	 * vocabularies. */
 	TOK_DEC_STRIP_SPACE = 1u << 1,
 };
 
-/* The bytes token id stands for: ▁ -> space for SPM, <0xNN> -> that byte,
+/* The bytes token id stands for: ▁ -> space for SPM, WordPiece and
+ * Unigram (a WordPiece continuation piece has no space), <0xNN> -> that byte,
  * GPT-2 byte characters -> bytes; control/unknown tokens give their text
  * with TOK_DEC_SPECIAL and nothing without; user-defined, unused and
  * untyped tokens give their text.

@@ -28,7 +28,7 @@ static int piece_stripped(const struct tok_vocab *v, int32_t id, unsigned flags,
 {
 	int rc = tok_piece(v, id, flags, s, n, err);
 	unsigned a;
-	if (rc || !(flags & TOK_DEC_STRIP_SPACE) || !v->add_space_prefix)
+	if (rc || !(flags & TOK_DEC_STRIP_SPACE) || !v->dec_strip)
 		return rc;
 	a = v->attr[id];
 	if (!(a & (TOK_ATTR_BYTE | TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN | TOK_ATTR_USER_DEFINED))) {

@@ -4,7 +4,8 @@
  *   1. Special tokens are cut out of the text (partition), longest first.
  *   2. Each remaining raw fragment is tokenized by the model's algorithm:
  *      SentencePiece bigram merging by score, or byte-level BPE by merge
- *      rank over the pre-tokenizer's words.
+ *      rank over the pre-tokenizer's words (both here), WordPiece
+ *      (tok_wpm.c) or Unigram Viterbi (tok_ugm.c).
  *
  * Both merge loops keep the symbols as a doubly linked list over one buffer
  * and candidate pairs in a binary heap; a popped pair whose symbols changed
@@ -49,8 +50,7 @@ static uint32_t score_key(float f)
 
 struct sess {
 	const struct tok_vocab *v;
-	int32_t *ids;
-	size_t n_ids, cap_ids;
+	struct tok_ids out;
 	struct sym *sym;
 	size_t n_sym, cap_sym;
 	struct bigram *heap;
@@ -79,13 +79,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
+int tok_ids_push(struct tok_ids *o, int32_t id, struct dm_err *err)
+{
+	if (o->n == o->cap && grow((void **)&o->v, &o->cap, o->n + 1, sizeof *o->v))
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	o->v[o->n++] = id;
+	return 0;
+}
+
 static int push_id(struct sess *s, int32_t id)
 {
-	if (s->n_ids == s->cap_ids &&
-	    grow((void **)&s->ids, &s->cap_ids, s->n_ids + 1, sizeof *s->ids))
-		return dm_err_set(s->err, DM_ENOMEM, "out of memory");
-	s->ids[s->n_ids++] = id;
-	return 0;
+	return tok_ids_push(&s->out, id, s->err);
 }
 
 /* ---- the heap ---- */
@@ -514,20 +518,27 @@ int tok_encode(const struct tok_vocab *v, const char *text, size_t len, unsigned
 			rc = spm_fragment(&s, text + fr[i].off, fr[i].len,
 					  v->add_space_prefix && prev_special);
 			prev_special = false;
-		} else {
+		} else if (v->kind == TOK_KIND_BPE) {
 			rc = bpe_fragment(&s, text + fr[i].off, fr[i].len);
+		} else if (v->kind == TOK_KIND_WPM) {
+			rc = tok_wpm_fragment(v, text + fr[i].off, fr[i].len, &s.out, err);
+		} else {
+			rc = tok_ugm_fragment(v, text + fr[i].off, fr[i].len, &s.out, err);
 		}
 		if (rc)
 			goto out;
 	}
 	if ((flags & TOK_ADD_SPECIAL) && tok_add_eos(v) && (rc = push_id(&s, v->eos)))
 		goto out;
-	*ids = s.ids;
-	*n = s.n_ids;
-	s.ids = NULL;
+	/* BERT: [SEP] closes the sequence ([CLS] is its BOS) */
+	if ((flags & TOK_ADD_SPECIAL) && tok_add_sep(v) && (rc = push_id(&s, v->sep)))
+		goto out;
+	*ids = s.out.v;
+	*n = s.out.n;
+	s.out.v = NULL;
 out:
 	free(fr);
-	free(s.ids);
+	free(s.out.v);
 	free(s.sym);
 	free(s.heap);
 	free(s.buf);

@@ -79,7 +79,25 @@ struct tok_vocab {
 	uint8_t b2u_len[256];
 
 	int32_t bos, eos, eot, eom, unk, sep, pad, mask;
-	bool add_bos, add_eos, add_space_prefix, ignore_merges;
+	bool add_bos, add_eos, add_sep, add_space_prefix, ignore_merges;
+	/* Unigram: SentencePiece's remove_extra_whitespaces; the score of an
+	 * unknown character (lowest normal score - 10, as llama.cpp); byte
+	 * fallback (the vocab has <0xNN> byte tokens). */
+	bool remove_extra_ws, ugm_byte_fallback;
+	/* TOK_DEC_STRIP_SPACE applies: the encoder puts a space ("▁") in
+	 * front of the text (SPM/UGM add_space_prefix, UGM
+	 * remove_extra_whitespaces, every WordPiece word). */
+	bool dec_strip;
+	double ugm_unk_score;
+	/* Unigram: tokenizer.ggml.precompiled_charsmap (owned copy), split
+	 * into the double array of the normaliser trie (n_xcda 32-bit units,
+	 * little-endian) and the NUL-terminated replacement strings. */
+	uint8_t *charsmap;
+	size_t n_charsmap;
+	const uint8_t *xcda;
+	uint32_t n_xcda;
+	const char *repl;
+	size_t n_repl;
 	/* SPM: no token has U+2581 right after something that is not U+2581,
 	 * so no merge can join a symbol to a following U+2581 and the text can
 	 * be merged in independent segments cut in front of each run of
@@ -104,6 +122,33 @@ static inline uint64_t tok_hash(const char *s, size_t n)
 		h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
 	return h;
 }
+
+/* One byte of FNV-1a: tok_hash(s, n + 1) == tok_hash_step(tok_hash(s, n), s[n]). */
+static inline uint64_t tok_hash_step(uint64_t h, uint8_t c)
+{
+	return (h ^ c) * 0x100000001b3ull;
+}
+#define TOK_HASH_INIT 0xcbf29ce484222325ull
+
+/* tok_find with the text's tok_hash already known. */
+int32_t tok_find_h(const struct tok_vocab *v, const char *s, size_t n, uint64_t h);
+
+/* A growing list of token ids (malloc'ed). */
+struct tok_ids {
+	int32_t *v;
+	size_t n, cap;
+};
+/* Appends id; DM_ENOMEM. */
+int tok_ids_push(struct tok_ids *o, int32_t id, struct dm_err *err);
+
+/* Tokenizes one raw fragment (no special tokens left in it) with WordPiece
+ * (tok_wpm.c) / Unigram (tok_ugm.c), appending to out.  DM_ENOMEM. */
+int tok_wpm_fragment(const struct tok_vocab *v, const char *text, size_t len, struct tok_ids *out,
+		     struct dm_err *err);
+int tok_ugm_fragment(const struct tok_vocab *v, const char *text, size_t len, struct tok_ids *out,
+		     struct dm_err *err);
+/* Unigram: parses v->charsmap into xcda/repl; DM_EFORMAT if malformed. */
+int tok_ugm_init(struct tok_vocab *v, struct dm_err *err);
 
 /* Rank of the merge (a, b), or -1. */
 int32_t tok_merge_rank(const struct tok_vocab *v, const char *a, size_t na, const char *b, size_t nb);

@@ -35,7 +35,12 @@ static uint32_t table_cap(size_t n)
 
 int32_t tok_find(const struct tok_vocab *v, const char *s, size_t n)
 {
-	uint32_t h = (uint32_t)tok_hash(s, n) & v->slot_mask;
+	return tok_find_h(v, s, n, tok_hash(s, n));
+}
+
+int32_t tok_find_h(const struct tok_vocab *v, const char *s, size_t n, uint64_t hash)
+{
+	uint32_t h = (uint32_t)hash & v->slot_mask;
 	for (;; h = (h + 1) & v->slot_mask) {
 		int32_t id = v->slot[h];
 		if (id < 0)
@@ -550,7 +555,7 @@ static int build_pieces(struct tok_vocab *v, struct dm_err *err)
 		} else if (a & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN | TOK_ATTR_USER_DEFINED)) {
 			memcpy(v->piece + total, s, n);
 			total += n;
-		} else if (v->kind == TOK_KIND_SPM) {
+		} else if (v->kind != TOK_KIND_BPE) { /* SPM, WordPiece, Unigram */
 			for (size_t k = 0; k < n;) {
 				if (k + 3 <= n && !memcmp(s + k, "\xe2\x96\x81", 3)) {
 					v->piece[total++] = ' ';
@@ -593,10 +598,15 @@ static int load_model(struct tok_vocab *v, const struct gguf_file *g, struct dm_
 		v->kind = TOK_KIND_SPM;
 	} else if (gguf_str_eq(s, "gpt2")) {
 		v->kind = TOK_KIND_BPE;
+	} else if (gguf_str_eq(s, "bert")) {
+		v->kind = TOK_KIND_WPM;
+	} else if (gguf_str_eq(s, "t5")) {
+		v->kind = TOK_KIND_UGM;
 	} else {
 		int n = s.len > 40 ? 40 : (int)s.len;
 		return dm_err_set(err, DM_EUNSUPPORTED,
-				  "tokenizer model '%.*s' is not supported (llama, gpt2)", n, s.ptr);
+				  "tokenizer model '%.*s' is not supported (llama, gpt2, bert, t5)", n,
+				  s.ptr);
 	}
 	if (v->kind == TOK_KIND_BPE) {
 		rc = gguf_get_str(g, KEY("pre"), &s, err);
@@ -641,6 +651,20 @@ static int load_flags(struct tok_vocab *v, const struct gguf_file *g, struct dm_
 		v->unk = 0;
 		v->add_space_prefix = true;
 		v->add_bos = true;
+	} else if (v->kind == TOK_KIND_WPM) {
+		v->bos = 101; /* [CLS] */
+		v->eos = -1;
+		v->unk = 100; /* [UNK] */
+		v->sep = 102; /* [SEP] */
+		v->pad = 0;
+		v->mask = 103;
+		v->add_bos = v->add_sep = true;
+	} else if (v->kind == TOK_KIND_UGM) {
+		v->bos = -1;
+		v->eos = 1;
+		v->unk = 2;
+		v->pad = 0;
+		v->add_eos = true;
 	} else {
 		v->bos = v->eos = 11;
 		v->unk = -1;
@@ -653,13 +677,49 @@ static int load_flags(struct tok_vocab *v, const struct gguf_file *g, struct dm_
 		v->eos = -1;
 	if (v->unk >= v->n)
 		v->unk = -1;
+	if (v->sep >= v->n)
+		v->sep = -1;
+	if (v->pad >= v->n)
+		v->pad = -1;
+	if (v->mask >= v->n)
+		v->mask = -1;
+	/* BERT's [CLS] is its BOS; an explicit bos_token_id still wins */
+	if (v->kind == TOK_KIND_WPM && (rc = opt_id(g, KEY("cls_token_id"), v->n, &v->bos, err)))
+		return rc;
 	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
 		if ((rc = opt_id(g, ids[i].key, v->n, (int32_t *)((char *)v + ids[i].off), err)))
 			return rc;
 	if ((rc = opt_bool(g, KEY("add_bos_token"), &v->add_bos, err)) ||
 	    (rc = opt_bool(g, KEY("add_eos_token"), &v->add_eos, err)) ||
-	    (rc = opt_bool(g, KEY("add_space_prefix"), &v->add_space_prefix, err)))
+	    (rc = opt_bool(g, KEY("add_sep_token"), &v->add_sep, err)) ||
+	    (rc = opt_bool(g, KEY("add_space_prefix"), &v->add_space_prefix, err)) ||
+	    (rc = opt_bool(g, KEY("remove_extra_whitespaces"), &v->remove_extra_ws, err)))
 		return rc;
+	v->dec_strip = v->add_space_prefix || v->kind == TOK_KIND_WPM ||
+		       (v->kind == TOK_KIND_UGM && v->remove_extra_ws);
+	return 0;
+}
+
+/* Unigram: a copy of tokenizer.ggml.precompiled_charsmap (bytes), if any. */
+static int load_charsmap(struct tok_vocab *v, const struct gguf_file *g, struct dm_err *err)
+{
+	const struct gguf_value *arr;
+	int rc = gguf_get_arr(g, KEY("precompiled_charsmap"), -1, &arr, err);
+	if (rc == DM_ENOTFOUND) {
+		dm_err_clear(err);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (arr->elem_type != GGUF_VT_UINT8 && arr->elem_type != GGUF_VT_INT8)
+		return dm_err_set(err, DM_EFORMAT, "%s: elements of type %u, not bytes",
+				  KEY("precompiled_charsmap"), arr->elem_type);
+	if (arr->n == 0)
+		return 0;
+	if (!(v->charsmap = vcalloc(v, arr->n, 1)))
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	memcpy(v->charsmap, arr->p, arr->n);
+	v->n_charsmap = arr->n;
 	return 0;
 }
 
@@ -679,6 +739,8 @@ int tok_load(struct tok_vocab **out, const struct gguf_file *g, struct dm_err *e
 		goto fail;
 	if (v->kind == TOK_KIND_BPE && (rc = load_merges(v, g, err)))
 		goto fail;
+	if (v->kind == TOK_KIND_UGM && (rc = load_charsmap(v, g, err)))
+		goto fail;
 	if ((rc = find_eog(v, err)))
 		goto fail;
 	set_strip_attrs(v, g);
@@ -686,6 +748,8 @@ int tok_load(struct tok_vocab **out, const struct gguf_file *g, struct dm_err *e
 		goto fail;
 	build_byte_fallback(v);
 	build_byte_alphabet(v);
+	if (v->kind == TOK_KIND_UGM && (rc = tok_ugm_init(v, err)))
+		goto fail;
 	v->spm_split = v->kind == TOK_KIND_SPM && spm_can_split(v);
 	if ((rc = build_pieces(v, err)))
 		goto fail;
@@ -728,12 +792,21 @@ void tok_free(struct tok_vocab *v)
 	free(v->term_user);
 	free(v->eog);
 	free(v->chat_template);
+	free(v->charsmap);
 	free(v);
 }
 
 size_t tok_vocab_bytes(const struct tok_vocab *v) { return v ? v->bytes : 0; }
 enum tok_kind tok_kind(const struct tok_vocab *v) { return v->kind; }
-const char *tok_kind_name(const struct tok_vocab *v) { return v->kind == TOK_KIND_SPM ? "llama" : "gpt2"; }
+const char *tok_kind_name(const struct tok_vocab *v)
+{
+	switch (v->kind) {
+	case TOK_KIND_SPM: return "llama";
+	case TOK_KIND_BPE: return "gpt2";
+	case TOK_KIND_WPM: return "bert";
+	default: return "t5";
+	}
+}
 const char *tok_pre_name(const struct tok_vocab *v) { return v->pre ? v->pre->name : ""; }
 int32_t tok_n_tokens(const struct tok_vocab *v) { return v->n; }
 int32_t tok_bos(const struct tok_vocab *v) { return v->bos; }
@@ -745,6 +818,7 @@ int32_t tok_pad(const struct tok_vocab *v) { return v->pad; }
 int32_t tok_sep(const struct tok_vocab *v) { return v->sep; }
 bool tok_add_bos(const struct tok_vocab *v) { return v->add_bos && v->bos >= 0; }
 bool tok_add_eos(const struct tok_vocab *v) { return v->add_eos && v->eos >= 0; }
+bool tok_add_sep(const struct tok_vocab *v) { return v->add_sep && v->sep >= 0; }
 bool tok_add_space_prefix(const struct tok_vocab *v) { return v->add_space_prefix; }
 const char *tok_chat_template(const struct tok_vocab *v) { return v->chat_template; }
 
