@@ -24,7 +24,7 @@
  *   qwen3   head size 2·n_embd/n_head (key_length ≠ n_embd/n_head), per-head
  *           attn_q_norm / attn_k_norm
  *   gemma2  post_attention_norm / post_ffw_norm, GeGLU, attention and final
- *           soft-capping, a window of 4 on even layers, tied output
+ *           soft-capping, a window on even layers (4 in the tiny preset), tied output
  *   gemma3  as gemma2 without attention soft-capping, Q/K norms, windowed
  *           layers 5 of every 6, linear RoPE scaling ×8 on global layers
  *   phi3    fused attn_qkv and gate+up ffn_up, LongRoPE factors with an
@@ -256,8 +256,11 @@ static int add_metadata(struct gguf_writer *w, const struct synth_opts *o, const
 		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.key_length", a), key), hd, err));
 		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.value_length", a), key), hd, err));
 	}
+	/* the tiny preset's window is 4 so that tests' short prompts cross it;
+	 * larger presets use Gemma 3 1B's 512 (gemma2's files say 4096) */
 	if (!strcmp(a, "gemma2") || !strcmp(a, "gemma3"))
-		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.sliding_window", a), key), 4, err));
+		T(gguf_writer_add_u32(w, (snprintf(key, sizeof key, "%s.attention.sliding_window", a), key),
+				      s->preset && !strcmp(s->preset, "tiny") ? 4 : !strcmp(a, "gemma2") ? 4096 : 512, err));
 	if (!strcmp(a, "gemma2")) {
 		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.attn_logit_softcapping", a), key), 0.2f, err));
 		T(gguf_writer_add_f32(w, (snprintf(key, sizeof key, "%s.final_logit_softcapping", a), key), 1.5f, err));
