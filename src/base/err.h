@@ -35,11 +35,15 @@ struct dm_err {
 };
 
 /* Sets err (if not NULL) to code and a printf-formatted message; returns code
- * so that `return dm_err_set(err, DM_EFORMAT, "...")` reads naturally. */
+ * so that `return dm_err_set(err, DM_EFORMAT, "...")` reads naturally.  The
+ * message is always valid UTF-8 (bytes from files that are not become
+ * "\xNN"; a long message is cut at a character boundary), so it can go into
+ * JSON as it is.  err->msg may be one of the arguments. */
 int dm_err_set(struct dm_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Prefixes an existing message: "prefix: old message".  Returns err->code. */
+/* Prefixes an existing message: "prefix: old message" (valid UTF-8, as
+ * above).  Returns err->code. */
 int dm_err_prefix(struct dm_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
