@@ -448,6 +448,50 @@ static void test_fallback_on_corrupt_primary(void **state)
 	mgr_free(m);
 }
 
+static void add_fb(struct mgr *m, const char *name, const char *path, const char *fb0, const char *fb1)
+{
+	struct mgr_model_cfg c;
+	mgr_model_cfg_default(&c);
+	snprintf(c.name, sizeof c.name, "%s", name);
+	snprintf(c.path, sizeof c.path, "%s", path);
+	snprintf(c.fallbacks[0], sizeof c.fallbacks[0], "%s", fb0);
+	snprintf(c.fallbacks[1], sizeof c.fallbacks[1], "%s", fb1);
+	assert_int_equal(mgr_add(m, &c, NULL), 0);
+}
+
+/* a -> b (broken) -> c: the chain is followed to its end, with a's reason;
+ * a cycle of broken models ends with the primary's error. */
+static void test_fallback_chain_and_cycle(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	c.enable_fallback = true;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	add_fb(m, "a", "corrupt-a.gguf", "b", "");
+	add_fb(m, "b", "corrupt-b.gguf", "nosuch", "c");
+	add(m, "c", "c.gguf", 0);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), 0);
+	assert_string_equal(mgr_lease_model(l), "c");
+	assert_string_equal(mgr_lease_fallback_reason(l), "corrupt-a.gguf: offset 0: bad magic");
+	mgr_release(l);
+	assert_int_equal(st(m, "b").state, MGR_FAILED);
+	/* x -> y -> x, both broken: each tried once, then x's own error */
+	add_fb(m, "x", "corrupt-x.gguf", "y", "");
+	add_fb(m, "y", "corrupt-y.gguf", "x", "y");
+	fk.loads = 0;
+	assert_int_equal(mgr_acquire(m, "x", NULL, &l, &e), DM_EFORMAT);
+	assert_string_equal(e.msg, "corrupt-x.gguf: offset 0: bad magic");
+	assert_int_equal(fk.loads, 2);
+	mgr_free(m);
+}
+
 static void test_eager_and_explicit(void **state)
 {
 	struct mgr *m = mk(0, 0, 0);
@@ -528,6 +572,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_while_loading),
 		cmocka_unit_test(test_failed_load_then_retry),
 		cmocka_unit_test(test_fallback_on_corrupt_primary),
+		cmocka_unit_test(test_fallback_chain_and_cycle),
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
 	};

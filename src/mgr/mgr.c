@@ -527,6 +527,48 @@ static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	return rc;
 }
 
+/* Models already tried for one request (the primary first): a fallback
+ * chain is followed to its end, and a model met twice ends that branch, so
+ * a cycle cannot loop. */
+struct tried {
+	const struct mmodel *mm[64];
+	size_t n;
+};
+
+static bool tried_add(struct tried *t, const struct mmodel *mm)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->mm[i] == mm)
+			return false;
+	if (t->n == sizeof t->mm / sizeof t->mm[0])
+		return false;
+	t->mm[t->n++] = mm;
+	return true;
+}
+
+/* Tries mm's fallbacks depth first: each one, and when it fails too, its
+ * own fallbacks, before mm's next.  A name that is not registered is
+ * skipped.  Mutex held.  Returns 0 with *out, or -1 when none answered. */
+static int acquire_fallback(struct mgr *m, const struct mmodel *mm, const struct mgr_acquire_opts *fo,
+			    struct tried *t, struct mgr_lease **out)
+{
+	for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
+		struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
+		struct dm_err ferr;
+		int rc;
+		if (!fb || !tried_add(t, fb))
+			continue;
+		rc = acquire_one(m, fb, fo, out, &ferr);
+		if (rc == 0)
+			return 0;
+		if (rc == DM_ECANCELED)
+			return -1;
+		if (acquire_fallback(m, fb, fo, t, out) == 0)
+			return 0;
+	}
+	return -1;
+}
+
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err)
 {
@@ -543,20 +585,13 @@ int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *
 	rc = acquire_one(m, mm, o, out, err);
 	if (rc && rc != DM_ECANCELED && rc != DM_EBUSY && m->cfg.enable_fallback &&
 	    !(o && o->no_fallback) && mm->cfg.fallbacks[0][0]) {
-		char reason[DM_ERR_MSG_MAX];
-		snprintf(reason, sizeof reason, "%s", err ? err->msg : "load failed");
-		for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
-			struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
-			struct mgr_acquire_opts fo = o ? *o : (struct mgr_acquire_opts){ 0 };
-			struct dm_err ferr;
-			fo.no_fallback = true;
-			if (!fb || fb == mm)
-				continue;
-			if (acquire_one(m, fb, &fo, out, &ferr) == 0) {
-				snprintf((*out)->reason, sizeof (*out)->reason, "%s", reason);
-				rc = 0;
-				break;
-			}
+		struct mgr_acquire_opts fo = o ? *o : (struct mgr_acquire_opts){ 0 };
+		struct tried t = { .n = 0 };
+		tried_add(&t, mm);
+		fo.no_fallback = true;
+		if (acquire_fallback(m, mm, &fo, &t, out) == 0) {
+			snprintf((*out)->reason, sizeof (*out)->reason, "%s", err ? err->msg : "load failed");
+			rc = 0;
 		}
 	}
 	pthread_mutex_unlock(&m->mu);

@@ -19,6 +19,10 @@
  *     "insufficient memory: need X, have Y".
  *   - a failed load leaves nothing allocated; the model is `failed` with its
  *     error kept, and the next request retries.
+ *   - with enable_fallback, a request whose model fails (not busy, not
+ *     cancelled) goes to its fallbacks in order, each followed through its
+ *     own fallbacks to the end of the chain; a model is tried at most once
+ *     per request, so a cycle ends instead of looping.
  * Loading, warm-up and unloading run outside the mutex.
  *
  * The work of loading is done by a backend (struct mgr_backend): the real
