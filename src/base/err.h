@@ -24,7 +24,8 @@ enum dm_code {
 	DM_EBUSY = -9,        /* queue full / resource busy */
 	DM_ECANCELED = -10,   /* request cancelled */
 	DM_ETIMEDOUT = -11,   /* waited too long */
-	DM_ENOSPC = -12,      /* does not fit (memory budget, context) */
+	DM_ENOSPC = -12,      /* does not fit (context, a caller's buffer) */
+	DM_ETOOBIG = -13,     /* can never fit the memory budget (permanent) */
 };
 
 #define DM_ERR_MSG_MAX 256

@@ -334,7 +334,7 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 	if (m->cfg.max_ram && mm->est_bytes > m->cfg.max_ram) {
 		human(need, sizeof need, mm->est_bytes);
 		human(have, sizeof have, m->cfg.max_ram);
-		return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
+		return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
 				  need, have, mm->cfg.name);
 	}
 	while (!fits(m, mm)) {
@@ -349,7 +349,8 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 			usage(m, mm, &b, &c);
 			human(need, sizeof need, mm->est_bytes);
 			human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
-			return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s for model '%s'",
+			/* nothing else holds memory: it can never fit */
+			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'",
 					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name);
 		}
 		if (cancel && atomic_load(cancel))
@@ -368,7 +369,8 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 					usage(m, mm, &b, &c);
 					human(need, sizeof need, mm->est_bytes);
 					human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
-					return dm_err_set(err, DM_ENOSPC,
+					/* transient: the models in use will end */
+					return dm_err_set(err, DM_ETIMEDOUT,
 							  "insufficient memory: need %s, have %s for model '%s' (waited %.0f s for models in use)",
 							  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
 							  m->cfg.queue_timeout_ms / 1000.0);

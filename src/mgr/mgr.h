@@ -15,8 +15,9 @@
  *   - before a load, the estimated cost must fit the budget (max_ram,
  *     max_loaded_models); idle models are evicted least recently used first;
  *     if only busy models stand in the way the request waits (bounded by
- *     queue_timeout_ms); if the model can never fit: DM_ENOSPC
- *     "insufficient memory: need X, have Y".
+ *     queue_timeout_ms, then DM_ETIMEDOUT); if the model can never fit:
+ *     DM_ETOOBIG "insufficient memory: need X, have Y" (permanent: the
+ *     server answers 507, not "busy").
  *   - a failed load leaves nothing allocated; the model is `failed` with its
  *     error kept, and the next request retries.
  *   - with enable_fallback, a request whose model fails (not busy, not
@@ -133,8 +134,9 @@ struct mgr_acquire_opts {
 
 /* Takes the model for one request, loading it if needed.  On success *out
  * is a lease; mgr_lease_handle() gives the backend object.  Errors:
- * DM_ENOTFOUND, DM_EBUSY (queue full), DM_ETIMEDOUT, DM_ECANCELED,
- * DM_ENOSPC, or the load's own error. */
+ * DM_ENOTFOUND, DM_EBUSY (queue full), DM_ETIMEDOUT (waited too long, for
+ * the queue or for memory), DM_ECANCELED, DM_ETOOBIG (can never fit the
+ * budget), or the load's own error. */
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err);
 void *mgr_lease_handle(const struct mgr_lease *l);
