@@ -18,7 +18,8 @@
 #include "mgr/mgr.h"
 
 /* ---- fake backend: "size=N" in the path sets the estimate; "fail=N"
- * makes the first N loads fail; "corrupt" always fails; "slow" waits for
+ * makes the first N loads fail; "badfile" fails the estimate; "corrupt"
+ * always fails; "slow" waits for
  * the gate or the cancel flag ---- */
 struct fake {
 	atomic_int loads, unloads, live;
@@ -44,7 +45,8 @@ static uint64_t path_num(const char *path, const char *key, uint64_t def)
 static int fk_estimate(void *ud, const struct mgr_model_cfg *c, uint64_t *bytes, struct dm_err *err)
 {
 	(void)ud;
-	(void)err;
+	if (strstr(c->path, "badfile"))
+		return dm_err_set(err, DM_EFORMAT, "%s: bad magic", c->path);
 	*bytes = path_num(c->path, "size=", 100);
 	return 0;
 }
@@ -493,6 +495,37 @@ static void test_fallback_chain_and_cycle(void **state)
 	mgr_free(m);
 }
 
+/* The start-up check finds, without loading anything, what a request would
+ * only find later: a broken file, a model larger than the budget, a fallback
+ * naming no model, a fallback cycle. */
+static void test_check_model(void **state)
+{
+	struct mgr *m = mk(250u << 20, 0, 0);
+	struct dm_err e;
+	uint64_t est = 0;
+	(void)state;
+	add(m, "ok", "size=100", 0);
+	add(m, "huge", "size=314572800", 0);
+	add_fb(m, "orphan", "size=10", "ok", "nosuch");
+	add_fb(m, "p", "size=10", "q", "");
+	add_fb(m, "q", "size=10", "ok", "p");
+	add(m, "broken", "size=10 badfile", 0);
+	assert_int_equal(mgr_check_model(m, "ok", &est, &e), 0);
+	assert_int_equal(est, 100);
+	assert_int_equal(mgr_check_model(m, "huge", &est, &e), DM_ETOOBIG);
+	assert_string_equal(e.msg, "needs 300.0 MiB, more than max_ram 250.0 MiB: it can never be loaded");
+	assert_int_equal(mgr_check_model(m, "orphan", NULL, &e), DM_ENOTFOUND);
+	assert_string_equal(e.msg, "fallback 'nosuch' names no registered model");
+	assert_int_equal(mgr_check_model(m, "p", NULL, &e), DM_EINVAL);
+	assert_string_equal(e.msg, "fallbacks form a cycle: p -> q -> p");
+	assert_int_equal(mgr_check_model(m, "broken", NULL, &e), DM_EFORMAT);
+	assert_string_equal(e.msg, "size=10 badfile: bad magic");
+	assert_int_equal(mgr_check_model(m, "nosuch", NULL, &e), DM_ENOTFOUND);
+	assert_int_equal(fk.loads, 0); /* nothing was loaded */
+	assert_int_equal(st(m, "ok").state, MGR_DORMANT);
+	mgr_free(m);
+}
+
 static void test_eager_and_explicit(void **state)
 {
 	struct mgr *m = mk(0, 0, 0);
@@ -574,6 +607,7 @@ int main(void)
 		cmocka_unit_test(test_failed_load_then_retry),
 		cmocka_unit_test(test_fallback_on_corrupt_primary),
 		cmocka_unit_test(test_fallback_chain_and_cycle),
+		cmocka_unit_test(test_check_model),
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
 	};

@@ -1,6 +1,10 @@
-/* tests/ops — what an operator meets when a model cannot serve: permanent
+/* tests/ops — what an operator meets when a model cannot serve: the start-up
+ * check (`dormant serve` prints one line per model, --strict makes a problem
+ * fatal, `dormant config check` does the same without a server), permanent
  * failures answered without Retry-After (507 for a model that can never fit
- * the memory budget, 500 with the reason for a missing file).
+ * the memory budget, 500 with the reason for a missing file), and a fallback
+ * chain through a byte-flipped primary and a missing file whose error texts
+ * stay valid UTF-8 all the way into the JSON of the answer and of /health.
  * Fixtures: a tiny synthetic model written by `dormant synth`, and a copy
  * with one byte of its architecture name flipped. */
 #include <setjmp.h>
@@ -144,10 +148,88 @@ static void test_permanent_failures_not_busy(void **state)
 	stop(&sv);
 }
 
+/* a (architecture bytes flipped) -> b (file missing) -> c: the chain is
+ * followed to c; a's reason, with the flipped byte escaped, reaches the
+ * answer and /health as valid UTF-8. */
+static void test_fallback_chain_utf8(void **state)
+{
+	struct server sv;
+	char ini[2048];
+	const char *reason, *last = NULL;
+	json_t *o, *m;
+	size_t i;
+	bool ra;
+	(void)state;
+	snprintf(ini, sizeof ini,
+		 "[server]\nenable_fallback = true\n\n[model a]\npath = %s\nfallback = b\n\n"
+		 "[model b]\npath = %s\nfallback = c\n\n[model c]\npath = %s\nthreads = 1\n",
+		 FLIPPED, MISSING, MODEL);
+	start(&sv, ini);
+	assert_int_equal(request(&sv, "/api/generate", GEN("a"), &o, &ra), 200);
+	reason = json_string_value(json_object_get(o, "fallback_reason"));
+	assert_non_null(reason);
+	assert_non_null(strstr(reason, "unsupported architecture 'll\\xffma'"));
+	assert_true(dm_utf8_valid((const uint8_t *)reason, strlen(reason)));
+	json_decref(o);
+	assert_int_equal(request(&sv, "/health", NULL, &o, &ra), 200);
+	json_array_foreach(json_object_get(o, "models"), i, m)
+		if (!strcmp(json_string_value(json_object_get(m, "name")), "a"))
+			last = json_string_value(json_object_get(m, "last_error"));
+	assert_non_null(last);
+	assert_non_null(strstr(last, "unsupported architecture 'll\\xffma'"));
+	json_decref(o);
+	stop(&sv);
+}
+
+/* The start-up check: one line per model; `dormant config check` and
+ * `dormant serve --strict` fail on a problem, plain `dormant serve` starts
+ * anyway. */
+static void test_startup_check(void **state)
+{
+	const char *ini = tu_tmp_path("check.ini");
+	const char *argv[] = { "--config", ini, NULL };
+	char text[4096];
+	char *out;
+	int st, pid, port;
+	(void)state;
+	snprintf(text, sizeof text,
+		 "[server]\nmax_ram = 64MiB\n\n[model good]\npath = %s\nthreads = 1\n\n"
+		 "[model flipped]\npath = %s\n\n[model gone]\npath = %s\n\n"
+		 "[model huge]\npath = %s\nthreads = 1\nn_ctx = 100000\n\n"
+		 "[model orphan]\npath = %s\nthreads = 1\nfallback = nosuch\n",
+		 MODEL, FLIPPED, MISSING, MODEL, MODEL);
+	assert_int_equal(tu_write_file(ini, text, strlen(text)), 0);
+	out = tu_capture(&st, "%s config check --config %s", tu_dormant(), ini);
+	assert_non_null(out);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "check good                 ok (needs "));
+	assert_non_null(strstr(out, "check flipped              problem: "));
+	assert_non_null(strstr(out, "unsupported architecture 'll\\xffma'"));
+	assert_non_null(strstr(out, "check gone                 problem: "));
+	assert_non_null(strstr(out, "no-such-file.gguf: No such file or directory"));
+	assert_non_null(strstr(out, "check huge                 problem: needs "));
+	assert_non_null(strstr(out, "more than max_ram 64.0 MiB: it can never be loaded"));
+	assert_non_null(strstr(out, "check orphan               problem: fallback 'nosuch' names no registered model"));
+	assert_non_null(strstr(out, "5 models, 4 with a problem"));
+	free(out);
+	out = tu_capture(&st, "%s serve --config %s --port 0 --strict 2>&1", tu_dormant(), ini);
+	assert_non_null(out);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "check huge                 problem: needs "));
+	assert_non_null(strstr(out, "4 models with a problem (--strict)"));
+	assert_null(strstr(out, "listening on"));
+	free(out);
+	/* without --strict the problems are reported and the server runs */
+	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
+	assert_int_equal(tu_serve_stop(pid), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_permanent_failures_not_busy),
+		cmocka_unit_test(test_fallback_chain_utf8),
+		cmocka_unit_test(test_startup_check),
 	};
 	return cmocka_run_group_tests_name("ops", tests, setup, NULL);
 }

@@ -322,6 +322,13 @@ int dormant_unload(dormant *d, const char *model, char *err, size_t errlen)
 	return rc ? fail(err, errlen, &e, rc) : 0;
 }
 
+int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char *err, size_t errlen)
+{
+	struct dm_err e;
+	int rc = mgr_check_model(d->m, model, est_bytes, &e);
+	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
 const struct dm_config *dormant_config(const dormant *d)
 {
 	return d->cfg;

@@ -600,6 +600,82 @@ int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *
 	return rc;
 }
 
+/* ---- start-up check ---- */
+
+/* Follows mm's fallbacks depth first; DM_EINVAL with the chain when one
+ * leads back to a model on path[0..depth].  Mutex held. */
+static int check_cycle(struct mgr *m, const struct mmodel *mm, const struct mmodel **path, size_t depth,
+		       struct dm_err *err)
+{
+	path[depth] = mm;
+	for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
+		const struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
+		size_t d;
+		if (!fb)
+			continue;
+		for (d = 0; d <= depth && path[d] != fb; d++)
+			;
+		if (d <= depth) {
+			char chain[512];
+			size_t k = 0;
+			for (; d <= depth; d++)
+				k += (size_t)snprintf(chain + k, k < sizeof chain ? sizeof chain - k : 0, "%s -> ",
+						      path[d]->cfg.name);
+			if (k < sizeof chain)
+				snprintf(chain + k, sizeof chain - k, "%s", fb->cfg.name);
+			return dm_err_set(err, DM_EINVAL, "fallbacks form a cycle: %s", chain);
+		}
+		if (depth + 1 < 64 && check_cycle(m, fb, path, depth + 1, err))
+			return DM_EINVAL;
+	}
+	return 0;
+}
+
+int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err)
+{
+	const struct mgr_backend *be = &m->cfg.backend;
+	struct mgr_model_cfg cfg;
+	struct mmodel *mm;
+	uint64_t est = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	if (!(mm = find(m, name))) {
+		pthread_mutex_unlock(&m->mu);
+		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+	}
+	cfg = mm->cfg;
+	for (int i = 0; i < MGR_MAX_FALLBACKS && cfg.fallbacks[i][0] && !rc; i++)
+		if (!find(m, cfg.fallbacks[i]))
+			rc = dm_err_set(err, DM_ENOTFOUND, "fallback '%s' names no registered model",
+					cfg.fallbacks[i]);
+	if (!rc) {
+		const struct mmodel *path[64];
+		rc = check_cycle(m, mm, path, 0, err);
+	}
+	pthread_mutex_unlock(&m->mu);
+	/* the file first: a broken file is the bigger problem */
+	{
+		struct dm_err ferr;
+		int frc = be->estimate(be->ud, &cfg, &est, &ferr);
+		if (frc) {
+			if (err)
+				*err = ferr;
+			return frc;
+		}
+	}
+	if (!rc && m->cfg.max_ram && est > m->cfg.max_ram) {
+		char need[32], have[32];
+		human(need, sizeof need, est);
+		human(have, sizeof have, m->cfg.max_ram);
+		rc = dm_err_set(err, DM_ETOOBIG, "needs %s, more than max_ram %s: it can never be loaded", need,
+				have);
+	}
+	if (est_bytes)
+		*est_bytes = est;
+	return rc;
+}
+
 void *mgr_lease_handle(const struct mgr_lease *l)
 {
 	return l->mm->loaded.handle;

@@ -149,6 +149,14 @@ double mgr_lease_load_s(const struct mgr_lease *l);
 /* Ends the lease; starts the keep-alive timer or unloads (keep_alive 0). */
 void mgr_release(struct mgr_lease *l);
 
+/* Checks a registered model without loading it, for start-up and `dormant
+ * config check`: the backend's estimate (file readable, header valid,
+ * architecture supported: the estimate's own errors), the estimate against
+ * max_ram (DM_ETOOBIG), and its fallbacks (each registered, DM_ENOTFOUND;
+ * none leading back to a model on the chain, DM_EINVAL).  Returns 0 and
+ * *est_bytes (may be NULL), or the first problem. */
+int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err);
+
 /* Explicit load (as if a request came and went) and unload (waits for an
  * in-use model to be released first unless it is idle). */
 int mgr_load(struct mgr *m, const char *name, struct dm_err *err);
