@@ -529,7 +529,7 @@ static int profile_unknown(const struct parse_state *ps, const char *profile, bo
 			k += (size_t)snprintf(known + k, sizeof known - k, ", %s", ps->sec[i].name + 8);
 	return dm_err_set(err, DM_EINVAL, "%sprofile '%s' is not defined (known profiles: %s%s)",
 			  from_env ? "DORMANT_ENV: " : "", profile, known,
-			  ps->path ? "" : "; file profiles need --config");
+			  ps->path ? "" : "; no configuration file");
 }
 
 /* Refuses fallbacks that lead back to a model on the current path (depth

@@ -602,22 +602,33 @@ int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *
 
 /* ---- start-up check ---- */
 
-/* Follows mm's fallbacks depth first; DM_EINVAL with the chain when one
- * leads back to a model on path[0..depth].  Mutex held. */
-static int check_cycle(struct mgr *m, const struct mmodel *mm, const struct mmodel **path, size_t depth,
-		       struct dm_err *err)
+static size_t index_of(const struct mgr *m, const struct mmodel *mm)
 {
+	size_t i = 0;
+	while (m->models[i] != mm)
+		i++;
+	return i;
+}
+
+/* Follows mm's fallbacks depth first (colour per model: 0 unvisited, 1 on
+ * path[0..depth], 2 explored without a cycle, so each model is explored
+ * once); DM_EINVAL with the chain when one leads back onto the path.
+ * Mutex held. */
+static int check_cycle(struct mgr *m, const struct mmodel *mm, unsigned char *colour,
+		       const struct mmodel **path, size_t depth, struct dm_err *err)
+{
+	colour[index_of(m, mm)] = 1;
 	path[depth] = mm;
 	for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
 		const struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
-		size_t d;
-		if (!fb)
+		size_t d = 0;
+		if (!fb || colour[index_of(m, fb)] == 2)
 			continue;
-		for (d = 0; d <= depth && path[d] != fb; d++)
-			;
-		if (d <= depth) {
+		if (colour[index_of(m, fb)] == 1) {
 			char chain[512];
 			size_t k = 0;
+			while (path[d] != fb)
+				d++;
 			for (; d <= depth; d++)
 				k += (size_t)snprintf(chain + k, k < sizeof chain ? sizeof chain - k : 0, "%s -> ",
 						      path[d]->cfg.name);
@@ -625,9 +636,10 @@ static int check_cycle(struct mgr *m, const struct mmodel *mm, const struct mmod
 				snprintf(chain + k, sizeof chain - k, "%s", fb->cfg.name);
 			return dm_err_set(err, DM_EINVAL, "fallbacks form a cycle: %s", chain);
 		}
-		if (depth + 1 < 64 && check_cycle(m, fb, path, depth + 1, err))
+		if (check_cycle(m, fb, colour, path, depth + 1, err))
 			return DM_EINVAL;
 	}
+	colour[index_of(m, mm)] = 2;
 	return 0;
 }
 
@@ -650,8 +662,13 @@ int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct
 			rc = dm_err_set(err, DM_ENOTFOUND, "fallback '%s' names no registered model",
 					cfg.fallbacks[i]);
 	if (!rc) {
-		const struct mmodel *path[64];
-		rc = check_cycle(m, mm, path, 0, err);
+		/* a path visits each model at most once: m->n entries suffice */
+		unsigned char *colour = calloc(m->n, 1);
+		const struct mmodel **path = calloc(m->n, sizeof *path);
+		rc = colour && path ? check_cycle(m, mm, colour, path, 0, err)
+				    : dm_err_set(err, DM_ENOMEM, "out of memory");
+		free(colour);
+		free(path);
 	}
 	pthread_mutex_unlock(&m->mu);
 	/* the file first: a broken file is the bigger problem */
