@@ -135,6 +135,13 @@ struct dormant_model_status {
 /* Copies up to cap entries; returns the number of models. */
 size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap);
 
+/* Checks a registered model without loading it: its file readable, its
+ * header valid, its architecture supported, its estimated size within the
+ * memory budget, its fallbacks registered and free of cycles.  Returns 0
+ * and *est_bytes (may be NULL), or the first problem with its message.
+ * `dormant serve` runs it for every model at start-up. */
+int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,34 @@ static void test_err_set_prefix(void **state)
 	assert_int_equal(dm_err_set(NULL, DM_EIO, "ignored"), DM_EIO);
 }
 
+/* Messages go into JSON: bytes from a file that are not UTF-8 are escaped,
+ * valid characters kept, and a cut never splits a character. */
+static void test_err_valid_utf8(void **state)
+{
+	struct dm_err e;
+	char big[600], small[8];
+	(void)state;
+	dm_err_set(&e, DM_EUNSUPPORTED, "unsupported architecture '%s'", "ll\xffma\xc3");
+	assert_string_equal(e.msg, "unsupported architecture 'll\\xffma\\xc3'");
+	assert_true(dm_utf8_valid((const uint8_t *)e.msg, strlen(e.msg)));
+	dm_err_set(&e, DM_EFORMAT, "key '%s'", "caf\xc3\xa9");
+	assert_string_equal(e.msg, "key 'caf\xc3\xa9'");
+	dm_err_prefix(&e, "f\x80.gguf");
+	assert_string_equal(e.msg, "f\\x80.gguf: key 'caf\xc3\xa9'");
+	/* err->msg as an argument of its own message */
+	dm_err_set(&e, DM_EIO, "%s (again)", e.msg);
+	assert_string_equal(e.msg, "f\\x80.gguf: key 'caf\xc3\xa9' (again)");
+	/* 254 ASCII bytes then a 2-byte character: cut before it, not inside */
+	memset(big, 'a', 254);
+	memcpy(big + 254, "\xc3\xa9", 3);
+	dm_err_set(&e, DM_EIO, "%s", big);
+	assert_int_equal(strlen(e.msg), 254);
+	assert_true(dm_utf8_valid((const uint8_t *)e.msg, strlen(e.msg)));
+	/* an escape is written whole or not at all */
+	assert_int_equal(dm_utf8_sanitize(small, sizeof small, "ab\xff\xfe"), 6);
+	assert_string_equal(small, "ab\\xff");
+}
+
 static void test_utf8(void **state)
 {
 	uint32_t cp;
@@ -179,6 +207,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_err_set_prefix),
+		cmocka_unit_test(test_err_valid_utf8),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_f16_roundtrip_all),
 		cmocka_unit_test(test_f16_rounding),

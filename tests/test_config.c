@@ -131,12 +131,65 @@ static void test_errors(void **state)
 	unsetenv("DORMANT_QUANTIZE_ON_LOAD");
 }
 
+/* Operator mistakes are errors, not silent base settings: an unknown
+ * profile (named in --profile or DORMANT_ENV) lists the known ones. */
+static void test_unknown_profile(void **state)
+{
+	const char *p = write_ini("prof.ini", "[server]\nkeep_alive = 1m\n\n[profile  staging]\nkeep_alive = 2m\n");
+	struct dm_err e;
+	(void)state;
+	unsetenv("DORMANT_ENV");
+	assert_int_equal(dm_config_load(&cfg, p, "nosuch", &e), DM_EINVAL);
+	assert_string_equal(e.msg, "profile 'nosuch' is not defined (known profiles: testing, development, "
+				   "production, staging)");
+	setenv("DORMANT_ENV", "prodution", 1);
+	assert_int_equal(dm_config_load(&cfg, NULL, NULL, &e), DM_EINVAL);
+	assert_non_null(strstr(e.msg, "DORMANT_ENV: profile 'prodution' is not defined (known profiles: "
+				      "testing, development, production"));
+	/* a file's own profile is known, by DORMANT_ENV too */
+	setenv("DORMANT_ENV", "staging", 1);
+	assert_int_equal(dm_config_load(&cfg, p, NULL, &e), 0);
+	unsetenv("DORMANT_ENV");
+	assert_int_equal(cfg.keep_alive_ms, 120000);
+	assert_int_equal(dm_config_load(&cfg, p, "production", &e), 0);
+}
+
+/* A section written twice names both lines (inih would merge them). */
+static void test_duplicate_section(void **state)
+{
+	(void)state;
+	expect_error("[model a]\npath = /m/a.gguf\n\n[model b]\npath = /m/b.gguf\n\n[model a]\npath = /m/other.gguf\n",
+		     "bad.ini:7: section [model a] appears twice (first at line 1)");
+	expect_error("[server]\nmax_queue = 2\n[ server ]\nthreads = 1\n",
+		     "bad.ini:3: section [server] appears twice (first at line 1)");
+}
+
+/* Fallbacks that loop are refused at load, naming the cycle and the line
+ * that closes it. */
+static void test_fallback_cycle(void **state)
+{
+	const char *p;
+	struct dm_err e;
+	(void)state;
+	expect_error("[model a]\npath = a\nfallback = b\n[model b]\npath = b\nfallback = nosuch, c\n"
+		     "[model c]\npath = c\nfallback = a\n",
+		     "bad.ini:9: model fallbacks form a cycle: a -> b -> c -> a");
+	expect_error("[model a]\npath = a\nfallback = a\n", "bad.ini:3: model fallbacks form a cycle: a -> a");
+	/* a fallback naming no model in the file is not a load error (--model
+	 * may add it; the start-up check reports it) */
+	p = write_ini("fb.ini", "[model a]\npath = a\nfallback = elsewhere, b\n[model b]\npath = b\nfallback = elsewhere\n");
+	assert_int_equal(dm_config_load(&cfg, p, NULL, &e), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parsers),
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_unknown_profile),
+		cmocka_unit_test(test_duplicate_section),
+		cmocka_unit_test(test_fallback_cycle),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -18,7 +18,8 @@
 #include "mgr/mgr.h"
 
 /* ---- fake backend: "size=N" in the path sets the estimate; "fail=N"
- * makes the first N loads fail; "corrupt" always fails; "slow" waits for
+ * makes the first N loads fail; "badfile" fails the estimate; "corrupt"
+ * always fails; "slow" waits for
  * the gate or the cancel flag ---- */
 struct fake {
 	atomic_int loads, unloads, live;
@@ -44,7 +45,8 @@ static uint64_t path_num(const char *path, const char *key, uint64_t def)
 static int fk_estimate(void *ud, const struct mgr_model_cfg *c, uint64_t *bytes, struct dm_err *err)
 {
 	(void)ud;
-	(void)err;
+	if (strstr(c->path, "badfile"))
+		return dm_err_set(err, DM_EFORMAT, "%s: bad magic", c->path);
 	*bytes = path_num(c->path, "size=", 100);
 	return 0;
 }
@@ -272,7 +274,7 @@ static void test_budget_lru_eviction(void **state)
 	use(m, "b"); /* now a is idle and older than c: a goes */
 	assert_int_equal(st(m, "a").state, MGR_DORMANT);
 	assert_int_equal(st(m, "c").state, MGR_READY);
-	assert_int_equal(mgr_acquire(m, "huge", NULL, &busy, &e), DM_ENOSPC);
+	assert_int_equal(mgr_acquire(m, "huge", NULL, &busy, &e), DM_ETOOBIG); /* permanent */
 	assert_non_null(strstr(e.msg, "insufficient memory: need"));
 	assert_int_equal(st(m, "huge").state, MGR_FAILED);
 	assert_non_null(strstr(st(m, "huge").last_error, "insufficient memory"));
@@ -297,7 +299,8 @@ static void test_budget_wait_then_insufficient(void **state)
 	add(m, "a", "size=104857600", MGR_KEEP_FOREVER);
 	add(m, "b", "size=104857600", MGR_KEEP_FOREVER);
 	assert_int_equal(mgr_acquire(m, "a", NULL, &busy, &e), 0);
-	assert_int_equal(mgr_acquire(m, "b", NULL, &l, &e), DM_ENOSPC);
+	/* transient (a model in use stands in the way): not the permanent code */
+	assert_int_equal(mgr_acquire(m, "b", NULL, &l, &e), DM_ETIMEDOUT);
 	assert_non_null(strstr(e.msg, "insufficient memory: need 100.0 MiB, have 50.0 MiB for model 'b' (waited"));
 	assert_int_equal(st(m, "a").state, MGR_READY); /* the busy one untouched */
 	mgr_release(busy);
@@ -448,6 +451,81 @@ static void test_fallback_on_corrupt_primary(void **state)
 	mgr_free(m);
 }
 
+static void add_fb(struct mgr *m, const char *name, const char *path, const char *fb0, const char *fb1)
+{
+	struct mgr_model_cfg c;
+	mgr_model_cfg_default(&c);
+	snprintf(c.name, sizeof c.name, "%s", name);
+	snprintf(c.path, sizeof c.path, "%s", path);
+	snprintf(c.fallbacks[0], sizeof c.fallbacks[0], "%s", fb0);
+	snprintf(c.fallbacks[1], sizeof c.fallbacks[1], "%s", fb1);
+	assert_int_equal(mgr_add(m, &c, NULL), 0);
+}
+
+/* a -> b (broken) -> c: the chain is followed to its end, with a's reason;
+ * a cycle of broken models ends with the primary's error. */
+static void test_fallback_chain_and_cycle(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	memset(&fk, 0, sizeof fk);
+	c.enable_fallback = true;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, NULL), 0);
+	add_fb(m, "a", "corrupt-a.gguf", "b", "");
+	add_fb(m, "b", "corrupt-b.gguf", "nosuch", "c");
+	add(m, "c", "c.gguf", 0);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), 0);
+	assert_string_equal(mgr_lease_model(l), "c");
+	assert_string_equal(mgr_lease_fallback_reason(l), "corrupt-a.gguf: offset 0: bad magic");
+	mgr_release(l);
+	assert_int_equal(st(m, "b").state, MGR_FAILED);
+	/* x -> y -> x, both broken: each tried once, then x's own error */
+	add_fb(m, "x", "corrupt-x.gguf", "y", "");
+	add_fb(m, "y", "corrupt-y.gguf", "x", "y");
+	fk.loads = 0;
+	assert_int_equal(mgr_acquire(m, "x", NULL, &l, &e), DM_EFORMAT);
+	assert_string_equal(e.msg, "corrupt-x.gguf: offset 0: bad magic");
+	assert_int_equal(fk.loads, 2);
+	mgr_free(m);
+}
+
+/* The start-up check finds, without loading anything, what a request would
+ * only find later: a broken file, a model larger than the budget, a fallback
+ * naming no model, a fallback cycle. */
+static void test_check_model(void **state)
+{
+	struct mgr *m = mk(250u << 20, 0, 0);
+	struct dm_err e;
+	uint64_t est = 0;
+	(void)state;
+	add(m, "ok", "size=100", 0);
+	add(m, "huge", "size=314572800", 0);
+	add_fb(m, "orphan", "size=10", "ok", "nosuch");
+	add_fb(m, "p", "size=10", "q", "");
+	add_fb(m, "q", "size=10", "ok", "p");
+	add(m, "broken", "size=10 badfile", 0);
+	assert_int_equal(mgr_check_model(m, "ok", &est, &e), 0);
+	assert_int_equal(est, 100);
+	assert_int_equal(mgr_check_model(m, "huge", &est, &e), DM_ETOOBIG);
+	assert_string_equal(e.msg, "needs 300.0 MiB, more than max_ram 250.0 MiB: it can never be loaded");
+	assert_int_equal(mgr_check_model(m, "orphan", NULL, &e), DM_ENOTFOUND);
+	assert_string_equal(e.msg, "fallback 'nosuch' names no registered model");
+	assert_int_equal(mgr_check_model(m, "p", NULL, &e), DM_EINVAL);
+	assert_string_equal(e.msg, "fallbacks form a cycle: p -> q -> p");
+	assert_int_equal(mgr_check_model(m, "broken", NULL, &e), DM_EFORMAT);
+	assert_string_equal(e.msg, "size=10 badfile: bad magic");
+	assert_int_equal(mgr_check_model(m, "nosuch", NULL, &e), DM_ENOTFOUND);
+	assert_int_equal(fk.loads, 0); /* nothing was loaded */
+	assert_int_equal(st(m, "ok").state, MGR_DORMANT);
+	mgr_free(m);
+}
+
 static void test_eager_and_explicit(void **state)
 {
 	struct mgr *m = mk(0, 0, 0);
@@ -528,6 +606,8 @@ int main(void)
 		cmocka_unit_test(test_cancel_while_loading),
 		cmocka_unit_test(test_failed_load_then_retry),
 		cmocka_unit_test(test_fallback_on_corrupt_primary),
+		cmocka_unit_test(test_fallback_chain_and_cycle),
+		cmocka_unit_test(test_check_model),
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
 	};

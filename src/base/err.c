@@ -1,42 +1,45 @@
 /* base/err — see err.h. */
 #include "base/err.h"
+#include "base/utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Messages often carry strings from files and requests (names, keys,
+ * paths) and end up in JSON bodies, which must be valid UTF-8: format into a
+ * larger buffer, then copy with invalid bytes escaped and any cut made at a
+ * character boundary.  Formatting into a buffer of its own also makes
+ * err->msg safe to pass as an argument. */
 int dm_err_set(struct dm_err *err, int code, const char *fmt, ...)
 {
 	if (err) {
+		char raw[DM_ERR_MSG_MAX * 2];
 		va_list ap;
 		err->code = code;
 		va_start(ap, fmt);
-		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		vsnprintf(raw, sizeof raw, fmt, ap);
 		va_end(ap);
+		dm_utf8_sanitize(err->msg, sizeof err->msg, raw);
 	}
 	return code;
 }
 
 int dm_err_prefix(struct dm_err *err, const char *fmt, ...)
 {
-	char old[DM_ERR_MSG_MAX];
-	size_t n;
+	char raw[DM_ERR_MSG_MAX * 2];
+	int k;
 	va_list ap;
 
 	if (!err)
 		return DM_EINVAL;
-	memcpy(old, err->msg, sizeof old);
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	k = vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
-	n = strlen(err->msg);
-	if (n + 2 < sizeof err->msg) {
-		memcpy(err->msg + n, ": ", 3);
-		n += 2;
-		memcpy(err->msg + n, old, strnlen(old, sizeof err->msg - n - 1));
-		err->msg[n + strnlen(old, sizeof err->msg - n - 1)] = '\0';
-	}
+	if (k >= 0 && (size_t)k + 2 < sizeof raw)
+		snprintf(raw + k, sizeof raw - (size_t)k, ": %s", err->msg);
+	dm_utf8_sanitize(err->msg, sizeof err->msg, raw);
 	return err->code;
 }
 
@@ -64,6 +67,7 @@ const char *dm_code_str(int code)
 	case DM_ECANCELED: return "cancelled";
 	case DM_ETIMEDOUT: return "timed out";
 	case DM_ENOSPC: return "insufficient space";
+	case DM_ETOOBIG: return "larger than the memory budget";
 	}
 	return "unknown error";
 }

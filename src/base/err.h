@@ -24,7 +24,8 @@ enum dm_code {
 	DM_EBUSY = -9,        /* queue full / resource busy */
 	DM_ECANCELED = -10,   /* request cancelled */
 	DM_ETIMEDOUT = -11,   /* waited too long */
-	DM_ENOSPC = -12,      /* does not fit (memory budget, context) */
+	DM_ENOSPC = -12,      /* does not fit (context, a caller's buffer) */
+	DM_ETOOBIG = -13,     /* can never fit the memory budget (permanent) */
 };
 
 #define DM_ERR_MSG_MAX 256
@@ -35,11 +36,15 @@ struct dm_err {
 };
 
 /* Sets err (if not NULL) to code and a printf-formatted message; returns code
- * so that `return dm_err_set(err, DM_EFORMAT, "...")` reads naturally. */
+ * so that `return dm_err_set(err, DM_EFORMAT, "...")` reads naturally.  The
+ * message is always valid UTF-8 (bytes from files that are not become
+ * "\xNN"; a long message is cut at a character boundary), so it can go into
+ * JSON as it is.  err->msg may be one of the arguments. */
 int dm_err_set(struct dm_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Prefixes an existing message: "prefix: old message".  Returns err->code. */
+/* Prefixes an existing message: "prefix: old message" (valid UTF-8, as
+ * above).  Returns err->code. */
 int dm_err_prefix(struct dm_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -1,6 +1,8 @@
 /* base/utf8 — see utf8.h. */
 #include "base/utf8.h"
 
+#include <string.h>
+
 size_t dm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp)
 {
 	uint32_t c, min;
@@ -96,4 +98,36 @@ int dm_utf8_valid(const uint8_t *s, size_t n)
 		i += k;
 	}
 	return 1;
+}
+
+size_t dm_utf8_sanitize(char *dst, size_t cap, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *s = (const uint8_t *)src;
+	size_t n = strlen(src), i = 0, o = 0;
+
+	if (!cap)
+		return 0;
+	while (i < n) {
+		uint32_t cp;
+		size_t k = dm_utf8_decode(s + i, n - i, &cp);
+		if (k) {
+			if (o + k >= cap)
+				break;
+			memcpy(dst + o, s + i, k);
+			o += k;
+			i += k;
+		} else {
+			/* a byte that starts no valid sequence: "\xNN", whole or not at all */
+			if (o + 4 >= cap)
+				break;
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[s[i] >> 4];
+			dst[o++] = hex[s[i] & 15];
+			i++;
+		}
+	}
+	dst[o] = '\0';
+	return o;
 }

@@ -26,4 +26,11 @@ size_t dm_utf8_complete_prefix(const uint8_t *s, size_t n);
 /* 1 if s[0..n) is entirely valid UTF-8. */
 int dm_utf8_valid(const uint8_t *s, size_t n);
 
+/* Copies the NUL-terminated src into dst[cap] (cap >= 1) as valid UTF-8:
+ * valid sequences as they are, every other byte as the four characters
+ * "\xNN".  When dst is too small the copy stops at a character (or escape)
+ * boundary, never inside one.  dst and src must not overlap.  Returns the
+ * length written (excluding the NUL). */
+size_t dm_utf8_sanitize(char *dst, size_t cap, const char *src);
+
 #endif

@@ -7,6 +7,7 @@
 #define DM_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 int cli_info(int argc, char **argv);
@@ -39,6 +40,11 @@ char *cli_read_all(const char *path, size_t *n);
 double cli_now(void);
 /* Median of v[0..n) (n >= 1), sorting v in place. */
 double cli_median(double *v, int n);
+
+/* One line of the start-up check (`dormant serve`, `dormant config check`):
+ * "  check NAME ok (needs X MiB)" or "  check NAME problem: MESSAGE"
+ * (problem NULL: ok). */
+void cli_check_line(FILE *f, const char *name, const char *problem, uint64_t est_bytes);
 
 /* "dormant: " + message + newline on stderr; returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,5 +1,7 @@
 /* cli/config — `dormant config [--config FILE] [--profile NAME]`: the
- * effective configuration, with where each value came from. */
+ * effective configuration, with where each value came from; `dormant config
+ * check`: every model checked without loading it (what `dormant serve` does
+ * at start-up). */
 #include <stdio.h>
 #include <string.h>
 
@@ -7,29 +9,73 @@
 #include "base/gpu.h"
 #include "base/pool.h"
 #include "mgr/config.h"
+#include "mgr/engine.h"
 
 #include <unistd.h>
+
+void cli_check_line(FILE *f, const char *name, const char *problem, uint64_t est_bytes)
+{
+	if (problem)
+		fprintf(f, "  check %-20s problem: %s\n", name, problem);
+	else
+		fprintf(f, "  check %-20s ok (needs %.1f MiB)\n", name, (double)est_bytes / 1048576.0);
+}
+
+/* Every model of the configuration through mgr_check_model, on a manager
+ * that never loads anything; 1 if any has a problem. */
+static int check(const struct dm_config *c)
+{
+	struct mgr_cfg mc = { 0 };
+	struct mgr *m;
+	struct dm_err err;
+	int bad = 0;
+
+	dm_config_mgr(c, &mc);
+	mgr_engine_backend(&mc.backend, NULL);
+	mc.no_reaper = true;
+	if (mgr_init(&m, &mc, &err))
+		return cli_fail("%s", err.msg);
+	for (size_t i = 0; i < c->n_models; i++)
+		if (mgr_add(m, &c->models[i], &err)) {
+			cli_check_line(stdout, c->models[i].name, err.msg, 0);
+			bad++;
+		}
+	for (size_t i = 0; i < c->n_models; i++) {
+		uint64_t est = 0;
+		int rc = mgr_check_model(m, c->models[i].name, &est, &err);
+		cli_check_line(stdout, c->models[i].name, rc ? err.msg : NULL, est);
+		bad += rc != 0;
+	}
+	mgr_free(m);
+	printf("%zu model%s, %d with a problem\n", c->n_models, c->n_models == 1 ? "" : "s", bad);
+	return bad ? 1 : 0;
+}
 
 int cli_config(int argc, char **argv)
 {
 	static struct dm_config c; /* large; not on the stack */
 	const char *file = NULL, *profile = NULL;
 	struct dm_err err;
+	int a = 1, do_check = 0;
 
-	for (int i = 1; i < argc; i++) {
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "--profile")) && val) {
-			if (argv[i][2] == 'c')
+	if (argc > 1 && !strcmp(argv[1], "check"))
+		do_check = 1, a++;
+	for (; a < argc; a++) {
+		const char *val = a + 1 < argc ? argv[a + 1] : NULL;
+		if ((!strcmp(argv[a], "--config") || !strcmp(argv[a], "--profile")) && val) {
+			if (argv[a][2] == 'c')
 				file = val;
 			else
 				profile = val;
-			i++;
+			a++;
 		} else {
-			return cli_fail("usage: dormant config [--config FILE] [--profile NAME]"), 2;
+			return cli_fail("usage: dormant config [check] [--config FILE] [--profile NAME]"), 2;
 		}
 	}
 	if (dm_config_load(&c, file, profile, &err))
 		return cli_fail("%s", err.msg);
+	if (do_check)
+		return check(&c);
 	{
 		struct dm_gpu_info gi;
 		long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);

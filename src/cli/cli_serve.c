@@ -45,14 +45,34 @@ static int valid_name(const char *s)
 
 static const char *serve_usage =
 	"usage: dormant serve [--config FILE] [--profile NAME] [--host ADDR] [--port N]\n"
-	"                     [--model NAME=PATH]... [--api-key KEY] [--quiet]\n";
+	"                     [--model NAME=PATH]... [--api-key KEY] [--quiet] [--strict]\n";
+
+/* The start-up check: one line per model, ok or its problem (file, header,
+ * architecture, size against max_ram, fallbacks), so that a model that can
+ * never load is found now instead of at its first request.  Returns the
+ * number of models with a problem. */
+static int check_models(dormant *d)
+{
+	static struct dormant_model_status st[64]; /* large; cli_serve runs once */
+	size_t n = dormant_status(d, st, 64);
+	int bad = 0;
+
+	for (size_t i = 0; i < n && i < 64; i++) {
+		char err[256];
+		uint64_t est = 0;
+		int rc = dormant_check_model(d, st[i].name, &est, err, sizeof err);
+		cli_check_line(stderr, st[i].name, rc ? err : NULL, est);
+		bad += rc != 0;
+	}
+	return bad;
+}
 
 int cli_serve(int argc, char **argv)
 {
 	const char *config = NULL, *profile = NULL, *host = NULL, *key = NULL;
 	const char *models[64];
 	long port = -1;
-	int n_models = 0, quiet = 0, sig, rc = 1;
+	int n_models = 0, quiet = 0, strict = 0, bad, sig, rc = 1;
 	dormant *d = NULL;
 	struct srv *s = NULL;
 	struct srv_cfg sc;
@@ -77,6 +97,8 @@ int cli_serve(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = 1;
+		} else if (!strcmp(a, "--strict")) {
+			strict = 1;
 		} else {
 			fputs(serve_usage, stderr);
 			return 2;
@@ -115,6 +137,10 @@ int cli_serve(int argc, char **argv)
 			cli_fail("--model %s: %s", name, err);
 			goto out;
 		}
+	}
+	if ((bad = check_models(d)) && strict) {
+		cli_fail("%d model%s with a problem (--strict)", bad, bad == 1 ? "" : "s");
+		goto out;
 	}
 	srv_cfg_from_runtime(&sc, d);
 	if (host)

@@ -92,10 +92,10 @@ static const struct {
 	{ "run", cli_run, "run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--stats]   generate text" },
 	{ "perplexity", cli_perplexity, "perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]   perplexity of a text file" },
 	{ "logits", cli_logits, "logits MODEL (PROMPT | --ids FILE) -o OUT.f32 [--ctx N] [--threads N]   float32 logits at every prompt position (to compare with another engine)" },
-	{ "serve", cli_serve, "serve [--config FILE] [--profile NAME] [--host ADDR] [--port N] [--model NAME=PATH]... [--api-key KEY]   HTTP server (OpenAI + Ollama APIs)" },
+	{ "serve", cli_serve, "serve [--config FILE] [--profile NAME] [--host ADDR] [--port N] [--model NAME=PATH]... [--api-key KEY] [--strict]   HTTP server (OpenAI + Ollama APIs)" },
 	{ "demo", cli_demo, "demo [MODEL]   the lifecycle story in numbers through a real server (default: a synthetic 110M model)" },
 	{ "ps", cli_ps, "ps [--host ADDR] [--port N] [--json]   models of a running server: state, memory, expiry" },
-	{ "config", cli_config, "config [--config FILE] [--profile NAME]   the effective configuration and where each value came from" },
+	{ "config", cli_config, "config [check] [--config FILE] [--profile NAME]   the effective configuration and where each value came from; check: every model checked without loading it" },
 	{ "tokenize", cli_tokenize, "tokenize MODEL [--no-bos] [--special] [--pieces] [--chat] [--file F | - | TEXT]   print token ids" },
 	{ "detokenize", cli_detokenize, "detokenize MODEL [--special] [--keep-space] IDS...   print the text of token ids" },
 };

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/utf8.h"
 #include "mgr/api.h"
 #include "mgr/config.h"
 #include "mgr/engine.h"
@@ -36,7 +37,7 @@ struct dormant {
 static int fail(char *buf, size_t len, const struct dm_err *e, int rc)
 {
 	if (buf && len)
-		snprintf(buf, len, "%s", e ? e->msg : "error");
+		dm_utf8_sanitize(buf, len, e ? e->msg : "error"); /* a short buffer: cut between characters */
 	return rc;
 }
 
@@ -318,6 +319,13 @@ int dormant_unload(dormant *d, const char *model, char *err, size_t errlen)
 {
 	struct dm_err e;
 	int rc = mgr_unload(d->m, model, &e);
+	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
+int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char *err, size_t errlen)
+{
+	struct dm_err e;
+	int rc = mgr_check_model(d->m, model, est_bytes, &e);
 	return rc ? fail(err, errlen, &e, rc) : 0;
 }
 

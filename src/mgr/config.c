@@ -304,22 +304,79 @@ struct entry {
 	int line;
 };
 
+/* A section header as written ("model chat", "profile production"), with
+ * the blanks after the kind collapsed so "[model  chat]" is "model chat". */
+struct section {
+	char name[96];
+	int line;
+};
+
 struct parse_state {
 	const char *path;
 	FILE *f;
 	int line;
+	bool mid_line;            /* the last chunk read did not end a line */
 	struct entry *e;
 	size_t n, cap;
+	struct section sec[2 * CFG_MAX_MODELS + 32];
+	size_t n_sec;
+	int dup_line, dup_first;  /* a section header seen twice (0: none) */
+	char dup_name[96];
 	struct dm_err *err;
 	bool failed;
 };
+
+/* Records a section header line ("[name]", inih's syntax: the first
+ * non-blank is '[') and notes the first duplicate.  inih merges a repeated
+ * section into the first, so a second [model a] would silently replace
+ * keys of the first; the loader refuses it instead. */
+static void section_seen(struct parse_state *ps, const char *line)
+{
+	const char *p = skip_ws(line), *end, *rest;
+	char name[96];
+	size_t k, n;
+
+	if (*p != '[' || !(end = strchr(p, ']')))
+		return;
+	p = skip_ws(p + 1);
+	n = (size_t)(end - p);
+	while (n && isspace((unsigned char)p[n - 1]))
+		n--;
+	if (n >= sizeof name)
+		n = sizeof name - 1;
+	memcpy(name, p, n);
+	name[n] = '\0';
+	for (k = 0; name[k] && !isspace((unsigned char)name[k]); k++)
+		;
+	rest = skip_ws(name + k);
+	if (name[k] && rest != name + k + 1)
+		memmove(name + k + 1, rest, strlen(rest) + 1);
+	for (size_t i = 0; i < ps->n_sec; i++)
+		if (!strcmp(ps->sec[i].name, name)) {
+			if (!ps->dup_line) {
+				ps->dup_line = ps->line;
+				ps->dup_first = ps->sec[i].line;
+				snprintf(ps->dup_name, sizeof ps->dup_name, "%s", name);
+			}
+			return;
+		}
+	if (ps->n_sec < sizeof ps->sec / sizeof ps->sec[0]) {
+		snprintf(ps->sec[ps->n_sec].name, sizeof ps->sec[ps->n_sec].name, "%s", name);
+		ps->sec[ps->n_sec++].line = ps->line;
+	}
+}
 
 static char *reader(char *str, int num, void *stream)
 {
 	struct parse_state *ps = stream;
 	char *r = fgets(str, num, ps->f);
-	if (r)
+	if (r) {
+		bool at_start = !ps->mid_line;
 		ps->line++;
+		ps->mid_line = !strchr(r, '\n');
+		if (at_start)
+			section_seen(ps, r);
+	}
 	return r;
 }
 
@@ -414,10 +471,111 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "DORMANT_API_KEY", "api_key" },
 };
 
+/* The file's entries and section headers into ps (nothing applied yet). */
+static int parse_file(struct parse_state *ps, const char *path, struct dm_err *err)
+{
+	int line;
+
+	ps->path = path;
+	ps->err = err;
+	ps->f = fopen(path, "r");
+	if (!ps->f)
+		return dm_err_set(err, DM_EIO, "%s: %s", path, strerror(errno));
+	line = ini_parse_stream(reader, ps, handler, ps);
+	fclose(ps->f);
+	if (ps->failed)
+		return err ? err->code : DM_ENOMEM;
+	if (line != 0)
+		return dm_err_set(err, DM_EINVAL, "%s:%d: syntax error", path, line);
+	if (ps->dup_line)
+		return dm_err_set(err, DM_EINVAL, "%s:%d: section [%s] appears twice (first at line %d)",
+				  path, ps->dup_line, ps->dup_name, ps->dup_first);
+	return 0;
+}
+static bool profile_known_builtin(const char *profile)
+{
+	for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
+		if (!strcmp(builtin[i].profile, profile))
+			return true;
+	return false;
+}
+
+/* 1 if profile is built in or has a [profile NAME] section in the file. */
+static bool profile_known(const struct parse_state *ps, const char *profile)
+{
+	char sec[96];
+	if (profile_known_builtin(profile))
+		return true;
+	snprintf(sec, sizeof sec, "profile %s", profile);
+	for (size_t i = 0; i < ps->n_sec; i++)
+		if (!strcmp(ps->sec[i].name, sec))
+			return true;
+	return false;
+}
+
+/* "profile 'x' is not defined (known profiles: ...)": a typo in --profile
+ * or DORMANT_ENV must not quietly run on the base settings. */
+static int profile_unknown(const struct parse_state *ps, const char *profile, bool from_env,
+			   struct dm_err *err)
+{
+	char known[200] = "";
+	size_t k = 0;
+	for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
+		if (i == 0 || strcmp(builtin[i].profile, builtin[i - 1].profile))
+			k += (size_t)snprintf(known + k, k < sizeof known ? sizeof known - k : 0, "%s%s",
+					      k ? ", " : "", builtin[i].profile);
+	for (size_t i = 0; i < ps->n_sec && k < sizeof known; i++)
+		if (!strncmp(ps->sec[i].name, "profile ", 8) && !profile_known_builtin(ps->sec[i].name + 8))
+			k += (size_t)snprintf(known + k, sizeof known - k, ", %s", ps->sec[i].name + 8);
+	return dm_err_set(err, DM_EINVAL, "%sprofile '%s' is not defined (known profiles: %s%s)",
+			  from_env ? "DORMANT_ENV: " : "", profile, known,
+			  ps->path ? "" : "; no configuration file");
+}
+
+/* Refuses fallbacks that lead back to a model on the current path (depth
+ * first; colour 0 unvisited, 1 on the path, 2 done).  Names that are not in
+ * the file are left for the start-up check: --model may add them. */
+static int fallback_visit(const struct dm_config *c, size_t i, unsigned char *colour, size_t *path,
+			  size_t depth, struct dm_err *err)
+{
+	colour[i] = 1;
+	path[depth] = i;
+	for (int f = 0; f < MGR_MAX_FALLBACKS && c->models[i].fallbacks[f][0]; f++) {
+		size_t j;
+		for (j = 0; j < c->n_models; j++)
+			if (!strcmp(c->models[j].name, c->models[i].fallbacks[f]))
+				break;
+		if (j == c->n_models || colour[j] == 2)
+			continue;
+		if (colour[j] == 1) {
+			char chain[512], key[96];
+			const char *src = "config";
+			size_t k = 0, d = 0;
+			while (path[d] != j)
+				d++;
+			for (; d <= depth; d++)
+				k += (size_t)snprintf(chain + k, k < sizeof chain ? sizeof chain - k : 0, "%s -> ",
+						      c->models[path[d]].name);
+			if (k < sizeof chain)
+				snprintf(chain + k, sizeof chain - k, "%s", c->models[j].name);
+			snprintf(key, sizeof key, "model.%s.fallback", c->models[i].name);
+			for (size_t e = 0; e < c->n_src; e++)
+				if (!strcmp(c->src[e].key, key))
+					src = c->src[e].src;
+			return dm_err_set(err, DM_EINVAL, "%s: model fallbacks form a cycle: %s", src, chain);
+		}
+		if (fallback_visit(c, j, colour, path, depth + 1, err))
+			return DM_EINVAL;
+	}
+	colour[i] = 2;
+	return 0;
+}
+
 int dm_config_load(struct dm_config *c, const char *path, const char *profile, struct dm_err *err)
 {
-	struct parse_state ps = { .path = path, .err = err };
+	struct parse_state ps = { .path = NULL };
 	char src[CFG_SRC_MAX];
+	bool from_env = false;
 	int rc = 0;
 
 	memset(c, 0, sizeof *c);
@@ -432,8 +590,10 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 	c->max_connections = 64;
 	c->request_timeout_ms = 30000;
 	c->max_tokens = 4096;
-	if (!profile || !*profile)
+	if (!profile || !*profile) {
 		profile = getenv("DORMANT_ENV");
+		from_env = true;
+	}
 	if (profile && *profile) {
 		if (strlen(profile) >= sizeof c->profile)
 			return dm_err_set(err, DM_EINVAL, "profile name '%s' is too long", profile);
@@ -454,50 +614,41 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 			note(c, nk, defaults[i][1], "default");
 		}
 	}
+	if (path && (rc = parse_file(&ps, path, err)))
+		goto out;
+	if (c->profile[0] && !profile_known(&ps, c->profile)) {
+		rc = profile_unknown(&ps, c->profile, from_env, err);
+		goto out;
+	}
 	for (size_t i = 0; c->profile[0] && i < sizeof builtin / sizeof builtin[0]; i++)
 		if (!strcmp(builtin[i].profile, c->profile)) {
 			snprintf(src, sizeof src, "profile %s (built-in)", c->profile);
 			if ((rc = apply(c, "server", builtin[i].key, builtin[i].val, src, err)))
-				return rc;
+				goto out;
 		}
-	if (path) {
-		int line;
-		ps.f = fopen(path, "r");
-		if (!ps.f)
-			return dm_err_set(err, DM_EIO, "%s: %s", path, strerror(errno));
-		line = ini_parse_stream(reader, &ps, handler, &ps);
-		fclose(ps.f);
-		if (ps.failed || line != 0) {
-			free(ps.e);
-			if (ps.failed)
-				return err ? err->code : DM_ENOMEM;
-			return dm_err_set(err, DM_EINVAL, "%s:%d: syntax error", path, line);
-		}
-		/* [server] and [model ...] in file order, then the profile */
-		for (int pass = 0; pass < 2 && !rc; pass++)
-			for (size_t i = 0; i < ps.n && !rc; i++) {
-				const struct entry *e = &ps.e[i];
-				bool is_profile = !strncmp(e->section, "profile ", 8);
-				snprintf(src, sizeof src, "%s:%d", path, e->line);
-				if (pass == 0 && !is_profile) {
-					rc = apply(c, e->section, e->key, e->val, src, err);
-				} else if (pass == 1 && is_profile && c->profile[0] &&
-					   !strcmp(skip_ws(e->section + 8), c->profile)) {
-					snprintf(src, sizeof src, "%s:%d (profile %s)", path, e->line, c->profile);
-					rc = apply(c, strncmp(e->key, "model.", 6) ? "server" : "profile",
-						   e->key, e->val, src, err);
-				}
+	/* [server] and [model ...] in file order, then the profile */
+	for (int pass = 0; pass < 2 && !rc; pass++)
+		for (size_t i = 0; i < ps.n && !rc; i++) {
+			const struct entry *e = &ps.e[i];
+			bool is_profile = !strncmp(e->section, "profile ", 8);
+			snprintf(src, sizeof src, "%s:%d", path, e->line);
+			if (pass == 0 && !is_profile) {
+				rc = apply(c, e->section, e->key, e->val, src, err);
+			} else if (pass == 1 && is_profile && c->profile[0] &&
+				   !strcmp(skip_ws(e->section + 8), c->profile)) {
+				snprintf(src, sizeof src, "%s:%d (profile %s)", path, e->line, c->profile);
+				rc = apply(c, strncmp(e->key, "model.", 6) ? "server" : "profile",
+					   e->key, e->val, src, err);
 			}
-		free(ps.e);
-		if (rc)
-			return rc;
-	}
+		}
+	if (rc)
+		goto out;
 	for (size_t i = 0; i < sizeof env_keys / sizeof env_keys[0]; i++) {
 		const char *v = getenv(env_keys[i].env);
 		if (v && *v) {
 			snprintf(src, sizeof src, "env %s", env_keys[i].env);
 			if ((rc = apply(c, "server", env_keys[i].key, v, src, err)))
-				return rc;
+				goto out;
 		}
 	}
 	/* server-level defaults for models that did not set their own */
@@ -509,11 +660,22 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 			m->n_threads = c->threads;
 		if (!(c->model_set[i] & SET_QUANT))
 			m->quantize_on_load = c->quantize_on_load;
-		if (!m->path[0])
-			return dm_err_set(err, DM_EINVAL, "%s: model '%s' has no path", path ? path : "config",
-					  m->name);
+		if (!m->path[0]) {
+			rc = dm_err_set(err, DM_EINVAL, "%s: model '%s' has no path", path ? path : "config",
+					m->name);
+			goto out;
+		}
 	}
-	return 0;
+	{
+		unsigned char colour[CFG_MAX_MODELS] = { 0 };
+		size_t stack[CFG_MAX_MODELS];
+		for (size_t i = 0; i < c->n_models && !rc; i++)
+			if (!colour[i])
+				rc = fallback_visit(c, i, colour, stack, 0, err);
+	}
+out:
+	free(ps.e);
+	return rc;
 }
 
 void dm_config_mgr(const struct dm_config *c, struct mgr_cfg *out)

@@ -16,7 +16,11 @@
  * DORMANT_MAX_QUEUE, DORMANT_QUEUE_TIMEOUT, DORMANT_DROP_PAGE_CACHE, DORMANT_HOST,
  * DORMANT_PORT, DORMANT_API_KEY).  The API key's value is never shown by
  * `dormant config` (only that it is set and where).  The
- * profile comes from the caller (--profile) or DORMANT_ENV.
+ * profile comes from the caller (--profile) or DORMANT_ENV; one that is
+ * neither built in nor a [profile NAME] of the file is an error listing the
+ * known ones.  A section written twice is an error naming both lines, and
+ * so are fallbacks that lead back to where they started (names not in the
+ * file are left to the start-up check: --model may register them).
  *
  * Values: durations "0", "30s", "5m", "1h", "250ms", "forever" (or -1);
  * sizes "512MiB", "8GiB", "8G", "1500000000", "60%" (of physical RAM);

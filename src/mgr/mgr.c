@@ -334,7 +334,7 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 	if (m->cfg.max_ram && mm->est_bytes > m->cfg.max_ram) {
 		human(need, sizeof need, mm->est_bytes);
 		human(have, sizeof have, m->cfg.max_ram);
-		return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
+		return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
 				  need, have, mm->cfg.name);
 	}
 	while (!fits(m, mm)) {
@@ -349,7 +349,8 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 			usage(m, mm, &b, &c);
 			human(need, sizeof need, mm->est_bytes);
 			human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
-			return dm_err_set(err, DM_ENOSPC, "insufficient memory: need %s, have %s for model '%s'",
+			/* nothing else holds memory: it can never fit */
+			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'",
 					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name);
 		}
 		if (cancel && atomic_load(cancel))
@@ -368,7 +369,8 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 					usage(m, mm, &b, &c);
 					human(need, sizeof need, mm->est_bytes);
 					human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
-					return dm_err_set(err, DM_ENOSPC,
+					/* transient: the models in use will end */
+					return dm_err_set(err, DM_ETIMEDOUT,
 							  "insufficient memory: need %s, have %s for model '%s' (waited %.0f s for models in use)",
 							  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
 							  m->cfg.queue_timeout_ms / 1000.0);
@@ -527,6 +529,48 @@ static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	return rc;
 }
 
+/* Models already tried for one request (the primary first): a fallback
+ * chain is followed to its end, and a model met twice ends that branch, so
+ * a cycle cannot loop. */
+struct tried {
+	const struct mmodel *mm[64];
+	size_t n;
+};
+
+static bool tried_add(struct tried *t, const struct mmodel *mm)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (t->mm[i] == mm)
+			return false;
+	if (t->n == sizeof t->mm / sizeof t->mm[0])
+		return false;
+	t->mm[t->n++] = mm;
+	return true;
+}
+
+/* Tries mm's fallbacks depth first: each one, and when it fails too, its
+ * own fallbacks, before mm's next.  A name that is not registered is
+ * skipped.  Mutex held.  Returns 0 with *out, or -1 when none answered. */
+static int acquire_fallback(struct mgr *m, const struct mmodel *mm, const struct mgr_acquire_opts *fo,
+			    struct tried *t, struct mgr_lease **out)
+{
+	for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
+		struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
+		struct dm_err ferr;
+		int rc;
+		if (!fb || !tried_add(t, fb))
+			continue;
+		rc = acquire_one(m, fb, fo, out, &ferr);
+		if (rc == 0)
+			return 0;
+		if (rc == DM_ECANCELED)
+			return -1;
+		if (acquire_fallback(m, fb, fo, t, out) == 0)
+			return 0;
+	}
+	return -1;
+}
+
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err)
 {
@@ -543,23 +587,109 @@ int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *
 	rc = acquire_one(m, mm, o, out, err);
 	if (rc && rc != DM_ECANCELED && rc != DM_EBUSY && m->cfg.enable_fallback &&
 	    !(o && o->no_fallback) && mm->cfg.fallbacks[0][0]) {
-		char reason[DM_ERR_MSG_MAX];
-		snprintf(reason, sizeof reason, "%s", err ? err->msg : "load failed");
-		for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
-			struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
-			struct mgr_acquire_opts fo = o ? *o : (struct mgr_acquire_opts){ 0 };
-			struct dm_err ferr;
-			fo.no_fallback = true;
-			if (!fb || fb == mm)
-				continue;
-			if (acquire_one(m, fb, &fo, out, &ferr) == 0) {
-				snprintf((*out)->reason, sizeof (*out)->reason, "%s", reason);
-				rc = 0;
-				break;
-			}
+		struct mgr_acquire_opts fo = o ? *o : (struct mgr_acquire_opts){ 0 };
+		struct tried t = { .n = 0 };
+		tried_add(&t, mm);
+		fo.no_fallback = true;
+		if (acquire_fallback(m, mm, &fo, &t, out) == 0) {
+			snprintf((*out)->reason, sizeof (*out)->reason, "%s", err ? err->msg : "load failed");
+			rc = 0;
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+/* ---- start-up check ---- */
+
+static size_t index_of(const struct mgr *m, const struct mmodel *mm)
+{
+	size_t i = 0;
+	while (m->models[i] != mm)
+		i++;
+	return i;
+}
+
+/* Follows mm's fallbacks depth first (colour per model: 0 unvisited, 1 on
+ * path[0..depth], 2 explored without a cycle, so each model is explored
+ * once); DM_EINVAL with the chain when one leads back onto the path.
+ * Mutex held. */
+static int check_cycle(struct mgr *m, const struct mmodel *mm, unsigned char *colour,
+		       const struct mmodel **path, size_t depth, struct dm_err *err)
+{
+	colour[index_of(m, mm)] = 1;
+	path[depth] = mm;
+	for (int i = 0; i < MGR_MAX_FALLBACKS && mm->cfg.fallbacks[i][0]; i++) {
+		const struct mmodel *fb = find(m, mm->cfg.fallbacks[i]);
+		size_t d = 0;
+		if (!fb || colour[index_of(m, fb)] == 2)
+			continue;
+		if (colour[index_of(m, fb)] == 1) {
+			char chain[512];
+			size_t k = 0;
+			while (path[d] != fb)
+				d++;
+			for (; d <= depth; d++)
+				k += (size_t)snprintf(chain + k, k < sizeof chain ? sizeof chain - k : 0, "%s -> ",
+						      path[d]->cfg.name);
+			if (k < sizeof chain)
+				snprintf(chain + k, sizeof chain - k, "%s", fb->cfg.name);
+			return dm_err_set(err, DM_EINVAL, "fallbacks form a cycle: %s", chain);
+		}
+		if (check_cycle(m, fb, colour, path, depth + 1, err))
+			return DM_EINVAL;
+	}
+	colour[index_of(m, mm)] = 2;
+	return 0;
+}
+
+int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err)
+{
+	const struct mgr_backend *be = &m->cfg.backend;
+	struct mgr_model_cfg cfg;
+	struct mmodel *mm;
+	uint64_t est = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	if (!(mm = find(m, name))) {
+		pthread_mutex_unlock(&m->mu);
+		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+	}
+	cfg = mm->cfg;
+	for (int i = 0; i < MGR_MAX_FALLBACKS && cfg.fallbacks[i][0] && !rc; i++)
+		if (!find(m, cfg.fallbacks[i]))
+			rc = dm_err_set(err, DM_ENOTFOUND, "fallback '%s' names no registered model",
+					cfg.fallbacks[i]);
+	if (!rc) {
+		/* a path visits each model at most once: m->n entries suffice */
+		unsigned char *colour = calloc(m->n, 1);
+		const struct mmodel **path = calloc(m->n, sizeof *path);
+		rc = colour && path ? check_cycle(m, mm, colour, path, 0, err)
+				    : dm_err_set(err, DM_ENOMEM, "out of memory");
+		free(colour);
+		free(path);
+	}
+	pthread_mutex_unlock(&m->mu);
+	/* the file first: a broken file is the bigger problem */
+	{
+		struct dm_err ferr;
+		int frc = be->estimate(be->ud, &cfg, &est, &ferr);
+		if (frc) {
+			if (err)
+				*err = ferr;
+			return frc;
+		}
+	}
+	if (!rc && m->cfg.max_ram && est > m->cfg.max_ram) {
+		char need[32], have[32];
+		human(need, sizeof need, est);
+		human(have, sizeof have, m->cfg.max_ram);
+		rc = dm_err_set(err, DM_ETOOBIG, "needs %s, more than max_ram %s: it can never be loaded", need,
+				have);
+	}
+	if (est_bytes)
+		*est_bytes = est;
 	return rc;
 }
 

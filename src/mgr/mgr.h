@@ -15,10 +15,15 @@
  *   - before a load, the estimated cost must fit the budget (max_ram,
  *     max_loaded_models); idle models are evicted least recently used first;
  *     if only busy models stand in the way the request waits (bounded by
- *     queue_timeout_ms); if the model can never fit: DM_ENOSPC
- *     "insufficient memory: need X, have Y".
+ *     queue_timeout_ms, then DM_ETIMEDOUT); if the model can never fit:
+ *     DM_ETOOBIG "insufficient memory: need X, have Y" (permanent: the
+ *     server answers 507, not "busy").
  *   - a failed load leaves nothing allocated; the model is `failed` with its
  *     error kept, and the next request retries.
+ *   - with enable_fallback, a request whose model fails (not busy, not
+ *     cancelled) goes to its fallbacks in order, each followed through its
+ *     own fallbacks to the end of the chain; a model is tried at most once
+ *     per request, so a cycle ends instead of looping.
  * Loading, warm-up and unloading run outside the mutex.
  *
  * The work of loading is done by a backend (struct mgr_backend): the real
@@ -129,8 +134,9 @@ struct mgr_acquire_opts {
 
 /* Takes the model for one request, loading it if needed.  On success *out
  * is a lease; mgr_lease_handle() gives the backend object.  Errors:
- * DM_ENOTFOUND, DM_EBUSY (queue full), DM_ETIMEDOUT, DM_ECANCELED,
- * DM_ENOSPC, or the load's own error. */
+ * DM_ENOTFOUND, DM_EBUSY (queue full), DM_ETIMEDOUT (waited too long, for
+ * the queue or for memory), DM_ECANCELED, DM_ETOOBIG (can never fit the
+ * budget), or the load's own error. */
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err);
 void *mgr_lease_handle(const struct mgr_lease *l);
@@ -142,6 +148,14 @@ bool mgr_lease_cold(const struct mgr_lease *l); /* this request triggered the lo
 double mgr_lease_load_s(const struct mgr_lease *l);
 /* Ends the lease; starts the keep-alive timer or unloads (keep_alive 0). */
 void mgr_release(struct mgr_lease *l);
+
+/* Checks a registered model without loading it, for start-up and `dormant
+ * config check`: the backend's estimate (file readable, header valid,
+ * architecture supported: the estimate's own errors), the estimate against
+ * max_ram (DM_ETOOBIG), and its fallbacks (each registered, DM_ENOTFOUND;
+ * none leading back to a model on the chain, DM_EINVAL).  Returns 0 and
+ * *est_bytes (may be NULL), or the first problem. */
+int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err);
 
 /* Explicit load (as if a request came and went) and unload (waits for an
  * in-use model to be released first unless it is idle). */

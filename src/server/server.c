@@ -137,9 +137,10 @@ unsigned srv_status_for(int code)
 	case DM_ERANGE:
 	case DM_ETYPE: return 400;
 	case DM_ENOTFOUND: return 404;
+	case DM_ENOSPC: return 400;  /* does not fit the context: the request's size */
+	case DM_ETOOBIG: return 507; /* can never fit the memory budget: permanent */
 	case DM_EBUSY:
-	case DM_ETIMEDOUT:
-	case DM_ENOSPC: return 503;
+	case DM_ETIMEDOUT: return 503; /* transient: Retry-After */
 	case DM_ECANCELED: return 499;
 	case DM_EFORMAT:
 	case DM_EUNSUPPORTED:

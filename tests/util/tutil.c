@@ -263,14 +263,15 @@ int tu_serve_start(const char *const *argv, const char *log_path, int *pid, int 
 		_exit(127);
 	}
 	close(fds[1]);
-	/* the banner: "dormant X: listening on http://ADDR:PORT (...)\n" */
+	/* the banner: "dormant X: listening on http://ADDR:PORT (...)\n", after
+	 * the start-up check's lines */
 	while (n + 1 < sizeof buf) {
 		ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
 		if (k <= 0)
 			break;
 		n += (size_t)k;
 		buf[n] = '\0';
-		if (strstr(buf, ")\n"))
+		if ((p = strstr(buf, "listening on http://")) && strstr(p, ")\n"))
 			break;
 	}
 	buf[n] = '\0';
