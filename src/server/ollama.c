@@ -139,7 +139,8 @@ static int options(struct srv_req *r, struct srv_gen *g, json_t *b)
 /* Fields both /api/generate and /api/chat take. */
 static int common(struct srv_req *r, struct srv_gen *g, json_t *b, bool *has_ka, int64_t *ka)
 {
-	const char *model, *why;
+	const char *model;
+	char why[DM_ERR_MSG_MAX];
 	json_t *v;
 
 	*has_ka = false;
@@ -170,7 +171,7 @@ static int common(struct srv_req *r, struct srv_gen *g, json_t *b, bool *has_ka,
 	}
 	v = json_object_get(b, "keep_alive");
 	if (v && !json_is_null(v)) {
-		if (srv_parse_keep_alive(v, ka, &why)) {
+		if (srv_parse_keep_alive(v, ka, why, sizeof why)) {
 			srv_reply_error(r, 400, "%s", why);
 			return -1;
 		}
@@ -570,7 +571,8 @@ static int load(struct srv_req *r)
 {
 	json_t *b = srv_body_json(r), *v;
 	struct load_job *j;
-	const char *model, *acc, *why;
+	const char *model, *acc;
+	char why[DM_ERR_MSG_MAX];
 	bool stream = true;
 
 	if (!b)
@@ -589,7 +591,7 @@ static int load(struct srv_req *r)
 	snprintf(j->model, sizeof j->model, "%s", model);
 	v = json_object_get(b, "keep_alive");
 	if (v && !json_is_null(v)) {
-		if (srv_parse_keep_alive(v, &j->ka, &why)) {
+		if (srv_parse_keep_alive(v, &j->ka, why, sizeof why)) {
 			srv_reply_error(r, 400, "%s", why);
 			goto bad;
 		}

@@ -116,9 +116,10 @@ double srv_now(void);
 /* RFC 3339 UTC time with nanoseconds ("2026-11-22T10:00:00.123456789Z"). */
 void srv_time_rfc3339(char *buf, size_t cap, double unix_s);
 double srv_unix_now(void);
-/* Ollama's keep_alive: a number of seconds or a Go duration ("5m",
- * "1h30m", "-1"); negative means forever (-1 out).  0 on success. */
-int srv_parse_keep_alive(const json_t *v, int64_t *ms, const char **why);
+/* keep_alive: a number of seconds or a duration ("5m", "1h30m", "-1") in
+ * the config file's grammar (base/dur.h); negative means forever (-1 out).
+ * 0, or -1 with the reason in why. */
+int srv_parse_keep_alive(const json_t *v, int64_t *ms, char *why, size_t cap);
 /* A random hex id with prefix ("chatcmpl-..."). */
 void srv_make_id(char *buf, size_t cap, const char *prefix);
 /* Finds a registered model; fills st (may be NULL).  false if unknown. */
