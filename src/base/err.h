@@ -25,6 +25,7 @@ enum dm_code {
 	DM_ECANCELED = -10,   /* request cancelled */
 	DM_ETIMEDOUT = -11,   /* waited too long */
 	DM_ENOSPC = -12,      /* does not fit (memory budget, context) */
+	DM_ETOOLONG = -13,    /* a request's prompt is longer than the model's context */
 };
 
 #define DM_ERR_MSG_MAX 256
