@@ -86,7 +86,7 @@ static json_t *call(const char *path, const char *body, int want)
 		fail_msg("%s: %s", path, e.msg);
 	if (r.status != want)
 		fail_msg("%s %s -> %d (want %d): %s", path, body ? body : "", r.status, want, r.body);
-	o = json_loadb(r.body, r.body_len, 0, NULL);
+	o = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, NULL); /* a random model may say \u0000 */
 	if (!o)
 		fail_msg("not JSON: %s", r.body);
 	srv_http_resp_free(&r);
@@ -196,7 +196,7 @@ static void test_prompt_longer_than_context(void **state)
 	expect("/api/chat", body, 400, "context length");
 	/* a plain prompt loses its middle */
 	snprintf(body, sizeof body, "{\"model\":\"gen\",\"stream\":false,\"raw\":true,\"prompt\":\"%s\","
-		 "\"options\":{\"num_predict\":1}}", w);
+		 "\"options\":{\"num_predict\":1,\"temperature\":0}}", w);
 	o = call("/api/generate", body, 200);
 	assert_int_equal(jint(o, "prompt_eval_count"), 63);
 	json_decref(o);
@@ -234,12 +234,12 @@ static void test_refused_fields(void **state)
 	}
 	/* values that ask for nothing pass */
 	o = call("/v1/chat/completions",
-		 "{\"model\":\"gen\",\"max_tokens\":1,\"tools\":[],\"tool_choice\":\"none\",\"logprobs\":false,"
+		 "{\"model\":\"gen\",\"max_tokens\":1,\"temperature\":0,\"tools\":[],\"tool_choice\":\"none\",\"logprobs\":false,"
 		 "\"response_format\":{\"type\":\"text\"},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
 		 200);
 	json_decref(o);
 	o = call("/api/chat",
-		 "{\"model\":\"gen\",\"stream\":false,\"tools\":[],\"format\":\"\",\"options\":{\"num_predict\":1},"
+		 "{\"model\":\"gen\",\"stream\":false,\"tools\":[],\"format\":\"\",\"options\":{\"num_predict\":1,\"temperature\":0},"
 		 "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
 		 200);
 	json_decref(o);
@@ -261,16 +261,17 @@ static void test_model_name_never_truncated(void **state)
 		expect(paths[i], body, 404, "not found");
 	}
 	/* the registered name itself works on both */
-	json_decref(call("/v1/completions", "{\"model\":\"" LONG_NAME "\",\"prompt\":\"x\",\"max_tokens\":1}", 200));
+	json_decref(call("/v1/completions", "{\"model\":\"" LONG_NAME "\",\"prompt\":\"x\",\"max_tokens\":1,"
+					    "\"temperature\":0}", 200));
 	json_decref(call("/api/generate", "{\"model\":\"" LONG_NAME "\",\"prompt\":\"x\",\"stream\":false,"
-				      "\"options\":{\"num_predict\":1}}", 200));
+				      "\"options\":{\"num_predict\":1,\"temperature\":0}}", 200));
 	/* the same sampling rules on both: Ollama's options, OpenAI's body */
 	expect("/v1/chat/completions", "{\"model\":\"gen\",\"top_k\":-3,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
 	       400, "top_k");
 	expect("/api/chat", "{\"model\":\"gen\",\"options\":{\"top_k\":-3},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
 	       400, "top_k");
 	/* and the same duration grammar as the config file */
-	json_decref(call("/v1/completions", "{\"model\":\"gen\",\"prompt\":\"x\",\"max_tokens\":1,\"keep_alive\":\"1h30m\"}", 200));
+	json_decref(call("/v1/completions", "{\"model\":\"gen\",\"prompt\":\"x\",\"max_tokens\":1,\"temperature\":0,\"keep_alive\":\"1h30m\"}", 200));
 	expect("/v1/completions", "{\"model\":\"gen\",\"prompt\":\"x\",\"keep_alive\":\"soon\"}", 400, "keep_alive");
 }
 
