@@ -14,6 +14,7 @@
 #ifndef DORMANT_H
 #define DORMANT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,17 +62,26 @@ struct dormant_gen_opts {
 	float frequency_penalty, presence_penalty; /* 0: off (OpenAI's meaning) */
 	uint64_t seed;
 	const char *stop[4];     /* stop strings, NULL-terminated list */
-	int chat;                /* apply the model's chat template to prompt as a user turn */
+	int chat;                /* apply the model's chat template to prompt as a user
+				  * turn (a model without a template: the raw prompt) */
 	const char *system;      /* with chat: a system message */
 	const struct dormant_msg *messages; /* n_messages > 0: the conversation to */
 	size_t n_messages;       /* continue (chat template applied; prompt ignored) */
+	int truncate;            /* a prompt longer than the context: drop the oldest
+				  * turns after the leading system messages (or the
+				  * middle of a plain prompt) instead of failing with
+				  * a "context length exceeded" error */
 	int has_keep_alive;      /* override the model's keep-alive (if allowed) */
 	int64_t keep_alive_ms;   /* 0: unload after; negative: forever */
-	const volatile int *cancel; /* polled between tokens; may be NULL */
+	/* set (to non-zero) from any thread to cancel: polled while the request
+	 * waits in the model's queue, while it loads, and between tokens; may be
+	 * NULL */
+	const atomic_int *cancel;
 };
 
 struct dormant_gen_result {
-	int n_prompt, n_gen;
+	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
+	int n_ctx;               /* the model's context, also set on a too-long prompt */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	double ttft_s;           /* from the call to the first token */
 	double prompt_s, gen_s;

@@ -33,7 +33,12 @@ static void test_parsers(void **state)
 	assert_int_equal(dm_parse_duration_ms("forever", &ms), 0);
 	assert_int_equal(ms, MGR_KEEP_FOREVER);
 	assert_int_equal(dm_parse_duration_ms("5 parsecs", &ms), DM_EINVAL);
-	assert_int_equal(dm_parse_duration_ms("-5s", &ms), DM_EINVAL);
+	/* the grammar requests use (base/dur.h): Go's compound durations, and a
+	 * negative one means forever as in Ollama */
+	assert_int_equal(dm_parse_duration_ms("1h30m", &ms), 0);
+	assert_int_equal(ms, 5400000);
+	assert_int_equal(dm_parse_duration_ms("-5s", &ms), 0);
+	assert_int_equal(ms, MGR_KEEP_FOREVER);
 	assert_int_equal(dm_parse_size("8GiB", &b), 0);
 	assert_true(b == 8ull << 30);
 	assert_int_equal(dm_parse_size("6000MB", &b), 0);

@@ -222,6 +222,29 @@ static void test_select(void **state)
 	json_decref(r);
 }
 
+/* --json into a folder that does not exist yet: the folders are made
+ * before the run, so the finished run is written, not thrown away. */
+static void test_json_new_folder(void **state)
+{
+	char dir[1024], j[1100];
+	json_error_t je;
+	json_t *r;
+	char *out;
+	int st;
+	(void)state;
+	snprintf(dir, sizeof dir, "%s/no-such-folder", tu_tmp_path("jsondir"));
+	snprintf(j, sizeof j, "%s/sub/run.json", dir);
+	out = tu_capture(&st, "%s bench warm %s --quick --runs 1 -n 2 --json %s 2>&1", tu_dormant(), model, j);
+	if (st)
+		fprintf(stderr, "%s\n", out);
+	assert_int_equal(st, 0);
+	free(out);
+	r = json_load_file(j, 0, &je);
+	assert_non_null(r);
+	assert_non_null(json_object_get(json_object_get(r, "scenarios"), "warm"));
+	json_decref(r);
+}
+
 /* ---- each scenario's JSON ---- */
 
 static void test_cold(void **state)
@@ -704,6 +727,7 @@ int main(void)
 		cmocka_unit_test(test_server_scenario),
 		cmocka_unit_test(test_cli_errors),
 		cmocka_unit_test(test_select),
+		cmocka_unit_test(test_json_new_folder),
 		cmocka_unit_test(test_cold),
 		cmocka_unit_test(test_warm),
 		cmocka_unit_test(test_context),

@@ -379,6 +379,65 @@ static void test_queue_limit_and_cancel_while_queued(void **state)
 	mgr_free(m);
 }
 
+/* Waiters are served in arrival order (tickets), however the wake-ups
+ * fall: N requests queue one after another behind a held model; when it is
+ * released each takes it in turn and writes down its number. */
+struct fifo_waiter {
+	struct mgr *m;
+	int id;
+	int *order, *n_order;
+	pthread_mutex_t *mu;
+	int rc;
+};
+
+static void *fifo_thread(void *arg)
+{
+	struct fifo_waiter *w = arg;
+	struct mgr_lease *l;
+	struct dm_err e;
+	w->rc = mgr_acquire(w->m, "a", NULL, &l, &e);
+	if (w->rc == 0) {
+		pthread_mutex_lock(w->mu);
+		w->order[(*w->n_order)++] = w->id;
+		pthread_mutex_unlock(w->mu);
+		usleep(1000); /* hold it a moment: the others wake and must wait their turn */
+		mgr_release(l);
+	}
+	return NULL;
+}
+
+static void test_queue_first_come_first_served(void **state)
+{
+	enum { N = 10 };
+	struct mgr *m = mk(0, 0, 16);
+	struct fifo_waiter w[N];
+	pthread_t th[N];
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct mgr_lease *held;
+	struct dm_err e;
+	int order[N], n_order = 0;
+	(void)state;
+	add(m, "a", "", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &held, &e), 0);
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct fifo_waiter){ m, i, order, &n_order, &mu, -1 };
+		assert_int_equal(pthread_create(&th[i], NULL, fifo_thread, &w[i]), 0);
+		while (st(m, "a").queued < (uint32_t)i + 1) /* i is in line before i + 1 starts */
+			usleep(500);
+	}
+	mgr_release(held);
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(n_order, N);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(w[i].rc, 0);
+		if (order[i] != i)
+			fail_msg("served out of order: position %d went to request %d", i, order[i]);
+	}
+	assert_int_equal(st(m, "a").queued, 0);
+	mgr_free(m);
+}
+
 static void test_cancel_while_loading(void **state)
 {
 	struct mgr *m = mk(0, 0, 0);
@@ -603,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_budget_wait_then_insufficient),
 		cmocka_unit_test(test_max_loaded_models),
 		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),
+		cmocka_unit_test(test_queue_first_come_first_served),
 		cmocka_unit_test(test_cancel_while_loading),
 		cmocka_unit_test(test_failed_load_then_retry),
 		cmocka_unit_test(test_fallback_on_corrupt_primary),

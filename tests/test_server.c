@@ -145,12 +145,19 @@ static int collect(void *ud, const char *text, size_t n)
 	return 0;
 }
 
-/* The library's own greedy answer: the server must give the same text. */
+/* The library's own greedy answer: the server must give the same text.
+ * chat: 0 raw, 1 a completion through the template (/api/generate), 2 a
+ * one-turn conversation (the chat endpoints). */
 static void library_greedy(const char *prompt, int chat, int n, struct collect *c)
 {
+	struct dormant_msg turn = { "user", prompt };
 	struct dormant_gen_opts o = { .max_tokens = n, .temperature = 0, .top_k = -1, .top_p = -1,
-				      .min_p = -1, .chat = chat };
+				      .min_p = -1, .chat = chat == 1 };
 	char err[256];
+	if (chat == 2) {
+		o.messages = &turn;
+		o.n_messages = 1;
+	}
 	c->n = 0;
 	c->buf[0] = '\0';
 	assert_int_equal(dormant_generate(D, "tiny", prompt, &o, collect, c, NULL, err, sizeof err), 0);
@@ -174,7 +181,7 @@ static void test_openai_chat(void **state)
 	struct collect lib;
 	json_t *o;
 	(void)state;
-	library_greedy("hello there", 1, 12, &lib);
+	library_greedy("hello there", 2, 12, &lib);
 	o = call("POST", "/v1/chat/completions",
 		 "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
 		 "\"max_tokens\":12,\"temperature\":0}",
@@ -230,7 +237,7 @@ static void test_openai_chat_stream(void **state)
 	int done;
 	char ct[128];
 	(void)state;
-	library_greedy("stream me", 1, 10, &lib);
+	library_greedy("stream me", 2, 10, &lib);
 	assert_int_equal(http("POST", "/v1/chat/completions",
 			      "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"stream me\"}],"
 			      "\"max_tokens\":10,\"temperature\":0,\"stream\":true,"
@@ -398,7 +405,7 @@ static void test_ollama_chat(void **state)
 	struct collect lib;
 	json_t *o;
 	(void)state;
-	library_greedy("hi", 1, 6, &lib);
+	library_greedy("hi", 2, 6, &lib);
 	o = call("POST", "/api/chat",
 		 "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false,"
 		 "\"options\":{\"num_predict\":6,\"temperature\":0,\"seed\":7,\"top_k\":5,\"top_p\":0.9,"

@@ -68,6 +68,7 @@ const char *dm_code_str(int code)
 	case DM_ETIMEDOUT: return "timed out";
 	case DM_ENOSPC: return "insufficient space";
 	case DM_ETOOBIG: return "larger than the memory budget";
+	case DM_ETOOLONG: return "prompt longer than the context";
 	}
 	return "unknown error";
 }

@@ -26,6 +26,7 @@ enum dm_code {
 	DM_ETIMEDOUT = -11,   /* waited too long */
 	DM_ENOSPC = -12,      /* does not fit (context, a caller's buffer) */
 	DM_ETOOBIG = -13,     /* can never fit the memory budget (permanent) */
+	DM_ETOOLONG = -14,    /* a request's prompt is longer than the model's context */
 };
 
 #define DM_ERR_MSG_MAX 256

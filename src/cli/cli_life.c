@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -683,6 +684,46 @@ static int parse_args(struct life_opts *o, int argc, char **argv)
 	return 0;
 }
 
+/* Creates dir and its parents (mkdir -p) and checks it is writable, so that
+ * an output path is known good before minutes of measuring, not after. */
+static int make_dirs(const char *dir)
+{
+	char buf[4096];
+	size_t n = strlen(dir);
+	if (!n)
+		return 0;
+	if (n >= sizeof buf)
+		return cli_fail("%s: path too long", dir);
+	memcpy(buf, dir, n + 1);
+	for (char *q = buf + 1;; q++) {
+		bool end = !*q;
+		if (*q != '/' && !end)
+			continue;
+		*q = '\0';
+		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+			return cli_fail("%s: cannot create the folder: %s", buf, strerror(errno));
+		if (end)
+			break;
+		*q = '/';
+	}
+	if (access(dir, W_OK) != 0)
+		return cli_fail("%s: cannot write there: %s", dir, strerror(errno));
+	return 0;
+}
+
+static int make_parent_dirs(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return slash ? 0 : (access(".", W_OK) ? cli_fail(".: cannot write there: %s", strerror(errno)) : 0);
+	if ((size_t)(slash - path) >= sizeof dir)
+		return cli_fail("%s: path too long", path);
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	return make_dirs(dir);
+}
+
 int cli_bench_life(int argc, char **argv)
 {
 	struct life L;
@@ -738,6 +779,9 @@ int cli_bench_life(int argc, char **argv)
 		if (*p == ',')
 			p++;
 	}
+	/* output folders first: a finished run must not be lost to a typo */
+	if ((L.o.json_path && make_parent_dirs(L.o.json_path)) || (L.o.report_dir && make_dirs(L.o.report_dir)))
+		return 1;
 	L.progress = isatty(2);
 	L.n_threads = L.o.n_threads > 0 ? L.o.n_threads : dm_cpu_physical_cores();
 	need = 4200;

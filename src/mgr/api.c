@@ -146,16 +146,100 @@ static void record_ttft(dormant *d, const char *name, bool cold, double s)
 struct relay {
 	dormant_text_fn cb;
 	void *ud;
-	const volatile int *cancel;
+	const atomic_int *cancel;
 };
 
 static int relay_text(void *ud, int32_t id, const char *text, size_t n)
 {
 	struct relay *r = ud;
 	(void)id;
-	if (r->cancel && *r->cancel)
+	if (r->cancel && atomic_load(r->cancel))
 		return 1;
 	return r->cb && n ? r->cb(r->ud, text, n) : 0;
+}
+
+/* The prompt's tokens: the conversation (messages, or system + prompt as
+ * one user turn) through the model's chat template, or the raw prompt.  A
+ * completion-style chat request (o->chat) on a model without a template
+ * gets the raw prompt, as Ollama does; a conversation falls back to
+ * ChatML.  drop: conversation turns left out after the leading system
+ * messages (oldest first). */
+static int prompt_build(struct engine *en, const struct dormant_gen_opts *o, const char *prompt, size_t drop,
+			int32_t stop_ids[GEN_MAX_STOP], int32_t **ids, size_t *n_ids, struct dm_err *e)
+{
+	enum tok_chat_kind kind;
+	bool fb;
+	struct tok_chat_msg two[2], *msgs = two;
+	size_t nm = 0, n_sys = 0;
+	int rc;
+
+	*ids = NULL;
+	*n_ids = 0;
+	if (!o || !(o->chat || o->n_messages))
+		return gen_prompt_ids(en->v, NULL, NULL, 0, prompt, ids, n_ids, e);
+	if ((rc = tok_chat_select(en->v, NULL, &kind, &fb, e)))
+		return rc;
+	if (fb && !o->n_messages)
+		return gen_prompt_ids(en->v, NULL, NULL, 0, prompt, ids, n_ids, e);
+	{
+		size_t ns = tok_chat_stop_ids(kind, en->v, stop_ids, GEN_MAX_STOP);
+		for (size_t k = ns; k < GEN_MAX_STOP; k++)
+			stop_ids[k] = -1;
+	}
+	if (o->n_messages) {
+		if (!(msgs = calloc(o->n_messages, sizeof *msgs)))
+			return dm_err_set(e, DM_ENOMEM, "out of memory");
+		while (n_sys < o->n_messages && !strcmp(o->messages[n_sys].role, "system"))
+			msgs[nm++] = (struct tok_chat_msg){ o->messages[n_sys].role, o->messages[n_sys].content }, n_sys++;
+		for (size_t i = n_sys + drop; i < o->n_messages; i++)
+			msgs[nm++] = (struct tok_chat_msg){ o->messages[i].role, o->messages[i].content };
+	} else {
+		if (o->system)
+			msgs[nm++] = (struct tok_chat_msg){ "system", o->system };
+		msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
+	}
+	rc = gen_prompt_ids(en->v, &kind, msgs, nm, NULL, ids, n_ids, e);
+	if (msgs != two)
+		free(msgs);
+	return rc;
+}
+
+/* The prompt's tokens, fitted into the context (room for at least one new
+ * token).  Too long: DM_ETOOLONG naming both counts (*n_ids: the full
+ * count), unless o->truncate: then the oldest turns after the leading system
+ * messages go first (the latest turn always stays), and what still does not
+ * fit loses the middle of its tokens (the first one, BOS or the template's
+ * start, stays), as Ollama truncates. */
+static int prompt_fit(struct engine *en, const struct dormant_gen_opts *o, const char *prompt,
+		      int32_t stop_ids[GEN_MAX_STOP], int32_t **ids, size_t *n_ids, struct dm_err *e)
+{
+	const size_t n_ctx = (size_t)en->ctx->n_ctx;
+	size_t n_sys = 0, drop = 0;
+	int rc;
+
+	if ((rc = prompt_build(en, o, prompt, 0, stop_ids, ids, n_ids, e)))
+		return rc;
+	if (!*n_ids)
+		return dm_err_set(e, DM_EINVAL, "empty prompt");
+	if (*n_ids < n_ctx)
+		return 0;
+	if (!o || !o->truncate || n_ctx < 2)
+		return dm_err_set(e, DM_ETOOLONG,
+				  "this model's maximum context length is %zu tokens, but the prompt is %zu tokens",
+				  n_ctx, *n_ids);
+	while (o->n_messages && n_sys < o->n_messages && !strcmp(o->messages[n_sys].role, "system"))
+		n_sys++;
+	while (*n_ids >= n_ctx && o->n_messages && n_sys + drop + 1 < o->n_messages) {
+		free(*ids);
+		if ((rc = prompt_build(en, o, prompt, ++drop, stop_ids, ids, n_ids, e)))
+			return rc;
+	}
+	if (*n_ids >= n_ctx) {
+		size_t keep_tail = n_ctx - 2; /* + the first token = n_ctx - 1 */
+		memmove(*ids + 1, *ids + (*n_ids - keep_tail), keep_tail * sizeof **ids);
+		*n_ids = n_ctx - 1;
+	}
+	return 0;
 }
 
 int dormant_generate(dormant *d, const char *model, const char *prompt,
@@ -180,6 +264,8 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		ao.has_keep_alive = true;
 		ao.keep_alive_ms = o->keep_alive_ms;
 	}
+	/* one cancel flag: the queue, the load and the token loop all poll it */
+	ao.cancel = o ? o->cancel : NULL;
 	if ((rc = mgr_acquire(d->m, model, &ao, &l, &e)))
 		return fail(err, errlen, &e, rc);
 	en = mgr_lease_handle(l);
@@ -203,44 +289,15 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		for (int i = 0; i < 4 && i < GEN_MAX_STOP && o->stop[i]; i++)
 			gp.stop[i] = o->stop[i];
 	}
-	if (o && (o->chat || o->n_messages)) {
-		enum tok_chat_kind kind;
-		bool fb;
-		struct tok_chat_msg two[2], *msgs = two;
-		size_t nm = 0;
-		int32_t stop_ids[GEN_MAX_STOP];
-		size_t ns;
-		if ((rc = tok_chat_select(en->v, NULL, &kind, &fb, &e)))
-			goto out;
-		ns = tok_chat_stop_ids(kind, en->v, stop_ids, GEN_MAX_STOP);
-		for (size_t k = 0; k < ns; k++)
-			gp.stop_ids[k] = stop_ids[k];
-		if (o->n_messages) {
-			if (!(msgs = calloc(o->n_messages, sizeof *msgs))) {
-				rc = dm_err_set(&e, DM_ENOMEM, "out of memory");
-				goto out;
-			}
-			for (nm = 0; nm < o->n_messages; nm++)
-				msgs[nm] = (struct tok_chat_msg){ o->messages[nm].role, o->messages[nm].content };
-		} else {
-			if (o->system)
-				msgs[nm++] = (struct tok_chat_msg){ "system", o->system };
-			msgs[nm++] = (struct tok_chat_msg){ "user", prompt };
+	if ((rc = prompt_fit(en, o, prompt, gp.stop_ids, &ids, &n_ids, &e))) {
+		if (rc == DM_ETOOLONG && res) {
+			res->n_prompt = (int)n_ids;
+			res->n_ctx = en->ctx->n_ctx;
 		}
-		rc = gen_prompt_ids(en->v, &kind, msgs, nm, NULL, &ids, &n_ids, &e);
-		if (msgs != two)
-			free(msgs);
-	} else {
-		rc = gen_prompt_ids(en->v, NULL, NULL, 0, prompt, &ids, &n_ids, &e);
-	}
-	if (rc)
-		goto out;
-	if (!n_ids) {
-		rc = dm_err_set(&e, DM_EINVAL, "empty prompt");
 		goto out;
 	}
 	t_run = now_s();
-	rc = gen_run(en->ctx, en->v, ids, n_ids, &gp, relay_text, &rl, NULL, &st, &e);
+	rc = gen_run(en->ctx, en->v, ids, n_ids, &gp, relay_text, &rl, rl.cancel, &st, &e);
 	if (!rc) {
 		/* from the call (waiting and loading included) to the first token */
 		double ttft = (t_run - t0) + st.t_first_token_s;
@@ -248,6 +305,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		if (res) {
 			res->n_prompt = st.n_prompt;
 			res->n_gen = st.n_gen;
+			res->n_ctx = en->ctx->n_ctx;
 			res->load_s = mgr_lease_load_s(l);
 			res->ttft_s = ttft;
 			res->prompt_s = st.t_prompt_s;

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "base/dur.h"
 #include "gguf/gguf.h"
 
 /* ---- value parsers ---- */
@@ -24,31 +25,8 @@ static const char *skip_ws(const char *s)
 
 int dm_parse_duration_ms(const char *s, int64_t *out)
 {
-	char *end;
-	double v;
-
-	s = skip_ws(s);
-	if (!strcasecmp(s, "forever") || !strcmp(s, "-1")) {
-		*out = MGR_KEEP_FOREVER;
-		return 0;
-	}
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0 || v > 1e12)
-		return DM_EINVAL;
-	end = (char *)(uintptr_t)skip_ws(end);
-	if (!*end || !strcmp(end, "s"))
-		v *= 1000;
-	else if (!strcmp(end, "ms"))
-		;
-	else if (!strcmp(end, "m") || !strcmp(end, "min"))
-		v *= 60000;
-	else if (!strcmp(end, "h"))
-		v *= 3600000;
-	else
-		return DM_EINVAL;
-	*out = (int64_t)v;
-	return 0;
+	/* the grammar requests use too (base/dur.h) */
+	return dm_duration_parse(s, out, NULL) ? DM_EINVAL : 0;
 }
 
 static uint64_t physical_ram(void)

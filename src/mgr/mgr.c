@@ -3,7 +3,10 @@
  *
  * One mutex guards every model's state; one condition variable is
  * broadcast on every change (load done, lease released, unload done), and
- * waiters re-check their own condition.  Backend calls (load, warm-up,
+ * waiters re-check their own condition.  Requests waiting for a model form
+ * a first-come-first-served queue (a list of tickets, one per waiter): only
+ * the ticket at the head may take the model, so a wake-up of every waiter
+ * never lets a later arrival overtake an earlier one.  Backend calls (load, warm-up,
  * unload) happen with the mutex released, the model marked LOADING or
  * UNLOADING so nobody else touches it meanwhile.
  */
@@ -19,11 +22,17 @@
 
 #include "base/mem.h"
 
+/* A queued request's place in its model's line (on the waiter's stack). */
+struct ticket {
+	struct ticket *next;
+};
+
 struct mmodel {
 	struct mgr_model_cfg cfg;
 	enum mgr_state state;
 	bool in_use;
-	uint32_t queued;
+	uint32_t queued;           /* tickets in the line */
+	struct ticket *line, *line_tail; /* arrival order; the head is served next */
 	struct mgr_loaded loaded;
 	uint64_t est_bytes;
 	uint64_t last_used_ms;
@@ -472,41 +481,72 @@ failed:
 	return rc ? rc : DM_EIO;
 }
 
+static void line_push(struct mmodel *mm, struct ticket *t)
+{
+	t->next = NULL;
+	if (mm->line_tail)
+		mm->line_tail->next = t;
+	else
+		mm->line = t;
+	mm->line_tail = t;
+	mm->queued++;
+}
+
+static void line_remove(struct mmodel *mm, struct ticket *t)
+{
+	struct ticket **pp = &mm->line, *prev = NULL;
+	while (*pp && *pp != t) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (!*pp)
+		return;
+	*pp = t->next;
+	if (mm->line_tail == t)
+		mm->line_tail = prev;
+	mm->queued--;
+}
+
+/* Serves one request for mm in arrival order: a request may take the model
+ * (or start its load) only when nobody is waiting before it. */
 static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquire_opts *o,
 		       struct mgr_lease **out, struct dm_err *err)
 {
 	const atomic_int *cancel = o ? o->cancel : NULL;
 	struct timespec deadline;
+	struct ticket t;
 	bool queued = false;
 	int rc = 0;
 
 	deadline_in(&deadline, m->cfg.queue_timeout_ms);
 	for (;;) {
+		bool turn = queued ? mm->line == &t : mm->line == NULL;
 		if (cancel && atomic_load(cancel)) {
 			rc = dm_err_set(err, DM_ECANCELED, "request for '%s' cancelled", mm->cfg.name);
 			break;
 		}
-		if (mm->state == MGR_READY && !mm->in_use) {
+		if (turn && mm->state == MGR_READY && !mm->in_use) {
 			rc = new_lease(m, mm, false, 0, o, out, err);
 			break;
 		}
-		if (mm->state == MGR_DORMANT || mm->state == MGR_FAILED) {
+		if (turn && (mm->state == MGR_DORMANT || mm->state == MGR_FAILED)) {
 			if (queued) {
-				mm->queued--;
+				line_remove(mm, &t);
 				queued = false;
 			}
 			rc = load_locked(m, mm, o, &deadline, out, err);
 			break;
 		}
-		/* ready but busy, loading or unloading: wait in the queue */
+		/* busy, loading, unloading, or others wait first: take a ticket */
 		if (!queued) {
 			if (mm->queued >= m->cfg.max_queue) {
 				rc = dm_err_set(err, DM_EBUSY, "model '%s' is busy: %u requests already waiting",
 						mm->cfg.name, mm->queued);
 				break;
 			}
-			mm->queued++;
+			line_push(mm, &t);
 			queued = true;
+			continue;
 		}
 		{
 			struct timespec slice;
@@ -524,8 +564,11 @@ static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 			}
 		}
 	}
-	if (queued)
-		mm->queued--;
+	if (queued) {
+		line_remove(mm, &t);
+		/* the next in line may be free to go now */
+		pthread_cond_broadcast(&m->cv);
+	}
 	return rc;
 }
 

@@ -10,7 +10,8 @@
  *     it (single-flight); the others wait for that load;
  *   - a model with a lease (in use) is never unloaded or evicted;
  *   - a model serves one lease at a time (one KV cache); other requests for
- *     it wait in a bounded queue (max_queue), beyond which they get DM_EBUSY;
+ *     it wait in a bounded first-come-first-served queue (max_queue),
+ *     beyond which they get DM_EBUSY;
  *   - keep-alive timers start when the last lease ends;
  *   - before a load, the estimated cost must fit the budget (max_ram,
  *     max_loaded_models); idle models are evicted least recently used first;

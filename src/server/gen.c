@@ -2,9 +2,11 @@
  * synchronous path, the streamed path with load progress. */
 #include "server/srv_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "mgr/api.h"
 
@@ -28,6 +30,9 @@ struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen
 	/* no seed given: a different one per request, as other servers do */
 	g->o.seed = (uint64_t)(g->created * 1e6) ^ (uint64_t)(uintptr_t)g;
 	g->o.cancel = &g->cancel;
+	/* a prompt longer than the context: Ollama truncates (unless the
+	 * request says "truncate": false), OpenAI refuses */
+	g->o.truncate = r->api == SRV_API_OLLAMA;
 	return g;
 }
 
@@ -40,41 +45,6 @@ void srv_gen_free(void *p)
 	free(g->msgs);
 	free(g->text);
 	free(g);
-}
-
-int srv_gen_stop(struct srv_req *r, struct srv_gen *g, json_t *v)
-{
-	size_t n = 0;
-	if (!v || json_is_null(v))
-		return 0;
-	if (json_is_string(v)) {
-		g->o.stop[n++] = json_string_value(v);
-	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *x;
-		if (json_array_size(v) > SRV_MAX_STOP) {
-			srv_reply_error(r, 400, "'stop' has %zu entries; at most %d are allowed",
-					json_array_size(v), SRV_MAX_STOP);
-			return -1;
-		}
-		json_array_foreach(v, i, x) {
-			if (!json_is_string(x)) {
-				srv_reply_error(r, 400, "'stop' must be a string or an array of strings");
-				return -1;
-			}
-			if (json_string_length(x))
-				g->o.stop[n++] = json_string_value(x);
-		}
-	} else {
-		srv_reply_error(r, 400, "'stop' must be a string or an array of strings");
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!*g->o.stop[i]) {
-			srv_reply_error(r, 400, "'stop' strings must not be empty");
-			return -1;
-		}
-	return 0;
 }
 
 static int on_text_sync(void *ud, const char *t, size_t n)
@@ -115,6 +85,66 @@ static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
 		g->s->n_cancelled++;
 		pthread_mutex_unlock(&g->s->mu);
 	}
+}
+
+/* The socket watcher of a non-streamed request: while the connection's
+ * thread waits in the model's queue, loads or generates, this one polls the
+ * client's socket every 50 ms and sets the request's cancel flag when the
+ * client hangs up (a streamed request's reader does the same). */
+struct watch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int fd;
+	atomic_int *cancel;
+};
+
+static void *watch_main(void *p)
+{
+	struct watch *w = p;
+	pthread_mutex_lock(&w->mu);
+	while (!w->done) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT && !w->done &&
+		    srv_client_gone(w->fd)) {
+			atomic_store(w->cancel, 1);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+static void run_watched(struct srv_gen *g)
+{
+	struct watch w = { .fd = g->fd, .cancel = &g->cancel };
+	pthread_condattr_t ca;
+	pthread_t th;
+	bool started;
+
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	/* without a watcher (no thread to spare) the token loop still checks */
+	started = g->fd >= 0 && pthread_create(&th, NULL, watch_main, &w) == 0;
+	run(g, on_text_sync, g);
+	if (started) {
+		pthread_mutex_lock(&w.mu);
+		w.done = true;
+		pthread_cond_signal(&w.cv);
+		pthread_mutex_unlock(&w.mu);
+		pthread_join(th, NULL);
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
 }
 
 static int on_text_stream(void *ud, const char *t, size_t n)
@@ -165,6 +195,10 @@ int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 		srv_gen_free(g);
 		return rc;
 	}
+	if (srv_req_role(r, &ms, SRV_TASK_GENERATE)) {
+		srv_gen_free(g);
+		return MHD_YES;
+	}
 	if ((unsigned)g->o.max_tokens > limit) {
 		rc = srv_reply_error(r, 400, "max tokens %d is above this server's limit of %u",
 				     g->o.max_tokens, limit);
@@ -177,7 +211,7 @@ int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 		return srv_reply_rc(r, DM_EBUSY, "model is busy: its request queue is full, retry later");
 	}
 	if (!g->stream) {
-		run(g, on_text_sync, g);
+		run_watched(g);
 		if (g->rc)
 			rc = srv_reply_rc(r, g->rc, g->err);
 		else

@@ -86,113 +86,49 @@ static const struct srv_gen_fmt fmt = {
 	"application/x-ndjson", stream_text, stream_end, progress, final,
 };
 
-/* options {num_ctx, num_predict, temperature, top_k, top_p, min_p, seed,
- * stop, repeat_penalty, frequency_penalty, presence_penalty}; other keys
- * are ignored as Ollama ignores them. */
-static int options(struct srv_req *r, struct srv_gen *g, json_t *b)
+/* Fields both /api/generate and /api/chat take (the shared parser, req.c);
+ * sampling sits in "options", whose other keys are ignored as Ollama
+ * ignores them. */
+static int common(struct srv_req *r, struct srv_gen *g, json_t *b)
 {
 	json_t *o = json_object_get(b, "options");
-	bool has;
-	int64_t n;
+	bool truncate = true;
 
-	if (!o || json_is_null(o))
-		return 0;
-	if (!json_is_object(o)) {
-		srv_reply_error(r, 400, "'options' must be an object");
+	if (srv_req_model(r, b, g->model, sizeof g->model) || srv_req_refused(r, b))
 		return -1;
-	}
-	if (srv_get_int(r, o, "num_ctx", 1, 1 << 24, &has, &n))
-		return -1;
-	if (srv_get_int(r, o, "num_predict", -2, 1 << 30, &has, &n))
-		return -1;
-	if (has) {
-		if (n == 0) {
-			srv_reply_error(r, 400, "'num_predict' must be positive, -1 (no limit) or -2 (fill context)");
-			return -1;
-		}
-		/* -1/-2: as many as the server allows (the context also ends it) */
-		g->o.max_tokens = n < 0 ? (int)r->s->cfg.max_tokens : (int)n;
-	}
-	if (srv_get_float(r, o, "temperature", 0, 100, &g->o.temperature))
-		return -1;
-	if (srv_get_int(r, o, "top_k", 0, 1 << 20, &has, &n))
-		return -1;
-	if (has)
-		g->o.top_k = (int)n;
-	if (srv_get_float(r, o, "top_p", 0, 1, &g->o.top_p))
-		return -1;
-	if (srv_get_float(r, o, "min_p", 0, 1, &g->o.min_p))
-		return -1;
-	if (srv_get_int(r, o, "seed", INT64_MIN, INT64_MAX, &has, &n))
-		return -1;
-	if (has)
-		g->o.seed = (uint64_t)n;
-	if (srv_get_float(r, o, "repeat_penalty", 0, 100, &g->o.repeat_penalty))
-		return -1;
-	if (srv_get_float(r, o, "frequency_penalty", -100, 100, &g->o.frequency_penalty))
-		return -1;
-	if (srv_get_float(r, o, "presence_penalty", -100, 100, &g->o.presence_penalty))
-		return -1;
-	return srv_gen_stop(r, g, json_object_get(o, "stop"));
-}
-
-/* Fields both /api/generate and /api/chat take. */
-static int common(struct srv_req *r, struct srv_gen *g, json_t *b, bool *has_ka, int64_t *ka)
-{
-	const char *model, *why;
-	json_t *v;
-
-	*has_ka = false;
-	if (srv_get_string(r, b, "model", true, &model))
-		return -1;
-	if (strlen(model) >= sizeof g->model) {
-		srv_reply_error(r, 404, "model '%.60s...' not found", model);
-		return -1;
-	}
-	snprintf(g->model, sizeof g->model, "%s", model);
 	g->stream = true; /* Ollama streams unless told not to */
-	if (srv_get_bool(r, b, "stream", &g->stream) || options(r, g, b))
+	if (srv_get_bool(r, b, "stream", &g->stream) || srv_get_bool(r, b, "truncate", &truncate))
 		return -1;
-	v = json_object_get(b, "format");
-	if (v && !json_is_null(v) && !(json_is_string(v) && !json_string_length(v))) {
-		srv_reply_error(r, 400, "'format' (structured output) is not supported");
-		return -1;
-	}
-	v = json_object_get(b, "images");
-	if (v && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
-		srv_reply_error(r, 400, "'images' are not supported: dormant runs text models");
-		return -1;
-	}
-	v = json_object_get(b, "tools");
-	if (v && !json_is_null(v) && !(json_is_array(v) && !json_array_size(v))) {
-		srv_reply_error(r, 400, "'tools' are not supported");
-		return -1;
-	}
-	v = json_object_get(b, "keep_alive");
-	if (v && !json_is_null(v)) {
-		if (srv_parse_keep_alive(v, ka, &why)) {
-			srv_reply_error(r, 400, "%s", why);
+	g->o.truncate = truncate;
+	if (o && !json_is_null(o)) {
+		if (!json_is_object(o)) {
+			srv_reply_error(r, 400, "'options' must be an object");
 			return -1;
 		}
-		*has_ka = true;
-		g->o.has_keep_alive = 1;
-		g->o.keep_alive_ms = *ka;
+		if (srv_req_sampling(r, g, o))
+			return -1;
 	}
+	if (srv_req_keep_alive(r, g, b))
+		return -1;
 	g->progress_events = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "X-Dormant-Progress") != NULL;
 	return 0;
 }
 
 /* Empty prompt / no messages: load the model, or with keep_alive 0 unload
  * it (Ollama's convention), answering done_reason "load" / "unload". */
-static int load_or_unload(struct srv_req *r, struct srv_gen *g, bool has_ka, int64_t ka)
+static int load_or_unload(struct srv_req *r, struct srv_gen *g)
 {
 	char err[256];
 	double load_s = 0;
 	int rc;
 	json_t *o;
+	bool has_ka = g->o.has_keep_alive;
+	int64_t ka = g->o.keep_alive_ms;
 	bool unload = has_ka && ka == 0;
 
-	if (!srv_model_find(r->s, g->model, NULL)) {
+	struct dormant_model_status before, after;
+
+	if (!srv_model_find(r->s, g->model, &before)) {
 		rc = srv_reply_error(r, 404, "model '%s' not found", g->model);
 		srv_gen_free(g);
 		return rc;
@@ -203,6 +139,11 @@ static int load_or_unload(struct srv_req *r, struct srv_gen *g, bool has_ka, int
 		rc = dormant_load_keep_alive(r->s->d, g->model, ka, &load_s, err, sizeof err);
 	else
 		rc = dormant_load(r->s->d, g->model, err, sizeof err);
+	/* the time this call spent loading: the model's last load when this
+	 * call (or one it waited for) loaded it, else 0 */
+	if (!rc && !unload && !load_s && srv_model_find(r->s, g->model, &after) &&
+	    after.load_count > before.load_count)
+		load_s = after.last_load_s;
 	if (rc) {
 		rc = srv_reply_rc(r, rc, err);
 		srv_gen_free(g);
@@ -225,9 +166,8 @@ static int generate(struct srv_req *r)
 {
 	json_t *b = srv_body_json(r);
 	struct srv_gen *g;
-	const char *prompt, *system, *suffix;
-	bool raw = false, has_ka;
-	int64_t ka;
+	const char *prompt, *system;
+	bool raw = false;
 
 	if (!b)
 		return MHD_YES;
@@ -235,16 +175,11 @@ static int generate(struct srv_req *r)
 		json_decref(b);
 		return srv_reply_error(r, 500, "out of memory");
 	}
-	if (common(r, g, b, &has_ka, &ka) || srv_get_string(r, b, "prompt", false, &prompt) ||
-	    srv_get_string(r, b, "system", false, &system) || srv_get_string(r, b, "suffix", false, &suffix) ||
-	    srv_get_bool(r, b, "raw", &raw))
+	if (common(r, g, b) || srv_get_string(r, b, "prompt", false, &prompt) ||
+	    srv_get_string(r, b, "system", false, &system) || srv_get_bool(r, b, "raw", &raw))
 		goto bad;
-	if (suffix && *suffix) {
-		srv_reply_error(r, 400, "'suffix' (fill-in-the-middle) is not supported");
-		goto bad;
-	}
 	if (!prompt || !*prompt)
-		return load_or_unload(r, g, has_ka, ka);
+		return load_or_unload(r, g);
 	g->prompt = prompt;
 	if (!raw) {
 		/* Ollama applies the model's template unless raw */
@@ -259,11 +194,8 @@ bad:
 
 static int chat(struct srv_req *r)
 {
-	json_t *b = srv_body_json(r), *msgs, *m;
+	json_t *b = srv_body_json(r), *msgs;
 	struct srv_gen *g;
-	bool has_ka;
-	int64_t ka;
-	size_t i;
 
 	if (!b)
 		return MHD_YES;
@@ -272,44 +204,13 @@ static int chat(struct srv_req *r)
 		return srv_reply_error(r, 500, "out of memory");
 	}
 	g->chat = true;
-	if (common(r, g, b, &has_ka, &ka))
+	if (common(r, g, b))
 		goto bad;
 	msgs = json_object_get(b, "messages");
-	if (msgs && !json_is_null(msgs) && !json_is_array(msgs)) {
-		srv_reply_error(r, 400, "'messages' must be an array");
+	if (!msgs || json_is_null(msgs) || (json_is_array(msgs) && !json_array_size(msgs)))
+		return load_or_unload(r, g);
+	if (srv_req_messages(r, g, msgs))
 		goto bad;
-	}
-	if (!msgs || json_is_null(msgs) || !json_array_size(msgs))
-		return load_or_unload(r, g, has_ka, ka);
-	if (!(g->msgs = calloc(json_array_size(msgs), sizeof *g->msgs))) {
-		srv_reply_error(r, 500, "out of memory");
-		goto bad;
-	}
-	json_array_foreach(msgs, i, m) {
-		const char *role, *content;
-		if (!json_is_object(m) || srv_get_string(r, m, "role", true, &role) ||
-		    srv_get_string(r, m, "content", false, &content))
-			goto bad_msg;
-		if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
-			srv_reply_error(r, 400, "messages[%zu].role '%s' is not system, user or assistant", i,
-					role);
-			goto bad;
-		}
-		if (json_object_get(m, "images") && json_array_size(json_object_get(m, "images"))) {
-			srv_reply_error(r, 400, "messages[%zu]: images are not supported", i);
-			goto bad;
-		}
-		g->msgs[i] = (struct dormant_msg){ role, content ? content : "" };
-		continue;
-bad_msg:
-		if (!r->answered)
-			srv_reply_error(r, 400, "messages[%zu] must be an object with 'role' and 'content'", i);
-		goto bad;
-	}
-	g->n_msgs = json_array_size(msgs);
-	g->o.messages = g->msgs;
-	g->o.n_messages = g->n_msgs;
-	g->prompt = "";
 	return srv_gen_run(r, g);
 bad:
 	srv_gen_free(g);
@@ -321,7 +222,8 @@ bad:
 static int embed(struct srv_req *r, bool legacy)
 {
 	json_t *b = srv_body_json(r), *in, *out = NULL, *x;
-	const char *model;
+	char model[64];
+	struct dormant_model_status ms;
 	float *vec = NULL;
 	size_t dim = 0, i, cap = 1 << 16;
 	int tokens = 0, rc;
@@ -330,7 +232,7 @@ static int embed(struct srv_req *r, bool legacy)
 
 	if (!b)
 		return MHD_YES;
-	if (srv_get_string(r, b, "model", true, &model))
+	if (srv_req_model(r, b, model, sizeof model))
 		goto done;
 	snprintf(used, sizeof used, "%s", model);
 	in = json_object_get(b, legacy ? "prompt" : "input");
@@ -350,10 +252,12 @@ static int embed(struct srv_req *r, bool legacy)
 			srv_reply_error(r, 400, "input[%zu] must be a non-empty string", i);
 			goto done;
 		}
-	if (!srv_model_find(r->s, model, NULL)) {
+	if (!srv_model_find(r->s, model, &ms)) {
 		srv_reply_error(r, 404, "model '%s' not found", model);
 		goto done;
 	}
+	if (srv_req_role(r, &ms, SRV_TASK_EMBED))
+		goto done;
 	if (!(vec = malloc(cap * sizeof *vec)) || !(out = json_array())) {
 		srv_reply_error(r, 500, "out of memory");
 		goto done;
@@ -448,12 +352,18 @@ static int ps(struct srv_req *r)
 			continue;
 		det = srv_model_details(st[i].path, NULL, NULL, &size, &mtime);
 		file_id(id, sizeof id, st[i].path, size, mtime);
+		/* as `dormant ps` reads the same status: a timer running, or in
+		 * use (the model's keep-alive starts when it ends), or ready and
+		 * idle with no timer (kept forever: a date centuries ahead, as
+		 * Ollama shows) */
 		if (st[i].expires_in_ms >= 0)
-			exp = now + (double)st[i].expires_in_ms / 1000.0; /* idle, timer running */
-		else if (st[i].keep_alive_ms >= 0)
-			exp = now + (double)st[i].keep_alive_ms / 1000.0; /* in use: starts when it ends */
+			exp = now + (double)st[i].expires_in_ms / 1000.0;
+		else if (st[i].in_use && st[i].keep_alive_ms >= 0)
+			exp = now + (double)st[i].keep_alive_ms / 1000.0;
+		else if (!strcmp(st[i].state, "ready") || st[i].keep_alive_ms < 0)
+			exp = 11076912000.0;
 		else
-			exp = 11076912000.0; /* forever: a date centuries ahead, as Ollama shows */
+			exp = now + (double)(st[i].keep_alive_ms > 0 ? st[i].keep_alive_ms : 0) / 1000.0;
 		srv_time_rfc3339(ts, sizeof ts, exp);
 		json_array_append_new(
 			list, json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:I,s:s,s:b,s:i}", "name", st[i].name, "model",
@@ -570,7 +480,8 @@ static int load(struct srv_req *r)
 {
 	json_t *b = srv_body_json(r), *v;
 	struct load_job *j;
-	const char *model, *acc, *why;
+	const char *acc;
+	char why[DM_ERR_MSG_MAX];
 	bool stream = true;
 
 	if (!b)
@@ -580,16 +491,15 @@ static int load(struct srv_req *r)
 		return srv_reply_error(r, 500, "out of memory");
 	}
 	j->s = r->s;
-	if (srv_get_string(r, b, "model", true, &model) || srv_get_bool(r, b, "stream", &stream))
+	if (srv_req_model(r, b, j->model, sizeof j->model) || srv_get_bool(r, b, "stream", &stream))
 		goto bad;
-	if (!srv_model_find(r->s, model, NULL)) {
-		srv_reply_error(r, 404, "model '%s' not found", model);
+	if (!srv_model_find(r->s, j->model, NULL)) {
+		srv_reply_error(r, 404, "model '%s' not found", j->model);
 		goto bad;
 	}
-	snprintf(j->model, sizeof j->model, "%s", model);
 	v = json_object_get(b, "keep_alive");
 	if (v && !json_is_null(v)) {
-		if (srv_parse_keep_alive(v, &j->ka, &why)) {
+		if (srv_parse_keep_alive(v, &j->ka, why, sizeof why)) {
 			srv_reply_error(r, 400, "%s", why);
 			goto bad;
 		}

@@ -53,9 +53,10 @@ static void stream_error(struct srv_gen *g)
 	/* the status line is gone already: the error travels as an event in
 	 * OpenAI's error shape, then the stream ends */
 	srv_stream_sse(g->st, NULL,
-		       json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", g->err, "type",
+		       json_pack("{s:{s:s,s:s,s:n,s:o}}", "error", "message", g->err, "type",
 				 srv_status_for(g->rc) >= 500 ? "server_error" : "invalid_request_error",
-				 "param", "code"));
+				 "param", "code",
+				 g->rc == DM_ETOOLONG ? json_string("context_length_exceeded") : json_null()));
 	srv_stream_write(g->st, "data: [DONE]\n\n", 14);
 }
 
@@ -146,87 +147,17 @@ static const struct srv_gen_fmt compl_fmt = {
 
 /* ---- request parsing ---- */
 
-/* Message content: a string, or an array of {type:"text", text} parts
- * (joined).  Other part types are refused. */
-static int message_content(struct srv_req *r, struct srv_gen *g, json_t *c, const char **out)
-{
-	size_t i, total = 0;
-	json_t *p;
-	char *buf;
-	if (!c || json_is_null(c)) {
-		*out = "";
-		return 0;
-	}
-	if (json_is_string(c)) {
-		*out = json_string_value(c);
-		return 0;
-	}
-	if (!json_is_array(c)) {
-		srv_reply_error(r, 400, "message content must be a string or an array of text parts");
-		return -1;
-	}
-	json_array_foreach(c, i, p) {
-		json_t *t = json_object_get(p, "text");
-		if (!json_is_object(p) || !json_is_string(json_object_get(p, "type")) ||
-		    strcmp(json_string_value(json_object_get(p, "type")), "text") || !json_is_string(t)) {
-			srv_reply_error(r, 400, "content part %zu: only {\"type\":\"text\",\"text\":...} parts "
-					"are supported", i);
-			return -1;
-		}
-		total += json_string_length(t);
-	}
-	if (!(buf = malloc(total + 1))) {
-		srv_reply_error(r, 500, "out of memory");
-		return -1;
-	}
-	total = 0;
-	json_array_foreach(c, i, p) {
-		json_t *t = json_object_get(p, "text");
-		memcpy(buf + total, json_string_value(t), json_string_length(t));
-		total += json_string_length(t);
-	}
-	buf[total] = '\0';
-	/* kept alive by the request object */
-	{
-		json_t *s = json_stringn_nocheck(buf, total);
-		char key[32];
-		snprintf(key, sizeof key, "__joined%p", (void *)c);
-		json_object_set_new(g->req, key, s);
-		*out = json_string_value(s);
-	}
-	free(buf);
-	return 0;
-}
-
+/* The fields of both generation endpoints (the shared parser, req.c). */
 static int common_opts(struct srv_req *r, struct srv_gen *g, json_t *b)
 {
 	bool has;
 	int64_t n;
 	json_t *so;
 
-	if (srv_get_int(r, b, "max_tokens", 1, 1 << 30, &has, &n))
+	if (srv_req_model(r, b, g->model, sizeof g->model) || srv_req_refused(r, b) ||
+	    srv_req_sampling(r, g, b) || srv_req_keep_alive(r, g, b))
 		return -1;
-	if (has)
-		g->o.max_tokens = (int)n;
-	if (srv_get_int(r, b, "max_completion_tokens", 1, 1 << 30, &has, &n))
-		return -1;
-	if (has)
-		g->o.max_tokens = (int)n;
-	if (srv_get_float(r, b, "temperature", 0, 2, &g->o.temperature))
-		return -1;
-	if (srv_get_float(r, b, "top_p", 0, 1, &g->o.top_p))
-		return -1;
-	if (srv_get_float(r, b, "frequency_penalty", -2, 2, &g->o.frequency_penalty))
-		return -1;
-	if (srv_get_float(r, b, "presence_penalty", -2, 2, &g->o.presence_penalty))
-		return -1;
-	if (srv_get_int(r, b, "seed", INT64_MIN, INT64_MAX, &has, &n))
-		return -1;
-	if (has)
-		g->o.seed = (uint64_t)n;
 	if (srv_get_int(r, b, "n", 1, 1, &has, &n))
-		return -1;
-	if (srv_gen_stop(r, g, json_object_get(b, "stop")))
 		return -1;
 	if (srv_get_bool(r, b, "stream", &g->stream))
 		return -1;
@@ -245,10 +176,8 @@ static int common_opts(struct srv_req *r, struct srv_gen *g, json_t *b)
 
 static int chat_completions(struct srv_req *r)
 {
-	json_t *b = srv_body_json(r), *msgs, *m;
+	json_t *b = srv_body_json(r), *msgs;
 	struct srv_gen *g;
-	const char *model;
-	size_t i;
 
 	if (!b)
 		return MHD_YES;
@@ -258,40 +187,15 @@ static int chat_completions(struct srv_req *r)
 	}
 	g->chat = true;
 	srv_make_id(g->id, sizeof g->id, "chatcmpl-");
-	if (srv_get_string(r, b, "model", true, &model) || common_opts(r, g, b))
+	if (common_opts(r, g, b))
 		goto bad;
-	snprintf(g->model, sizeof g->model, "%s", model);
 	msgs = json_object_get(b, "messages");
 	if (!json_is_array(msgs) || !json_array_size(msgs)) {
 		srv_reply_error(r, 400, "'messages' must be a non-empty array");
 		goto bad;
 	}
-	if (!(g->msgs = calloc(json_array_size(msgs), sizeof *g->msgs))) {
-		srv_reply_error(r, 500, "out of memory");
+	if (srv_req_messages(r, g, msgs))
 		goto bad;
-	}
-	json_array_foreach(msgs, i, m) {
-		const char *role;
-		if (!json_is_object(m) || !json_is_string(json_object_get(m, "role"))) {
-			srv_reply_error(r, 400, "messages[%zu] must be an object with a string 'role'", i);
-			goto bad;
-		}
-		role = json_string_value(json_object_get(m, "role"));
-		if (!strcmp(role, "developer"))
-			role = "system";
-		if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
-			srv_reply_error(r, 400, "messages[%zu].role '%s' is not system, user or assistant", i,
-					role);
-			goto bad;
-		}
-		g->msgs[i].role = role;
-		if (message_content(r, g, json_object_get(m, "content"), &g->msgs[i].content))
-			goto bad;
-	}
-	g->n_msgs = json_array_size(msgs);
-	g->o.messages = g->msgs;
-	g->o.n_messages = g->n_msgs;
-	g->prompt = "";
 	return srv_gen_run(r, g);
 bad:
 	srv_gen_free(g);
@@ -302,7 +206,6 @@ static int completions(struct srv_req *r)
 {
 	json_t *b = srv_body_json(r), *p;
 	struct srv_gen *g;
-	const char *model;
 
 	if (!b)
 		return MHD_YES;
@@ -311,9 +214,8 @@ static int completions(struct srv_req *r)
 		return srv_reply_error(r, 500, "out of memory");
 	}
 	srv_make_id(g->id, sizeof g->id, "cmpl-");
-	if (srv_get_string(r, b, "model", true, &model) || common_opts(r, g, b))
+	if (common_opts(r, g, b))
 		goto bad;
-	snprintf(g->model, sizeof g->model, "%s", model);
 	p = json_object_get(b, "prompt");
 	if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
 		p = json_array_get(p, 0);
@@ -322,10 +224,6 @@ static int completions(struct srv_req *r)
 		goto bad;
 	}
 	g->prompt = json_string_value(p);
-	if (json_object_get(b, "suffix") && !json_is_null(json_object_get(b, "suffix"))) {
-		srv_reply_error(r, 400, "'suffix' (fill-in-the-middle) is not supported");
-		goto bad;
-	}
 	return srv_gen_run(r, g);
 bad:
 	srv_gen_free(g);
@@ -363,7 +261,9 @@ static char *base64(const void *data, size_t n)
 static int embeddings(struct srv_req *r)
 {
 	json_t *b = srv_body_json(r), *in, *data, *x;
-	const char *model, *fmt = "float";
+	const char *fmt = "float";
+	char model[64];
+	struct dormant_model_status ms;
 	float *vec = NULL;
 	size_t dim = 0, i, cap = 1 << 16;
 	int tokens = 0, rc;
@@ -371,7 +271,7 @@ static int embeddings(struct srv_req *r)
 
 	if (!b)
 		return MHD_YES;
-	if (srv_get_string(r, b, "model", true, &model) || srv_get_string(r, b, "encoding_format", false, &fmt))
+	if (srv_req_model(r, b, model, sizeof model) || srv_get_string(r, b, "encoding_format", false, &fmt))
 		goto out;
 	if (!fmt)
 		fmt = "float";
@@ -396,10 +296,12 @@ static int embeddings(struct srv_req *r)
 					"supported)", i);
 			goto out;
 		}
-	if (!srv_model_find(r->s, model, NULL)) {
+	if (!srv_model_find(r->s, model, &ms)) {
 		srv_reply_error(r, 404, "model '%s' not found", model);
 		goto out;
 	}
+	if (srv_req_role(r, &ms, SRV_TASK_EMBED))
+		goto out;
 	if (!(vec = malloc(cap * sizeof *vec)) || !(data = json_array())) {
 		srv_reply_error(r, 500, "out of memory");
 		goto out;

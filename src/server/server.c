@@ -135,7 +135,8 @@ unsigned srv_status_for(int code)
 	switch (code) {
 	case DM_EINVAL:
 	case DM_ERANGE:
-	case DM_ETYPE: return 400;
+	case DM_ETYPE:
+	case DM_ETOOLONG: return 400; /* retrying cannot help: never 503 */
 	case DM_ENOTFOUND: return 404;
 	case DM_ENOSPC: return 400;  /* does not fit the context: the request's size */
 	case DM_ETOOBIG: return 507; /* can never fit the memory budget: permanent */
@@ -157,6 +158,10 @@ int srv_reply_rc(struct srv_req *r, int code, const char *msg)
 		r->s->n_rejected_busy++;
 		pthread_mutex_unlock(&r->s->mu);
 	}
+	if (code == DM_ETOOLONG && r->api == SRV_API_OPENAI)
+		return srv_reply_json(r, st, json_pack("{s:{s:s,s:s,s:n,s:s}}", "error", "message", msg, "type",
+						       "invalid_request_error", "param", "code",
+						       "context_length_exceeded"));
 	return srv_reply_error(r, st, "%s", msg);
 }
 
@@ -189,13 +194,13 @@ json_t *srv_body_json(struct srv_req *r)
 bool srv_client_gone(int fd)
 {
 	char c;
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = { .fd = fd, .events = POLLIN | POLLRDHUP };
 	ssize_t n;
 	if (fd < 0)
 		return false;
 	if (poll(&p, 1, 0) <= 0)
 		return false;
-	if (p.revents & (POLLERR | POLLHUP | POLLNVAL))
+	if (p.revents & (POLLERR | POLLHUP | POLLNVAL | POLLRDHUP))
 		return true;
 	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
@@ -211,7 +216,8 @@ struct srv_stream {
 	size_t len, cap, off;
 	bool done;           /* producer finished */
 	bool gone;           /* response freed (client done or gone) */
-	volatile int cancel;
+	atomic_int cancel;   /* the one flag the runtime polls (queue, load, tokens) */
+	unsigned n_slices;   /* reader's 50 ms waits (idle() every fifth) */
 	int refs;
 	int fd;
 	srv_job_fn fn;
@@ -240,7 +246,7 @@ int srv_stream_write(struct srv_stream *st, const char *data, size_t n)
 {
 	int rc = 0;
 	pthread_mutex_lock(&st->mu);
-	if (st->gone || st->cancel) {
+	if (st->gone || atomic_load(&st->cancel)) {
 		rc = -1;
 	} else {
 		if (st->off && st->off == st->len)
@@ -299,7 +305,7 @@ int srv_stream_sse(struct srv_stream *st, const char *event, json_t *obj)
 	return rc;
 }
 
-const volatile int *srv_stream_cancel(struct srv_stream *st)
+atomic_int *srv_stream_cancel(struct srv_stream *st)
 {
 	return &st->cancel;
 }
@@ -347,9 +353,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 			break;
 		}
 		{
+			/* the socket is watched every 50 ms (a client that hangs up
+			 * while its request is queued leaves the queue at once); the
+			 * idle callback runs every 250 ms */
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 250 * 1000000L;
+			ts.tv_nsec += 50 * 1000000L;
 			if (ts.tv_nsec >= 1000000000L) {
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
@@ -362,11 +371,11 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 				pthread_mutex_unlock(&st->s->mu);
 				if (stopping || srv_client_gone(st->fd)) {
 					pthread_mutex_lock(&st->mu);
-					st->cancel = 1;
+					atomic_store(&st->cancel, 1);
 					got = MHD_CONTENT_READER_END_WITH_ERROR;
 					break;
 				}
-				if (st->idle)
+				if (st->idle && ++st->n_slices % 5 == 0)
 					st->idle(st, st->job);
 				pthread_mutex_lock(&st->mu);
 			}
@@ -381,7 +390,7 @@ static void stream_free(void *cls)
 	struct srv_stream *st = cls;
 	pthread_mutex_lock(&st->mu);
 	st->gone = true;
-	st->cancel = 1; /* a client that left before the end cancels */
+	atomic_store(&st->cancel, 1); /* a client that left before the end cancels */
 	pthread_cond_broadcast(&st->cv);
 	pthread_mutex_unlock(&st->mu);
 	stream_unref(st);

@@ -108,7 +108,7 @@ int srv_stream_write(struct srv_stream *st, const char *data, size_t n);
 int srv_stream_ndjson(struct srv_stream *st, json_t *obj); /* frees obj */
 int srv_stream_sse(struct srv_stream *st, const char *event, json_t *obj); /* frees obj */
 /* The cancel flag the producer hands to the runtime. */
-const volatile int *srv_stream_cancel(struct srv_stream *st);
+atomic_int *srv_stream_cancel(struct srv_stream *st);
 struct srv *srv_stream_server(struct srv_stream *st);
 
 /* ---- shared helpers (util.c) ---- */
@@ -116,9 +116,10 @@ double srv_now(void);
 /* RFC 3339 UTC time with nanoseconds ("2026-11-22T10:00:00.123456789Z"). */
 void srv_time_rfc3339(char *buf, size_t cap, double unix_s);
 double srv_unix_now(void);
-/* Ollama's keep_alive: a number of seconds or a Go duration ("5m",
- * "1h30m", "-1"); negative means forever (-1 out).  0 on success. */
-int srv_parse_keep_alive(const json_t *v, int64_t *ms, const char **why);
+/* keep_alive: a number of seconds or a duration ("5m", "1h30m", "-1") in
+ * the config file's grammar (base/dur.h); negative means forever (-1 out).
+ * 0, or -1 with the reason in why. */
+int srv_parse_keep_alive(const json_t *v, int64_t *ms, char *why, size_t cap);
 /* A random hex id with prefix ("chatcmpl-..."). */
 void srv_make_id(char *buf, size_t cap, const char *prefix);
 /* Finds a registered model; fills st (may be NULL).  false if unknown. */
@@ -173,7 +174,7 @@ struct srv_gen {
 	struct dormant_gen_result res;
 	int rc;
 	char err[256];
-	volatile int cancel;
+	atomic_int cancel;           /* set when the client hangs up (sync path) */
 	int fd;
 	int n_since_check;
 	struct srv_stream *st;
@@ -190,8 +191,30 @@ void srv_gen_free(void *g);
 /* Checks the model exists and can take the request (404 / 400 / 503), then
  * runs or streams it.  Takes ownership of g. */
 int srv_gen_run(struct srv_req *r, struct srv_gen *g);
-/* Parses a stop field (string or array of at most SRV_MAX_STOP strings). */
+
+/* ---- the request fields both APIs share (req.c): each replies 400/404
+ * itself and returns -1 on a bad field ---- */
+/* "model": required, at most cap - 1 bytes (a longer name is not found,
+ * never truncated into another model's name). */
+int srv_req_model(struct srv_req *r, json_t *b, char *out, size_t cap);
+/* 400 naming the first field of b dormant does not implement (tools,
+ * tool_choice, response_format, format, logprobs, images, suffix, ...),
+ * unless its value asks for nothing (tools: [], logprobs: false). */
+int srv_req_refused(struct srv_req *r, json_t *b);
+/* A conversation: roles system/user/assistant (developer = system),
+ * content a string or text parts; into g->msgs and g->o. */
+int srv_req_messages(struct srv_req *r, struct srv_gen *g, json_t *msgs);
+/* Sampling options of o (the body for OpenAI, "options" for Ollama): one
+ * table of names and ranges, the token limit by the API's name, stop. */
+int srv_req_sampling(struct srv_req *r, struct srv_gen *g, json_t *o);
+/* A stop field (string or array of at most SRV_MAX_STOP strings). */
 int srv_gen_stop(struct srv_req *r, struct srv_gen *g, json_t *v);
+/* keep_alive of b into g->o (the config file's duration grammar). */
+int srv_req_keep_alive(struct srv_req *r, struct srv_gen *g, json_t *b);
+/* What a request asks a model to do; which roles may is a table. */
+enum srv_task { SRV_TASK_GENERATE, SRV_TASK_EMBED };
+/* 400 naming the model's role when it may not serve task t. */
+int srv_req_role(struct srv_req *r, const struct dormant_model_status *ms, enum srv_task t);
 
 /* ---- handlers ---- */
 int srv_openai(struct srv_req *r);   /* /v1/... */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/dur.h"
 #include "gguf/gguf.h"
 
 double srv_now(void)
@@ -63,47 +64,23 @@ void srv_make_id(char *buf, size_t cap, const char *prefix)
 	buf[n < cap ? n : cap - 1] = '\0';
 }
 
-/* Go's time.ParseDuration subset: [-]{number unit}+, units ns us ms s m h;
- * a bare number is seconds (what Ollama's clients send). */
-int srv_parse_keep_alive(const json_t *v, int64_t *ms, const char **why)
+/* A number of seconds or a duration string in the grammar the config file
+ * uses too (base/dur.h); negative means forever (-1 out). */
+int srv_parse_keep_alive(const json_t *v, int64_t *ms, char *why, size_t cap)
 {
-	double total = 0;
-	const char *s;
-	bool neg = false;
+	struct dm_err e;
 
 	if (json_is_number(v)) {
 		double x = json_number_value(v);
-		if (!isfinite(x) || fabs(x) > 1e12)
-			return *why = "keep_alive is out of range", -1;
+		if (!isfinite(x) || fabs(x) > 1e9)
+			return snprintf(why, cap, "keep_alive is out of range"), -1;
 		*ms = x < 0 ? -1 : (int64_t)(x * 1000.0);
 		return 0;
 	}
 	if (!json_is_string(v))
-		return *why = "keep_alive must be a number of seconds or a duration string like \"5m\"", -1;
-	s = json_string_value(v);
-	if (*s == '-' || *s == '+')
-		neg = *s++ == '-';
-	if (!*s)
-		return *why = "keep_alive is an empty duration", -1;
-	while (*s) {
-		char *end;
-		double x = strtod(s, &end), unit;
-		if (end == s || !isfinite(x) || x < 0)
-			return *why = "keep_alive is not a duration (e.g. \"30s\", \"5m\", \"1h\", \"-1\")", -1;
-		s = end;
-		if (!strncmp(s, "ns", 2)) unit = 1e-6, s += 2;
-		else if (!strncmp(s, "us", 2)) unit = 1e-3, s += 2;
-		else if (!strncmp(s, "ms", 2)) unit = 1, s += 2;
-		else if (*s == 's') unit = 1000, s++;
-		else if (*s == 'm') unit = 60000, s++;
-		else if (*s == 'h') unit = 3600000, s++;
-		else if (!*s && total == 0) unit = 1000; /* bare number: seconds */
-		else return *why = "keep_alive has an unknown unit (use ms, s, m or h)", -1;
-		total += x * unit;
-		if (total > 1e15)
-			return *why = "keep_alive is out of range", -1;
-	}
-	*ms = neg && total > 0 ? -1 : (int64_t)total;
+		return snprintf(why, cap, "keep_alive must be a number of seconds or a duration string like \"5m\""), -1;
+	if (dm_duration_parse(json_string_value(v), ms, &e))
+		return snprintf(why, cap, "keep_alive: %s", e.msg), -1;
 	return 0;
 }
 
