@@ -39,6 +39,8 @@ struct srv_cfg {
 	uint64_t max_body;         /* bytes */
 	uint32_t max_connections;
 	int64_t timeout_ms;        /* idle connection timeout */
+	uint32_t max_conns_per_ip; /* connections one client address may hold (waiting or served) */
+	int64_t head_timeout_ms;   /* a new connection's time to send its request head (408 after) */
 	uint32_t max_tokens;       /* cap on a request's token limit */
 	/* one line per request ("POST /api/chat 200 0.412 s"); NULL: silent */
 	void (*log)(void *ud, const char *line);

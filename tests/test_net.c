@@ -1,0 +1,323 @@
+/* tests/net — the server's connection handling against a server on a random
+ * loopback port with a tiny synthetic model: a busy port is an error (no
+ * SO_REUSEPORT sharing), 200 idle sockets from one address leave /health
+ * and generation answering for another address within 1 s, idle and
+ * byte-at-a-time clients are cut after the head timeout, over-long request
+ * lines and headers get 414/431 as JSON, and SIGTERM ends a real
+ * `dormant serve` within 2 s with a final object on its open streams. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dormant.h"
+#include "server/client.h"
+#include "server/server.h"
+#include "tutil.h"
+
+static dormant *D;
+static struct srv *S;
+static uint16_t PORT;
+static char MODEL[512];
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int setup(void **state)
+{
+	const char *ini = tu_tmp_path("net.ini");
+	char cfg[1024], err[256];
+	struct srv_cfg sc;
+	struct dm_err e;
+	(void)state;
+	snprintf(MODEL, sizeof MODEL, "%s", tu_tmp_path("net.gguf"));
+	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), MODEL))
+		return -1;
+	snprintf(cfg, sizeof cfg, "[server]\nkeep_alive = 5m\n\n[model tiny]\npath = %s\nthreads = 1\n", MODEL);
+	if (tu_write_file(ini, cfg, strlen(cfg)))
+		return -1;
+	if (dormant_open(&D, ini, NULL, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	srv_cfg_from_runtime(&sc, D);
+	sc.port = 0;
+	if (srv_start(&S, D, &sc, &e)) {
+		fprintf(stderr, "%s\n", e.msg);
+		return -1;
+	}
+	PORT = srv_port(S);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	srv_stop(S);
+	dormant_close(D);
+	return 0;
+}
+
+/* ---- raw sockets from a chosen source address ---- */
+
+/* A connected socket from src (e.g. "127.0.0.2") to 127.0.0.1:port. */
+static int dial(const char *src, uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET }, b = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	inet_pton(AF_INET, src, &a.sin_addr);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	b.sin_port = htons(port);
+	inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
+	if (connect(fd, (struct sockaddr *)&b, sizeof b)) {
+		fprintf(stderr, "connect from %s: %s\n", src, strerror(errno));
+		fail();
+	}
+	return fd;
+}
+
+/* Reads until EOF or timeout_s; returns the bytes read (NUL-terminated). */
+static size_t read_all(int fd, char *out, size_t cap, double timeout_s)
+{
+	size_t n = 0;
+	double end = now_s() + timeout_s;
+	while (n + 1 < cap) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		double left = end - now_s();
+		ssize_t k;
+		if (left <= 0 || poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+			break;
+		k = recv(fd, out + n, cap - 1 - n, 0);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+/* Sends req from src, reads the answer (Connection: close); its status. */
+static int raw_http(const char *src, uint16_t port, const char *req, size_t len, char *out, size_t cap)
+{
+	int fd = dial(src, port), st = -1;
+	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	read_all(fd, out, cap, 10.0);
+	close(fd);
+	if (sscanf(out, "HTTP/1.%*d %d", &st) != 1)
+		st = -1;
+	return st;
+}
+
+static const char *body_of(const char *resp)
+{
+	const char *b = strstr(resp, "\r\n\r\n");
+	return b ? b + 4 : "";
+}
+
+/* ---- a busy port ---- */
+
+static void test_port_in_use(void **state)
+{
+	struct srv *s2 = NULL;
+	struct srv_cfg sc;
+	struct dm_err e = { 0 };
+	char want[64];
+	char *out;
+	int st;
+	(void)state;
+	srv_cfg_from_runtime(&sc, D);
+	sc.port = PORT;
+	snprintf(want, sizeof want, "127.0.0.1:%u is already in use", PORT);
+	assert_int_equal(srv_start(&s2, D, &sc, &e), DM_EIO);
+	assert_null(s2);
+	if (!strstr(e.msg, want))
+		fail_msg("got '%s', want '%s'", e.msg, want);
+	/* the command: one line, non-zero exit (timeout 10 guards against a
+	 * server that starts anyway) */
+	out = tu_capture(&st, "timeout 10 %s serve --quiet --port %u 2>&1", tu_dormant(), PORT);
+	assert_non_null(out);
+	if (st != 1 || !strstr(out, want) || strchr(out, '\n') != strrchr(out, '\n'))
+		fail_msg("dormant serve on a busy port: status %d, output '%s'", st, out);
+	free(out);
+}
+
+/* ---- connection exhaustion ---- */
+
+static void test_idle_flood(void **state)
+{
+	enum { N_IDLE = 200 };
+	static const char gen[] =
+		"POST /api/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+		"application/json\r\nContent-Length: %zu\r\n\r\n%s";
+	static const char gen_body[] =
+		"{\"model\":\"tiny\",\"prompt\":\"hi\",\"stream\":false,\"options\":{\"num_predict\":2}}";
+	static const char health[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	struct srv *s2;
+	struct srv_cfg sc;
+	struct dm_err e;
+	struct rlimit rl;
+	int idle[N_IDLE], slow, st, n_cut = 0;
+	char req[512], out[8192];
+	double t0, dt, t_slow;
+	uint16_t p;
+	(void)state;
+
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < 1024 && rl.rlim_max >= 1024) {
+		rl.rlim_cur = 1024;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	/* load the model first: "answered within 1 s" is about the server */
+	snprintf(req, sizeof req, gen, strlen(gen_body), gen_body);
+	assert_int_equal(raw_http("127.0.0.1", PORT, req, strlen(req), out, sizeof out), 200);
+
+	srv_cfg_from_runtime(&sc, D);
+	sc.port = 0;
+	sc.max_conns_per_ip = 8;
+	sc.head_timeout_ms = 1500;
+	assert_int_equal(srv_start(&s2, D, &sc, &e), 0);
+	p = srv_port(s2);
+	/* one client holds 200 sockets open without sending a byte, and one
+	 * more that sends its head a byte at a time */
+	for (int i = 0; i < N_IDLE; i++)
+		idle[i] = dial("127.0.0.1", p);
+	slow = dial("127.0.0.3", p);
+	t_slow = now_s();
+	assert_int_equal(send(slow, "G", 1, MSG_NOSIGNAL), 1);
+	usleep(100 * 1000);
+
+	/* another client is answered at once */
+	t0 = now_s();
+	st = raw_http("127.0.0.2", p, health, sizeof health - 1, out, sizeof out);
+	dt = now_s() - t0;
+	fprintf(stderr, "/health with %d idle sockets open: %d in %.3f s\n", N_IDLE, st, dt);
+	assert_int_equal(st, 200);
+	assert_true(dt < 1.0);
+	t0 = now_s();
+	st = raw_http("127.0.0.2", p, req, strlen(req), out, sizeof out);
+	dt = now_s() - t0;
+	fprintf(stderr, "/api/generate with %d idle sockets open: %d in %.3f s\n", N_IDLE, st, dt);
+	assert_int_equal(st, 200);
+	assert_true(dt < 1.0);
+	assert_non_null(strstr(body_of(out), "\"response\""));
+
+	/* the slow client keeps sending, a byte every 100 ms: it is cut after
+	 * the head timeout all the same (408), not kept alive by its bytes */
+	for (const char *b = "ET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "; *b; b++) {
+		struct pollfd pf = { .fd = slow, .events = POLLIN };
+		if (poll(&pf, 1, 100) != 0 || send(slow, b, 1, MSG_NOSIGNAL) != 1)
+			break; /* the server answered */
+	}
+	read_all(slow, out, sizeof out, 3.0);
+	dt = now_s() - t_slow;
+	fprintf(stderr, "byte-at-a-time client cut after %.3f s (head timeout 1.5 s)\n", dt);
+	assert_true(dt > 1.0 && dt < 3.5);
+	if (sscanf(out, "HTTP/1.1 %d", &st) != 1)
+		st = -1;
+	assert_int_equal(st, 408);
+	assert_non_null(strstr(body_of(out), "\"error\""));
+	close(slow);
+
+	/* every idle socket is closed by the server: the 8 over the wait at the
+	 * head timeout (408), the rest at once (503, over the address's limit) */
+	for (int i = 0; i < N_IDLE; i++) {
+		size_t n = read_all(idle[i], out, sizeof out, 3.0);
+		struct pollfd pf = { .fd = idle[i], .events = POLLIN };
+		char c;
+		if (n && (strstr(out, "HTTP/1.1 408") || strstr(out, "HTTP/1.1 503")) &&
+		    poll(&pf, 1, 0) == 1 && recv(idle[i], &c, 1, MSG_DONTWAIT) == 0)
+			n_cut++;
+		else if (!n && poll(&pf, 1, 0) == 1)
+			n_cut++; /* closed without an answer (reset) */
+		close(idle[i]);
+	}
+	assert_int_equal(n_cut, N_IDLE);
+	srv_stop(s2);
+}
+
+/* ---- 414 / 431 as JSON ---- */
+
+static void test_head_too_long_json(void **state)
+{
+	size_t n = 20 * 1024;
+	char *req = malloc(n + 256), *out = malloc(16384);
+	json_t *o;
+	int st;
+	(void)state;
+	assert_non_null(req);
+	assert_non_null(out);
+
+	/* a request line past the limit, on each API */
+	for (int api = 0; api < 2; api++) {
+		size_t k = (size_t)sprintf(req, "GET %s", api ? "/v1/models?" : "/api/tags?");
+		memset(req + k, 'a', n);
+		k += n;
+		k += (size_t)sprintf(req + k, " HTTP/1.1\r\nHost: x\r\n\r\n");
+		st = raw_http("127.0.0.1", PORT, req, k, out, 16384);
+		assert_int_equal(st, 414);
+		assert_non_null(strstr(out, "Content-Type: application/json"));
+		o = json_loads(body_of(out), 0, NULL);
+		if (!o)
+			fail_msg("414 body is not JSON: %s", body_of(out));
+		if (api)
+			assert_true(json_is_string(json_object_get(json_object_get(o, "error"), "message")));
+		else
+			assert_true(json_is_string(json_object_get(o, "error")));
+		json_decref(o);
+	}
+	/* headers past the limit */
+	{
+		size_t k = (size_t)sprintf(req, "GET /api/tags HTTP/1.1\r\nHost: x\r\nX-Big: ");
+		memset(req + k, 'b', n);
+		k += n;
+		k += (size_t)sprintf(req + k, "\r\n\r\n");
+		st = raw_http("127.0.0.1", PORT, req, k, out, 16384);
+		assert_int_equal(st, 431);
+		o = json_loads(body_of(out), 0, NULL);
+		if (!o)
+			fail_msg("431 body is not JSON: %s", body_of(out));
+		assert_non_null(strstr(json_string_value(json_object_get(o, "error")), "headers"));
+		json_decref(o);
+	}
+	/* a large head under the limit is served */
+	{
+		size_t k = (size_t)sprintf(req, "GET /api/tags HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: ");
+		memset(req + k, 'c', 8000);
+		k += 8000;
+		k += (size_t)sprintf(req + k, "\r\n\r\n");
+		assert_int_equal(raw_http("127.0.0.1", PORT, req, k, out, 16384), 200);
+	}
+	free(req);
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_port_in_use),
+		cmocka_unit_test(test_idle_flood),
+		cmocka_unit_test(test_head_too_long_json),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
