@@ -311,12 +311,87 @@ static void test_head_too_long_json(void **state)
 	free(out);
 }
 
+/* ---- shutdown ---- */
+
+/* SIGTERM while a quantize-on-load (tens of seconds here) is running for
+ * three requests: the process exits within 2 s, and every open answer ends
+ * with an error object instead of being cut: NDJSON's last line has
+ * "error", SSE has an error event and then [DONE], the unstreamed request
+ * gets a JSON 503. */
+static void test_sigterm_cancels_load(void **state)
+{
+	static const char nd[] = "{\"model\":\"big\",\"prompt\":\"hi\",\"options\":{\"num_predict\":4}}";
+	static const char sync[] =
+		"{\"model\":\"big\",\"prompt\":\"hi\",\"stream\":false,\"options\":{\"num_predict\":4}}";
+	static const char sse[] = "{\"model\":\"big\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+				  "\"stream\":true,\"max_tokens\":4}";
+	const char *big = tu_tmp_path("net-110m.gguf");
+	char arg[600], req[3][1024], *out = malloc(65536);
+	const char *argv[] = { "--model", arg, NULL };
+	int pid, port, fd[3], st;
+	double t0, dt;
+	const char *last;
+	(void)state;
+	assert_non_null(out);
+	assert_int_equal(tu_system("%s synth --preset 110m --type F32 -o %s", tu_dormant(), big), 0);
+	snprintf(arg, sizeof arg, "big=%.500s", big);
+	setenv("DORMANT_QUANTIZE_ON_LOAD", "Q4_K", 1);
+	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
+	unsetenv("DORMANT_QUANTIZE_ON_LOAD");
+	snprintf(req[0], sizeof req[0],
+		 "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen(nd), nd);
+	snprintf(req[1], sizeof req[1],
+		 "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s",
+		 strlen(sse), sse);
+	snprintf(req[2], sizeof req[2],
+		 "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen(sync),
+		 sync);
+	for (int i = 0; i < 3; i++) {
+		fd[i] = dial("127.0.0.1", (uint16_t)port);
+		assert_int_equal(send(fd[i], req[i], strlen(req[i]), MSG_NOSIGNAL), (ssize_t)strlen(req[i]));
+	}
+	sleep(2); /* well into the load (it takes tens of seconds) */
+	t0 = now_s();
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	dt = now_s() - t0;
+	fprintf(stderr, "SIGTERM during quantize-on-load: exit %d after %.3f s\n",
+		WIFEXITED(st) ? WEXITSTATUS(st) : -1, dt);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_true(dt < 2.0);
+
+	/* Ollama NDJSON: the last line is an error object */
+	read_all(fd[0], out, 65536, 5.0);
+	assert_non_null(strstr(out, "HTTP/1.1 200"));
+	assert_non_null(strstr(out, "shutting down"));
+	last = strstr(out, "{\"error\":");
+	if (!last || !strstr(last, "}\n") || strstr(last, "}\n")[2] != '\0')
+		if (!last || !strstr(last, "\r\n0\r\n")) /* chunked: the terminating chunk follows */
+			fail_msg("NDJSON stream does not end with an error object: %s", out);
+	close(fd[0]);
+	/* OpenAI SSE: an error event, then [DONE] */
+	read_all(fd[1], out, 65536, 5.0);
+	assert_non_null(strstr(out, "HTTP/1.1 200"));
+	last = strstr(out, "data: {\"error\":");
+	if (!last || !strstr(last, "shutting down") || !strstr(last, "data: [DONE]"))
+		fail_msg("SSE stream does not end with an error event and [DONE]: %s", out);
+	close(fd[1]);
+	/* not streamed: a JSON error */
+	read_all(fd[2], out, 65536, 5.0);
+	if (!strstr(out, "HTTP/1.1 503") || !strstr(body_of(out), "{\"error\":\"server is shutting down"))
+		fail_msg("unstreamed answer: %s", out);
+	close(fd[2]);
+	unlink(big);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_port_in_use),
 		cmocka_unit_test(test_idle_flood),
 		cmocka_unit_test(test_head_too_long_json),
+		cmocka_unit_test(test_sigterm_cancels_load),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -179,6 +179,11 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		ao.has_keep_alive = true;
 		ao.keep_alive_ms = o->keep_alive_ms;
 	}
+	/* the caller's cancel also ends a wait in the queue and a load this
+	 * request runs (server shutdown, a client gone): the manager polls it
+	 * as an atomic_int, the same object representation as int here */
+	_Static_assert(sizeof(atomic_int) == sizeof(int), "atomic_int must be an int");
+	ao.cancel = o ? (const atomic_int *)(uintptr_t)o->cancel : NULL;
 	if ((rc = mgr_acquire(d->m, model, &ao, &l, &e)))
 		return fail(err, errlen, &e, rc);
 	en = mgr_lease_handle(l);
