@@ -13,6 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static volatile uint64_t sink;
 
+__extension__ typedef unsigned __int128 u128;
+
 static void walk(const struct gguf_value *v, int depth)
 {
 	if (v->type == GGUF_VT_STRING) {
@@ -38,6 +40,35 @@ static void walk(const struct gguf_value *v, int depth)
 	}
 }
 
+/* The oracle for an accepted tensor: its byte size is exactly
+ * n_elements / block_size * type_size computed without wrapping (128 bits),
+ * the element count is the product of the dimensions, and its data lies
+ * inside the buffer.  Any disagreement aborts (a finding). */
+static void check_tensor(const struct gguf_file *g, const struct gguf_tensor *t,
+			 const uint8_t *buf, size_t size)
+{
+	const struct gguf_type_info *ti = gguf_type_get(t->type);
+	u128 nel = 1, want;
+	const uint8_t *p = t->data;
+
+	if (!ti || t->n_dims > GGUF_MAX_DIMS)
+		abort();
+	for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
+		if (t->ne[d] < 1)
+			abort();
+		nel *= (u128)(uint64_t)t->ne[d];
+	}
+	if (nel != (u128)(uint64_t)t->n_elem || (uint64_t)t->ne[0] % ti->block_size)
+		abort();
+	want = nel / ti->block_size * ti->type_size;
+	if (want != (u128)t->nbytes)
+		abort();
+	if (p < buf || (size_t)(p - buf) > size || t->nbytes > size - (size_t)(p - buf))
+		abort();
+	if ((uint64_t)(p - buf) != g->data_offset + t->offset)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct gguf_file *g;
@@ -57,6 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (uint64_t i = 0; i < g->n_tensors; i++) {
 			const struct gguf_tensor *t = &g->tensors[i];
 			const uint8_t *p = t->data;
+			check_tensor(g, t, copy, size);
 			if (t->nbytes)
 				sink += p[0] + p[t->nbytes - 1];
 		}

@@ -1,7 +1,8 @@
 /*
  * fuzz/seeds — writes a small seed corpus for the fuzz targets with our own
  * writer: `seeds DIR`.  Seeds are valid files that exercise every value
- * type, nested arrays, several tensor types and a custom alignment.
+ * type, nested arrays, several tensor types and a custom alignment, plus
+ * hand-made F32 files around the row-size overflow (one valid, one not).
  */
 #include <stdio.h>
 #include <string.h>
@@ -66,6 +67,50 @@ static int seed_models(const char *dir)
 	return rc;
 }
 
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A hand-made file with one F32 tensor of ne0 elements and 4 data bytes:
+ * ne0 = 2^62 + 1 once wrapped to a 4-byte tensor (row-size overflow); the
+ * fuzzer mutates the neighbours. */
+static int seed_raw_f32(const char *dir, int k, uint64_t ne0)
+{
+	static const char name[] = "output_norm.weight";
+	uint8_t b[128] = { 0 };
+	size_t n = 0, nl = sizeof name - 1;
+	char path[512];
+	FILE *f;
+
+	memcpy(b, "GGUF", 4), n = 4;
+	put_u32(b + n, 3), n += 4;
+	put_u64(b + n, 1), n += 8; /* tensors */
+	put_u64(b + n, 0), n += 8; /* keys */
+	put_u64(b + n, nl), n += 8;
+	memcpy(b + n, name, nl), n += nl;
+	put_u32(b + n, 1), n += 4;
+	put_u64(b + n, ne0), n += 8;
+	put_u32(b + n, GGUF_TYPE_F32), n += 4;
+	put_u64(b + n, 0), n += 8;
+	n = (n + 31) / 32 * 32 + 4; /* aligned data section, 4 bytes of data */
+	snprintf(path, sizeof path, "%s/seed%d.gguf", dir, k);
+	if (!(f = fopen(path, "wb")) || fwrite(b, 1, n, f) != n) {
+		fprintf(stderr, "seed %d: cannot write %s\n", k, path);
+		if (f)
+			fclose(f);
+		return 1;
+	}
+	return fclose(f) != 0;
+}
+
 int main(int argc, char **argv)
 {
 	int rc = 0;
@@ -74,5 +119,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < 3; k++)
 		rc |= seed_file(argv[1], k);
 	rc |= seed_models(argv[1]);
+	rc |= seed_raw_f32(argv[1], 3, 1);
+	rc |= seed_raw_f32(argv[1], 4, ((uint64_t)1 << 62) + 1);
 	return rc;
 }

@@ -383,6 +383,36 @@ static void test_byte_overflow(void **state)
 	expect_fail(&b, "tensor 'w': byte size overflows");
 }
 
+/* ne0 / block_size * type_size wrapping 64 bits: an F32 row of 2^62
+ * elements was 0 bytes, of 2^62 + 1 elements 4 bytes, and the file was
+ * accepted (a reader of the row then ran off a 4-byte buffer). */
+static void test_row_byte_overflow(void **state)
+{
+	static const uint64_t ne0s[] = { (uint64_t)1 << 62, ((uint64_t)1 << 62) + 1,
+					 ((uint64_t)1 << 63) - 1 };
+	(void)state;
+	for (size_t i = 0; i < sizeof ne0s / sizeof ne0s[0]; i++) {
+		struct bb b = { 0 };
+		uint64_t ne[1] = { ne0s[i] };
+		bb_hdr(&b, 3, 1, 0);
+		bb_tensor(&b, "output_norm.weight", 1, ne, GGUF_TYPE_F32, 0);
+		bb_pad(&b, 32);
+		bb_zeros(&b, 64);
+		expect_fail(&b, "tensor 'output_norm.weight': row byte size overflows");
+	}
+	/* a quantized type: 2^63-32 elements of Q8_0 are 2^58-1 blocks of 34
+	 * bytes, more than 2^63 bytes but below 2^64: no wrap, too big a file */
+	{
+		struct bb b = { 0 };
+		uint64_t ne[1] = { ((uint64_t)1 << 63) - 32 };
+		bb_hdr(&b, 3, 1, 0);
+		bb_tensor(&b, "q", 1, ne, GGUF_TYPE_Q8_0, 0);
+		bb_pad(&b, 32);
+		bb_zeros(&b, 64);
+		expect_fail(&b, "tensor 'q': data [0, +9799832789158199262)");
+	}
+}
+
 static void test_unknown_type(void **state)
 {
 	struct bb b = { 0 };
@@ -986,6 +1016,7 @@ int main(void)
 		cmocka_unit_test(test_dimension_zero),
 		cmocka_unit_test(test_element_overflow),
 		cmocka_unit_test(test_byte_overflow),
+		cmocka_unit_test(test_row_byte_overflow),
 		cmocka_unit_test(test_unknown_type),
 		cmocka_unit_test(test_row_not_block_multiple),
 		cmocka_unit_test(test_offset_unaligned),

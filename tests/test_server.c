@@ -46,7 +46,7 @@ static int setup(void **state)
 	/* keep-alive 5 min by default; queue long enough for 32 clients */
 	snprintf(cfg, sizeof cfg,
 		 "[server]\nkeep_alive = 5m\nmax_queue = 64\nqueue_timeout = 60s\nmax_tokens = 512\n"
-		 "max_body = 64KiB\nmax_connections = 128\n\n[model tiny]\npath = %s\nthreads = 1\n\n"
+		 "max_body = 64KiB\nmax_connections = 128\nmax_connections_per_ip = 128\n\n[model tiny]\npath = %s\nthreads = 1\n\n"
 		 "[model ondemand]\npath = %s\nthreads = 1\nkeep_alive = 0\n",
 		 MODEL, MODEL);
 	if (tu_write_file(ini, cfg, strlen(cfg)))

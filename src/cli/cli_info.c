@@ -47,6 +47,12 @@ static int print_tensor_values(const struct gguf_file *g, const struct info_opts
 	if (!rb && ne0)
 		return cli_fail("%s: tensor '%s': cannot dequantize type %s", g->name, o->tensor,
 				gguf_type_get(t->type)->name);
+	/* the reader checked nbytes; check again that the rows we are about to
+	 * read are exactly those bytes and that the row buffer's size fits */
+	if (ne0 < 0 || (uint64_t)ne0 > SIZE_MAX / sizeof *row ||
+	    (rows && (rb == 0 || (uint64_t)rows > t->nbytes / rb || (uint64_t)rows * rb != t->nbytes)))
+		return cli_fail("%s: tensor '%s': %" PRId64 " rows of %zu bytes do not match its %" PRIu64
+				" bytes", g->name, o->tensor, rows, rb, t->nbytes);
 	row = malloc((size_t)(ne0 ? ne0 : 1) * sizeof *row);
 	if (!row)
 		return cli_fail("info: out of memory");

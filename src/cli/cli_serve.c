@@ -45,7 +45,8 @@ static int valid_name(const char *s)
 
 static const char *serve_usage =
 	"usage: dormant serve [--config FILE] [--profile NAME] [--host ADDR] [--port N]\n"
-	"                     [--model NAME=PATH]... [--api-key KEY] [--quiet] [--strict]\n";
+	"                     [--model NAME=PATH]... [--api-key KEY] [--quiet] [--strict]\n"
+	"                     [--max-connections-per-ip N]\n";
 
 /* The start-up check: one line per model, ok or its problem (file, header,
  * architecture, size against max_ram, fallbacks), so that a model that can
@@ -71,7 +72,7 @@ int cli_serve(int argc, char **argv)
 {
 	const char *config = NULL, *profile = NULL, *host = NULL, *key = NULL;
 	const char *models[64];
-	long port = -1;
+	long port = -1, per_ip = -1;
 	int n_models = 0, quiet = 0, strict = 0, bad, sig, rc = 1;
 	dormant *d = NULL;
 	struct srv *s = NULL;
@@ -88,6 +89,10 @@ int cli_serve(int argc, char **argv)
 		else if (!strcmp(a, "--api-key") && v) key = v, i++;
 		else if (!strcmp(a, "--port")) {
 			if (cli_parse_long("--port", v, 0, 65535, &port))
+				return 1;
+			i++;
+		} else if (!strcmp(a, "--max-connections-per-ip")) {
+			if (cli_parse_long("--max-connections-per-ip", v, 1, 65536, &per_ip))
 				return 1;
 			i++;
 		} else if (!strcmp(a, "--model") && v) {
@@ -149,6 +154,8 @@ int cli_serve(int argc, char **argv)
 		sc.port = (uint16_t)port;
 	if (key)
 		snprintf(sc.api_key, sizeof sc.api_key, "%s", key);
+	if (per_ip > 0)
+		sc.max_conns_per_ip = (uint32_t)per_ip;
 	if (!quiet)
 		sc.log = log_line;
 	if (srv_start(&s, d, &sc, &e)) {

@@ -396,7 +396,11 @@ static int parse_tensor_infos(struct gguf_file *g, struct rd *r)
 			return FAIL(r, at, "%s: row length %" PRId64
 				    " is not a multiple of %s's block size %u",
 				    what, t->ne[0], ti->name, ti->block_size);
-		rowbytes = (uint64_t)(t->ne[0] / ti->block_size) * ti->type_size;
+		/* ne0 / block_size * type_size can wrap 64 bits (F32 with ne0 =
+		 * 2^62 would be 0 bytes): the checked helper refuses it */
+		if (gguf_type_row_bytes(t->type, t->ne[0], &rowbytes, NULL))
+			return FAIL(r, at, "%s: row byte size overflows (row length %" PRId64
+				    " of %s)", what, t->ne[0], ti->name);
 		nbytes = rowbytes;
 		for (int d = 1; d < GGUF_MAX_DIMS; d++) {
 			if (nbytes > UINT64_MAX / (uint64_t)t->ne[d])

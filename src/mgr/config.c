@@ -193,6 +193,13 @@ static int apply_server(struct dm_config *c, const char *key, const char *v, con
 	} else if (!strcmp(key, "request_timeout")) {
 		if (dm_parse_duration_ms(v, &c->request_timeout_ms) || c->request_timeout_ms < 1000)
 			return *why = "is not a duration of at least 1s", DM_EINVAL;
+	} else if (!strcmp(key, "max_connections_per_ip")) {
+		if (parse_uint(v, 1 << 16, &l) || l < 1)
+			return *why = "is not a whole number >= 1", DM_EINVAL;
+		c->max_connections_per_ip = (uint32_t)l;
+	} else if (!strcmp(key, "header_timeout")) {
+		if (dm_parse_duration_ms(v, &c->header_timeout_ms) || c->header_timeout_ms < 100)
+			return *why = "is not a duration of at least 100ms", DM_EINVAL;
 	} else if (!strcmp(key, "max_tokens")) {
 		if (parse_uint(v, 1 << 24, &l) || l < 1)
 			return *why = "is not a whole number >= 1", DM_EINVAL;
@@ -447,6 +454,7 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "DORMANT_HOST", "host" },
 	{ "DORMANT_PORT", "port" },
 	{ "DORMANT_API_KEY", "api_key" },
+	{ "DORMANT_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip" },
 };
 
 /* The file's entries and section headers into ps (nothing applied yet). */
@@ -567,6 +575,8 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 	c->max_body = 8u << 20;
 	c->max_connections = 64;
 	c->request_timeout_ms = 30000;
+	c->max_connections_per_ip = 32;
+	c->header_timeout_ms = 10000;
 	c->max_tokens = 4096;
 	if (!profile || !*profile) {
 		profile = getenv("DORMANT_ENV");
@@ -584,7 +594,8 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 			{ "threads", "0" }, { "quantize_on_load", "off" }, { "drop_page_cache", "false" },
 			{ "host", "127.0.0.1" }, { "port", "7373" }, { "api_key", "" },
 			{ "max_body", "8MiB" }, { "max_connections", "64" }, { "request_timeout", "30s" },
-			{ "max_tokens", "4096" },
+			{ "max_tokens", "4096" }, { "max_connections_per_ip", "32" },
+			{ "header_timeout", "10s" },
 		};
 		for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
 			char nk[96];

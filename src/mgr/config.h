@@ -61,6 +61,8 @@ struct dm_config {
 	uint64_t max_body;            /* request body limit, bytes (default 8 MiB) */
 	uint32_t max_connections;     /* default 64 */
 	int64_t request_timeout_ms;   /* idle connection timeout (default 30 s) */
+	uint32_t max_connections_per_ip; /* per client address, waiting or served (default 32) */
+	int64_t header_timeout_ms;    /* a new connection's time to send its request head (10 s) */
 	uint32_t max_tokens;          /* cap on a request's max tokens (default 4096) */
 	/* models */
 	struct mgr_model_cfg models[CFG_MAX_MODELS];

@@ -181,6 +181,12 @@ static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *pr
 		if (t == w->type)
 			continue;
 		for (int64_t r = 0; r < w->ne1; r++) {
+			/* a large matrix takes a while: look at cancel every 64 rows
+			 * (server shutdown, a client gone) */
+			if (!(r & 63) && cancel && atomic_load(cancel)) {
+				free(row);
+				return dm_err_set(err, DM_ECANCELED, "load cancelled");
+			}
 			if ((rc = kern_dequantize(w->type, (const uint8_t *)w->data + (size_t)r * ib, row, w->ne0, err)) ||
 			    (rc = kern_quantize(t, row, dst + (size_t)r * ob, w->ne0, err))) {
 				free(row);

@@ -33,6 +33,14 @@ struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen
 	/* a prompt longer than the context: Ollama truncates (unless the
 	 * request says "truncate": false), OpenAI refuses */
 	g->o.truncate = r->api == SRV_API_OLLAMA;
+	pthread_mutex_lock(&g->s->mu);
+	if (g->s->stopping)
+		atomic_store(&g->cancel, 1);
+	g->live_next = g->s->live;
+	if (g->live_next)
+		g->live_next->live_prev = g;
+	g->s->live = g;
+	pthread_mutex_unlock(&g->s->mu);
 	return g;
 }
 
@@ -41,6 +49,14 @@ void srv_gen_free(void *p)
 	struct srv_gen *g = p;
 	if (!g)
 		return;
+	pthread_mutex_lock(&g->s->mu);
+	if (g->live_prev)
+		g->live_prev->live_next = g->live_next;
+	else
+		g->s->live = g->live_next;
+	if (g->live_next)
+		g->live_next->live_prev = g->live_prev;
+	pthread_mutex_unlock(&g->s->mu);
 	json_decref(g->req);
 	free(g->msgs);
 	free(g->text);
@@ -81,9 +97,18 @@ static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
 	g->total_ns = (uint64_t)((srv_now() - g->t0) * 1e9);
 	srv_count_tokens(g->s, g->rc ? g->model : g->res.model, g->res.n_prompt, g->res.n_gen, g->rc != 0);
 	if (g->rc == DM_ECANCELED || (!g->rc && !strcmp(g->res.finish, "cancel"))) {
+		bool stopping;
 		pthread_mutex_lock(&g->s->mu);
 		g->s->n_cancelled++;
+		stopping = g->s->stopping;
 		pthread_mutex_unlock(&g->s->mu);
+		/* cut short by srv_stop, not by its client: the answer (or the
+		 * stream's last object) is an error saying so, never a truncated
+		 * success */
+		if (stopping) {
+			g->rc = DM_EBUSY;
+			snprintf(g->err, sizeof g->err, "server is shutting down; the request was cancelled");
+		}
 	}
 }
 

@@ -3,14 +3,12 @@
 #include "server/srv_int.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <arpa/inet.h>
 
 #include "mgr/api.h"
 
@@ -24,6 +22,8 @@ void srv_cfg_from_runtime(struct srv_cfg *c, const dormant *d)
 	c->max_body = k->max_body;
 	c->max_connections = k->max_connections;
 	c->timeout_ms = k->request_timeout_ms;
+	c->max_conns_per_ip = k->max_connections_per_ip;
+	c->head_timeout_ms = k->header_timeout_ms;
 	c->max_tokens = k->max_tokens;
 }
 
@@ -113,6 +113,14 @@ static const char *openai_type(unsigned status)
 	}
 }
 
+static json_t *error_obj(enum srv_api api, unsigned status, const char *msg)
+{
+	if (api == SRV_API_OPENAI)
+		return json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", msg, "type",
+				 openai_type(status), "param", "code");
+	return json_pack("{s:s}", "error", msg);
+}
+
 int srv_reply_error(struct srv_req *r, unsigned status, const char *fmt, ...)
 {
 	char msg[512];
@@ -122,12 +130,16 @@ int srv_reply_error(struct srv_req *r, unsigned status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (r->api == SRV_API_OPENAI)
-		o = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", msg, "type", openai_type(status),
-			      "param", "code");
-	else
-		o = json_pack("{s:s}", "error", msg);
+	o = error_obj(r->api, status, msg);
 	return srv_reply_json(r, status, o);
+}
+
+char *srv_error_body(enum srv_api api, unsigned status, const char *msg)
+{
+	json_t *o = error_obj(api, status, msg);
+	char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return t;
 }
 
 unsigned srv_status_for(int code)
@@ -215,6 +227,7 @@ struct srv_stream {
 	char *buf;
 	size_t len, cap, off;
 	bool done;           /* producer finished */
+	double t_stop;       /* when the reader saw the server stopping (0: not yet) */
 	bool gone;           /* response freed (client done or gone) */
 	atomic_int cancel;   /* the one flag the runtime polls (queue, load, tokens) */
 	unsigned n_slices;   /* reader's 50 ms waits (idle() every fifth) */
@@ -246,7 +259,7 @@ int srv_stream_write(struct srv_stream *st, const char *data, size_t n)
 {
 	int rc = 0;
 	pthread_mutex_lock(&st->mu);
-	if (st->gone || atomic_load(&st->cancel)) {
+	if (st->gone) { /* after a cancel the producer may still write its last object */
 		rc = -1;
 	} else {
 		if (st->off && st->off == st->len)
@@ -369,11 +382,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 				pthread_mutex_lock(&st->s->mu);
 				stopping = st->s->stopping;
 				pthread_mutex_unlock(&st->s->mu);
-				if (stopping || srv_client_gone(st->fd)) {
+				if (srv_client_gone(st->fd) ||
+				    (stopping && st->t_stop && srv_now() - st->t_stop > SRV_STOP_GRACE_MS / 1e3)) {
 					pthread_mutex_lock(&st->mu);
 					atomic_store(&st->cancel, 1);
 					got = MHD_CONTENT_READER_END_WITH_ERROR;
 					break;
+				}
+				if (stopping) {
+					/* cancel the producer, then send what it writes
+					 * last (an error object) before the end */
+					pthread_mutex_lock(&st->mu);
+					atomic_store(&st->cancel, 1);
+					if (!st->t_stop)
+						st->t_stop = srv_now();
+					continue;
 				}
 				if (st->idle && ++st->n_slices % 5 == 0)
 					st->idle(st, st->job);
@@ -514,6 +537,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		r->fd = ci ? ci->connect_fd : -1;
 		*con_cls = r;
+		pthread_mutex_lock(&s->mu);
+		s->n_active++;
+		pthread_mutex_unlock(&s->mu);
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -564,17 +590,26 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	free(r->body);
 	free(r);
 	*con_cls = NULL;
+	pthread_mutex_lock(&s->mu);
+	s->n_active--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
 			  enum MHD_ConnectionNotificationCode code)
 {
 	struct srv *s = cls;
-	(void)c;
 	(void)socket_ctx;
 	pthread_mutex_lock(&s->mu);
 	s->n_conns += code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1;
 	pthread_mutex_unlock(&s->mu);
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		if (ci)
+			srv_front_release(s, ci->client_addr);
+	}
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -594,54 +629,48 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm_err *err)
 {
 	struct srv *s;
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_PASSIVE, .ai_socktype = SOCK_STREAM },
-			*ai = NULL;
-	char port[8];
+	/* no listening socket of its own: the front (front.c) accepts and
+	 * hands over connections whose request head has arrived */
 	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-			 MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *di;
-	int gai;
+			 MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+	int rc;
 
 	*out = NULL;
-	if (!cfg->max_body || !cfg->max_connections || !cfg->max_tokens)
+	if (!cfg->max_body || !cfg->max_connections || !cfg->max_tokens || !cfg->max_conns_per_ip ||
+	    cfg->head_timeout_ms <= 0)
 		return dm_err_set(err, DM_EINVAL, "server limits must be positive");
-	snprintf(port, sizeof port, "%u", cfg->port);
-	if ((gai = getaddrinfo(cfg->host, port, &hints, &ai)))
-		return dm_err_set(err, DM_EINVAL, "--host '%s': not a numeric IPv4/IPv6 address (%s)",
-				  cfg->host, gai_strerror(gai));
-	if (!(s = calloc(1, sizeof *s))) {
-		freeaddrinfo(ai);
+	if (!(s = calloc(1, sizeof *s)))
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
-	}
 	s->d = d;
 	s->cfg = *cfg;
+	s->port = cfg->port;
 	s->t_start = srv_unix_now();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	s->mhd = MHD_start_daemon(
-		flags, cfg->port, NULL, NULL, on_request, s,
+		flags, 0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((cfg->timeout_ms + 999) / 1000),
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_END);
-	freeaddrinfo(ai);
 	if (!s->mhd) {
 		int e = errno;
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
 		free(s);
-		return dm_err_set(err, DM_EIO, "cannot listen on %s:%s: %s", cfg->host, port,
+		return dm_err_set(err, DM_EIO, "cannot start the HTTP server: %s",
 				  e ? strerror(e) : "libmicrohttpd refused to start");
 	}
-	di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = di ? di->port : cfg->port;
+	if ((rc = srv_front_start(s, err))) {
+		MHD_stop_daemon(s->mhd);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		free(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }
@@ -657,10 +686,28 @@ void srv_stop(struct srv *s)
 		return;
 	pthread_mutex_lock(&s->mu);
 	s->stopping = true;
+	for (struct srv_gen *g = s->live; g; g = g->live_next)
+		atomic_store(&g->cancel, 1); /* loads and generations of answers not streamed */
 	pthread_mutex_unlock(&s->mu);
-	/* closes the listening socket, then ends every connection thread
-	 * (stream readers notice `stopping` and cancel their producers) */
+	/* stop accepting; let running requests end with their error answer
+	 * (stream readers notice `stopping`, cancel their producers and send
+	 * the last object) for a bounded time; then end every connection
+	 * thread (libmicrohttpd shuts their sockets) */
+	srv_front_stop(s);
+	{
+		struct timespec ts;
+		long ns;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ns = ts.tv_nsec + SRV_STOP_GRACE_MS * 1500000L;
+		ts.tv_sec += ns / 1000000000L;
+		ts.tv_nsec = ns % 1000000000L;
+		pthread_mutex_lock(&s->mu);
+		while (s->n_active > 0 && pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+			;
+		pthread_mutex_unlock(&s->mu);
+	}
 	MHD_stop_daemon(s->mhd);
+	srv_front_free(s);
 	pthread_mutex_lock(&s->mu);
 	while (s->n_jobs)
 		pthread_cond_wait(&s->cv, &s->mu);

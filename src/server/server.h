@@ -1,6 +1,7 @@
 /*
- * server — `dormant serve`: an HTTP server (libmicrohttpd, one thread per
- * connection) speaking the OpenAI and Ollama APIs on top of a runtime
+ * server — `dormant serve`: an HTTP server (a front thread that accepts and
+ * waits for each request head, then libmicrohttpd with one thread per
+ * connection; see front.c) speaking the OpenAI and Ollama APIs on top of a runtime
  * (include/dormant.h), plus lifecycle endpoints, /health and /metrics.
  *
  * Endpoints (README "HTTP API" lists each with its fields):
@@ -39,6 +40,8 @@ struct srv_cfg {
 	uint64_t max_body;         /* bytes */
 	uint32_t max_connections;
 	int64_t timeout_ms;        /* idle connection timeout */
+	uint32_t max_conns_per_ip; /* connections one client address may hold (waiting or served) */
+	int64_t head_timeout_ms;   /* a new connection's time to send its request head (408 after) */
 	uint32_t max_tokens;       /* cap on a request's token limit */
 	/* one line per request ("POST /api/chat 200 0.412 s"); NULL: silent */
 	void (*log)(void *ud, const char *line);
@@ -51,12 +54,14 @@ void srv_cfg_from_runtime(struct srv_cfg *c, const dormant *d);
 struct srv;
 
 /* Starts listening; returns once the socket accepts connections.
- * DM_EIO with the reason when the address cannot be bound. */
+ * DM_EIO with the reason when the address cannot be bound ("HOST:PORT is
+ * already in use" for a busy port: the socket never shares it). */
 int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm_err *err);
 /* The port actually bound (useful with port 0). */
 uint16_t srv_port(const struct srv *s);
-/* Stops accepting, cancels running generations, waits for them, frees.
- * NULL is a no-op. */
+/* Stops accepting, cancels running loads and generations, lets each open
+ * answer end with an error object (about 1.5 s at most), waits for the
+ * generation threads, frees.  NULL is a no-op. */
 void srv_stop(struct srv *s);
 
 #endif

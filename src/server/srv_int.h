@@ -12,10 +12,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "server/server.h"
 
 #define SRV_MAX_MODELS 64
+/* longest request head (request line + headers) the front accepts: 414 or
+ * 431 above; libmicrohttpd's per-connection memory (64 KiB) holds it */
+#define SRV_HEAD_MAX (16 * 1024)
+/* srv_stop lets running requests send their last (error) object for up
+ * to this long after cancelling them (a stream reader gives up after it,
+ * srv_stop stops waiting half as long again later) */
+#define SRV_STOP_GRACE_MS 1000
 
 /* Which API a path belongs to: decides the shape of error bodies. */
 enum srv_api { SRV_API_OPENAI, SRV_API_OLLAMA };
@@ -39,6 +47,7 @@ struct srv {
 	dormant *d;
 	struct srv_cfg cfg;
 	struct MHD_Daemon *mhd;
+	struct srv_front *front;     /* listener and head wait (front.c) */
 	uint16_t port;
 	double t_start;
 	pthread_mutex_t mu;          /* guards everything below */
@@ -46,6 +55,8 @@ struct srv {
 	int n_jobs;                  /* stream threads alive */
 	bool stopping;
 	int n_conns;                 /* connections open */
+	int n_active;                /* requests between their head and their end (streams too) */
+	struct srv_gen *live;        /* generation jobs running (srv_stop cancels them) */
 	uint64_t n_rejected_busy;    /* 503s for a full queue */
 	uint64_t n_cancelled;        /* generations cut short by their client */
 	struct srv_model_stats models[SRV_MAX_MODELS];
@@ -68,6 +79,20 @@ struct srv_req {
 	int fd;                      /* the client's socket (disconnect checks) */
 	double t0;
 };
+
+/* ---- the front (front.c): listener, per-address limits, head wait ----
+ * srv_front_start binds cfg.host:cfg.port (sets s->port) and starts its
+ * thread, which hands each connection whose request head is complete to
+ * s->mhd.  srv_front_stop stops accepting and closes waiting connections;
+ * srv_front_free (after libmicrohttpd has stopped) frees the rest. */
+int srv_front_start(struct srv *s, struct dm_err *err);
+void srv_front_stop(struct srv *s);
+void srv_front_free(struct srv *s);
+/* A connection from sa's address (handed to libmicrohttpd) closed. */
+void srv_front_release(struct srv *s, const struct sockaddr *sa);
+
+/* The body of an error in an API's shape (malloc'd, NULL if out of memory). */
+char *srv_error_body(enum srv_api api, unsigned status, const char *msg);
 
 /* ---- replies (server.c); each queues exactly one response ---- */
 int srv_reply(struct srv_req *r, unsigned status, const char *ctype, const char *body, size_t n);
@@ -178,6 +203,7 @@ struct srv_gen {
 	int fd;
 	int n_since_check;
 	struct srv_stream *st;
+	struct srv_gen *live_prev, *live_next; /* in s->live, under s->mu */
 	char id[48];
 	double created;              /* unix time */
 	double t0;                   /* monotonic, request start */
