@@ -81,6 +81,8 @@ struct dormant_gen_opts {
 
 struct dormant_gen_result {
 	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
+	int n_cached;            /* of n_prompt, the tokens whose KV cache a previous request
+				  * left (prompt-prefix reuse): not evaluated again */
 	int n_ctx;               /* the model's context, also set on a too-long prompt */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	double ttft_s;           /* from the call to the first token */

@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "base/half.h"
+#include "base/mem.h"
 #include "base/pool.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
@@ -23,6 +25,15 @@
 #include "model/sample.h"
 #include "model/synth.h"
 #include "tutil.h"
+
+static int argmax_f(const float *x, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return b;
+}
 
 /* ---- a slow, obviously-correct float64 reference forward pass ---- */
 
@@ -489,6 +500,115 @@ static void test_arch_metadata_errors(void **state)
 		model_free(m);
 		gguf_close(g);
 	}
+}
+
+/* Prompt-prefix reuse, every architecture: a context that holds an earlier
+ * conversation (its first 8 tokens shared with the new prompt, then 3
+ * that are not) keeps the 12, prefills only the rest, and then gives the
+ * same logits (up to the matrix products' batch-size rounding) and the same
+ * greedy continuation as a fresh context that prefills the whole prompt. */
+static void test_prefix_reuse(void **state)
+{
+	static const char *const archs[] = { "llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3" };
+	static const int32_t other[3] = { 5, 6, 7 };
+	(void)state;
+	for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+		struct fixture f;
+		struct model_ctx *fresh, *warm;
+		struct model_ctx_params cp = { .n_ctx = 64, .n_batch = 64 };
+		struct dm_err e;
+		int32_t gf[8], gw[8], tok;
+		float *lf, *lw;
+		double mx = 0;
+		int V;
+
+		fixture_open(&f, archs[a], GGUF_TYPE_F32);
+		V = f.m->hp.n_vocab;
+		lf = malloc((size_t)V * sizeof *lf);
+		lw = malloc((size_t)V * sizeof *lw);
+		assert_int_equal(model_ctx_init(&fresh, f.m, &cp, &e), 0);
+		assert_int_equal(model_ctx_init(&warm, f.m, &cp, &e), 0);
+		assert_int_equal(model_decode(fresh, prompt, N_PROMPT, lf, false, &e), 0);
+		/* the earlier conversation: 8 shared tokens, then 3 others */
+		assert_int_equal(model_decode(warm, prompt, 8, NULL, false, &e), 0);
+		assert_int_equal(model_decode(warm, other, 3, NULL, false, &e), 0);
+		assert_int_equal(model_ctx_reuse(warm, prompt, N_PROMPT), 8);
+		assert_int_equal(warm->n_past, 8);
+		assert_int_equal(model_decode(warm, prompt + 8, N_PROMPT - 8, lw, false, &e), 0);
+		for (int i = 0; i < V; i++)
+			mx = fmax(mx, fabs((double)lf[i] - lw[i]));
+		for (int s = 0; s < 8; s++) {
+			gf[s] = argmax_f(lf, V);
+			gw[s] = argmax_f(lw, V);
+			tok = gf[s];
+			assert_int_equal(model_decode(fresh, &tok, 1, lf, false, &e), 0);
+			tok = gw[s];
+			assert_int_equal(model_decode(warm, &tok, 1, lw, false, &e), 0);
+		}
+		print_message("      %s: reused 8 of %d prompt tokens, max |logit diff| %.2g, greedy %s\n", archs[a],
+			      N_PROMPT, mx, memcmp(gf, gw, sizeof gf) ? "DIFFERS" : "identical");
+		assert_true(mx < 1e-4);
+		assert_memory_equal(gf, gw, sizeof gf);
+		/* the whole prompt again: all but its last token come from the cache */
+		assert_int_equal(model_ctx_reuse(warm, prompt, N_PROMPT), N_PROMPT - 1);
+		assert_int_equal(model_ctx_reuse(warm, prompt, 1), 0);
+		free(lf);
+		free(lw);
+		model_ctx_free(fresh);
+		model_ctx_free(warm);
+		fixture_close(&f);
+	}
+}
+
+/* model_ctx_trim gives back the KV pages past n_past: every page resident
+ * before, only those of the positions in use after (mincore), and the
+ * positions kept still give the same logits. */
+static void test_kv_trim(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c;
+	struct model_ctx_params cp = { .n_ctx = 2048, .n_batch = 16 };
+	struct dm_err e;
+	const size_t pg = dm_mem_page_size();
+	unsigned char *vec;
+	size_t pages, resident = 0, keep;
+	float *a, *b;
+	int32_t tok = 77;
+	(void)state;
+
+	fixture_open(&f, "llama", GGUF_TYPE_F32);
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	pages = (c->kv_bytes + pg - 1) / pg;
+	vec = malloc(pages);
+	a = malloc((size_t)f.m->hp.n_vocab * sizeof *a);
+	b = malloc((size_t)f.m->hp.n_vocab * sizeof *b);
+	dm_mem_populate(c->k, c->kv_bytes);
+	assert_int_equal(mincore(c->k, c->kv_bytes, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	assert_int_equal(resident, pages);
+	assert_int_equal(model_decode(c, prompt, N_PROMPT, NULL, false, &e), 0);
+	assert_int_equal(model_decode(c, &tok, 1, a, false, &e), 0);
+	c->n_past = N_PROMPT; /* forget the last token again */
+	model_ctx_trim(c);
+	assert_int_equal(mincore(c->k, c->kv_bytes, vec), 0);
+	resident = 0;
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	/* the pages of N_PROMPT positions per region, plus a partial page at
+	 * each region's end */
+	keep = model_ctx_kv_bytes_for(c, N_PROMPT) / pg + 2 * (size_t)f.m->hp.n_layer;
+	print_message("      KV cache: %zu pages resident before trim, %zu after (%d positions in use)\n", pages,
+		      resident, N_PROMPT);
+	assert_true(resident <= keep);
+	assert_true(resident < pages / 8);
+	assert_int_equal(model_decode(c, &tok, 1, b, false, &e), 0);
+	assert_memory_equal(a, b, (size_t)f.m->hp.n_vocab * sizeof *a);
+	free(vec);
+	free(a);
+	free(b);
+	model_ctx_free(c);
+	fixture_close(&f);
 }
 
 static void test_llama_f32_vs_reference(void **state)
@@ -974,6 +1094,8 @@ int main(void)
 		cmocka_unit_test(test_qwen2_f32_vs_reference),
 		cmocka_unit_test(test_archs_vs_reference),
 		cmocka_unit_test(test_arch_metadata_errors),
+		cmocka_unit_test(test_prefix_reuse),
+		cmocka_unit_test(test_kv_trim),
 		cmocka_unit_test(test_quantized_vs_reference),
 		cmocka_unit_test(test_prefill_vs_decode_and_threads),
 		cmocka_unit_test(test_context_full_and_bad_tokens),

@@ -175,13 +175,13 @@ static void test_prompt_longer_than_context(void **state)
 	/* Ollama: the oldest turns go, the system message and the latest turn
 	 * stay: the answer is that of the conversation without them */
 	snprintf(body, sizeof body,
-		 "{\"model\":\"gen\",\"stream\":false,\"options\":{\"temperature\":0,\"num_predict\":3},"
+		 "{\"model\":\"gen\",\"stream\":false,\"keep_alive\":0,\"options\":{\"temperature\":0,\"num_predict\":3},"
 		 "\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"%s\"},"
 		 "{\"role\":\"assistant\",\"content\":\"ok\"},{\"role\":\"user\",\"content\":\"hi\"}]}",
 		 w);
 	o = call("/api/chat", body, 200);
 	short_o = call("/api/chat",
-		       "{\"model\":\"gen\",\"stream\":false,\"options\":{\"temperature\":0,\"num_predict\":3},"
+		       "{\"model\":\"gen\",\"stream\":false,\"keep_alive\":0,\"options\":{\"temperature\":0,\"num_predict\":3},"
 		       "\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"hi\"}]}",
 		       200);
 	assert_true(jint(o, "prompt_eval_count") > 0 && jint(o, "prompt_eval_count") < 64);
@@ -409,10 +409,12 @@ static void test_generate_without_template_is_raw(void **state)
 {
 	json_t *a, *b;
 	(void)state;
-	/* the synthetic model has no chat template: the prompt goes in as is */
-	a = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hello world\",\"stream\":false,"
+	/* the synthetic model has no chat template: the prompt goes in as is
+	 * (keep_alive 0: each request from an empty cache, so that the counts
+	 * are of whole prompts, not of what the prompt cache left to do) */
+	a = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hello world\",\"stream\":false,\"keep_alive\":0,"
 				  "\"options\":{\"temperature\":0,\"num_predict\":4}}", 200);
-	b = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hello world\",\"stream\":false,\"raw\":true,"
+	b = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hello world\",\"stream\":false,\"raw\":true,\"keep_alive\":0,"
 				  "\"options\":{\"temperature\":0,\"num_predict\":4}}", 200);
 	assert_int_equal(jint(a, "prompt_eval_count"), jint(b, "prompt_eval_count"));
 	assert_string_equal(jstr(a, "response"), jstr(b, "response"));

@@ -41,6 +41,20 @@ void dm_mem_populate(void *p, size_t n)
 		((volatile char *)p)[o] = 0;
 }
 
+size_t dm_mem_page_size(void)
+{
+	const long page = sysconf(_SC_PAGESIZE);
+	return page > 0 ? (size_t)page : 4096;
+}
+
+void dm_mem_release(void *p, size_t n)
+{
+	/* MADV_DONTNEED on private anonymous memory frees the pages now (RSS
+	 * drops at once, unlike MADV_FREE) and reads back zeros */
+	if (p && n)
+		madvise(p, n, MADV_DONTNEED);
+}
+
 int dm_mem_usage(struct dm_mem_usage *out)
 {
 	char line[256];

@@ -21,6 +21,11 @@ void dm_mem_unmap(void *p, size_t n);
  * (5.14+; the kernel zeroes each page once), else a write to each page.
  * Contents stay zero. */
 void dm_mem_populate(void *p, size_t n);
+/* Gives the pages of p[0..n) (page-aligned, from dm_mem_map) back to the
+ * OS at once; they read as zeros afterwards. */
+void dm_mem_release(void *p, size_t n);
+/* The page size. */
+size_t dm_mem_page_size(void);
 
 /* Process memory from /proc/self/status, in bytes (0 when unreadable). */
 struct dm_mem_usage {

@@ -270,6 +270,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		return fail(err, errlen, &e, rc);
 	en = mgr_lease_handle(l);
 	gen_params_default(&gp);
+	gp.reuse_prefix = true; /* the conversation the cache holds is reused */
 	if (o) {
 		if (o->max_tokens > 0)
 			gp.n_predict = o->max_tokens;
@@ -298,12 +299,17 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	}
 	t_run = now_s();
 	rc = gen_run(en->ctx, en->v, ids, n_ids, &gp, relay_text, &rl, rl.cancel, &st, &e);
+	if (rc)
+		model_ctx_reset(en->ctx); /* whatever the cache holds now is not worth reusing */
+	/* an idle loaded model holds the conversation it caches, not n_ctx's worth */
+	model_ctx_trim(en->ctx);
 	if (!rc) {
 		/* from the call (waiting and loading included) to the first token */
 		double ttft = (t_run - t0) + st.t_first_token_s;
 		record_ttft(d, mgr_lease_model(l), mgr_lease_cold(l), ttft);
 		if (res) {
 			res->n_prompt = st.n_prompt;
+			res->n_cached = st.n_cached;
 			res->n_gen = st.n_gen;
 			res->n_ctx = en->ctx->n_ctx;
 			res->load_s = mgr_lease_load_s(l);

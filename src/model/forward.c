@@ -266,6 +266,7 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 		}
 		break;
 	}
+	memcpy(c->tokens + c->n_past, tok, (size_t)T * sizeof *tok);
 	c->n_past += T;
 	return 0;
 }

@@ -113,12 +113,18 @@ int gen_run(struct model_ctx *c, const struct tok_vocab *v, const int32_t *promp
 
 	memset(st, 0, sizeof *st);
 	tok_decoder_init(&dec, v, 0);
-	if (!p->keep_cache)
-		model_ctx_reset(c);
 	if (n_prompt == 0) {
+		if (!p->keep_cache)
+			model_ctx_reset(c);
 		rc = dm_err_set(err, DM_EINVAL, "empty prompt");
 		goto out;
 	}
+	if (p->keep_cache)
+		st->n_cached = 0;
+	else if (p->reuse_prefix && n_prompt <= (size_t)INT32_MAX)
+		st->n_cached = model_ctx_reuse(c, prompt, (int32_t)n_prompt);
+	else
+		model_ctx_reset(c);
 	logits = malloc((size_t)V * sizeof *logits);
 	hist = malloc((n_prompt + (size_t)c->n_ctx + 1) * sizeof *hist);
 	if (!logits || !hist) {
@@ -129,7 +135,8 @@ int gen_run(struct model_ctx *c, const struct tok_vocab *v, const int32_t *promp
 		goto out;
 	memcpy(hist, prompt, n_prompt * sizeof *hist);
 	n_hist = n_prompt;
-	if ((rc = model_decode(c, prompt, (int32_t)n_prompt, logits, false, err)))
+	if ((rc = model_decode(c, prompt + st->n_cached, (int32_t)(n_prompt - (size_t)st->n_cached), logits,
+			       false, err)))
 		goto out;
 	st->n_prompt = (int32_t)n_prompt;
 	t1 = now_s();

@@ -30,6 +30,8 @@ struct gen_params {
 	const char *stop[GEN_MAX_STOP];    /* stop strings (NUL-terminated), NULL-padded */
 	int32_t stop_ids[GEN_MAX_STOP];    /* extra stop tokens (chat templates), -1-padded */
 	bool keep_cache;                   /* continue after the ctx's current n_past */
+	bool reuse_prefix;                 /* (without keep_cache) keep the cached prefix the
+					    * prompt starts with, prefill only the rest */
 };
 
 void gen_params_default(struct gen_params *p);
@@ -47,6 +49,7 @@ const char *gen_stop_name(enum gen_stop s);
 
 struct gen_stats {
 	int32_t n_prompt, n_gen;
+	int32_t n_cached;             /* prompt tokens whose KV came from the cache (reuse_prefix) */
 	double t_prompt_s, t_gen_s;   /* prefill, and sampling+decode of the rest */
 	double t_first_token_s;       /* from the call to the first token's text */
 	enum gen_stop stop;

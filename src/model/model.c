@@ -543,7 +543,7 @@ static void resolve(const struct model *m, const struct model_ctx_params *p, int
 /* Scratch layout in floats; one place computes it for both sizing and
  * carving, so the reported size is the allocated size. */
 struct scratch_layout {
-	size_t x, xn, q, kk, vv, att, g, u, scores, ws, total;
+	size_t x, xn, q, kk, vv, att, g, u, scores, ws, tokens, total;
 	size_t ws_bytes;
 	int32_t scores_stride;
 };
@@ -606,6 +606,7 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 	/* the matrix products' packed activations and weight panels */
 	s->ws_bytes = ws_bytes(m, isa, n_batch, n_threads);
 	TAKE(ws, (s->ws_bytes + sizeof(float) - 1) / sizeof(float));
+	TAKE(tokens, (size_t)n_ctx); /* int32 ids, one per position */
 #undef TAKE
 	s->total = off * sizeof(float);
 }
@@ -675,6 +676,7 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->scores = f + s.scores;
 	c->scores_stride = s.scores_stride;
 	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
+	c->tokens = (int32_t *)(void *)(f + s.tokens);
 	*out = c;
 	return 0;
 }
@@ -691,4 +693,44 @@ void model_ctx_free(struct model_ctx *c)
 void model_ctx_reset(struct model_ctx *c)
 {
 	c->n_past = 0;
+}
+
+int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n)
+{
+	int32_t k = 0;
+	while (k < c->n_past && k < n - 1 && c->tokens[k] == prompt[k])
+		k++;
+	c->n_past = k;
+	return k;
+}
+
+/* Bytes of one layer's K (or V) rows for n_pos positions. */
+static size_t kv_row_bytes(const struct model_ctx *c, int32_t n_pos)
+{
+	return (size_t)n_pos * (size_t)c->m->hp.n_head_kv * (size_t)c->m->hp.head_dim * sizeof(uint16_t);
+}
+
+size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos)
+{
+	const size_t pg = dm_mem_page_size();
+	size_t per = (kv_row_bytes(c, n_pos) + pg - 1) / pg * pg, all = kv_row_bytes(c, c->n_ctx);
+	int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
+	return 2 * (size_t)layers * (per < all ? per : all);
+}
+
+void model_ctx_trim(struct model_ctx *c)
+{
+	const size_t pg = dm_mem_page_size(), region = kv_row_bytes(c, c->n_ctx);
+	const int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
+	uint8_t *base = (uint8_t *)c->k;
+
+	/* K of layer l, then (after all K) V of layer l: 2 · layers regions of
+	 * n_ctx rows; each keeps its first n_past rows' pages */
+	for (int32_t r = 0; r < 2 * layers; r++) {
+		uint8_t *lo = base + (size_t)r * region, *hi = lo + region;
+		uint8_t *from = lo + kv_row_bytes(c, c->n_past);
+		from = (uint8_t *)(((uintptr_t)from + pg - 1) / pg * pg);
+		if (from < hi)
+			dm_mem_release(from, (size_t)(hi - from) / pg * pg);
+	}
 }

@@ -162,6 +162,7 @@ struct model_ctx {
 	const struct model *m;
 	int32_t n_ctx, n_batch;
 	int32_t n_past;    /* positions filled in the KV cache */
+	int32_t *tokens;   /* the ids at positions 0..n_past-1 (what the cache holds) */
 	const float *rope_factors; /* chosen for n_ctx from the model's long/short */
 	struct dm_pool *pool;
 	enum kern_isa isa;
@@ -184,6 +185,25 @@ int model_ctx_init(struct model_ctx **out, const struct model *m,
 void model_ctx_free(struct model_ctx *c);
 /* Forgets the KV cache contents (n_past = 0). */
 void model_ctx_reset(struct model_ctx *c);
+
+/* Prompt-prefix reuse: keeps the longest prefix of the cache that equals
+ * prompt[0..n) — at most n − 1 positions, so that the prompt's last token
+ * is evaluated again and yields logits — and forgets the rest (n_past
+ * becomes that length, which it returns).  The positions kept are exactly
+ * what a fresh run of the same tokens would have computed, so decoding
+ * prompt[n_past..n) next gives the same logits as decoding all of it. */
+int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n);
+
+/* Gives the KV cache pages past the positions in use (n_past, rounded up
+ * to whole pages per layer) back to the OS; they come back as zero pages
+ * when written again.  The cache's contents up to n_past are kept.  For
+ * the end of a request, so that an idle loaded model holds its weights and
+ * the conversation it caches, not n_ctx's worth of cache. */
+void model_ctx_trim(struct model_ctx *c);
+
+/* Bytes of KV cache the positions 0..n_pos-1 occupy (resident after they
+ * have been written). */
+size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos);
 
 /*
  * Runs tokens[0..n) at positions n_past.. n_past+n-1, appending to the KV

@@ -44,7 +44,8 @@ static json_t *final(struct srv_gen *g)
 	json_object_set_new(o, "done_reason", json_string(why));
 	json_object_set_new(o, "total_duration", json_integer((json_int_t)g->total_ns));
 	json_object_set_new(o, "load_duration", json_integer(ns(g->res.load_s)));
-	json_object_set_new(o, "prompt_eval_count", json_integer(g->res.n_prompt));
+	/* as Ollama: the tokens evaluated, not those the prompt cache supplied */
+	json_object_set_new(o, "prompt_eval_count", json_integer(g->res.n_prompt - g->res.n_cached));
 	json_object_set_new(o, "prompt_eval_duration", json_integer(ns(g->res.prompt_s)));
 	json_object_set_new(o, "eval_count", json_integer(g->res.n_gen));
 	json_object_set_new(o, "eval_duration", json_integer(ns(g->res.gen_s)));

@@ -16,8 +16,9 @@ static const char *finish_reason(const char *f)
 
 static json_t *usage(const struct srv_gen *g)
 {
-	return json_pack("{s:i,s:i,s:i}", "prompt_tokens", g->res.n_prompt, "completion_tokens",
-			 g->res.n_gen, "total_tokens", g->res.n_prompt + g->res.n_gen);
+	return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", g->res.n_prompt, "completion_tokens",
+			 g->res.n_gen, "total_tokens", g->res.n_prompt + g->res.n_gen, "prompt_tokens_details",
+			 "cached_tokens", g->res.n_cached);
 }
 
 /* The fields every response and chunk carries. */
