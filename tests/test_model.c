@@ -560,9 +560,10 @@ static void test_prefix_reuse(void **state)
 	}
 }
 
-/* model_ctx_trim gives back the KV pages past n_past: every page resident
- * before, only those of the positions in use after (mincore), and the
- * positions kept still give the same logits. */
+/* model_ctx_prefault makes the pages of the first positions resident and
+ * no others; model_ctx_trim gives back the KV pages past n_past: every page
+ * resident before, only those of the positions in use after (mincore), and
+ * the positions kept still give the same logits. */
 static void test_kv_trim(void **state)
 {
 	struct fixture f;
@@ -582,8 +583,18 @@ static void test_kv_trim(void **state)
 	vec = malloc(pages);
 	a = malloc((size_t)f.m->hp.n_vocab * sizeof *a);
 	b = malloc((size_t)f.m->hp.n_vocab * sizeof *b);
+	/* warm-up's prefault: the first 64 positions of every layer, no more */
+	model_ctx_prefault(c, 64);
+	assert_int_equal(mincore(c->k, c->kv_bytes, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	print_message("      KV cache: %zu of %zu pages resident after prefaulting 64 of %d positions\n", resident,
+		      pages, c->n_ctx);
+	assert_true(resident >= model_ctx_kv_bytes_for(c, 64) / pg);
+	assert_true(resident <= model_ctx_kv_bytes_for(c, 64) / pg + 2 * (size_t)f.m->hp.n_layer);
 	dm_mem_populate(c->k, c->kv_bytes);
 	assert_int_equal(mincore(c->k, c->kv_bytes, vec), 0);
+	resident = 0;
 	for (size_t i = 0; i < pages; i++)
 		resident += vec[i] & 1;
 	assert_int_equal(resident, pages);

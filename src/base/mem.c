@@ -1,6 +1,7 @@
 /* base/mem — see mem.h. */
 #include "base/mem.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -32,13 +33,21 @@ void dm_mem_unmap(void *p, size_t n)
 
 void dm_mem_populate(void *p, size_t n)
 {
-	const long page = sysconf(_SC_PAGESIZE);
+	const size_t page = dm_mem_page_size();
+	uintptr_t lo, hi;
 	if (!p || !n)
 		return;
-	if (madvise(p, n, MADV_POPULATE_WRITE) == 0)
+	/* whole pages: from the one p is in to the one p + n − 1 is in */
+	lo = (uintptr_t)p / page * page;
+	hi = ((uintptr_t)p + n + page - 1) / page * page;
+	if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0)
 		return;
-	for (size_t o = 0; o < n; o += page > 0 ? (size_t)page : 4096)
-		((volatile char *)p)[o] = 0;
+	/* older kernels: a read faults each page in (as a shared zero page
+	 * for untouched anonymous memory: then a write of what is there) */
+	for (uintptr_t a = lo > (uintptr_t)p ? lo : (uintptr_t)p; a < (uintptr_t)p + n; a += page) {
+		volatile char *c = (volatile char *)a;
+		*c = *c;
+	}
 }
 
 size_t dm_mem_page_size(void)

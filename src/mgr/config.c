@@ -257,6 +257,10 @@ static int apply_model(struct dm_config *c, struct mgr_model_cfg *m, const char 
 			return *why = "must be auto, true or false", DM_EINVAL;
 		else
 			m->warmup = b;
+	} else if (!strcmp(key, "warmup_ctx")) {
+		if (parse_uint(v, 1 << 24, &l))
+			return *why = "is not a whole number of positions (0 = default 1024)", DM_EINVAL;
+		m->warmup_ctx = (int32_t)l;
 	} else if (!strcmp(key, "n_ctx") || !strcmp(key, "n_batch")) {
 		if (parse_uint(v, 1 << 24, &l))
 			return *why = "is not a whole number (0 = default)", DM_EINVAL;

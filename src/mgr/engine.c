@@ -262,6 +262,7 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 	if ((rc = dm_pool_init(&e->pool, nt, err)))
 		goto fail;
 	cp = ctx_params(cfg, e->pool);
+	e->warmup_ctx = cfg->warmup_ctx > 0 ? cfg->warmup_ctx : 1024;
 	if ((rc = model_ctx_init(&e->ctx, e->m, &cp, err)))
 		goto fail;
 	e->ctx_bytes = e->ctx->kv_bytes + e->ctx->scratch_bytes;
@@ -284,12 +285,11 @@ int engine_warmup(struct engine *e, struct dm_err *err)
 
 	if (!logits)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
-	/* make every page of the KV cache and scratch resident now, so that
-	 * the first request does not pay for page faults (and memory figures
-	 * are real); populating faults them in without also writing every byte
-	 * (256 MiB: ~90 ms against ~145 for a memset) */
-	dm_mem_populate(e->ctx->k, e->ctx->kv_bytes);
-	dm_mem_populate(e->ctx->scratch, e->ctx->scratch_bytes);
+	/* make the scratch and the KV cache of the first warmup_ctx positions
+	 * resident now, so that a first request of that size does not pay for
+	 * page faults; the rest of the cache is committed as requests write it
+	 * (populating faults pages in without writing every byte) */
+	model_ctx_prefault(e->ctx, e->warmup_ctx);
 	/* and every page of the weights in use (mapped modes fault them in
 	 * here instead of during the first request; the rows of the token
 	 * embedding table would otherwise come in one by one) */

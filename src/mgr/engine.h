@@ -45,6 +45,7 @@ struct engine {
 	uint64_t ctx_bytes;     /* KV cache + scratch */
 	uint64_t vocab_bytes;
 	uint64_t replaced_bytes; /* file bytes of matrices replaced by quantize-on-load */
+	int32_t warmup_ctx;     /* KV positions warm-up makes resident */
 };
 
 struct engine_backend_cfg {

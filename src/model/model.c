@@ -718,6 +718,17 @@ size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos)
 	return 2 * (size_t)layers * (per < all ? per : all);
 }
 
+void model_ctx_prefault(struct model_ctx *c, int32_t n_pos)
+{
+	const size_t region = kv_row_bytes(c, c->n_ctx);
+	const int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
+	const size_t used = kv_row_bytes(c, n_pos < c->n_ctx ? n_pos : c->n_ctx);
+
+	dm_mem_populate(c->scratch, c->scratch_bytes);
+	for (int32_t r = 0; r < 2 * layers; r++)
+		dm_mem_populate((uint8_t *)c->k + (size_t)r * region, used);
+}
+
 void model_ctx_trim(struct model_ctx *c)
 {
 	const size_t pg = dm_mem_page_size(), region = kv_row_bytes(c, c->n_ctx);

@@ -201,6 +201,10 @@ int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n);
  * the conversation it caches, not n_ctx's worth of cache. */
 void model_ctx_trim(struct model_ctx *c);
 
+/* Makes the scratch and the KV cache pages of positions 0..n_pos-1
+ * (capped at n_ctx) resident now (warm-up). */
+void model_ctx_prefault(struct model_ctx *c, int32_t n_pos);
+
 /* Bytes of KV cache the positions 0..n_pos-1 occupy (resident after they
  * have been written). */
 size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos);
