@@ -98,16 +98,46 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		     struct dormant_gen_result *res, char *err, size_t errlen);
 
 struct dormant_embed_info {
-	int n_tokens;            /* tokens the text became */
+	int n_tokens;            /* tokens the text became (all inputs, after truncation) */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	char model[64];          /* the model that answered */
 };
 
-/* L2-normalised mean-pooled embedding of text into out[cap]; *dim gets the
- * model's dimension (-ENOSPC-style error if cap is smaller).  info may be
- * NULL. */
+/* L2-normalised embedding of one text into out[cap] (dormant_embed_batch
+ * of one); *dim gets the model's dimension (-ENOSPC-style error if cap is
+ * smaller).  info may be NULL. */
 int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
 		  size_t *dim, struct dormant_embed_info *info, char *err, size_t errlen);
+
+struct dormant_embed_opts {
+	size_t dimensions;       /* 0: the model's; else keep the first k values and
+				  * L2-normalise again (Matryoshka) */
+	int no_truncate;         /* an input longer than the model's context is an
+				  * error (DM_ERANGE) instead of being cut to fit */
+};
+
+/* Embeds texts[0..n) in one call: an encoder runs them as one batch (packed
+ * into few forward passes) and pools each by the file's pooling type; a
+ * decoder mean-pools each (as dormant_embed always did).  Every vector is
+ * L2-normalised.  out receives n × *dim floats (row i: texts[i]); *dim is
+ * the model's dimension or o->dimensions.  Errors: the model's role does not
+ * embed (DM_EINVAL, naming the role), an empty text (DM_EINVAL), a text too
+ * long with no_truncate (DM_ERANGE), dimensions above the model's
+ * (DM_EINVAL), cap < n × dim (DM_ENOSPC).  o and info may be NULL. */
+int dormant_embed_batch(dormant *d, const char *model, const char *const *texts, size_t n,
+			const struct dormant_embed_opts *o, float *out, size_t cap, size_t *dim,
+			struct dormant_embed_info *info, char *err, size_t errlen);
+
+/* Scores docs[0..n_docs) against query with a reranker (an encoder with a
+ * classification head, role rerank) into scores[0..n_docs), in input order:
+ * the head's raw output for `[CLS] query [SEP] [SEP] doc [SEP]` (BOS query
+ * EOS SEP doc EOS, as llama.cpp builds it), no sigmoid.  A pair longer than
+ * the context loses the end of its document (then of its query) unless
+ * o->no_truncate (DM_ERANGE); o->dimensions is ignored.  info->n_tokens
+ * counts every pair's tokens. */
+int dormant_rerank(dormant *d, const char *model, const char *query, const char *const *docs,
+		   size_t n_docs, const struct dormant_embed_opts *o, float *scores,
+		   struct dormant_embed_info *info, char *err, size_t errlen);
 
 /* Explicit lifecycle control.  dormant_load keeps the model by its own
  * keep-alive (an on-demand model stays until its next request ends);

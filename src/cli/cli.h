@@ -27,6 +27,8 @@ int cli_demo(int argc, char **argv);
 int cli_bench_server(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
+int cli_embed(int argc, char **argv);
+int cli_rerank(int argc, char **argv);
 
 /* Strict number parsing for options: prints "dormant: OPT: 'VAL' is not ..."
  * and returns -1 when VAL is missing, malformed or out of [lo, hi]. */

@@ -97,6 +97,8 @@ static const struct {
 	{ "ps", cli_ps, "ps [--host ADDR] [--port N] [--json]   models of a running server: state, memory, expiry" },
 	{ "config", cli_config, "config [check] [--config FILE] [--profile NAME]   the effective configuration and where each value came from; check: every model checked without loading it" },
 	{ "tokenize", cli_tokenize, "tokenize MODEL [--no-bos] [--special] [--pieces] [--chat] [--file F | - | TEXT]   print token ids" },
+	{ "embed", cli_embed, "embed MODEL TEXT... [--file F] [--dimensions N] [--no-truncate] [--json]   one L2-normalised vector per text (encoders batched, pooled as the file says)" },
+	{ "rerank", cli_rerank, "rerank MODEL QUERY DOC... [--no-truncate] [--json]   a reranker's score per document, in input order (raw head output)" },
 	{ "detokenize", cli_detokenize, "detokenize MODEL [--special] [--keep-space] IDS...   print the text of token ids" },
 };
 

@@ -48,6 +48,28 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A model's role follows its file (engine_file_role) unless the config set
+ * one; a set role must fit the file: a decoder generates or embeds, an
+ * encoder serves only its own role.  A file that cannot be read now is left
+ * alone (its load will say why). */
+static int resolve_role(struct mgr_model_cfg *c, bool role_set, struct dm_err *err)
+{
+	enum mgr_role own;
+	struct dm_err ignored;
+
+	if (engine_file_role(c->path, &own, &ignored))
+		return 0;
+	if (!role_set)
+		c->role = own;
+	else if (c->role != own && !(own == MGR_ROLE_GENERATE && c->role == MGR_ROLE_EMBED))
+		return dm_err_set(err, DM_EINVAL, "model '%s': role %s does not fit %s, which can only %s", c->name,
+				  mgr_role_name(c->role), c->path,
+				  own == MGR_ROLE_GENERATE ? "generate or embed (a decoder)"
+				  : own == MGR_ROLE_RERANK ? "rerank (an encoder with a classification head)"
+							   : "embed (an encoder)");
+	return 0;
+}
+
 int dormant_open(dormant **out, const char *config, const char *profile, char *err, size_t errlen)
 {
 	return dormant_open_log(out, config, profile, NULL, NULL, err, errlen);
@@ -78,7 +100,8 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 	if ((rc = mgr_init(&d->m, &mc, &e)))
 		goto bad;
 	for (size_t i = 0; i < d->cfg->n_models; i++)
-		if ((rc = mgr_add(d->m, &d->cfg->models[i], &e)))
+		if ((rc = resolve_role(&d->cfg->models[i], dm_config_role_set(d->cfg, i), &e)) ||
+		    (rc = mgr_add(d->m, &d->cfg->models[i], &e)))
 			goto bad;
 	if ((rc = mgr_start(d->m, &e)))
 		goto bad;
@@ -105,7 +128,7 @@ int dormant_add_model(dormant *d, const char *name, const char *path, char *err,
 	c.keep_alive_ms = d->cfg->keep_alive_ms;
 	c.n_threads = d->cfg->threads;
 	c.quantize_on_load = d->cfg->quantize_on_load;
-	if ((rc = mgr_add(d->m, &c, &e)))
+	if ((rc = resolve_role(&c, false, &e)) || (rc = mgr_add(d->m, &c, &e)))
 		return fail(err, errlen, &e, rc);
 	return 0;
 }
@@ -266,7 +289,8 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	}
 	/* one cancel flag: the queue, the load and the token loop all poll it */
 	ao.cancel = o ? o->cancel : NULL;
-	if ((rc = mgr_acquire(d->m, model, &ao, &l, &e)))
+	if ((rc = dormant_role_check(d, model, MGR_ROLE_GENERATE, &e)) ||
+	    (rc = mgr_acquire(d->m, model, &ao, &l, &e)))
 		return fail(err, errlen, &e, rc);
 	en = mgr_lease_handle(l);
 	gen_params_default(&gp);
@@ -328,35 +352,6 @@ out:
 	return rc ? fail(err, errlen, &e, rc) : 0;
 }
 
-int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
-		  size_t *dim, struct dormant_embed_info *info, char *err, size_t errlen)
-{
-	struct mgr_lease *l;
-	struct engine *en;
-	struct dm_err e;
-	int32_t *ids = NULL;
-	size_t n = 0;
-	int rc;
-
-	if ((rc = mgr_acquire(d->m, model, NULL, &l, &e)))
-		return fail(err, errlen, &e, rc);
-	en = mgr_lease_handle(l);
-	*dim = (size_t)en->m->hp.n_embd;
-	if (cap < *dim)
-		rc = dm_err_set(&e, DM_ENOSPC, "embedding has %zu values, buffer holds %zu", *dim, cap);
-	else if (!(rc = tok_encode(en->v, text, strlen(text), TOK_ADD_SPECIAL, &ids, &n, &e)))
-		rc = n ? model_embed(en->ctx, ids, (int32_t)n, true, out, &e)
-		       : dm_err_set(&e, DM_EINVAL, "empty input");
-	if (info) {
-		info->n_tokens = (int)n;
-		info->load_s = mgr_lease_load_s(l);
-		snprintf(info->model, sizeof info->model, "%s", mgr_lease_model(l));
-	}
-	free(ids);
-	mgr_release(l);
-	return rc ? fail(err, errlen, &e, rc) : 0;
-}
-
 int dormant_load(dormant *d, const char *model, char *err, size_t errlen)
 {
 	struct dm_err e;
@@ -396,6 +391,31 @@ int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char
 const struct dm_config *dormant_config(const dormant *d)
 {
 	return d->cfg;
+}
+
+struct mgr *dormant_mgr(dormant *d)
+{
+	return d->m;
+}
+
+/* Which requests each role answers: a row per role, a column per request
+ * kind.  A generating decoder still embeds (mean-pooled, as before roles). */
+static const bool role_answers[3][3] = {
+	/*                 generate embed  rerank */
+	[MGR_ROLE_GENERATE] = { true, true, false },
+	[MGR_ROLE_EMBED] = { false, true, false },
+	[MGR_ROLE_RERANK] = { false, false, true },
+};
+
+int dormant_role_check(dormant *d, const char *model, enum mgr_role want, struct dm_err *err)
+{
+	enum mgr_role role;
+	if (mgr_model_role(d->m, model, &role))
+		return 0; /* unknown: mgr_acquire says so */
+	if ((unsigned)role < 3 && (unsigned)want < 3 && role_answers[role][want])
+		return 0;
+	return dm_err_set(err, DM_EINVAL, "model '%s' has role %s: it does not answer %s requests", model,
+			  mgr_role_name(role), mgr_role_name(want));
 }
 
 size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)

@@ -125,7 +125,7 @@ static struct mgr_model_cfg *model_get(struct dm_config *c, const char *name, bo
 }
 
 /* explicit-set flags of per-model keys that have server-level defaults */
-enum { SET_KA = 1, SET_THREADS = 2, SET_QUANT = 4 };
+enum { SET_KA = 1, SET_THREADS = 2, SET_QUANT = 4, SET_ROLE = 8 };
 
 static int apply_server(struct dm_config *c, const char *key, const char *v, const char **why)
 {
@@ -226,6 +226,7 @@ static int apply_model(struct dm_config *c, struct mgr_model_cfg *m, const char 
 		else if (!strcmp(v, "embed")) m->role = MGR_ROLE_EMBED;
 		else if (!strcmp(v, "rerank")) m->role = MGR_ROLE_RERANK;
 		else return *why = "must be generate, embed or rerank", DM_EINVAL;
+		*set |= SET_ROLE;
 	} else if (!strcmp(key, "load")) {
 		if (!strcmp(v, "lazy")) m->load = MGR_LAZY;
 		else if (!strcmp(v, "eager")) m->load = MGR_EAGER;
@@ -669,6 +670,11 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 out:
 	free(ps.e);
 	return rc;
+}
+
+bool dm_config_role_set(const struct dm_config *c, size_t i)
+{
+	return i < c->n_models && (c->model_set[i] & SET_ROLE);
 }
 
 void dm_config_mgr(const struct dm_config *c, struct mgr_cfg *out)

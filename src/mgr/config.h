@@ -78,6 +78,10 @@ struct dm_config {
  * $DORMANT_ENV, else none) and the environment. */
 int dm_config_load(struct dm_config *c, const char *path, const char *profile, struct dm_err *err);
 
+/* Whether model i's role was written in the configuration (else the
+ * runtime takes it from the file: see engine_role). */
+bool dm_config_role_set(const struct dm_config *c, size_t i);
+
 /* The manager configuration (backend and clock left to the caller). */
 void dm_config_mgr(const struct dm_config *c, struct mgr_cfg *out);
 

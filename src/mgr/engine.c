@@ -306,9 +306,34 @@ int engine_warmup(struct engine *e, struct dm_err *err)
 		(void)sink;
 	}
 	model_ctx_reset(e->ctx);
-	rc = model_decode(e->ctx, &tok, 1, logits, false, err);
+	if (e->m->hp.encoder) {
+		/* one token through the encoder and its head: scratch touched,
+		 * nothing decoded (an encoder has no logits to give) */
+		int32_t len = 1;
+		enum model_pooling pool = e->m->hp.pooling ? e->m->hp.pooling : MODEL_POOL_MEAN;
+		float *pooled = malloc((size_t)model_pooled_dim(e->m, pool) * sizeof *pooled);
+		rc = pooled ? model_encode(e->ctx, &tok, &len, 1, pool, pooled, err)
+			    : dm_err_set(err, DM_ENOMEM, "out of memory");
+		free(pooled);
+	} else {
+		rc = model_decode(e->ctx, &tok, 1, logits, false, err);
+	}
 	model_ctx_reset(e->ctx);
 	free(logits);
+	return rc;
+}
+
+int engine_file_role(const char *path, enum mgr_role *role, struct dm_err *err)
+{
+	struct gguf_file *g = NULL;
+	struct model *m = NULL;
+	int rc;
+
+	if (!(rc = gguf_open(&g, path, err)) && !(rc = model_bind(&m, g, err)))
+		*role = !m->hp.encoder ? MGR_ROLE_GENERATE
+			: m->hp.pooling == MODEL_POOL_RANK ? MGR_ROLE_RERANK : MGR_ROLE_EMBED;
+	model_free(m);
+	gguf_close(g);
 	return rc;
 }
 

@@ -63,4 +63,9 @@ int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_
 int engine_warmup(struct engine *e, struct dm_err *err);
 void engine_unload(struct engine *e, bool drop_page_cache);
 
+/* The role a model file serves (reads its header and binds it; loads
+ * nothing): an encoder with rank pooling reranks, another encoder embeds,
+ * a decoder generates.  Errors: those of opening and binding the file. */
+int engine_file_role(const char *path, enum mgr_role *role, struct dm_err *err);
+
 #endif

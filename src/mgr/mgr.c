@@ -920,6 +920,16 @@ int mgr_start(struct mgr *m, struct dm_err *err)
 	}
 }
 
+int mgr_model_role(struct mgr *m, const char *name, enum mgr_role *role)
+{
+	const struct mmodel *x;
+	pthread_mutex_lock(&m->mu);
+	if ((x = find(m, name)))
+		*role = x->cfg.role;
+	pthread_mutex_unlock(&m->mu);
+	return x ? 0 : DM_ENOTFOUND;
+}
+
 size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
 {
 	size_t n;

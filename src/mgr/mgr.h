@@ -192,6 +192,9 @@ struct mgr_model_status {
 	char last_error[DM_ERR_MSG_MAX];
 };
 
+/* The role a registered model was given; DM_ENOTFOUND for an unknown name. */
+int mgr_model_role(struct mgr *m, const char *name, enum mgr_role *role);
+
 /* Copies up to cap entries; returns the number of models. */
 size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap);
 uint64_t mgr_now_ms(struct mgr *m);

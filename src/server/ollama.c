@@ -225,15 +225,17 @@ static int embed(struct srv_req *r, bool legacy)
 	json_t *b = srv_body_json(r), *in, *out = NULL, *x;
 	char model[64];
 	struct dormant_model_status ms;
+	struct dormant_embed_opts o;
+	struct dormant_embed_info info;
 	float *vec = NULL;
-	size_t dim = 0, i, cap = 1 << 16;
-	int tokens = 0, rc;
+	size_t dim = 0, i;
+	int tokens = 0;
 	double load_s = 0, t0 = srv_now();
-	char err[256], used[64];
+	char used[64];
 
 	if (!b)
 		return MHD_YES;
-	if (srv_req_model(r, b, model, sizeof model))
+	if (srv_req_model(r, b, model, sizeof model) || srv_embed_opts(r, b, &o))
 		goto done;
 	snprintf(used, sizeof used, "%s", model);
 	in = json_object_get(b, legacy ? "prompt" : "input");
@@ -259,25 +261,16 @@ static int embed(struct srv_req *r, bool legacy)
 	}
 	if (srv_req_role(r, &ms, SRV_TASK_EMBED))
 		goto done;
-	if (!(vec = malloc(cap * sizeof *vec)) || !(out = json_array())) {
-		srv_reply_error(r, 500, "out of memory");
+	if (srv_embed_run(r, model, in, &o, &vec, &dim, &info))
 		goto done;
-	}
-	json_array_foreach(in, i, x) {
-		struct dormant_embed_info info;
+	out = json_array();
+	snprintf(used, sizeof used, "%s", info.model);
+	load_s = info.load_s;
+	tokens = info.n_tokens;
+	for (i = 0; i < json_array_size(in); i++) {
 		json_t *e = json_array();
-		rc = dormant_embed(r->s->d, model, json_string_value(x), vec, cap, &dim, &info, err, sizeof err);
-		srv_count_tokens(r->s, rc ? model : info.model, info.n_tokens, 0, rc != 0);
-		if (rc) {
-			json_decref(e);
-			srv_reply_rc(r, rc, err);
-			goto done;
-		}
-		snprintf(used, sizeof used, "%s", info.model);
-		load_s += info.load_s;
-		tokens += info.n_tokens;
 		for (size_t k = 0; k < dim; k++)
-			json_array_append_new(e, json_real(vec[k]));
+			json_array_append_new(e, json_real(vec[i * dim + k]));
 		json_array_append_new(out, e);
 	}
 	if (legacy) {

@@ -265,14 +265,17 @@ static int embeddings(struct srv_req *r)
 	const char *fmt = "float";
 	char model[64];
 	struct dormant_model_status ms;
+	struct dormant_embed_opts o;
+	struct dormant_embed_info info;
 	float *vec = NULL;
-	size_t dim = 0, i, cap = 1 << 16;
-	int tokens = 0, rc;
-	char err[256], used[64] = "";
+	size_t dim = 0, i;
+	int tokens = 0;
+	char used[64] = "";
 
 	if (!b)
 		return MHD_YES;
-	if (srv_req_model(r, b, model, sizeof model) || srv_get_string(r, b, "encoding_format", false, &fmt))
+	if (srv_req_model(r, b, model, sizeof model) || srv_get_string(r, b, "encoding_format", false, &fmt) ||
+	    srv_embed_opts(r, b, &o))
 		goto out;
 	if (!fmt)
 		fmt = "float";
@@ -303,30 +306,21 @@ static int embeddings(struct srv_req *r)
 	}
 	if (srv_req_role(r, &ms, SRV_TASK_EMBED))
 		goto out;
-	if (!(vec = malloc(cap * sizeof *vec)) || !(data = json_array())) {
-		srv_reply_error(r, 500, "out of memory");
+	if (srv_embed_run(r, model, in, &o, &vec, &dim, &info))
 		goto out;
-	}
-	json_array_foreach(in, i, x) {
-		struct dormant_embed_info info;
+	data = json_array();
+	snprintf(used, sizeof used, "%s", info.model);
+	tokens = info.n_tokens;
+	for (i = 0; i < json_array_size(in); i++) {
 		json_t *e;
-		rc = dormant_embed(r->s->d, model, json_string_value(x), vec, cap, &dim, &info, err, sizeof err);
-		srv_count_tokens(r->s, rc ? model : info.model, info.n_tokens, 0, rc != 0);
-		if (rc) {
-			json_decref(data);
-			srv_reply_rc(r, rc, err);
-			goto out;
-		}
-		snprintf(used, sizeof used, "%s", info.model);
-		tokens += info.n_tokens;
 		if (!strcmp(fmt, "base64")) {
-			char *s = base64(vec, dim * sizeof *vec);
+			char *s = base64(vec + i * dim, dim * sizeof *vec);
 			e = s ? json_string(s) : NULL;
 			free(s);
 		} else {
 			e = json_array();
 			for (size_t k = 0; k < dim; k++)
-				json_array_append_new(e, json_real(vec[k]));
+				json_array_append_new(e, json_real(vec[i * dim + k]));
 		}
 		json_array_append_new(data, json_pack("{s:s,s:I,s:o}", "object", "embedding", "index",
 						      (json_int_t)i, "embedding", e));

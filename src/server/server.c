@@ -40,6 +40,7 @@ static void count_request(struct srv_req *r)
 		"/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
 		"/v1/embeddings", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings",
 		"/api/tags", "/api/ps", "/api/show", "/api/version", "/api/load", "/api/unload",
+		"/v1/rerank", "/rerank", "/v1/reranking", "/api/rerank",
 	};
 	for (i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (!strcmp(known[i], path))
@@ -509,6 +510,9 @@ static int route(struct srv_req *r)
 	if (!strcmp(u, "/metrics"))
 		return strcmp(r->method, "GET") ? srv_reply_error(r, 405, "use GET on /metrics")
 						 : srv_metrics(r);
+	if (!strcmp(u, "/v1/rerank") || !strcmp(u, "/rerank") || !strcmp(u, "/v1/reranking") ||
+	    !strcmp(u, "/api/rerank"))
+		return srv_rerank(r);
 	if (!strncmp(u, "/v1/", 4))
 		return srv_openai(r);
 	if (!strncmp(u, "/api/", 5))

@@ -247,5 +247,17 @@ int srv_openai(struct srv_req *r);   /* /v1/... */
 int srv_ollama(struct srv_req *r);   /* /api/... */
 int srv_metrics(struct srv_req *r);  /* GET /metrics */
 int srv_health(struct srv_req *r);   /* GET /health */
+int srv_rerank(struct srv_req *r);   /* POST /v1/rerank, /rerank, /v1/reranking, /api/rerank */
+
+/* ---- embeddings (rag.c), shared by both APIs ---- */
+/* Reads the optional `truncate` (bool, default true) and `dimensions`
+ * fields of body b into o; replies 400 and returns -1 on a bad value. */
+int srv_embed_opts(struct srv_req *r, json_t *b, struct dormant_embed_opts *o);
+/* Embeds the strings of the array in (already checked) as one batch:
+ * *vecs (malloc'ed, n × *dim floats; the caller frees) and info; counts the
+ * tokens.  On error replies (400 for a role or truncate refusal) and
+ * returns -1. */
+int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct dormant_embed_opts *o,
+		  float **vecs, size_t *dim, struct dormant_embed_info *info);
 
 #endif

@@ -1,0 +1,603 @@
+/* tests/rag — embeddings and reranking end to end from text, on the golden
+ * encoders of ../shared/golden/archs (skipped when absent): the C API
+ * (dormant_embed_batch, dormant_rerank), HTTP (/v1/rerank and its aliases,
+ * /v1/embeddings, /api/embed) and the CLI against the reference engine's
+ * dumps; response shapes (sorted, top_n, return_documents, usage),
+ * dimensions (truncate + renormalise), role refusals naming the role, and
+ * truncate true / false. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dormant.h"
+#include "server/client.h"
+#include "server/server.h"
+#include "tutil.h"
+
+#define N_TEXTS 6
+#define N_DOCS 5
+#define E 128
+
+static char G[4096];  /* golden/archs, "" when absent */
+static dormant *D;
+static struct srv *S;
+static uint16_t PORT;
+static char *TEXTS_BUF, *QUERY, *DOCS_BUF;
+static const char *TEXTS[N_TEXTS], *DOCS[N_DOCS];
+
+static char *gpath(const char *rel)
+{
+	static char buf[4][4200];
+	static int k;
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof buf[k], "%s/%s", G, rel);
+	return buf[k];
+}
+
+/* Splits buf into lines (no trailing newline); returns how many. */
+static size_t lines(char *buf, const char **out, size_t cap)
+{
+	size_t n = 0;
+	for (char *p = buf; *p && n < cap;) {
+		char *nl = strchr(p, '\n');
+		if (nl)
+			*nl = '\0';
+		out[n++] = p;
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	return n;
+}
+
+static float *golden_f32(const char *rel, size_t want)
+{
+	size_t n;
+	float *f = tu_read_file(gpath(rel), &n);
+	assert_non_null(f);
+	assert_int_equal(n, want * sizeof(float));
+	return f;
+}
+
+static double cosine(const float *a, const float *b, size_t n)
+{
+	double ab = 0, aa = 0, bb = 0;
+	for (size_t i = 0; i < n; i++) {
+		ab += (double)a[i] * b[i];
+		aa += (double)a[i] * a[i];
+		bb += (double)b[i] * b[i];
+	}
+	return ab / sqrt(aa * bb);
+}
+
+static double norm(const float *a, size_t n)
+{
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)a[i] * a[i];
+	return sqrt(s);
+}
+
+static int setup(void **state)
+{
+	const char *gd = tu_golden_dir(), *ini = tu_tmp_path("rag.ini");
+	char cfg[4096], err[256], *tiny = strdup(tu_tmp_path("rag-tiny.gguf"));
+	struct srv_cfg sc;
+	struct dm_err e;
+	size_t n;
+	(void)state;
+	G[0] = '\0';
+	if (gd) {
+		snprintf(G, sizeof G, "%s/archs", gd);
+		if (access(gpath("models/bert-rerank.gguf"), R_OK))
+			G[0] = '\0';
+	}
+	if (!G[0]) {
+		free(tiny);
+		return 0;
+	}
+	TEXTS_BUF = tu_read_file(gpath("inputs/texts.txt"), &n);
+	QUERY = tu_read_file(gpath("inputs/rerank_query.txt"), &n);
+	DOCS_BUF = tu_read_file(gpath("inputs/rerank_docs.txt"), &n);
+	if (!TEXTS_BUF || !QUERY || !DOCS_BUF || lines(TEXTS_BUF, TEXTS, N_TEXTS) != N_TEXTS ||
+	    lines(DOCS_BUF, DOCS, N_DOCS) != N_DOCS)
+		return -1;
+	QUERY[strcspn(QUERY, "\n")] = '\0';
+	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), tiny))
+		return -1;
+	/* roles from the files: bert embeds, bert-rerank reranks, tiny generates */
+	snprintf(cfg, sizeof cfg,
+		 "[server]\nkeep_alive = 5m\n\n[model bert]\npath = %s\nthreads = 1\n\n"
+		 "[model nomic]\npath = %s\nthreads = 1\n\n[model rerank]\npath = %s\nthreads = 1\n\n"
+		 "[model tiny]\npath = %s\nthreads = 1\n\n[model tinyembed]\npath = %s\nthreads = 1\nrole = embed\n",
+		 gpath("models/bert.gguf"), gpath("models/nomic-bert.gguf"), gpath("models/bert-rerank.gguf"), tiny,
+		 tiny);
+	free(tiny);
+	if (tu_write_file(ini, cfg, strlen(cfg)) || dormant_open(&D, ini, NULL, err, sizeof err)) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	srv_cfg_from_runtime(&sc, D);
+	sc.port = 0;
+	if (srv_start(&S, D, &sc, &e)) {
+		fprintf(stderr, "%s\n", e.msg);
+		return -1;
+	}
+	PORT = srv_port(S);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	srv_stop(S);
+	dormant_close(D);
+	free(TEXTS_BUF);
+	free(QUERY);
+	free(DOCS_BUF);
+	return 0;
+}
+
+#define NEED_GOLDEN()                                                                \
+	do {                                                                         \
+		if (!G[0]) {                                                         \
+			print_message("golden/archs absent: skipped\n");             \
+			skip();                                                      \
+		}                                                                    \
+	} while (0)
+
+/* The body of a request that must answer `want`. */
+static json_t *call(const char *path, json_t *body, int want)
+{
+	struct srv_http_resp r;
+	struct dm_err e;
+	json_error_t je;
+	char *s = json_dumps(body, 0);
+	json_t *o;
+	int rc = srv_http("127.0.0.1", PORT, "POST", path, NULL, s, strlen(s), 60000, NULL, NULL, &r, &e);
+	json_decref(body);
+	free(s);
+	assert_int_equal(rc, 0);
+	if ((int)r.status != want)
+		fprintf(stderr, "POST %s -> %u (want %d): %s\n", path, r.status, want, r.body);
+	assert_int_equal(r.status, want);
+	o = json_loadb(r.body, r.body_len, 0, &je);
+	assert_non_null(o);
+	srv_http_resp_free(&r);
+	return o;
+}
+
+static json_t *str_array(const char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(v[i]));
+	return a;
+}
+
+static const char *err_msg(json_t *o)
+{
+	json_t *e = json_object_get(o, "error");
+	if (json_is_object(e))
+		e = json_object_get(e, "message");
+	assert_true(json_is_string(e));
+	return json_string_value(e);
+}
+
+/* ---- C API ---- */
+
+static void check_embed(const char *model, const char *expected)
+{
+	float *want = golden_f32(expected, N_TEXTS * E), out[N_TEXTS * E], one[E];
+	struct dormant_embed_info info;
+	size_t dim;
+	char err[256];
+
+	assert_int_equal(dormant_embed_batch(D, model, TEXTS, N_TEXTS, NULL, out, N_TEXTS * E, &dim, &info, err,
+					     sizeof err), 0);
+	assert_int_equal(dim, E);
+	assert_int_equal(info.n_tokens, 4 + 12 + 9 + 13 + 28 + 72); /* golden token counts */
+	for (int i = 0; i < N_TEXTS; i++) {
+		double c = cosine(out + i * E, want + i * E, E);
+		if (c < 0.9999)
+			fprintf(stderr, "%s text %d: cosine %.8f\n", model, i, c);
+		assert_true(c >= 0.9999);
+		assert_true(fabs(norm(out + i * E, E) - 1) < 1e-5);
+		/* one at a time gives the same vector as the batch */
+		assert_int_equal(dormant_embed(D, model, TEXTS[i], one, E, &dim, NULL, err, sizeof err), 0);
+		for (int k = 0; k < E; k++)
+			assert_true(fabsf(one[k] - out[i * E + k]) < 1e-5f);
+	}
+	free(want);
+}
+
+static void test_api_embed_golden(void **state)
+{
+	(void)state;
+	NEED_GOLDEN();
+	check_embed("bert", "expected/bert.c392e50.embd.f32");
+	check_embed("nomic", "expected/nomic-bert.c392e50.embd.f32");
+}
+
+static void test_api_dimensions(void **state)
+{
+	struct dormant_embed_opts o = { .dimensions = 32 };
+	float full[2 * E], cut[2 * 32];
+	size_t dim;
+	char err[256];
+	(void)state;
+	NEED_GOLDEN();
+	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, NULL, full, 2 * E, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, &o, cut, 2 * 32, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dim, 32);
+	for (int i = 0; i < 2; i++) {
+		double nf = norm(full + i * E, 32);
+		assert_true(nf < 0.99); /* the cut alone is not unit length... */
+		assert_true(fabs(norm(cut + i * 32, 32) - 1) < 1e-5); /* ...the answer is */
+		for (int k = 0; k < 32; k++)
+			assert_true(fabs(cut[i * 32 + k] - full[i * E + k] / nf) < 1e-5);
+	}
+	o.dimensions = E + 1;
+	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 1, &o, full, 2 * E, &dim, NULL, err, sizeof err),
+			 -1);
+	assert_non_null(strstr(err, "dimensions 129"));
+	/* a buffer too small for the batch */
+	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, NULL, full, E, &dim, NULL, err, sizeof err), -12);
+}
+
+static void test_api_rerank_golden(void **state)
+{
+	float *want, got[N_DOCS];
+	struct dormant_embed_info info;
+	char err[256];
+	(void)state;
+	NEED_GOLDEN();
+	want = golden_f32("expected/bert-rerank.c392e50.scores.f32", N_DOCS);
+	assert_int_equal(dormant_rerank(D, "rerank", QUERY, DOCS, N_DOCS, NULL, got, &info, err, sizeof err), 0);
+	for (int i = 0; i < N_DOCS; i++) {
+		print_message("doc %d: %.9f (reference %.9f)\n", i, got[i], want[i]);
+		assert_true(fabsf(got[i] - want[i]) <= 1e-4f);
+	}
+	assert_int_equal(info.n_tokens, 95); /* the reference server's usage.prompt_tokens */
+	free(want);
+}
+
+/* Inputs longer than the context (512): cut by default, refused with
+ * no_truncate.  "a" ×700 cut keeps [CLS], 510 × "a" and the final [SEP],
+ * which is exactly the text of 510 "a". */
+static void test_api_truncate(void **state)
+{
+	struct dormant_embed_opts strict = { .no_truncate = 1 };
+	char *long_text = malloc(700 * 2 + 1), *fit = malloc(510 * 2 + 1);
+	const char *docs[2];
+	float a[E], b[E], sc[2];
+	size_t dim;
+	char err[256];
+	(void)state;
+	NEED_GOLDEN();
+	for (int i = 0; i < 700; i++)
+		memcpy(long_text + 2 * i, "a ", 2);
+	long_text[1399] = '\0';
+	memcpy(fit, long_text, 1019);
+	fit[1019] = '\0';
+	assert_int_equal(dormant_embed(D, "bert", long_text, a, E, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed(D, "bert", fit, b, E, &dim, NULL, err, sizeof err), 0);
+	for (int k = 0; k < E; k++)
+		assert_true(fabsf(a[k] - b[k]) < 1e-6f);
+	assert_int_equal(dormant_embed_batch(D, "bert", (const char *const *)&long_text, 1, &strict, a, E, &dim,
+					     NULL, err, sizeof err), -8);
+	assert_non_null(strstr(err, "truncate is off"));
+	assert_int_equal(dormant_embed_batch(D, "bert", (const char *const *)&fit, 1, &strict, a, E, &dim, NULL,
+					     err, sizeof err), 0);
+	docs[0] = DOCS[0];
+	docs[1] = long_text;
+	assert_int_equal(dormant_rerank(D, "rerank", QUERY, docs, 2, NULL, sc, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_rerank(D, "rerank", QUERY, docs, 2, &strict, sc, NULL, err, sizeof err), -8);
+	assert_non_null(strstr(err, "document 1"));
+	free(long_text);
+	free(fit);
+}
+
+static void test_api_roles(void **state)
+{
+	float v[1024], sc[1];
+	size_t dim;
+	char err[256], cfg[2048];
+	const char *ini = tu_tmp_path("rag-role.ini");
+	dormant *d;
+	struct dormant_model_status st[8];
+	size_t n;
+	(void)state;
+	NEED_GOLDEN();
+	n = dormant_status(D, st, 8);
+	assert_int_equal(n, 5);
+	assert_string_equal(st[0].role, "embed");
+	assert_string_equal(st[1].role, "embed");
+	assert_string_equal(st[2].role, "rerank");
+	assert_string_equal(st[3].role, "generate");
+	assert_string_equal(st[4].role, "embed");
+	assert_int_equal(dormant_rerank(D, "bert", "q", DOCS, 1, NULL, sc, NULL, err, sizeof err), -1);
+	assert_non_null(strstr(err, "has role embed"));
+	assert_int_equal(dormant_embed(D, "rerank", "x", v, 1024, &dim, NULL, err, sizeof err), -1);
+	assert_non_null(strstr(err, "has role rerank"));
+	assert_int_equal(dormant_generate(D, "bert", "hi", NULL, NULL, NULL, NULL, err, sizeof err), -1);
+	assert_non_null(strstr(err, "has role embed: it does not answer generate"));
+	assert_int_equal(dormant_generate(D, "tinyembed", "hi", NULL, NULL, NULL, NULL, err, sizeof err), -1);
+	/* a generating decoder still embeds; an embedding decoder too */
+	assert_int_equal(dormant_embed(D, "tiny", "x", v, 1024, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed(D, "tinyembed", "x", v, 1024, &dim, NULL, err, sizeof err), 0);
+	/* a configured role the file cannot serve is refused at open */
+	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = generate\n", gpath("models/bert.gguf"));
+	assert_int_equal(tu_write_file(ini, cfg, strlen(cfg)), 0);
+	assert_int_equal(dormant_open(&d, ini, NULL, err, sizeof err), -1);
+	assert_non_null(strstr(err, "role generate does not fit"));
+	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = embed\n", gpath("models/bert-rerank.gguf"));
+	assert_int_equal(tu_write_file(ini, cfg, strlen(cfg)), 0);
+	assert_int_equal(dormant_open(&d, ini, NULL, err, sizeof err), -1);
+	assert_non_null(strstr(err, "can only rerank"));
+}
+
+/* ---- HTTP ---- */
+
+static json_t *rerank_body(const char *model)
+{
+	return json_pack("{s:s,s:s,s:o}", "model", model, "query", QUERY, "documents", str_array(DOCS, N_DOCS));
+}
+
+static void test_http_rerank_golden(void **state)
+{
+	float *want;
+	json_t *o, *res, *x;
+	double prev = INFINITY;
+	size_t i;
+	int seen = 0;
+	(void)state;
+	NEED_GOLDEN();
+	want = golden_f32("expected/bert-rerank.c392e50.scores.f32", N_DOCS);
+	o = call("/v1/rerank", rerank_body("rerank"), 200);
+	assert_string_equal(json_string_value(json_object_get(o, "object")), "list");
+	assert_string_equal(json_string_value(json_object_get(o, "model")), "rerank");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")), 95);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usage"), "total_tokens")), 95);
+	res = json_object_get(o, "results");
+	assert_int_equal(json_array_size(res), N_DOCS);
+	json_array_foreach(res, i, x) {
+		json_int_t idx = json_integer_value(json_object_get(x, "index"));
+		double s = json_real_value(json_object_get(x, "relevance_score"));
+		assert_true(idx >= 0 && idx < N_DOCS);
+		seen |= 1 << idx;
+		assert_true(fabs(s - want[idx]) <= 1e-4);
+		assert_true(s <= prev); /* best first */
+		prev = s;
+		assert_null(json_object_get(x, "document"));
+	}
+	assert_int_equal(seen, (1 << N_DOCS) - 1);
+	/* the reference order: 1, 3, 4, 0, 2 */
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 0), "index")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 4), "index")), 2);
+	json_decref(o);
+	free(want);
+}
+
+static void test_http_rerank_shape(void **state)
+{
+	static const char *paths[] = { "/v1/rerank", "/rerank", "/v1/reranking", "/api/rerank" };
+	json_t *o, *b, *docs = json_array(), *x;
+	size_t i;
+	(void)state;
+	NEED_GOLDEN();
+	/* documents as {text} objects and strings, top_n, return_documents */
+	for (i = 0; i < N_DOCS; i++)
+		json_array_append_new(docs, i % 2 ? json_string(DOCS[i]) : json_pack("{s:s}", "text", DOCS[i]));
+	for (size_t p = 0; p < 4; p++) {
+		b = json_pack("{s:s,s:s,s:O,s:i,s:b}", "model", "rerank", "query", QUERY, "documents", docs, "top_n", 2,
+			      "return_documents", 1);
+		o = call(paths[p], b, 200);
+		assert_int_equal(json_array_size(json_object_get(o, "results")), 2);
+		json_array_foreach(json_object_get(o, "results"), i, x) {
+			json_int_t idx = json_integer_value(json_object_get(x, "index"));
+			assert_string_equal(json_string_value(json_object_get(json_object_get(x, "document"), "text")),
+					    DOCS[idx]);
+		}
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(o, "results"), 0),
+								    "index")), 1);
+		json_decref(o);
+	}
+	/* top_n above the count: all of them */
+	b = rerank_body("rerank");
+	json_object_set_new(b, "top_n", json_integer(50));
+	o = call("/v1/rerank", b, 200);
+	assert_int_equal(json_array_size(json_object_get(o, "results")), N_DOCS);
+	json_decref(o);
+	/* bad requests */
+	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[]}", "model", "rerank", "query", "q", "documents"), 400);
+	assert_non_null(strstr(err_msg(o), "'documents'"));
+	json_decref(o);
+	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[i]}", "model", "rerank", "query", "q", "documents", 3), 400);
+	assert_non_null(strstr(err_msg(o), "documents[0]"));
+	json_decref(o);
+	b = rerank_body("rerank");
+	json_object_set_new(b, "top_n", json_integer(0));
+	json_decref(call("/v1/rerank", b, 400));
+	json_decref(call("/v1/rerank", rerank_body("nope"), 404));
+	/* truncate: false refuses a pair longer than the context */
+	{
+		char *t = malloc(1401);
+		for (int k = 0; k < 700; k++)
+			memcpy(t + 2 * k, "a ", 2);
+		t[1399] = '\0';
+		b = json_pack("{s:s,s:s,s:[s],s:b}", "model", "rerank", "query", "q", "documents", t, "truncate", 0);
+		o = call("/v1/rerank", b, 400);
+		assert_non_null(strstr(err_msg(o), "truncate is off"));
+		json_decref(o);
+		b = json_pack("{s:s,s:s,s:[s]}", "model", "rerank", "query", "q", "documents", t);
+		json_decref(call("/v1/rerank", b, 200));
+		b = json_pack("{s:s,s:[s],s:b}", "model", "bert", "input", t, "truncate", 0);
+		o = call("/v1/embeddings", b, 400);
+		assert_non_null(strstr(err_msg(o), "truncate is off"));
+		json_decref(o);
+		b = json_pack("{s:s,s:[s],s:b}", "model", "bert", "input", t, "truncate", 0);
+		o = call("/api/embed", b, 400);
+		assert_non_null(strstr(err_msg(o), "truncate is off"));
+		json_decref(o);
+		free(t);
+	}
+	json_decref(docs);
+}
+
+static void test_http_roles(void **state)
+{
+	json_t *o;
+	(void)state;
+	NEED_GOLDEN();
+	o = call("/v1/rerank", rerank_body("bert"), 400);
+	assert_non_null(strstr(err_msg(o), "role embed"));
+	json_decref(o);
+	o = call("/api/rerank", rerank_body("tiny"), 400);
+	assert_non_null(strstr(err_msg(o), "role generate"));
+	json_decref(o);
+	o = call("/v1/embeddings", json_pack("{s:s,s:s}", "model", "rerank", "input", "x"), 400);
+	assert_non_null(strstr(err_msg(o), "role rerank"));
+	json_decref(o);
+	o = call("/api/embed", json_pack("{s:s,s:s}", "model", "rerank", "input", "x"), 400);
+	assert_non_null(strstr(err_msg(o), "role rerank"));
+	json_decref(o);
+	o = call("/api/generate", json_pack("{s:s,s:s,s:b}", "model", "bert", "prompt", "x", "stream", 0), 400);
+	assert_non_null(strstr(err_msg(o), "role embed"));
+	json_decref(o);
+	o = call("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}]}", "model", "rerank", "messages", "role",
+						   "user", "content", "x"), 400);
+	assert_non_null(strstr(err_msg(o), "role rerank"));
+	json_decref(o);
+}
+
+static void test_http_embeddings(void **state)
+{
+	float *want;
+	json_t *o, *data, *x;
+	size_t i;
+	(void)state;
+	NEED_GOLDEN();
+	want = golden_f32("expected/bert.c392e50.embd.f32", N_TEXTS * E);
+	o = call("/v1/embeddings", json_pack("{s:s,s:o}", "model", "bert", "input", str_array(TEXTS, N_TEXTS)), 200);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")), 138);
+	data = json_object_get(o, "data");
+	assert_int_equal(json_array_size(data), N_TEXTS);
+	json_array_foreach(data, i, x) {
+		json_t *e = json_object_get(x, "embedding");
+		float v[E];
+		assert_int_equal(json_integer_value(json_object_get(x, "index")), i);
+		assert_int_equal(json_array_size(e), E);
+		for (int k = 0; k < E; k++)
+			v[k] = (float)json_real_value(json_array_get(e, k));
+		assert_true(cosine(v, want + i * E, E) >= 0.9999);
+	}
+	json_decref(o);
+	/* dimensions: the first 16 values, unit length */
+	o = call("/v1/embeddings", json_pack("{s:s,s:s,s:i}", "model", "bert", "input", TEXTS[1], "dimensions", 16),
+		 200);
+	{
+		json_t *e = json_object_get(json_array_get(json_object_get(o, "data"), 0), "embedding");
+		float v[16];
+		double nf = norm(want + E, 16);
+		assert_int_equal(json_array_size(e), 16);
+		for (int k = 0; k < 16; k++) {
+			v[k] = (float)json_real_value(json_array_get(e, k));
+			assert_true(fabs(v[k] - want[E + k] / nf) < 1e-4);
+		}
+		assert_true(fabs(norm(v, 16) - 1) < 1e-5);
+	}
+	json_decref(o);
+	o = call("/api/embed", json_pack("{s:s,s:o,s:i}", "model", "nomic", "input", str_array(TEXTS, 3), "dimensions",
+					 64), 200);
+	assert_int_equal(json_array_size(json_object_get(o, "embeddings")), 3);
+	assert_int_equal(json_array_size(json_array_get(json_object_get(o, "embeddings"), 2)), 64);
+	assert_int_equal(json_integer_value(json_object_get(o, "prompt_eval_count")), 4 + 12 + 9);
+	json_decref(o);
+	o = call("/v1/embeddings", json_pack("{s:s,s:s,s:i}", "model", "bert", "input", "x", "dimensions", 0), 400);
+	json_decref(o);
+	free(want);
+}
+
+/* ---- CLI ---- */
+
+static void test_cli(void **state)
+{
+	float *want;
+	char *out;
+	int status;
+	json_error_t je;
+	json_t *o;
+	size_t i;
+	json_t *x;
+	(void)state;
+	NEED_GOLDEN();
+	want = golden_f32("expected/nomic-bert.c392e50.embd.f32", N_TEXTS * E);
+	out = tu_capture(&status, "%s embed %s --file %s --json", tu_dormant(), gpath("models/nomic-bert.gguf"),
+			 gpath("inputs/texts.txt"));
+	assert_int_equal(status, 0);
+	o = json_loads(out, 0, &je);
+	assert_non_null(o);
+	assert_int_equal(json_integer_value(json_object_get(o, "dim")), E);
+	assert_int_equal(json_array_size(json_object_get(o, "embeddings")), N_TEXTS);
+	json_array_foreach(json_object_get(o, "embeddings"), i, x) {
+		float v[E];
+		for (int k = 0; k < E; k++)
+			v[k] = (float)json_real_value(json_array_get(x, k));
+		assert_true(cosine(v, want + i * E, E) >= 0.9999);
+	}
+	json_decref(o);
+	free(out);
+	free(want);
+	/* plain output: one line per input */
+	out = tu_capture(&status, "%s embed %s 'hello world' 'second' --dimensions 8", tu_dormant(),
+			 gpath("models/bert.gguf"));
+	assert_int_equal(status, 0);
+	{
+		float v[8];
+		char *p = out;
+		for (int k = 0; k < 8; k++)
+			v[k] = strtof(p, &p);
+		assert_true(fabs(norm(v, 8) - 1) < 1e-5);
+		assert_int_equal(*p, '\n');
+		assert_non_null(strchr(p + 1, '\n'));
+	}
+	free(out);
+	want = golden_f32("expected/bert-rerank.c392e50.scores.f32", N_DOCS);
+	out = tu_capture(&status, "%s rerank %s '%s' '%s' '%s' '%s' '%s' '%s' --json", tu_dormant(),
+			 gpath("models/bert-rerank.gguf"), QUERY, DOCS[0], DOCS[1], DOCS[2], DOCS[3], DOCS[4]);
+	assert_int_equal(status, 0);
+	o = json_loads(out, 0, &je);
+	assert_non_null(o);
+	for (i = 0; i < N_DOCS; i++)
+		assert_true(fabs(json_real_value(json_array_get(json_object_get(o, "scores"), i)) - want[i]) <= 1e-4);
+	assert_int_equal(json_integer_value(json_object_get(o, "prompt_tokens")), 95);
+	json_decref(o);
+	free(out);
+	free(want);
+	/* the wrong kind of model: a one-line error naming the role */
+	out = tu_capture(&status, "%s rerank %s q d 2>&1", tu_dormant(), gpath("models/bert.gguf"));
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out, "has role embed"));
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_api_embed_golden), cmocka_unit_test(test_api_dimensions),
+		cmocka_unit_test(test_api_rerank_golden), cmocka_unit_test(test_api_truncate),
+		cmocka_unit_test(test_api_roles),         cmocka_unit_test(test_http_rerank_golden),
+		cmocka_unit_test(test_http_rerank_shape), cmocka_unit_test(test_http_roles),
+		cmocka_unit_test(test_http_embeddings),   cmocka_unit_test(test_cli),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
