@@ -141,7 +141,7 @@ static void test_header(void **state)
 	/* every scenario ran, each with its table on stdout */
 	{
 		static const char *const names[] = { "cold", "warm", "context", "max-tokens", "memory",
-						     "warmup", "threads", "batch", "ctx", "policies", "server" };
+						     "warmup", "threads", "batch", "ctx", "policies", "chat", "server" };
 		char head[64];
 		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 			const json_t *s = scen(names[i]);
@@ -150,7 +150,7 @@ static void test_header(void **state)
 			snprintf(head, sizeof head, "== %s:", names[i]);
 			assert_non_null(strstr(all_stdout, head));
 		}
-		assert_int_equal(json_object_size(json_object_get(root, "scenarios")), 11);
+		assert_int_equal(json_object_size(json_object_get(root, "scenarios")), 12);
 	}
 }
 
@@ -409,6 +409,26 @@ static void test_warmup(void **state)
 	assert_int_equal(on, (int)num(s, "runs"));
 	assert_true(num(json_object_get(json_object_get(sum, "on"), "latency_s"), "median") > 0);
 	assert_true(num(json_object_get(json_object_get(sum, "off"), "latency_s"), "median") > 0);
+}
+
+/* chat: without the cache every turn evaluates its whole prompt; with it a
+ * later turn evaluates only the new message and the reply's last token
+ * (counts, not times: deterministic). */
+static void test_chat(void **state)
+{
+	const json_t *t = arr(scen("chat"), "table");
+	int n_user = (int)num(scen("chat"), "n_user");
+	(void)state;
+	assert_true(json_array_size(t) >= 2);
+	for (size_t i = 0; i < json_array_size(t); i++) {
+		const json_t *r = json_array_get(t, i);
+		assert_int_equal((int)num(r, "evaluated_fresh"), (int)num(r, "n_prompt"));
+		if (i == 0)
+			assert_int_equal((int)num(r, "evaluated_reuse"), (int)num(r, "n_prompt"));
+		else
+			assert_int_equal((int)num(r, "evaluated_reuse"), n_user + 1);
+		assert_true(num(r, "ttft_fresh_s") > 0 && num(r, "ttft_reuse_s") > 0);
+	}
 }
 
 static void test_sweeps(void **state)
@@ -670,7 +690,7 @@ static void check_file(const char *path)
 static void test_report_wellformed(void **state)
 {
 	static const char *const charts[] = { "memory", "policies", "policies-day", "context", "max-tokens",
-					      "cold", "warm", "warmup", "threads", "batch", "ctx" };
+					      "cold", "warm", "warmup", "threads", "batch", "ctx", "chat" };
 	char p[1024];
 	size_t n;
 	char *html;
@@ -735,6 +755,7 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_warmup),
 		cmocka_unit_test(test_sweeps),
+		cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_policies),
 		cmocka_unit_test(test_xml_checker),
 		cmocka_unit_test(test_report_wellformed),

@@ -176,6 +176,7 @@ int life_batch(struct life *L, json_t *out);
 int life_ctx(struct life *L, json_t *out);
 int life_policies(struct life *L, json_t *out);
 int life_server(struct life *L, json_t *out);   /* cli_bench_server.c */
+int life_chat(struct life *L, json_t *out);     /* cli_life_chat.c */
 
 /* ---- report (cli_life_report.c) ---- */
 

@@ -947,6 +947,15 @@ int life_report_write(const json_t *root, const char *dir, struct dm_err *err)
 			      "What each context size costs: KV cache, scratch, the model's whole "
 			      "accounting, and the RSS a load with warm-up adds.")))
 		goto out;
+	{
+		static const char *const chat_keys[2] = { "ttft_fresh_s", "ttft_reuse_s" };
+		static const char *const chat_names[2] = { "whole history prefilled", "prompt cache" };
+		if ((rc = chart_table(&R, "chat", "turn", "Time to first token per chat turn", "turn",
+				      "time to first token (s)", 2, chat_keys, chat_names, 1,
+				      "Each turn's prompt is the whole conversation so far; with the prompt "
+				      "cache a turn prefills only its new tokens.")))
+			goto out;
+	}
 	if (!R.n_charts)
 		fputs("<p>No scenario with a chart ran.</p>\n", R.html);
 	fputs("</body>\n</html>\n", R.html);
