@@ -3,7 +3,9 @@
 # line "make test: N passed, M failed" summed over all of them.  Exits
 # non-zero if any test failed or any binary crashed.
 passed=0; failed=0; crashed=0; skipped=0
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+log=$(mktemp); kv=$(mktemp -d); trap 'rm -f "$log"; rm -rf "$kv"' EXIT
+# saved KV caches (kv_persist) go to a private folder, not the user's cache
+export DORMANT_KV_DIR="$kv"
 for t in "$@"; do
 	BUILD="${BUILD:-build}" "$t" >"$log" 2>&1; rc=$?
 	cat "$log"

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -257,6 +258,109 @@ static void test_quantize_on_load_matches_file(void **state)
 	assert_non_null(strstr(e.msg, "quantize_on_load"));
 }
 
+/* kv_persist: an on-demand model saves its KV cache at unload and maps it
+ * back at the next load (same logits as never unloading); a corrupt file is
+ * refused and removed; a changed model file gets another cache; the
+ * folder's bound removes the least recently written file. */
+static void test_kv_persist(void **state)
+{
+	struct synth_opts o = { .type = GGUF_TYPE_F32, .seed = 9, .arch = "qwen3" };
+	const int32_t prompt[12] = { 1, 300, 17, 42, 480, 511, 260, 3, 99, 128, 200, 7 }, next = 333;
+	char model[512], dir[512], kvf[1400];
+	struct mgr_model_cfg mc;
+	struct engine *a, *b;
+	struct dm_err e;
+	float *la, *lb;
+	int V;
+	(void)state;
+
+	snprintf(dir, sizeof dir, "%s", tu_tmp_path("kvdir"));
+	setenv("DORMANT_KV_DIR", dir, 1);
+	unsetenv("DORMANT_KV_MAX");
+	snprintf(model, sizeof model, "%s", tu_tmp_path("kv-model.gguf"));
+	assert_int_equal(synth_preset("tiny", &o.shape, &e), 0);
+	if (synth_write(&o, model, &e))
+		fail_msg("%s", e.msg);
+	mgr_model_cfg_default(&mc);
+	snprintf(mc.path, sizeof mc.path, "%s", model);
+	mc.keep_alive_ms = 0; /* on demand: kv_persist defaults to disk */
+	mc.n_ctx = 64;
+	mc.n_threads = 1;
+
+	/* a conversation, then unload: saved */
+	assert_int_equal(engine_load(&a, &mc, NULL, NULL, &e), 0);
+	assert_int_equal(engine_warmup(a, &e), 0);
+	assert_int_equal(a->kv_restored, 0);
+	assert_int_equal(model_decode(a->ctx, prompt, 12, NULL, false, &e), 0);
+	V = a->m->hp.n_vocab;
+	la = malloc((size_t)V * sizeof *la);
+	lb = malloc((size_t)V * sizeof *lb);
+	assert_int_equal(model_decode(a->ctx, &next, 1, la, false, &e), 0);
+	a->ctx->n_past = 12; /* the conversation so far */
+	snprintf(kvf, sizeof kvf, "%s", a->kv_path);
+	engine_unload(a, false);
+	assert_int_equal(access(kvf, R_OK), 0);
+
+	/* the next load maps it back: the same logits for the next token */
+	assert_int_equal(engine_load(&b, &mc, NULL, NULL, &e), 0);
+	assert_int_equal(engine_warmup(b, &e), 0);
+	assert_int_equal(b->kv_restored, 12);
+	assert_int_equal(b->ctx->n_past, 12);
+	assert_memory_equal(b->ctx->tokens, prompt, sizeof prompt);
+	assert_int_equal(model_ctx_reuse(b->ctx, (const int32_t[13]){ 1, 300, 17, 42, 480, 511, 260, 3, 99, 128, 200,
+								      7, 333 }, 13), 12);
+	assert_int_equal(model_decode(b->ctx, &next, 1, lb, false, &e), 0);
+	assert_memory_equal(la, lb, (size_t)V * sizeof *la);
+	engine_unload(b, false); /* saves 13 positions */
+
+	/* a corrupt file: refused, removed, the context empty */
+	{
+		int fd = open(kvf, O_RDWR);
+		unsigned char c;
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, &c, 1, 200), 1);
+		c ^= 0x40;
+		assert_int_equal(pwrite(fd, &c, 1, 200), 1);
+		close(fd);
+	}
+	assert_int_equal(engine_load(&b, &mc, NULL, NULL, &e), 0);
+	assert_int_equal(b->kv_restored, 0);
+	assert_int_equal(b->ctx->n_past, 0);
+	print_message("      corrupt KV file: %s\n", b->kv_note);
+	assert_non_null(strstr(b->kv_note, "checksum"));
+	assert_int_not_equal(access(kvf, F_OK), 0);
+	engine_unload(b, false); /* n_past 0: nothing saved */
+	assert_int_not_equal(access(kvf, F_OK), 0);
+
+	/* a changed model file: another identity, the old cache is not used */
+	assert_int_equal(engine_load(&a, &mc, NULL, NULL, &e), 0);
+	assert_int_equal(model_decode(a->ctx, prompt, 12, NULL, false, &e), 0);
+	engine_unload(a, false);
+	assert_int_equal(access(kvf, R_OK), 0);
+	{
+		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1000000000, 0 } };
+		assert_int_equal(utimensat(AT_FDCWD, model, ts, 0), 0);
+	}
+	assert_int_equal(engine_load(&a, &mc, NULL, NULL, &e), 0);
+	assert_int_equal(a->kv_restored, 0);
+	assert_string_not_equal(a->kv_path, kvf);
+	assert_int_equal(model_decode(a->ctx, prompt, 12, NULL, false, &e), 0);
+
+	/* the folder's bound: room for one file, the older one goes */
+	{
+		struct stat st;
+		char bound[32];
+		assert_int_equal(stat(kvf, &st), 0);
+		snprintf(bound, sizeof bound, "%lld", (long long)st.st_size + 1);
+		setenv("DORMANT_KV_MAX", bound, 1);
+		engine_unload(a, false);
+		assert_int_not_equal(access(kvf, F_OK), 0); /* the older file went */
+		unsetenv("DORMANT_KV_MAX");
+	}
+	free(la);
+	free(lb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_baseline_prefetch),
 		cmocka_unit_test(test_baseline_mlock),
 		cmocka_unit_test(test_drop_page_cache),
+		cmocka_unit_test(test_kv_persist),
 		cmocka_unit_test(test_baseline_quantize_on_load),
 		cmocka_unit_test(test_quantize_on_load_matches_file),
 	};

@@ -258,6 +258,15 @@ static int apply_model(struct dm_config *c, struct mgr_model_cfg *m, const char 
 			return *why = "must be auto, true or false", DM_EINVAL;
 		else
 			m->warmup = b;
+	} else if (!strcmp(key, "kv_persist")) {
+		if (!strcmp(v, "auto"))
+			m->kv_persist = -1;
+		else if (!strcmp(v, "off"))
+			m->kv_persist = 0;
+		else if (!strcmp(v, "disk"))
+			m->kv_persist = 1;
+		else
+			return *why = "must be auto, off or disk", DM_EINVAL;
 	} else if (!strcmp(key, "warmup_ctx")) {
 		if (parse_uint(v, 1 << 24, &l))
 			return *why = "is not a whole number of positions (0 = default 1024)", DM_EINVAL;

@@ -2,6 +2,7 @@
 #include "mgr/engine.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/mem.h"
@@ -61,6 +63,127 @@ static struct model_ctx_params ctx_params(const struct mgr_model_cfg *cfg, struc
 {
 	struct model_ctx_params cp = { .n_ctx = cfg->n_ctx, .n_batch = cfg->n_batch, .pool = pool };
 	return cp;
+}
+
+/* ---- the KV cache on disk (kv_persist) ---- */
+
+const char *engine_kv_dir(char *buf, size_t cap)
+{
+	const char *d = getenv("DORMANT_KV_DIR"), *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	if (d && *d)
+		snprintf(buf, cap, "%s", d);
+	else if (x && *x)
+		snprintf(buf, cap, "%s/dormant/kv", x);
+	else
+		snprintf(buf, cap, "%s/.cache/dormant/kv", home && *home ? home : "/tmp");
+	return buf;
+}
+
+uint64_t engine_kv_max(void)
+{
+	const char *v = getenv("DORMANT_KV_MAX");
+	char *end;
+	unsigned long long n;
+	if (!v || !*v)
+		return 4ull << 30;
+	n = strtoull(v, &end, 10);
+	return end != v && !*end ? (uint64_t)n : 4ull << 30;
+}
+
+static void mkdirs(const char *path)
+{
+	char tmp[1024];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(tmp, 0700);
+			*p = '/';
+		}
+	mkdir(tmp, 0700);
+}
+
+/* Deletes the least recently written *.kv files of dir until the rest
+ * fit max bytes. */
+static void kv_bound(const char *dir, uint64_t max)
+{
+	for (int guard = 0; guard < 10000; guard++) {
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		uint64_t total = 0;
+		struct timespec oldest = { 0, 0 };
+		char victim[1400] = "";
+		if (!d)
+			return;
+		while ((de = readdir(d))) {
+			char p[1400];
+			struct stat st;
+			size_t n = strlen(de->d_name);
+			if (n < 4 || strcmp(de->d_name + n - 3, ".kv") ||
+			    snprintf(p, sizeof p, "%s/%s", dir, de->d_name) >= (int)sizeof p)
+				continue;
+			if (stat(p, &st) != 0 || !S_ISREG(st.st_mode))
+				continue;
+			total += (uint64_t)st.st_size;
+			if (!victim[0] || st.st_mtim.tv_sec < oldest.tv_sec ||
+			    (st.st_mtim.tv_sec == oldest.tv_sec && st.st_mtim.tv_nsec < oldest.tv_nsec)) {
+				oldest = st.st_mtim;
+				snprintf(victim, sizeof victim, "%s", p);
+			}
+		}
+		closedir(d);
+		if (total <= max || !victim[0])
+			return;
+		unlink(victim);
+	}
+}
+
+static void kv_setup(struct engine *e, const struct mgr_model_cfg *cfg)
+{
+	char dir[1024], path[1100];
+	struct stat st;
+	uint64_t h = 1469598103934665603ull;
+	const char *p;
+	struct dm_err err;
+
+	if (!(cfg->kv_persist > 0 || (cfg->kv_persist < 0 && cfg->keep_alive_ms == 0)) || e->m->hp.encoder ||
+	    stat(e->g->name, &st) != 0)
+		return;
+	/* identity: the file (path, size, mtime), the context (LongRoPE picks
+	 * its factors by it) and the weights' conversion */
+	for (p = e->g->name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	{
+		uint64_t f[5] = { (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec,
+				  (uint64_t)e->ctx->n_ctx, (uint64_t)(int64_t)cfg->quantize_on_load };
+		for (int i = 0; i < 5; i++)
+			for (int b = 0; b < 8; b++)
+				h = (h ^ (uint8_t)(f[i] >> (8 * b))) * 1099511628211ull;
+	}
+	engine_kv_dir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/%016llx.kv", dir, (unsigned long long)h);
+	if (!(e->kv_path = strdup(path)))
+		return;
+	e->kv_identity = h;
+	if (model_ctx_restore(e->ctx, path, h, &err) == 0)
+		e->kv_restored = e->ctx->n_past;
+	else if (err.code != DM_ENOTFOUND) {
+		memcpy(e->kv_note, err.msg, sizeof e->kv_note - 1);
+		e->kv_note[sizeof e->kv_note - 1] = '\0';
+		unlink(path); /* never trusted, never tried again */
+	}
+}
+
+static void kv_save(struct engine *e)
+{
+	char dir[1024];
+	struct dm_err err;
+
+	if (!e->kv_path || !e->ctx || e->ctx->n_past < 1)
+		return;
+	mkdirs(engine_kv_dir(dir, sizeof dir));
+	if (model_ctx_save(e->ctx, e->kv_path, e->kv_identity, &err) == 0)
+		kv_bound(dir, engine_kv_max());
 }
 
 int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err)
@@ -266,6 +389,7 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 	if ((rc = model_ctx_init(&e->ctx, e->m, &cp, err)))
 		goto fail;
 	e->ctx_bytes = e->ctx->kv_bytes + e->ctx->scratch_bytes;
+	kv_setup(e, cfg);
 	e->vocab_bytes = tok_vocab_bytes(e->v);
 	e->weight_bytes = e->m->weight_bytes;
 	/* the replaced float matrices stay mapped but are never touched again */
@@ -304,6 +428,12 @@ int engine_warmup(struct engine *e, struct dm_err *err)
 				sink ^= p[o];
 		}
 		(void)sink;
+	}
+	if (e->ctx->n_past > 0) {
+		/* a KV cache restored from disk: its pages are resident already,
+		 * and a decode here would overwrite its first position */
+		free(logits);
+		return 0;
 	}
 	model_ctx_reset(e->ctx);
 	if (e->m->hp.encoder) {
@@ -345,6 +475,8 @@ void engine_unload(struct engine *e, bool drop_page_cache)
 		return;
 	if (e->g && drop_page_cache && !e->file_copy)
 		path = strdup(e->g->name);
+	kv_save(e); /* the conversation survives the unload (kv_persist) */
+	free(e->kv_path);
 	model_ctx_free(e->ctx);
 	dm_pool_free(e->pool);
 	tok_free(e->v);

@@ -46,7 +46,18 @@ struct engine {
 	uint64_t vocab_bytes;
 	uint64_t replaced_bytes; /* file bytes of matrices replaced by quantize-on-load */
 	int32_t warmup_ctx;     /* KV positions warm-up makes resident */
+	char *kv_path;          /* where the KV cache is saved at unload (kv_persist), or NULL */
+	uint64_t kv_identity;   /* what made it: file path, size, mtime, n_ctx, conversion */
+	int32_t kv_restored;    /* positions restored from kv_path at load */
+	char kv_note[160];      /* why a saved cache was not used (stale, corrupt), or "" */
 };
+
+/* The directory KV caches are saved in: $DORMANT_KV_DIR, else
+ * $XDG_CACHE_HOME/dormant/kv, else ~/.cache/dormant/kv; and its bound in
+ * bytes ($DORMANT_KV_MAX, default 4 GiB): after a save the least recently
+ * written files go until the rest fit. */
+const char *engine_kv_dir(char *buf, size_t cap);
+uint64_t engine_kv_max(void);
 
 struct engine_backend_cfg {
 	bool drop_page_cache;   /* posix_fadvise(DONTNEED) the file at unload */

@@ -92,6 +92,7 @@ void mgr_model_cfg_default(struct mgr_model_cfg *c)
 	c->mode = MGR_MODE_MMAP;
 	c->quantize_on_load = -1;
 	c->warmup = -1;
+	c->kv_persist = -1;
 }
 
 static uint64_t real_ms(void)

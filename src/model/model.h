@@ -201,6 +201,16 @@ int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n);
  * the conversation it caches, not n_ctx's worth of cache. */
 void model_ctx_trim(struct model_ctx *c);
 
+/* The KV cache on disk (kvfile.c): save writes positions 0..n_past-1 and
+ * their token ids (to path.tmp, then renamed over path); restore reads
+ * them into a context of the same model and n_ctx, setting n_past.
+ * identity is the caller's hash of what made the cache (file, size, mtime,
+ * context, weight conversion).  Restore checks magic, version, identity,
+ * layout, size, token range and a checksum: DM_EFORMAT naming the failed
+ * check (the context is then empty), DM_ENOTFOUND without a file. */
+int model_ctx_save(const struct model_ctx *c, const char *path, uint64_t identity, struct dm_err *err);
+int model_ctx_restore(struct model_ctx *c, const char *path, uint64_t identity, struct dm_err *err);
+
 /* Makes the scratch and the KV cache pages of positions 0..n_pos-1
  * (capped at n_ctx) resident now (warm-up). */
 void model_ctx_prefault(struct model_ctx *c, int32_t n_pos);
