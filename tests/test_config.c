@@ -126,7 +126,8 @@ static void test_errors(void **state)
 	expect_error("[model x]\nload = lazy\n", "model 'x' has no path");
 	expect_error("[weird]\na = 1\n", "unknown section [weird]");
 	expect_error("[server\nx\n", "syntax error");
-	expect_error("[model a/b]\npath = x\n", "bad model name 'a/b'");
+	expect_error("[model a//b]\npath = x\n", "bad model name 'a//b'");
+	expect_error("[model ../b]\npath = x\n", "bad model name '../b'");
 	setenv("DORMANT_QUANTIZE_ON_LOAD", "Q6_K", 1);
 	{
 		struct dm_err e;

@@ -247,5 +247,14 @@ int srv_openai(struct srv_req *r);   /* /v1/... */
 int srv_ollama(struct srv_req *r);   /* /api/... */
 int srv_metrics(struct srv_req *r);  /* GET /metrics */
 int srv_health(struct srv_req *r);   /* GET /health */
+int srv_rescan(struct srv_req *r);   /* POST /api/rescan (disc.c) */
+/* Where a registered model came from, added to its listing entry:
+ * "source" ("config", or discovery's "dir", "ollama", "hf", "lmstudio")
+ * and, for a discovered one, origin, architecture, quantization,
+ * parameter_count, context_length (disc.c). */
+void srv_disc_annotate(struct srv *s, const char *name, json_t *entry);
+/* Appends the discovered files that cannot be used, with their "error",
+ * in the API's listing shape. */
+void srv_disc_broken(struct srv *s, json_t *list, enum srv_api api);
 
 #endif
