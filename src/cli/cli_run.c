@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -332,9 +333,11 @@ int cli_run(int argc, char **argv)
 	}
 	if (!path)
 		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats] [--models-dir DIR]... [--no-discover]"), 2;
-	/* not a file: a discovered model's name (mgr/discover.h), with its
-	 * Ollama defaults under the flags given */
-	if (stat(path, &sb)) {
+	/* not a file (nor written like a path: "/...", "./...", "*.gguf"): a
+	 * discovered model's name (mgr/discover.h), with its Ollama defaults
+	 * under the flags given */
+	if (stat(path, &sb) && path[0] != '/' && path[0] != '.' &&
+	    !(strlen(path) > 5 && !strcasecmp(path + strlen(path) - 5, ".gguf"))) {
 		if (cli_disc_find(&cd, path, &dm, &err))
 			return cli_fail("run: %s", err.msg);
 		path = dm.path;
