@@ -360,7 +360,7 @@ static void test_name_valid(void **state)
 	assert_false(mgr_name_valid("/a"));
 	assert_false(mgr_name_valid("a/"));
 	assert_false(mgr_name_valid("a/../b"));
-	assert_false(mgr_name_valid("a b"));
+	assert_false(mgr_name_valid("a\tb"));
 	assert_false(mgr_name_valid("a\\b"));
 }
 

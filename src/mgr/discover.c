@@ -332,6 +332,8 @@ static int entry_add(struct scan *s, const char *name, enum disc_source src, con
 	m->n_parts = parts ? parts : 1;
 	if (strlen(name) >= sizeof m->name)
 		entry_fail(m, DM_EINVAL, "name '%.40s...' is longer than %d bytes", name, MGR_NAME_MAX - 1);
+	else if (!mgr_name_valid(name))
+		entry_fail(m, DM_EINVAL, "'%s' is not a usable model name", name);
 	for (size_t i = 0; i + 1 < s->n; i++)
 		if (!strcmp(s->v[i].name, m->name)) {
 			entry_fail(m, DM_EINVAL, "name already used by %s", s->v[i].path);

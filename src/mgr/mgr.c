@@ -256,7 +256,7 @@ bool mgr_name_valid(const char *name)
 			seg = 0;
 			continue;
 		}
-		if (ch < 0x20 || ch == 0x7f || ch == '\\' || ch == ' ')
+		if (ch < 0x20 || ch == 0x7f || ch == '\\')
 			return false;
 		seg++;
 	}
