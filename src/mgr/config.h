@@ -4,7 +4,9 @@
  * configuration and its models, with the source of every value kept for
  * `dormant config`.
  *
- *   [server]                 global settings (keys below)
+ *   [server]                 global settings (keys below); models_dir = DIR (one
+ *                            line per folder) and discover = BOOL feed model
+ *                            discovery (mgr/discover.h, dormant_rescan)
  *   [model NAME]             one model: path, role, load, keep_alive, ...
  *   [profile NAME]           overrides of [server] keys (and "model.NAME.key")
  *
