@@ -292,6 +292,12 @@ static void gen_dflt_free(struct gen_dflt *g)
 	}
 }
 
+static bool params_any(const struct disc_params *p)
+{
+	return p->has_temperature || p->has_top_k || p->has_top_p || p->has_min_p || p->has_repeat_penalty ||
+	       p->has_num_predict || p->stop[0][0];
+}
+
 /* o, or (for a model discovery registered with an Ollama system prompt or
  * params) a copy in *out with those filling what the request left unset:
  * the system prompt when the conversation has no system message, and the
@@ -311,7 +317,7 @@ static const struct dormant_gen_opts *gen_defaults(dormant *d, const char *name,
 	pthread_mutex_lock(&d->disc_mu);
 	if (reg_find(d, name))
 		m = disc_find(d->disc, name);
-	if (!m || (!m->system[0] && !memcmp(&m->params, &(struct disc_params){ 0 }, sizeof m->params))) {
+	if (!m || (!m->system[0] && !params_any(&m->params))) {
 		pthread_mutex_unlock(&d->disc_mu);
 		return o;
 	}

@@ -214,6 +214,7 @@ static bool split_part(const char *rel, size_t *base_len, unsigned *part, unsign
 {
 	size_t n = strlen(rel);
 	const char *s;
+	unsigned p, t;
 	/* "-NNNNN-of-NNNNN.gguf" is 20 characters */
 	if (n < 21)
 		return false;
@@ -223,10 +224,14 @@ static bool split_part(const char *rel, size_t *base_len, unsigned *part, unsign
 	for (int i = 1; i <= 5; i++)
 		if (!isdigit((unsigned char)s[i]) || !isdigit((unsigned char)s[i + 9]))
 			return false;
-	*part = (unsigned)strtoul(s + 1, NULL, 10);
-	*total = (unsigned)strtoul(s + 10, NULL, 10);
+	p = (unsigned)strtoul(s + 1, NULL, 10);
+	t = (unsigned)strtoul(s + 10, NULL, 10);
+	if (p < 1 || p > t)
+		return false;
+	*part = p;
+	*total = t;
 	*base_len = n - 20;
-	return *part >= 1 && *total >= 1 && *part <= *total;
+	return true;
 }
 
 /* ---- headers ---- */
