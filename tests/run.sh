@@ -2,6 +2,9 @@
 # Runs each cmocka test binary, shows its output, and ends with one summary
 # line "make test: N passed, M failed" summed over all of them.  Exits
 # non-zero if any test failed or any binary crashed.
+# Servers the tests start scan no Ollama / Hugging Face / LM Studio store of
+# the machine's user (tests/test_discover.c builds its own and unsets this).
+export DORMANT_DISCOVER=false
 passed=0; failed=0; crashed=0; skipped=0
 log=$(mktemp); kv=$(mktemp -d); trap 'rm -f "$log"; rm -rf "$kv"' EXIT
 # saved KV caches (kv_persist) go to a private folder, not the user's cache

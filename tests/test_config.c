@@ -126,7 +126,8 @@ static void test_errors(void **state)
 	expect_error("[model x]\nload = lazy\n", "model 'x' has no path");
 	expect_error("[weird]\na = 1\n", "unknown section [weird]");
 	expect_error("[server\nx\n", "syntax error");
-	expect_error("[model a/b]\npath = x\n", "bad model name 'a/b'");
+	expect_error("[model a//b]\npath = x\n", "bad model name 'a//b'");
+	expect_error("[model ../b]\npath = x\n", "bad model name '../b'");
 	setenv("DORMANT_QUANTIZE_ON_LOAD", "Q6_K", 1);
 	{
 		struct dm_err e;
@@ -169,6 +170,28 @@ static void test_duplicate_section(void **state)
 		     "bad.ini:3: section [server] appears twice (first at line 1)");
 }
 
+/* Discovery settings: models_dir once per line, discover a boolean (on by
+ * default; DORMANT_DISCOVER over the file). */
+static void test_discovery_keys(void **state)
+{
+	struct dm_err e;
+	(void)state;
+	unsetenv("DORMANT_DISCOVER");
+	assert_int_equal(dm_config_load(&cfg, NULL, NULL, &e), 0);
+	assert_true(cfg.discover);
+	assert_int_equal(cfg.n_models_dirs, 0);
+	assert_int_equal(dm_config_load(&cfg, write_ini("disc.ini", "[server]\nmodels_dir = /m/one\n"
+				"models_dir = /m/two\ndiscover = no\n"), NULL, &e), 0);
+	assert_int_equal(cfg.n_models_dirs, 2);
+	assert_string_equal(cfg.models_dirs[1], "/m/two");
+	assert_false(cfg.discover);
+	setenv("DORMANT_DISCOVER", "yes", 1);
+	assert_int_equal(dm_config_load(&cfg, tu_tmp_path("disc.ini"), NULL, &e), 0);
+	assert_true(cfg.discover);
+	unsetenv("DORMANT_DISCOVER");
+	expect_error("[server]\ndiscover = perhaps\n", "server.discover = 'perhaps' is not a boolean");
+}
+
 /* Fallbacks that loop are refused at load, naming the cycle and the line
  * that closes it. */
 static void test_fallback_cycle(void **state)
@@ -195,6 +218,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_profile),
 		cmocka_unit_test(test_duplicate_section),
 		cmocka_unit_test(test_fallback_cycle),
+		cmocka_unit_test(test_discovery_keys),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -172,6 +172,32 @@ static void test_keep_alive_zero_and_forever(void **state)
 	assert_int_equal(fk.live, 0); /* freeing unloads everything */
 }
 
+/* mgr_remove: an in-use model stays (DM_EBUSY), an idle loaded one is
+ * unloaded first, a removed name is gone and can be registered again. */
+static void test_remove(void **state)
+{
+	struct mgr *m = mk(0, 0, 0);
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	add(m, "a", "size=5", MGR_KEEP_FOREVER);
+	add(m, "b", "size=5", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), 0);
+	assert_int_equal(mgr_remove(m, "a", &e), DM_EBUSY);
+	mgr_release(l);
+	assert_int_equal(fk.live, 1);
+	assert_int_equal(mgr_remove(m, "a", &e), 0);
+	assert_int_equal(fk.live, 0); /* unloaded on the way out */
+	assert_false(mgr_has(m, "a"));
+	assert_true(mgr_has(m, "b"));
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), DM_ENOTFOUND);
+	assert_int_equal(mgr_remove(m, "a", &e), DM_ENOTFOUND);
+	add(m, "a", "size=6", 0);
+	use(m, "a");
+	assert_int_equal(fk.loads, 2);
+	mgr_free(m);
+}
+
 static void test_keep_alive_override_clamped(void **state)
 {
 	struct mgr_cfg c = { 0 };
@@ -656,6 +682,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lazy_and_keep_alive_duration),
 		cmocka_unit_test(test_keep_alive_zero_and_forever),
+		cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_keep_alive_override_clamped),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_budget_lru_eviction),

@@ -6,6 +6,7 @@
 #ifndef DM_CLI_H
 #define DM_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,24 @@ int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_embed(int argc, char **argv);
 int cli_rerank(int argc, char **argv);
+int cli_ls(int argc, char **argv);
+
+/* Model discovery options shared by serve, ls and run (cli_ls.c):
+ * --models-dir DIR (repeatable) and --no-discover. */
+struct cli_disc {
+	const char *dirs[8];
+	size_t n_dirs;
+	bool no_discover;
+};
+/* Takes argv[*i] (and its value) when it is one of those: 1 taken (*i
+ * advanced past a value), 0 not ours, -1 bad (message printed). */
+int cli_disc_opt(struct cli_disc *cd, int *i, int argc, char **argv);
+struct disc_model;
+struct dm_err;
+/* The discovered model called name (the --models-dir folders, then the
+ * default stores unless --no-discover): 0, DM_ENOTFOUND, or why the file
+ * cannot be used. */
+int cli_disc_find(const struct cli_disc *cd, const char *name, struct disc_model *out, struct dm_err *err);
 
 /* Strict number parsing for options: prints "dormant: OPT: 'VAL' is not ..."
  * and returns -1 when VAL is missing, malformed or out of [lo, hi]. */

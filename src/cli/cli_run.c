@@ -7,12 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
+#include "mgr/discover.h"
 #include "model/gen.h"
 #include "model/ppl.h"
 #include "tok/chat.h"
@@ -248,6 +251,10 @@ int cli_run(int argc, char **argv)
 	bool stats = false, chat = false;
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
+	struct cli_disc cd = { .n_dirs = 0 };
+	static struct disc_model dm; /* large; the stop strings point into it */
+	unsigned set = 0;            /* sampling flags given: a discovered model's defaults stay under them */
+	struct stat sb;
 	int rc;
 
 	gen_params_default(&gp);
@@ -260,6 +267,17 @@ int cli_run(int argc, char **argv)
 			return 2;
 		if (used)
 			continue;
+		if ((rc = cli_disc_opt(&cd, &i, argc, argv))) {
+			if (rc < 0)
+				return 2;
+			continue;
+		}
+		if (!strcmp(a, "--temp")) set |= 1;
+		else if (!strcmp(a, "--top-k")) set |= 2;
+		else if (!strcmp(a, "--top-p")) set |= 4;
+		else if (!strcmp(a, "--min-p")) set |= 8;
+		else if (!strcmp(a, "--repeat-penalty")) set |= 16;
+		else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) set |= 32;
 		if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) {
 			if (cli_parse_long(a, val, -1, 1 << 24, &v))
 				return 2;
@@ -314,7 +332,34 @@ int cli_run(int argc, char **argv)
 		}
 	}
 	if (!path)
-		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats]"), 2;
+		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats] [--models-dir DIR]... [--no-discover]"), 2;
+	/* not a file (nor written like a path: "/...", "./...", "*.gguf"): a
+	 * discovered model's name (mgr/discover.h), with its Ollama defaults
+	 * under the flags given */
+	if (stat(path, &sb) && path[0] != '/' && path[0] != '.' &&
+	    !(strlen(path) > 5 && !strcasecmp(path + strlen(path) - 5, ".gguf"))) {
+		if (cli_disc_find(&cd, path, &dm, &err))
+			return cli_fail("run: %s", err.msg);
+		path = dm.path;
+		if (!system_msg && dm.system[0])
+			system_msg = dm.system;
+		if (!mo.n_ctx && dm.params.num_ctx)
+			mo.n_ctx = dm.params.num_ctx;
+		if (!(set & 1) && dm.params.has_temperature)
+			gp.sample.temp = dm.params.temperature;
+		if (!(set & 2) && dm.params.has_top_k)
+			gp.sample.top_k = dm.params.top_k;
+		if (!(set & 4) && dm.params.has_top_p)
+			gp.sample.top_p = dm.params.top_p;
+		if (!(set & 8) && dm.params.has_min_p)
+			gp.sample.min_p = dm.params.min_p;
+		if (!(set & 16) && dm.params.has_repeat_penalty)
+			gp.sample.repeat_penalty = dm.params.repeat_penalty;
+		if (!(set & 32) && dm.params.has_num_predict)
+			gp.n_predict = dm.params.num_predict;
+		for (int k = 0; k < DISC_MAX_STOP && k < GEN_MAX_STOP && dm.params.stop[k][0]; k++)
+			gp.stop[k] = dm.params.stop[k];
+	}
 	if (cli_model_open(&cm, path, &mo, &err))
 		return cli_fail("%s", err.msg);
 	if (chat || (!prompt && isatty(0))) {

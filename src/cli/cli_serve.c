@@ -46,7 +46,7 @@ static int valid_name(const char *s)
 static const char *serve_usage =
 	"usage: dormant serve [--config FILE] [--profile NAME] [--host ADDR] [--port N]\n"
 	"                     [--model NAME=PATH]... [--api-key KEY] [--quiet] [--strict]\n"
-	"                     [--max-connections-per-ip N]\n";
+	"                     [--max-connections-per-ip N] [--models-dir DIR]... [--no-discover]\n";
 
 /* The start-up check: one line per model, ok or its problem (file, header,
  * architecture, size against max_ram, fallbacks), so that a model that can
@@ -73,7 +73,9 @@ int cli_serve(int argc, char **argv)
 	const char *config = NULL, *profile = NULL, *host = NULL, *key = NULL;
 	const char *models[64];
 	long port = -1, per_ip = -1;
-	int n_models = 0, quiet = 0, strict = 0, bad, sig, rc = 1;
+	struct cli_disc cd = { .n_dirs = 0 };
+	struct dormant_rescan rs;
+	int n_models = 0, quiet = 0, strict = 0, bad, sig, rc = 1, k;
 	dormant *d = NULL;
 	struct srv *s = NULL;
 	struct srv_cfg sc;
@@ -100,6 +102,9 @@ int cli_serve(int argc, char **argv)
 				return cli_fail("--model: at most 64 models");
 			models[n_models++] = v;
 			i++;
+		} else if ((k = cli_disc_opt(&cd, &i, argc, argv))) {
+			if (k < 0)
+				return 2;
 		} else if (!strcmp(a, "--quiet")) {
 			quiet = 1;
 		} else if (!strcmp(a, "--strict")) {
@@ -114,6 +119,7 @@ int cli_serve(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP); /* rescan the models folders and stores */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -143,6 +149,15 @@ int cli_serve(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* after --model: a name given there wins over a discovered one */
+	if (dormant_discovery_set(d, cd.dirs, cd.n_dirs, cd.no_discover ? 0 : -1, &e) ||
+	    dormant_rescan(d, &rs, &e)) {
+		cli_fail("%s", e.msg);
+		goto out;
+	}
+	if (rs.found)
+		fprintf(stderr, "dormant: discovered %zu model%s (%zu cannot be used: see dormant ls)\n", rs.added,
+			rs.added == 1 ? "" : "s", rs.broken);
 	if ((bad = check_models(d)) && strict) {
 		cli_fail("%d model%s with a problem (--strict)", bad, bad == 1 ? "" : "s");
 		goto out;
@@ -173,8 +188,15 @@ int cli_serve(int argc, char **argv)
 		if (!n)
 			fprintf(stderr, "  no models: add --model NAME=PATH or a [model NAME] section in --config\n");
 	}
-	while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM)
-		;
+	while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) {
+		if (sig != SIGHUP)
+			continue;
+		if (dormant_rescan(d, &rs, &e))
+			fprintf(stderr, "dormant: rescan: %s\n", e.msg);
+		else if (!quiet)
+			fprintf(stderr, "dormant: rescan: %zu found, %zu added, %zu removed, %zu broken\n", rs.found,
+				rs.added, rs.removed, rs.broken);
+	}
 	fprintf(stderr, "dormant: %s, stopping\n", sig == SIGINT ? "interrupted" : "terminated");
 	rc = 0;
 out:

@@ -110,6 +110,10 @@ int gguf_type_from_name(const char *name);
  * block size, DM_ERANGE on overflow. */
 int gguf_type_row_bytes(uint32_t type, int64_t n, uint64_t *out, struct dm_err *err);
 
+/* Name of a general.file_type value (llama's ftype: "Q4_K_M", "F16", ...),
+ * or "unknown". */
+const char *gguf_file_type_name(uint32_t ftype);
+
 /* Name of a metadata value type ("u32", "str", "arr", ...). */
 const char *gguf_vtype_name(uint32_t vtype);
 /* Byte size of a fixed-size value type, 0 for string and array. */

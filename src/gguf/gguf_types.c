@@ -102,6 +102,21 @@ static const struct {
 	[GGUF_VT_FLOAT64] = { "f64", 8 },
 };
 
+const char *gguf_file_type_name(uint32_t ftype)
+{
+	/* general.file_type (llama_ftype) values */
+	static const struct { uint32_t v; const char *n; } t[] = {
+		{ 0, "F32" }, { 1, "F16" }, { 2, "Q4_0" }, { 3, "Q4_1" }, { 7, "Q8_0" }, { 8, "Q5_0" },
+		{ 9, "Q5_1" }, { 10, "Q2_K" }, { 11, "Q3_K_S" }, { 12, "Q3_K_M" }, { 13, "Q3_K_L" },
+		{ 14, "Q4_K_S" }, { 15, "Q4_K_M" }, { 16, "Q5_K_S" }, { 17, "Q5_K_M" }, { 18, "Q6_K" },
+		{ 32, "BF16" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (t[i].v == ftype)
+			return t[i].n;
+	return "unknown";
+}
+
 const char *gguf_vtype_name(uint32_t vtype)
 {
 	return vtype < GGUF_VT_COUNT ? vtype_table[vtype].name : "?";

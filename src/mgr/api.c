@@ -14,6 +14,7 @@
 #include "base/utf8.h"
 #include "mgr/api.h"
 #include "mgr/config.h"
+#include "mgr/discover.h"
 #include "mgr/engine.h"
 #include "mgr/mgr.h"
 #include "model/gen.h"
@@ -32,6 +33,15 @@ struct dormant {
 	pthread_mutex_t mu; /* guards ttft */
 	struct ttft ttft[CFG_MAX_MODELS * 2];
 	size_t n_ttft;
+	/* discovery (dormant_rescan), guarded by disc_mu, which is taken
+	 * before (never inside) the manager's mutex */
+	pthread_mutex_t disc_mu;
+	struct disc *disc;
+	char dirs[CFG_MAX_MODELS_DIRS][MGR_PATH_MAX]; /* --models-dir, after the config's */
+	size_t n_dirs;
+	int stores;                  /* -1: the config's discover, 0 off, 1 on */
+	struct dreg { char name[MGR_NAME_MAX]; char path[MGR_PATH_MAX]; } *reg; /* what discovery registered */
+	size_t n_reg;
 };
 
 static int fail(char *buf, size_t len, const struct dm_err *e, int rc)
@@ -90,6 +100,10 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 		return fail(err, errlen, &e, DM_ENOMEM);
 	}
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->disc_mu, NULL);
+	d->stores = -1;
+	if ((rc = disc_init(&d->disc, &e)))
+		goto bad;
 	if ((rc = dm_config_load(d->cfg, config, profile, &e)))
 		goto bad;
 	dm_config_mgr(d->cfg, &mc);
@@ -112,6 +126,14 @@ bad:
 	return fail(err, errlen, &e, rc);
 }
 
+/* The [server] settings a model without its own section gets. */
+static void model_defaults(const dormant *d, struct mgr_model_cfg *c)
+{
+	c->keep_alive_ms = d->cfg->keep_alive_ms;
+	c->n_threads = d->cfg->threads;
+	c->quantize_on_load = d->cfg->quantize_on_load;
+}
+
 int dormant_add_model(dormant *d, const char *name, const char *path, char *err, size_t errlen)
 {
 	struct mgr_model_cfg c;
@@ -125,9 +147,7 @@ int dormant_add_model(dormant *d, const char *name, const char *path, char *err,
 	}
 	snprintf(c.name, sizeof c.name, "%s", name);
 	snprintf(c.path, sizeof c.path, "%s", path);
-	c.keep_alive_ms = d->cfg->keep_alive_ms;
-	c.n_threads = d->cfg->threads;
-	c.quantize_on_load = d->cfg->quantize_on_load;
+	model_defaults(d, &c);
 	if ((rc = resolve_role(&c, false, &e)) || (rc = mgr_add(d->m, &c, &e)))
 		return fail(err, errlen, &e, rc);
 	return 0;
@@ -139,7 +159,10 @@ void dormant_close(dormant *d)
 		return;
 	mgr_free(d->m);
 	free(d->cfg);
+	disc_free(d->disc);
+	free(d->reg);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->disc_mu);
 	free(d);
 }
 
@@ -265,6 +288,219 @@ static int prompt_fit(struct engine *en, const struct dormant_gen_opts *o, const
 	return 0;
 }
 
+/* ---- discovered models ---- */
+
+/* What discovery registered under name, or NULL.  disc_mu held. */
+static struct dreg *reg_find(dormant *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_reg; i++)
+		if (!strcmp(d->reg[i].name, name))
+			return &d->reg[i];
+	return NULL;
+}
+
+/* A request's options with a discovered model's defaults under them. */
+struct gen_dflt {
+	struct dormant_gen_opts o;
+	char stop[DISC_MAX_STOP][64];
+	char system[DISC_SYSTEM_MAX];
+	struct dormant_msg *msgs;
+};
+
+static void gen_dflt_free(struct gen_dflt *g)
+{
+	if (g) {
+		free(g->msgs);
+		free(g);
+	}
+}
+
+static bool params_any(const struct disc_params *p)
+{
+	return p->has_temperature || p->has_top_k || p->has_top_p || p->has_min_p || p->has_repeat_penalty ||
+	       p->has_num_predict || p->stop[0][0];
+}
+
+/* o, or (for a model discovery registered with an Ollama system prompt or
+ * params) a copy in *out with those filling what the request left unset:
+ * the system prompt when the conversation has no system message, and the
+ * sampling settings and stop strings it did not give.  NULL: out of
+ * memory. */
+static const struct dormant_gen_opts *gen_defaults(dormant *d, const char *name,
+						   const struct dormant_gen_opts *o, struct gen_dflt **out)
+{
+	static const struct dormant_gen_opts unset = { .temperature = -1, .top_k = -1, .top_p = -1,
+						       .min_p = -1 };
+	const struct disc_model *m = NULL;
+	struct gen_dflt *g;
+	const struct disc_params *p;
+	bool has_sys = false;
+
+	*out = NULL;
+	pthread_mutex_lock(&d->disc_mu);
+	if (reg_find(d, name))
+		m = disc_find(d->disc, name);
+	if (!m || (!m->system[0] && !params_any(&m->params))) {
+		pthread_mutex_unlock(&d->disc_mu);
+		return o;
+	}
+	if (!(g = calloc(1, sizeof *g))) {
+		pthread_mutex_unlock(&d->disc_mu);
+		return NULL;
+	}
+	g->o = o ? *o : unset;
+	p = &m->params;
+	memcpy(g->stop, p->stop, sizeof g->stop);
+	memcpy(g->system, m->system, sizeof g->system);
+	pthread_mutex_unlock(&d->disc_mu);
+	if (p->has_temperature && g->o.temperature < 0)
+		g->o.temperature = p->temperature;
+	if (p->has_top_k && g->o.top_k < 0)
+		g->o.top_k = p->top_k;
+	if (p->has_top_p && g->o.top_p < 0)
+		g->o.top_p = p->top_p;
+	if (p->has_min_p && g->o.min_p < 0)
+		g->o.min_p = p->min_p;
+	if (p->has_repeat_penalty && g->o.repeat_penalty <= 0)
+		g->o.repeat_penalty = p->repeat_penalty;
+	if (p->has_num_predict && g->o.max_tokens <= 0)
+		g->o.max_tokens = p->num_predict;
+	if (!g->o.stop[0])
+		for (int i = 0; i < 4 && i < DISC_MAX_STOP && g->stop[i][0]; i++)
+			g->o.stop[i] = g->stop[i];
+	for (size_t i = 0; i < g->o.n_messages; i++)
+		has_sys |= !strcmp(g->o.messages[i].role, "system");
+	if (g->system[0] && g->o.n_messages && !has_sys) {
+		if (!(g->msgs = calloc(g->o.n_messages + 1, sizeof *g->msgs))) {
+			free(g);
+			return NULL;
+		}
+		g->msgs[0] = (struct dormant_msg){ "system", g->system };
+		memcpy(g->msgs + 1, g->o.messages, g->o.n_messages * sizeof *g->msgs);
+		g->o.messages = g->msgs;
+		g->o.n_messages++;
+	} else if (g->system[0] && g->o.chat && !g->o.system) {
+		g->o.system = g->system;
+	}
+	*out = g;
+	return &g->o;
+}
+
+int dormant_discovery_set(dormant *d, const char *const *dirs, size_t n, int stores, struct dm_err *err)
+{
+	if (d->cfg->n_models_dirs + n > CFG_MAX_MODELS_DIRS)
+		return dm_err_set(err, DM_EINVAL, "at most %d models folders", CFG_MAX_MODELS_DIRS);
+	pthread_mutex_lock(&d->disc_mu);
+	for (size_t i = 0; i < n; i++)
+		snprintf(d->dirs[i], sizeof d->dirs[i], "%s", dirs[i]);
+	d->n_dirs = n;
+	d->stores = stores;
+	pthread_mutex_unlock(&d->disc_mu);
+	return 0;
+}
+
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+int dormant_rescan(dormant *d, struct dormant_rescan *st, struct dm_err *err)
+{
+	struct disc_cfg dc = { 0 };
+	char roots[3][MGR_PATH_MAX];
+	struct dormant_rescan r = { 0 };
+	struct dm_err e;
+	int rc;
+
+	pthread_mutex_lock(&d->disc_mu);
+	for (size_t i = 0; i < d->cfg->n_models_dirs && dc.n_dirs < DISC_MAX_DIRS; i++)
+		dc.dirs[dc.n_dirs++] = d->cfg->models_dirs[i];
+	for (size_t i = 0; i < d->n_dirs && dc.n_dirs < DISC_MAX_DIRS; i++)
+		dc.dirs[dc.n_dirs++] = d->dirs[i];
+	if (d->stores < 0 ? d->cfg->discover : d->stores)
+		disc_default_roots(&dc, env_get, roots);
+	if ((rc = disc_scan(d->disc, &dc, err))) {
+		pthread_mutex_unlock(&d->disc_mu);
+		return rc;
+	}
+	/* drop what went away, broke or moved (an in-use one stays until the
+	 * next scan finds it idle) */
+	for (size_t i = d->n_reg; i-- > 0;) {
+		const struct disc_model *m = disc_find(d->disc, d->reg[i].name);
+		if (m && !m->rc && !strcmp(m->path, d->reg[i].path))
+			continue;
+		if (mgr_remove(d->m, d->reg[i].name, &e) == DM_EBUSY) {
+			r.busy++;
+			continue;
+		}
+		d->reg[i] = d->reg[--d->n_reg];
+		r.removed++;
+	}
+	/* register what is new; a name the configuration (or --model) holds
+	 * stays the configuration's */
+	for (size_t i = 0; i < disc_count(d->disc); i++) {
+		const struct disc_model *m = disc_get(d->disc, i);
+		struct mgr_model_cfg c;
+		struct dreg *nr;
+		r.found++;
+		if (m->rc) {
+			r.broken++;
+			continue;
+		}
+		if (reg_find(d, m->name))
+			continue;
+		if (mgr_has(d->m, m->name)) {
+			r.shadowed++;
+			continue;
+		}
+		mgr_model_cfg_default(&c);
+		snprintf(c.name, sizeof c.name, "%s", m->name);
+		snprintf(c.path, sizeof c.path, "%s", m->path);
+		model_defaults(d, &c);
+		if (m->params.num_ctx)
+			c.n_ctx = m->params.num_ctx;
+		if (!(nr = realloc(d->reg, (d->n_reg + 1) * sizeof *nr))) {
+			pthread_mutex_unlock(&d->disc_mu);
+			return dm_err_set(err, DM_ENOMEM, "out of memory");
+		}
+		d->reg = nr;
+		if (resolve_role(&c, false, &e) || mgr_add(d->m, &c, &e)) { /* the file's role: embed, rerank, generate */
+			r.broken++;
+			continue;
+		}
+		snprintf(nr[d->n_reg].name, sizeof nr[d->n_reg].name, "%s", m->name);
+		snprintf(nr[d->n_reg].path, sizeof nr[d->n_reg].path, "%s", m->path);
+		d->n_reg++;
+		r.added++;
+	}
+	r.header_reads = disc_header_reads(d->disc);
+	pthread_mutex_unlock(&d->disc_mu);
+	if (st)
+		*st = r;
+	return 0;
+}
+
+size_t dormant_discovered(dormant *d, struct disc_model *out, size_t cap)
+{
+	size_t n;
+	pthread_mutex_lock(&d->disc_mu);
+	n = disc_count(d->disc);
+	for (size_t i = 0; i < n && i < cap; i++)
+		out[i] = *disc_get(d->disc, i);
+	pthread_mutex_unlock(&d->disc_mu);
+	return n;
+}
+
+bool dormant_discovered_model(dormant *d, const char *name, struct disc_model *out)
+{
+	const struct disc_model *m = NULL;
+	pthread_mutex_lock(&d->disc_mu);
+	if (reg_find(d, name) && (m = disc_find(d->disc, name)) && out)
+		*out = *m;
+	pthread_mutex_unlock(&d->disc_mu);
+	return m != NULL;
+}
+
 int dormant_generate(dormant *d, const char *model, const char *prompt,
 		     const struct dormant_gen_opts *o, dormant_text_fn cb, void *ud,
 		     struct dormant_gen_result *res, char *err, size_t errlen)
@@ -279,6 +515,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
 	double t0 = now_s(), t_run;
+	struct gen_dflt *dflt = NULL;
 	int rc;
 
 	if (res)
@@ -293,6 +530,11 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	    (rc = mgr_acquire(d->m, model, &ao, &l, &e)))
 		return fail(err, errlen, &e, rc);
 	en = mgr_lease_handle(l);
+	if (!(o = gen_defaults(d, mgr_lease_model(l), o, &dflt))) {
+		mgr_release(l);
+		dm_err_set(&e, DM_ENOMEM, "out of memory");
+		return fail(err, errlen, &e, DM_ENOMEM);
+	}
 	gen_params_default(&gp);
 	gp.reuse_prefix = true; /* the conversation the cache holds is reused */
 	if (o) {
@@ -348,6 +590,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	}
 out:
 	free(ids);
+	gen_dflt_free(dflt);
 	mgr_release(l);
 	return rc ? fail(err, errlen, &e, rc) : 0;
 }
@@ -420,11 +663,12 @@ int dormant_role_check(dormant *d, const char *model, enum mgr_role want, struct
 
 size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)
 {
-	struct mgr_model_status s[CFG_MAX_MODELS * 2];
-	size_t n = mgr_status(d->m, s, sizeof s / sizeof s[0]);
+	/* discovery can register any number of models: sized to the caller */
+	struct mgr_model_status *s = cap ? calloc(cap, sizeof *s) : NULL;
+	size_t n = mgr_status(d->m, s, s ? cap : 0);
 	uint64_t now = mgr_now_ms(d->m);
 
-	for (size_t i = 0; i < n && i < cap && i < sizeof s / sizeof s[0]; i++) {
+	for (size_t i = 0; s && i < n && i < cap; i++) {
 		struct dormant_model_status *o = &out[i];
 		memset(o, 0, sizeof *o);
 		_Static_assert(sizeof o->name == sizeof s[i].name, "name sizes");
@@ -465,5 +709,6 @@ size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)
 			}
 		pthread_mutex_unlock(&d->mu);
 	}
+	free(s);
 	return n;
 }

@@ -204,6 +204,16 @@ static int apply_server(struct dm_config *c, const char *key, const char *v, con
 		if (parse_uint(v, 1 << 24, &l) || l < 1)
 			return *why = "is not a whole number >= 1", DM_EINVAL;
 		c->max_tokens = (uint32_t)l;
+	} else if (!strcmp(key, "models_dir")) {
+		/* each line adds a folder */
+		if (!*v || strlen(v) >= sizeof c->models_dirs[0])
+			return *why = "is not a folder path", DM_EINVAL;
+		if (c->n_models_dirs == CFG_MAX_MODELS_DIRS)
+			return *why = "is one folder too many", DM_EINVAL;
+		snprintf(c->models_dirs[c->n_models_dirs++], sizeof c->models_dirs[0], "%s", v);
+	} else if (!strcmp(key, "discover")) {
+		if (dm_parse_bool(v, &c->discover))
+			return *why = "is not a boolean", DM_EINVAL;
 	} else {
 		return *why = "is not a known setting", DM_EINVAL;
 	}
@@ -429,7 +439,7 @@ static int apply(struct dm_config *c, const char *section, const char *key, cons
 			name[dot - (key + 6)] = '\0';
 			k = dot + 1;
 		}
-		if (!name[0] || strchr(name, '/'))
+		if (!mgr_name_valid(name))
 			return dm_err_set(err, DM_EINVAL, "%s: bad model name '%s'", src, name);
 		m = model_get(c, name, true);
 		if (!m)
@@ -469,6 +479,7 @@ static const struct { const char *env, *key; } env_keys[] = {
 	{ "DORMANT_PORT", "port" },
 	{ "DORMANT_API_KEY", "api_key" },
 	{ "DORMANT_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip" },
+	{ "DORMANT_DISCOVER", "discover" },
 };
 
 /* The file's entries and section headers into ps (nothing applied yet). */
@@ -592,6 +603,7 @@ int dm_config_load(struct dm_config *c, const char *path, const char *profile, s
 	c->max_connections_per_ip = 32;
 	c->header_timeout_ms = 10000;
 	c->max_tokens = 4096;
+	c->discover = true;
 	if (!profile || !*profile) {
 		profile = getenv("DORMANT_ENV");
 		from_env = true;

@@ -4,7 +4,9 @@
  * configuration and its models, with the source of every value kept for
  * `dormant config`.
  *
- *   [server]                 global settings (keys below)
+ *   [server]                 global settings (keys below); models_dir = DIR (one
+ *                            line per folder) and discover = BOOL feed model
+ *                            discovery (mgr/discover.h, dormant_rescan)
  *   [model NAME]             one model: path, role, load, keep_alive, ...
  *   [profile NAME]           overrides of [server] keys (and "model.NAME.key")
  *
@@ -14,7 +16,7 @@
  * (DORMANT_KEEP_ALIVE, DORMANT_MAX_RAM, DORMANT_THREADS,
  * DORMANT_ENABLE_FALLBACK, DORMANT_QUANTIZE_ON_LOAD, DORMANT_MAX_LOADED_MODELS,
  * DORMANT_MAX_QUEUE, DORMANT_QUEUE_TIMEOUT, DORMANT_DROP_PAGE_CACHE, DORMANT_HOST,
- * DORMANT_PORT, DORMANT_API_KEY).  The API key's value is never shown by
+ * DORMANT_PORT, DORMANT_API_KEY, DORMANT_DISCOVER).  The API key's value is never shown by
  * `dormant config` (only that it is set and where).  The
  * profile comes from the caller (--profile) or DORMANT_ENV; one that is
  * neither built in nor a [profile NAME] of the file is an error listing the
@@ -40,6 +42,7 @@
 #define CFG_MAX_MODELS 32
 #define CFG_SRC_MAX 160
 #define CFG_DEFAULT_PORT 7373
+#define CFG_MAX_MODELS_DIRS 8
 
 struct dm_config {
 	char profile[32];
@@ -64,6 +67,10 @@ struct dm_config {
 	uint32_t max_connections_per_ip; /* per client address, waiting or served (default 32) */
 	int64_t header_timeout_ms;    /* a new connection's time to send its request head (10 s) */
 	uint32_t max_tokens;          /* cap on a request's max tokens (default 4096) */
+	/* model discovery (mgr/discover.h) */
+	char models_dirs[CFG_MAX_MODELS_DIRS][MGR_PATH_MAX]; /* models_dir, one per line */
+	size_t n_models_dirs;
+	bool discover;                /* scan the Ollama, HF and LM Studio stores (default true) */
 	/* models */
 	struct mgr_model_cfg models[CFG_MAX_MODELS];
 	size_t n_models;

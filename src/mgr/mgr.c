@@ -52,6 +52,8 @@ struct mgr {
 	pthread_cond_t cv;
 	struct mmodel **models;
 	size_t n, cap;
+	struct mmodel **removed;   /* mgr_remove's, freed by mgr_free (see there) */
+	size_t n_removed;
 	pthread_t reaper;
 	bool reaper_started, stop;
 };
@@ -207,7 +209,7 @@ int mgr_add(struct mgr *m, const struct mgr_model_cfg *c, struct dm_err *err)
 	struct mmodel *mm;
 	int rc = 0;
 
-	if (!c->name[0] || strchr(c->name, '/') || strchr(c->name, '\\'))
+	if (!mgr_name_valid(c->name))
 		return dm_err_set(err, DM_EINVAL, "bad model name '%s'", c->name);
 	pthread_mutex_lock(&m->mu);
 	if (find(m, c->name)) {
@@ -233,6 +235,77 @@ int mgr_add(struct mgr *m, const struct mgr_model_cfg *c, struct dm_err *err)
 	mm->state = MGR_DORMANT;
 	mm->expires_ms = -1;
 	m->models[m->n++] = mm;
+out:
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+static void unload_locked(struct mgr *m, struct mmodel *x, bool evict);
+
+bool mgr_name_valid(const char *name)
+{
+	size_t n = strnlen(name, MGR_NAME_MAX), seg = 0;
+	if (!n || n >= MGR_NAME_MAX)
+		return false;
+	for (size_t i = 0; i <= n; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch == '/' || ch == '\0') {
+			/* no empty, "." or ".." segment */
+			if (!seg || (seg == 1 && name[i - 1] == '.') ||
+			    (seg == 2 && name[i - 1] == '.' && name[i - 2] == '.'))
+				return false;
+			seg = 0;
+			continue;
+		}
+		if (ch < 0x20 || ch == 0x7f || ch == '\\')
+			return false;
+		seg++;
+	}
+	return true;
+}
+
+bool mgr_has(struct mgr *m, const char *name)
+{
+	bool yes;
+	pthread_mutex_lock(&m->mu);
+	yes = find(m, name) != NULL;
+	pthread_mutex_unlock(&m->mu);
+	return yes;
+}
+
+int mgr_remove(struct mgr *m, const char *name, struct dm_err *err)
+{
+	struct mmodel *mm, **nr;
+	size_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		if (!(mm = find(m, name))) {
+			rc = dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+			goto out;
+		}
+		if (mm->in_use || mm->queued || mm->state == MGR_LOADING || mm->state == MGR_UNLOADING) {
+			rc = dm_err_set(err, DM_EBUSY, "model '%s' is in use", name);
+			goto out;
+		}
+		if (mm->state != MGR_READY)
+			break;
+		unload_locked(m, mm, false); /* unlocks meanwhile: look again */
+	}
+	if (!(nr = realloc(m->removed, (m->n_removed + 1) * sizeof *nr))) {
+		rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+		goto out;
+	}
+	m->removed = nr;
+	/* kept, not freed: a thread between two steps of the mutex (a start-up
+	 * check, a waiter about to look again) may still hold the pointer */
+	m->removed[m->n_removed++] = mm;
+	for (i = 0; m->models[i] != mm; i++)
+		;
+	memmove(&m->models[i], &m->models[i + 1], (m->n - i - 1) * sizeof *m->models);
+	m->n--;
+	pthread_cond_broadcast(&m->cv);
 out:
 	pthread_mutex_unlock(&m->mu);
 	return rc;
@@ -992,7 +1065,10 @@ void mgr_free(struct mgr *m)
 	pthread_mutex_unlock(&m->mu);
 	for (size_t i = 0; i < m->n; i++)
 		free(m->models[i]);
+	for (size_t i = 0; i < m->n_removed; i++)
+		free(m->removed[i]);
 	free(m->models);
+	free(m->removed);
 	pthread_cond_destroy(&m->cv);
 	pthread_mutex_destroy(&m->mu);
 	free(m);

@@ -126,6 +126,15 @@ int mgr_init(struct mgr **out, const struct mgr_cfg *cfg, struct dm_err *err);
 void mgr_free(struct mgr *m);
 /* Registers a model; DM_EINVAL for a duplicate or bad name. */
 int mgr_add(struct mgr *m, const struct mgr_model_cfg *c, struct dm_err *err);
+/* A model name: 1 to MGR_NAME_MAX - 1 bytes, no control characters or
+ * backslashes; '/' separates non-empty segments other than "."
+ * and ".." ("qwen3:4b", "org/repo:file"). */
+bool mgr_name_valid(const char *name);
+bool mgr_has(struct mgr *m, const char *name);
+/* Unregisters an idle model (unloading it first if it is loaded):
+ * DM_ENOTFOUND, or DM_EBUSY while it is in use, queued for, loading or
+ * unloading.  Its memory is kept until mgr_free (a few hundred bytes). */
+int mgr_remove(struct mgr *m, const char *name, struct dm_err *err);
 /* Loads the eager models. */
 int mgr_start(struct mgr *m, struct dm_err *err);
 

@@ -23,7 +23,7 @@ struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen
 	g->t0 = r->t0;
 	g->created = srv_unix_now();
 	g->o.max_tokens = 128;
-	g->o.temperature = 0.8f;
+	g->o.temperature = -1; /* the model's default (a discovered one's), else 0.8 */
 	g->o.top_k = -1;
 	g->o.top_p = -1;
 	g->o.min_p = -1;

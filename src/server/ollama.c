@@ -323,10 +323,13 @@ static int tags(struct srv_req *r)
 		json_t *det = srv_model_details(st[i].path, NULL, NULL, &size, &mtime);
 		srv_time_rfc3339(ts, sizeof ts, mtime);
 		file_id(id, sizeof id, st[i].path, size, mtime);
-		json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "name", st[i].name, "model",
-						      st[i].name, "modified_at", ts, "size", (json_int_t)size,
-						      "digest", id, "details", det ? det : json_object()));
+		json_t *o = json_pack("{s:s,s:s,s:s,s:I,s:s,s:o}", "name", st[i].name, "model", st[i].name,
+				      "modified_at", ts, "size", (json_int_t)size, "digest", id, "details",
+				      det ? det : json_object());
+		srv_disc_annotate(r->s, st[i].name, o);
+		json_array_append_new(list, o);
 	}
+	srv_disc_broken(r->s, list, SRV_API_OLLAMA);
 	return srv_reply_json(r, 200, json_pack("{s:o}", "models", list));
 }
 
@@ -573,6 +576,7 @@ int srv_ollama(struct srv_req *r)
 		{ "/api/tags", "GET", tags },           { "/api/ps", "GET", ps },
 		{ "/api/show", "POST", show },          { "/api/version", "GET", version },
 		{ "/api/load", "POST", load },          { "/api/unload", "POST", unload },
+		{ "/api/rescan", "POST", srv_rescan },
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
 		if (!strcmp(r->url, routes[i].path)) {

@@ -339,10 +339,13 @@ static int models(struct srv_req *r)
 	struct dormant_model_status st[SRV_MAX_MODELS];
 	size_t n = dormant_status(r->s->d, st, SRV_MAX_MODELS);
 	json_t *data = json_array();
-	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++)
-		json_array_append_new(data, json_pack("{s:s,s:s,s:I,s:s}", "id", st[i].name, "object",
-						      "model", "created", (json_int_t)r->s->t_start,
-						      "owned_by", "dormant"));
+	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++) {
+		json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", st[i].name, "object", "model", "created",
+				      (json_int_t)r->s->t_start, "owned_by", "dormant");
+		srv_disc_annotate(r->s, st[i].name, o);
+		json_array_append_new(data, o);
+	}
+	srv_disc_broken(r->s, data, SRV_API_OPENAI);
 	return srv_reply_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 

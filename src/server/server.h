@@ -9,7 +9,8 @@
  *            GET /v1/models
  *   Ollama   POST /api/generate, /api/chat, /api/embed, /api/embeddings,
  *            /api/show; GET /api/tags, /api/ps, /api/version
- *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE);
+ *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE),
+ *            /api/rescan (model discovery again, mgr/discover.h);
  *            GET /health (no key needed), /metrics (Prometheus text)
  *
  * Invariants:

@@ -259,5 +259,14 @@ int srv_embed_opts(struct srv_req *r, json_t *b, struct dormant_embed_opts *o);
  * returns -1. */
 int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct dormant_embed_opts *o,
 		  float **vecs, size_t *dim, struct dormant_embed_info *info);
+int srv_rescan(struct srv_req *r);   /* POST /api/rescan (disc.c) */
+/* Where a registered model came from, added to its listing entry:
+ * "source" ("config", or discovery's "dir", "ollama", "hf", "lmstudio")
+ * and, for a discovered one, origin, architecture, quantization,
+ * parameter_count, context_length (disc.c). */
+void srv_disc_annotate(struct srv *s, const char *name, json_t *entry);
+/* Appends the discovered files that cannot be used, with their "error",
+ * in the API's listing shape. */
+void srv_disc_broken(struct srv *s, json_t *list, enum srv_api api);
 
 #endif

@@ -214,21 +214,6 @@ int srv_get_bool(struct srv_req *r, json_t *o, const char *key, bool *out)
 
 /* ---- model details from the file's metadata ---- */
 
-static const char *file_type_name(uint32_t ft)
-{
-	/* general.file_type (llama_ftype) values */
-	static const struct { uint32_t v; const char *n; } t[] = {
-		{ 0, "F32" }, { 1, "F16" }, { 2, "Q4_0" }, { 3, "Q4_1" }, { 7, "Q8_0" }, { 8, "Q5_0" },
-		{ 9, "Q5_1" }, { 10, "Q2_K" }, { 11, "Q3_K_S" }, { 12, "Q3_K_M" }, { 13, "Q3_K_L" },
-		{ 14, "Q4_K_S" }, { 15, "Q4_K_M" }, { 16, "Q5_K_S" }, { 17, "Q5_K_M" }, { 18, "Q6_K" },
-		{ 32, "BF16" },
-	};
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-		if (t[i].v == ft)
-			return t[i].n;
-	return "unknown";
-}
-
 json_t *srv_model_details(const char *path, json_t **model_info, char **chat_template,
 			  uint64_t *file_size, double *mtime)
 {
@@ -264,7 +249,7 @@ json_t *srv_model_details(const char *path, json_t **model_info, char **chat_tem
 		json_array_append_new(json_object_get(d, "families"), json_string(buf));
 	}
 	if (!gguf_get_u32(g, "general.file_type", &ft, NULL))
-		json_object_set_new(d, "quantization_level", json_string(file_type_name(ft)));
+		json_object_set_new(d, "quantization_level", json_string(gguf_file_type_name(ft)));
 	for (uint64_t i = 0; i < g->n_tensors; i++)
 		n_params += (uint64_t)g->tensors[i].n_elem;
 	if (n_params >= 1000000000ull)
