@@ -30,6 +30,8 @@ struct dormant {
 	struct engine_backend_cfg bc;
 	struct mgr *m;
 	pthread_mutex_t mu; /* guards ttft */
+	void (*observe)(void *ud, const struct dormant_event *ev); /* under the manager's lock */
+	void *observe_ud;
 	struct ttft ttft[CFG_MAX_MODELS * 2];
 	size_t n_ttft;
 };
@@ -385,6 +387,27 @@ int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char
 	struct dm_err e;
 	int rc = mgr_check_model(d->m, model, est_bytes, &e);
 	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
+static void observe(void *ud, const struct mgr_event *ev)
+{
+	struct dormant *d = ud;
+	struct dormant_event e = { .model = ev->model, .from = mgr_state_name(ev->from),
+				   .to = mgr_state_name(ev->to), .seconds = ev->seconds,
+				   .bytes = ev->bytes, .rss = ev->rss, .evict = ev->evict,
+				   .error = ev->error };
+	if (d->observe)
+		d->observe(d->observe_ud, &e);
+}
+
+void dormant_set_observer(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
+{
+	/* cleared first, so that the manager never calls half of a new pair */
+	mgr_set_observer(d->m, NULL, NULL);
+	d->observe = fn;
+	d->observe_ud = ud;
+	if (fn)
+		mgr_set_observer(d->m, observe, d);
 }
 
 const struct dm_config *dormant_config(const dormant *d)
