@@ -49,6 +49,12 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_UTIL_SRC := $(sort $(wildcard tests/util/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The dashboard's files (src/server/dash/), embedded as a C table by a
+# portable od+awk script; the generated file lives under $(BUILD) only.
+DASH_ASSETS := $(sort $(wildcard src/server/dash/*))
+DASH_C   := $(BUILD)/gen/dash_assets.c
+DASH_O   := $(BUILD)/obj/gen/dash_assets.o
+LIB_OBJ  += $(DASH_O)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -65,6 +71,14 @@ $(BUILD)/obj/%_avx512.o: CFLAGS += $(ISA_AVX512)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(DASH_C): $(DASH_ASSETS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $(DASH_ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(DASH_O): $(DASH_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

@@ -151,7 +151,8 @@ struct dormant_event {
 	const char *from, *to;   /* state names, as in dormant_model_status */
 	double seconds;          /* to "ready": the load's time; to "dormant": the unload's */
 	uint64_t bytes;          /* to "loading": the estimate; to "ready": measured */
-	uint64_t rss;            /* process RSS right after it (0: not measured) */
+	uint64_t rss, rss_anon, rss_file; /* process memory right after it (VmRSS,
+				  * RssAnon, RssFile; 0: not measured) */
 	int evict;               /* an unload that made room for another model */
 	const char *error;       /* to "failed": why; else "" */
 };

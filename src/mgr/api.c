@@ -394,7 +394,8 @@ static void observe(void *ud, const struct mgr_event *ev)
 	struct dormant *d = ud;
 	struct dormant_event e = { .model = ev->model, .from = mgr_state_name(ev->from),
 				   .to = mgr_state_name(ev->to), .seconds = ev->seconds,
-				   .bytes = ev->bytes, .rss = ev->rss, .evict = ev->evict,
+				   .bytes = ev->bytes, .rss = ev->rss,
+				   .rss_anon = ev->rss_anon, .rss_file = ev->rss_file, .evict = ev->evict,
 				   .error = ev->error };
 	if (d->observe)
 		d->observe(d->observe_ud, &e);

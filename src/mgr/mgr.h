@@ -197,7 +197,9 @@ struct mgr_event {
 	enum mgr_state from, to;
 	double seconds;     /* to READY: the load's time; to DORMANT: the unload's */
 	uint64_t bytes;     /* to LOADING: the estimate; to READY: measured */
-	uint64_t rss;       /* process RSS right after the transition (0: not measured) */
+	/* process memory right after a transition to LOADING, READY or
+	 * DORMANT (VmRSS, RssAnon, RssFile); 0 for the others */
+	uint64_t rss, rss_anon, rss_file;
 	bool evict;         /* to UNLOADING / DORMANT: made room for another model */
 	const char *error;  /* to FAILED: why; else "" */
 };
