@@ -6,6 +6,7 @@
 #   make fuzz         libFuzzer targets (clang)
 #   make fuzz-smoke   run each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench        benchmarks (never part of `make test`)
+#   make dashboard-shot  docs/dashboard.png, the README's dashboard screenshot
 #
 # Layout: src/<module>/*.c; a file named *_avx2.c or *_avx512.c is compiled
 # with that ISA's flags and must only be called after a CPU feature check.
@@ -156,6 +157,12 @@ BENCH_MODEL ?= build/demo/default-110m-Q8_0.gguf
 bench-life: $(BIN)
 	@test -f $(BENCH_MODEL) || $(BIN) synth --preset 110m --type Q8_0 -o $(BENCH_MODEL)
 	$(BIN) bench all $(BENCH_MODEL) --json build/bench-report/bench.json --report build/bench-report
+
+# The README's dashboard screenshot (docs/dashboard.png): a real `dormant
+# serve`, some requests, the page in headless Chromium (node, npm, chromium).
+.PHONY: dashboard-shot
+dashboard-shot: $(BIN)
+	sh scripts/dashboard-shot.sh $(BIN) docs/dashboard.png
 
 # Kernel throughput: matvec GB/s against the measured memory read bandwidth
 # and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.

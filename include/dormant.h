@@ -157,11 +157,13 @@ struct dormant_event {
 	const char *error;       /* to "failed": why; else "" */
 };
 
-/* Sets (fn non-NULL) or clears the runtime's one observer of lifecycle
- * transitions.  fn runs on the thread that made the transition with the
+/* Adds an observer of lifecycle transitions (at most 8 at a time; -1
+ * beyond).  fn runs on the thread that made the transition with the
  * runtime's lock held: it must return quickly and must not call the
- * runtime.  Once this returns, the previous observer is never called. */
-void dormant_set_observer(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud);
+ * runtime.  Once dormant_observe_remove(d, fn, ud) returns, that observer
+ * is never called again. */
+int dormant_observe_add(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud);
+void dormant_observe_remove(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud);
 
 /* Checks a registered model without loading it: its file readable, its
  * header valid, its architecture supported, its estimated size within the

@@ -30,8 +30,12 @@ struct dormant {
 	struct engine_backend_cfg bc;
 	struct mgr *m;
 	pthread_mutex_t mu; /* guards ttft */
-	void (*observe)(void *ud, const struct dormant_event *ev); /* under the manager's lock */
-	void *observe_ud;
+	pthread_mutex_t obs_mu; /* serialises changes to obs (read under the manager's lock) */
+	struct {
+		void (*fn)(void *ud, const struct dormant_event *ev);
+		void *ud;
+	} obs[8];
+	size_t n_obs;
 	struct ttft ttft[CFG_MAX_MODELS * 2];
 	size_t n_ttft;
 };
@@ -70,6 +74,7 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 		return fail(err, errlen, &e, DM_ENOMEM);
 	}
 	pthread_mutex_init(&d->mu, NULL);
+	pthread_mutex_init(&d->obs_mu, NULL);
 	if ((rc = dm_config_load(d->cfg, config, profile, &e)))
 		goto bad;
 	dm_config_mgr(d->cfg, &mc);
@@ -119,6 +124,7 @@ void dormant_close(dormant *d)
 	mgr_free(d->m);
 	free(d->cfg);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->obs_mu);
 	free(d);
 }
 
@@ -397,18 +403,40 @@ static void observe(void *ud, const struct mgr_event *ev)
 				   .bytes = ev->bytes, .rss = ev->rss,
 				   .rss_anon = ev->rss_anon, .rss_file = ev->rss_file, .evict = ev->evict,
 				   .error = ev->error };
-	if (d->observe)
-		d->observe(d->observe_ud, &e);
+	for (size_t i = 0; i < d->n_obs; i++)
+		d->obs[i].fn(d->obs[i].ud, &e);
 }
 
-void dormant_set_observer(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
+/* The manager's one observer is `observe`, detached while obs changes (the
+ * manager takes its lock to detach: no call is running afterwards). */
+int dormant_observe_add(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
 {
-	/* cleared first, so that the manager never calls half of a new pair */
-	mgr_set_observer(d->m, NULL, NULL);
-	d->observe = fn;
-	d->observe_ud = ud;
-	if (fn)
+	int rc = -1;
+	pthread_mutex_lock(&d->obs_mu);
+	if (fn && d->n_obs < sizeof d->obs / sizeof d->obs[0]) {
+		mgr_set_observer(d->m, NULL, NULL);
+		d->obs[d->n_obs].fn = fn;
+		d->obs[d->n_obs].ud = ud;
+		d->n_obs++;
 		mgr_set_observer(d->m, observe, d);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&d->obs_mu);
+	return rc;
+}
+
+void dormant_observe_remove(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
+{
+	pthread_mutex_lock(&d->obs_mu);
+	mgr_set_observer(d->m, NULL, NULL);
+	for (size_t i = 0; i < d->n_obs; i++)
+		if (d->obs[i].fn == fn && d->obs[i].ud == ud) {
+			d->obs[i] = d->obs[--d->n_obs];
+			break;
+		}
+	if (d->n_obs)
+		mgr_set_observer(d->m, observe, d);
+	pthread_mutex_unlock(&d->obs_mu);
 }
 
 const struct dm_config *dormant_config(const dormant *d)

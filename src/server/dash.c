@@ -49,8 +49,11 @@ int srv_dash_asset(struct srv_req *r)
 int srv_dash_start(struct srv *s, struct dm_err *err)
 {
 	int rc = srv_hub_init(&s->hub, s->d, err);
-	if (!rc)
-		dormant_set_observer(s->d, srv_hub_observe, s->hub);
+	if (!rc && dormant_observe_add(s->d, srv_hub_observe, s->hub)) {
+		srv_hub_free(s->hub);
+		s->hub = NULL;
+		rc = dm_err_set(err, DM_EBUSY, "too many servers observe this runtime");
+	}
 	return rc;
 }
 
@@ -58,7 +61,7 @@ void srv_dash_stop(struct srv *s)
 {
 	if (!s->hub)
 		return;
-	dormant_set_observer(s->d, NULL, NULL);
+	dormant_observe_remove(s->d, srv_hub_observe, s->hub);
 	srv_hub_free(s->hub);
 	s->hub = NULL;
 }

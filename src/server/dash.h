@@ -25,9 +25,9 @@ struct srv_req;
 struct srv_gen;
 struct dm_err;
 
-/* Creates s->hub and makes it the runtime's lifecycle observer (srv_start,
- * before any connection); srv_dash_stop (srv_stop, after every stream
- * thread ended) clears the observer and frees the hub. */
+/* Creates s->hub and adds it as an observer of the runtime's lifecycle
+ * (srv_start, before any connection); srv_dash_stop (srv_stop, after every
+ * stream thread ended) removes the observer and frees the hub. */
 int srv_dash_start(struct srv *s, struct dm_err *err);
 void srv_dash_stop(struct srv *s);
 /* Publishes a finished generation request (gen.c, once per request). */

@@ -51,7 +51,7 @@ void srv_hub_free(struct srv_hub *h);
  * of memory.  Safe from any thread, including the runtime's observer. */
 void srv_hub_publish(struct srv_hub *h, const char *type, json_t *data);
 
-/* The runtime's observer (dormant_set_observer) publishing lifecycle
+/* A runtime observer (dormant_observe_add) publishing lifecycle
  * events into the hub passed as ud. */
 void srv_hub_observe(void *ud, const struct dormant_event *ev);
 

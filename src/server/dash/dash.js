@@ -228,7 +228,7 @@
   function renderChart() {
     const svg = $('chart');
     const W = Math.max(svg.clientWidth, 300), H = Math.max(svg.clientHeight, 200);
-    const L = 64, R = 12, T = 30, B = 22;
+    const L = 64, R = 12, T = 48, B = 22;
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.replaceChildren();
     const t1 = now(), t0 = t1 - st.winS;
@@ -246,11 +246,11 @@
       svg.append(sv('line', { class: 'grid', x1: L, x2: W - R, y1: y(b), y2: y(b) }));
       svg.append(sv('text', { x: L - 6, y: y(b) + 4, 'text-anchor': 'end' }, mib(b)));
     }
-    const step = st.winS <= 300 ? 60 : st.winS <= 900 ? 180 : 600;
+    const step = st.winS <= 60 ? 15 : st.winS <= 300 ? 60 : st.winS <= 900 ? 180 : 600;
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
       const d = new Date((t - st.offset) * 1000);
       svg.append(sv('text', { x: x(t), y: H - 6, 'text-anchor': 'middle' },
-        d.toTimeString().slice(0, 5)));
+        d.toTimeString().slice(0, step < 60 ? 8 : 5)));
     }
     if (pts.length) {
       // stacked: anonymous at the bottom, file-backed on it (sum: RSS);
@@ -262,9 +262,9 @@
         for (let i = pts.length - 1; i >= 0; i--) d += 'L' + x(pts[i].t).toFixed(1) + ',' + y(lo(pts[i])).toFixed(1);
         return d + 'Z';
       };
+      // the last sample holds until now
       const last = pts[pts.length - 1];
-      const ext = last.t < t1 ? pts.concat([Object.assign({}, last, { t: t1 })]) : pts;
-      pts.length = 0; pts.push(...ext);
+      if (last.t < t1) pts.push(Object.assign({}, last, { t: t1 }));
       svg.append(sv('path', { class: 'anon', d: area(() => 0, anon) }));
       svg.append(sv('path', { class: 'file', d: area(anon, (s) => anon(s) + (s.file || 0)) }));
       let c = '';
@@ -278,8 +278,9 @@
     } else if (st.maxRam > 0) {
       svg.append(sv('text', { x: W - R, y: 12, 'text-anchor': 'end' }, 'max_ram ' + mib(st.maxRam) + ' (above the chart)'));
     }
-    // lifecycle markers: a line at each load end, unload end, failure
-    let k = 0;
+    // lifecycle markers: a line at each load end, unload end, failure; a
+    // label where one of three rows has room, else only a tooltip
+    const rows = [-1e9, -1e9, -1e9];
     for (const m of st.marks) {
       if (m.t < t0) continue;
       let kind, label;
@@ -287,9 +288,17 @@
       else if (m.to === 'dormant' && m.from === 'unloading') { kind = 'unload'; label = m.model + (m.evict ? ' evicted ' : ' unloaded ') + secs(m.seconds); }
       else if (m.to === 'failed') { kind = 'fail'; label = m.model + ' failed'; }
       else continue;
+      const mx = x(m.t), w = label.length * 6.2;
       const g = sv('g', { class: 'marker', 'data-kind': kind, 'data-model': m.model });
-      g.append(sv('line', { class: 'mark ' + kind, x1: x(m.t), x2: x(m.t), y1: T - 6, y2: H - B }));
-      g.append(sv('text', { class: 'mlabel', x: x(m.t) + 3, y: T - 16 + 12 * (k++ % 3) }, label));
+      g.append(sv('title', {}, label));
+      g.append(sv('line', { class: 'mark ' + kind, x1: mx, x2: mx, y1: T - 6, y2: H - B }));
+      const right = mx + 3 + w > W - R;
+      const x0 = right ? mx - 3 - w : mx + 3;
+      const r = rows.findIndex((end) => x0 > end + 6);
+      if (r >= 0) {
+        rows[r] = x0 + w;
+        g.append(sv('text', { class: 'mlabel', x: right ? mx - 3 : mx + 3, y: T - 34 + 12 * r, 'text-anchor': right ? 'end' : 'start' }, label));
+      }
       svg.append(g);
     }
   }
