@@ -10,7 +10,10 @@
  *   Ollama   POST /api/generate, /api/chat, /api/embed, /api/embeddings,
  *            /api/show; GET /api/tags, /api/ps, /api/version
  *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE);
- *            GET /health (no key needed), /metrics (Prometheus text)
+ *            GET /health (no key needed), /metrics (Prometheus text),
+ *            /api/events (Server-Sent Events: events.h)
+ *   page     GET /, /dash.js, /dash.css: the dashboard (dash.h; no data in
+ *            these files, so no key needed: the page asks for it)
  *
  * Invariants:
  *   - the server never opens a path a request names: models are the
