@@ -26,6 +26,14 @@
 #include "server/server.h"
 #include "tutil.h"
 
+/* AddressSanitizer's quarantine keeps freed memory resident: the page's
+ * rise-and-return check is left out there (see test_clients.c). */
+#if defined(__SANITIZE_ADDRESS__)
+#define DASH_RSS "DASH_NO_RSS=1"
+#else
+#define DASH_RSS "DASH_NO_RSS="
+#endif
+
 static dormant *D;
 static struct srv *S;
 static uint16_t PORT;
@@ -506,7 +514,7 @@ static void test_browser(void **state)
 	snprintf(arg2, sizeof arg2, "broken=%.700s", bad);
 	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
 	tu_system("mkdir -p %s/dash", getenv("BUILD") ? getenv("BUILD") : "build");
-	out = tu_capture(&st, "HOME=%s DASH_BROKEN=1 timeout 170 node tests/js/dash.mjs http://127.0.0.1:%d %s/dash/dashboard.png 2>&1",
+	out = tu_capture(&st, "HOME=%s DASH_BROKEN=1 " DASH_RSS " timeout 170 node tests/js/dash.mjs http://127.0.0.1:%d %s/dash/dashboard.png 2>&1",
 			 tu_tmpdir(), port, getenv("BUILD") ? getenv("BUILD") : "build");
 	fputs(out, stderr);
 	free(out);

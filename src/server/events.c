@@ -179,36 +179,39 @@ static json_t *models_json(dormant *d)
 	return json_pack("{s:o}", "models", arr);
 }
 
-/* Process memory and the model files' bytes in the page cache. */
-static json_t *memory_json(dormant *d)
+/* Process memory and the model files' bytes in the page cache (counted
+ * again only when recount: mincore over every model file is the costly
+ * part, a vector byte per page; *cache keeps the last count). */
+static json_t *memory_json(dormant *d, bool recount, uint64_t *cache)
 {
-	struct dormant_model_status *st = calloc(SRV_MAX_MODELS, sizeof *st);
 	struct dm_mem_usage u = { 0 };
-	uint64_t cache = 0;
-	size_t n;
+	struct dormant_model_status *st = recount ? calloc(SRV_MAX_MODELS, sizeof *st) : NULL;
 
-	if (!st)
-		return NULL;
 	dm_mem_usage(&u);
-	n = dormant_status(d, st, SRV_MAX_MODELS);
-	for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++) {
-		uint64_t c = 0, size = 0;
-		if (st[i].path[0] && !dm_file_cached(st[i].path, &c, &size))
-			cache += c;
+	if (st) {
+		size_t n = dormant_status(d, st, SRV_MAX_MODELS);
+		*cache = 0;
+		for (size_t i = 0; i < n && i < SRV_MAX_MODELS; i++) {
+			uint64_t c = 0, size = 0;
+			if (st[i].path[0] && !dm_file_cached(st[i].path, &c, &size))
+				*cache += c;
+		}
+		free(st);
 	}
-	free(st);
 	return json_pack("{s:I,s:I,s:I,s:I,s:I}", "rss", (json_int_t)u.rss, "anon", (json_int_t)u.rss_anon,
-			 "file", (json_int_t)u.rss_file, "cache", (json_int_t)cache, "max_ram",
+			 "file", (json_int_t)u.rss_file, "cache", (json_int_t)*cache, "max_ram",
 			 (json_int_t)dormant_config(d)->max_ram);
 }
 
 /* Asleep while nobody watches; else a memory sample every
- * SRV_HUB_SAMPLE_MS and a models snapshot when something happened (or
- * every fourth tick, for the countdowns and queues). */
+ * SRV_HUB_SAMPLE_MS, and a models snapshot and a page cache count when
+ * something happened (or every fourth tick, for the countdowns, queues and
+ * the cache's slow drift). */
 static void *sampler_main(void *arg)
 {
 	struct srv_hub *h = arg;
 	unsigned tick = 0;
+	uint64_t cache = 0;
 
 	pthread_mutex_lock(&h->mu);
 	while (!h->stop) {
@@ -221,7 +224,7 @@ static void *sampler_main(void *arg)
 		snap = h->dirty || tick % 4 == 0;
 		h->dirty = false;
 		pthread_mutex_unlock(&h->mu);
-		srv_hub_publish(h, "memory", memory_json(h->d));
+		srv_hub_publish(h, "memory", memory_json(h->d, snap, &cache));
 		if (snap)
 			srv_hub_publish(h, "models", models_json(h->d));
 		tick++;

@@ -41,6 +41,7 @@ static void count_request(struct srv_req *r)
 		"/", "/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/completions",
 		"/v1/embeddings", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings",
 		"/api/tags", "/api/ps", "/api/show", "/api/version", "/api/load", "/api/unload",
+		"/api/events", "/dash.js", "/dash.css",
 	};
 	for (i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (!strcmp(known[i], path))
