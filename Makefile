@@ -6,6 +6,7 @@
 #   make fuzz         libFuzzer targets (clang)
 #   make fuzz-smoke   run each fuzz target for FUZZ_SECONDS (default 60)
 #   make bench        benchmarks (never part of `make test`)
+#   make dashboard-shot  docs/dashboard.png, the README's dashboard screenshot
 #
 # Layout: src/<module>/*.c; a file named *_avx2.c or *_avx512.c is compiled
 # with that ISA's flags and must only be called after a CPU feature check.
@@ -49,6 +50,12 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_UTIL_SRC := $(sort $(wildcard tests/util/*.c))
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The dashboard's files (src/server/dash/), embedded as a C table by a
+# portable od+awk script; the generated file lives under $(BUILD) only.
+DASH_ASSETS := $(sort $(wildcard src/server/dash/*))
+DASH_C   := $(BUILD)/gen/dash_assets.c
+DASH_O   := $(BUILD)/obj/gen/dash_assets.o
+LIB_OBJ  += $(DASH_O)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_UTIL_OBJ := $(TEST_UTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -65,6 +72,14 @@ $(BUILD)/obj/%_avx512.o: CFLAGS += $(ISA_AVX512)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(DASH_C): $(DASH_ASSETS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed.sh $(DASH_ASSETS) > $@.tmp && mv $@.tmp $@
+
+$(DASH_O): $(DASH_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -142,6 +157,12 @@ BENCH_MODEL ?= build/demo/default-110m-Q8_0.gguf
 bench-life: $(BIN)
 	@test -f $(BENCH_MODEL) || $(BIN) synth --preset 110m --type Q8_0 -o $(BENCH_MODEL)
 	$(BIN) bench all $(BENCH_MODEL) --json build/bench-report/bench.json --report build/bench-report
+
+# The README's dashboard screenshot (docs/dashboard.png): a real `dormant
+# serve`, some requests, the page in headless Chromium (node, npm, chromium).
+.PHONY: dashboard-shot
+dashboard-shot: $(BIN)
+	sh scripts/dashboard-shot.sh $(BIN) docs/dashboard.png
 
 # Kernel throughput: matvec GB/s against the measured memory read bandwidth
 # and matmul GFLOP/s per weight type, 2 threads, medians of 7 runs.

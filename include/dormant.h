@@ -177,6 +177,26 @@ struct dormant_model_status {
 /* Copies up to cap entries; returns the number of models. */
 size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap);
 
+/* One lifecycle transition of a model (strings live for the call only). */
+struct dormant_event {
+	const char *model;
+	const char *from, *to;   /* state names, as in dormant_model_status */
+	double seconds;          /* to "ready": the load's time; to "dormant": the unload's */
+	uint64_t bytes;          /* to "loading": the estimate; to "ready": measured */
+	uint64_t rss, rss_anon, rss_file; /* process memory right after it (VmRSS,
+				  * RssAnon, RssFile; 0: not measured) */
+	int evict;               /* an unload that made room for another model */
+	const char *error;       /* to "failed": why; else "" */
+};
+
+/* Adds an observer of lifecycle transitions (at most 8 at a time; -1
+ * beyond).  fn runs on the thread that made the transition with the
+ * runtime's lock held: it must return quickly and must not call the
+ * runtime.  Once dormant_observe_remove(d, fn, ud) returns, that observer
+ * is never called again. */
+int dormant_observe_add(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud);
+void dormant_observe_remove(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud);
+
 /* Checks a registered model without loading it: its file readable, its
  * header valid, its architecture supported, its estimated size within the
  * memory budget, its fallbacks registered and free of cycles.  Returns 0

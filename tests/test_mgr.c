@@ -677,6 +677,52 @@ static void test_transition_log(void **state)
 	assert_non_null(strstr(log_buf, "model 'bad': loading -> failed: corrupt.gguf: offset 0: bad magic"));
 }
 
+/* ---- the observer: every transition, in order, with its figures ---- */
+
+static char obs_buf[2048];
+
+static void observer(void *ud, const struct mgr_event *ev)
+{
+	size_t n = strlen(obs_buf);
+	(void)ud;
+	snprintf(obs_buf + n, sizeof obs_buf - n, "%s:%s>%s%s%s%s ", ev->model, mgr_state_name(ev->from),
+		 mgr_state_name(ev->to), ev->evict ? "(evict)" : "", ev->error[0] ? ":" : "", ev->error);
+	if (ev->to == MGR_READY) {
+		assert_int_equal(ev->bytes, 100);
+		assert_true(ev->rss > 0 && ev->rss >= ev->rss_anon);
+	}
+	if (ev->to == MGR_UNLOADING)
+		assert_int_equal(ev->rss, 0); /* measured only where the memory settled */
+}
+
+static void test_observer(void **state)
+{
+	struct mgr *m = mk(150, 0, 0);
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	obs_buf[0] = '\0';
+	add(m, "a", "size=100", MGR_KEEP_FOREVER);
+	add(m, "b", "size=100", MGR_KEEP_FOREVER);
+	add(m, "f", "flaky", MGR_KEEP_FOREVER);
+	mgr_set_observer(m, observer, NULL);
+	use(m, "a");
+	use(m, "b"); /* a is evicted to make room */
+	atomic_store(&fk.fails_left, 1);
+	assert_int_equal(mgr_unload(m, "b", &e), 0);
+	assert_int_equal(mgr_acquire(m, "f", NULL, &l, &e), DM_EIO);
+	assert_string_equal(obs_buf, "a:dormant>loading a:loading>ready "
+				     "a:ready>unloading(evict) a:unloading>dormant(evict) "
+				     "b:dormant>loading b:loading>ready b:ready>unloading b:unloading>dormant "
+				     "f:dormant>loading f:loading>failed:flaky: read error ");
+	/* cleared: never called again */
+	mgr_set_observer(m, NULL, NULL);
+	obs_buf[0] = '\0';
+	use(m, "a");
+	assert_string_equal(obs_buf, "");
+	mgr_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -697,6 +743,7 @@ int main(void)
 		cmocka_unit_test(test_check_model),
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
+		cmocka_unit_test(test_observer),
 	};
 	return cmocka_run_group_tests_name("mgr", tests, NULL, NULL);
 }

@@ -31,6 +31,12 @@ struct dormant {
 	struct engine_backend_cfg bc;
 	struct mgr *m;
 	pthread_mutex_t mu; /* guards ttft */
+	pthread_mutex_t obs_mu; /* serialises changes to obs (read under the manager's lock) */
+	struct {
+		void (*fn)(void *ud, const struct dormant_event *ev);
+		void *ud;
+	} obs[8];
+	size_t n_obs;
 	struct ttft ttft[CFG_MAX_MODELS * 2];
 	size_t n_ttft;
 	/* discovery (dormant_rescan), guarded by disc_mu, which is taken
@@ -101,6 +107,7 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 	}
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_mutex_init(&d->disc_mu, NULL);
+	pthread_mutex_init(&d->obs_mu, NULL);
 	d->stores = -1;
 	if ((rc = disc_init(&d->disc, &e)))
 		goto bad;
@@ -163,6 +170,7 @@ void dormant_close(dormant *d)
 	free(d->reg);
 	pthread_mutex_destroy(&d->mu);
 	pthread_mutex_destroy(&d->disc_mu);
+	pthread_mutex_destroy(&d->obs_mu);
 	free(d);
 }
 
@@ -629,6 +637,50 @@ int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char
 	struct dm_err e;
 	int rc = mgr_check_model(d->m, model, est_bytes, &e);
 	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
+static void observe(void *ud, const struct mgr_event *ev)
+{
+	struct dormant *d = ud;
+	struct dormant_event e = { .model = ev->model, .from = mgr_state_name(ev->from),
+				   .to = mgr_state_name(ev->to), .seconds = ev->seconds,
+				   .bytes = ev->bytes, .rss = ev->rss,
+				   .rss_anon = ev->rss_anon, .rss_file = ev->rss_file, .evict = ev->evict,
+				   .error = ev->error };
+	for (size_t i = 0; i < d->n_obs; i++)
+		d->obs[i].fn(d->obs[i].ud, &e);
+}
+
+/* The manager's one observer is `observe`, detached while obs changes (the
+ * manager takes its lock to detach: no call is running afterwards). */
+int dormant_observe_add(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
+{
+	int rc = -1;
+	pthread_mutex_lock(&d->obs_mu);
+	if (fn && d->n_obs < sizeof d->obs / sizeof d->obs[0]) {
+		mgr_set_observer(d->m, NULL, NULL);
+		d->obs[d->n_obs].fn = fn;
+		d->obs[d->n_obs].ud = ud;
+		d->n_obs++;
+		mgr_set_observer(d->m, observe, d);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&d->obs_mu);
+	return rc;
+}
+
+void dormant_observe_remove(dormant *d, void (*fn)(void *ud, const struct dormant_event *ev), void *ud)
+{
+	pthread_mutex_lock(&d->obs_mu);
+	mgr_set_observer(d->m, NULL, NULL);
+	for (size_t i = 0; i < d->n_obs; i++)
+		if (d->obs[i].fn == fn && d->obs[i].ud == ud) {
+			d->obs[i] = d->obs[--d->n_obs];
+			break;
+		}
+	if (d->n_obs)
+		mgr_set_observer(d->m, observe, d);
+	pthread_mutex_unlock(&d->obs_mu);
 }
 
 const struct dm_config *dormant_config(const dormant *d)

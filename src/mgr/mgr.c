@@ -56,6 +56,8 @@ struct mgr {
 	size_t n_removed;
 	pthread_t reaper;
 	bool reaper_started, stop;
+	mgr_observer_fn observe;    /* under mu */
+	void *observe_ud;
 };
 
 struct mgr_lease {
@@ -159,6 +161,36 @@ static void logf_(struct mgr *m, const struct mmodel *mm, const char *fmt, ...)
 	vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
 	va_end(ap);
 	m->cfg.log(m->cfg.log_ud, line);
+}
+
+/* Tells the observer (if any) about mm's transition from `from` to its
+ * current state; called with m->mu held. */
+static void emit(struct mgr *m, const struct mmodel *mm, enum mgr_state from, double seconds,
+		 uint64_t bytes, bool evict)
+{
+	struct mgr_event ev = { .model = mm->cfg.name, .from = from, .to = mm->state,
+				.seconds = seconds, .bytes = bytes, .evict = evict,
+				.error = mm->state == MGR_FAILED ? mm->last_error : "" };
+	struct dm_mem_usage u;
+	if (!m->observe)
+		return;
+	/* one read of /proc/self/status: an observer draws memory over time,
+	 * and a short load and unload can fall between its own samples */
+	if ((mm->state == MGR_LOADING || mm->state == MGR_READY || mm->state == MGR_DORMANT) &&
+	    !dm_mem_usage(&u)) {
+		ev.rss = u.rss;
+		ev.rss_anon = u.rss_anon;
+		ev.rss_file = u.rss_file;
+	}
+	m->observe(m->observe_ud, &ev);
+}
+
+void mgr_set_observer(struct mgr *m, mgr_observer_fn fn, void *ud)
+{
+	pthread_mutex_lock(&m->mu);
+	m->observe = fn;
+	m->observe_ud = ud;
+	pthread_mutex_unlock(&m->mu);
 }
 
 static struct mmodel *find(struct mgr *m, const char *name)
@@ -354,6 +386,7 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 	uint64_t cached = 0, fsize = 0;
 	x->state = MGR_UNLOADING;
 	logf_(m, x, "ready -> unloading (%s)", evict ? "evicted to make room" : "released");
+	emit(m, x, MGR_READY, 0, 0, evict);
 	pthread_mutex_unlock(&m->mu);
 	m->cfg.backend.unload(m->cfg.backend.ud, &l);
 	dm_mem_usage(&u);
@@ -375,6 +408,7 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 	x->unload_count++;
 	if (evict)
 		x->evict_count++;
+	emit(m, x, MGR_UNLOADING, real_s() - t0, 0, evict);
 	pthread_cond_broadcast(&m->cv);
 }
 
@@ -525,6 +559,7 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	logf_(m, mm, "dormant -> loading (%s, estimate %.1f MiB)", mgr_mode_name(mm->cfg.mode),
 	      mm->est_bytes / 1048576.0);
 	mm->rss_before_load = rss_bytes();
+	emit(m, mm, MGR_DORMANT, 0, mm->est_bytes, false);
 	pthread_mutex_unlock(&m->mu);
 	t0 = real_s();
 	rc = be->load(be->ud, &mm->cfg, &mm->prog, o ? o->cancel : NULL, &l, err);
@@ -544,6 +579,7 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	      mm->last_load_s, warm ? " with warm-up" : "", l.bytes / 1048576.0, mm->est_bytes / 1048576.0,
 	      rss_bytes() / 1048576.0);
 	mm->last_error[0] = '\0';
+	emit(m, mm, MGR_LOADING, mm->last_load_s, l.bytes, false);
 	mm->last_used_ms = mgr_now_ms(m);
 	pthread_cond_broadcast(&m->cv);
 	return new_lease(m, mm, true, mm->last_load_s, o, out, err);
@@ -551,6 +587,7 @@ failed:
 	mm->state = MGR_FAILED;
 	snprintf(mm->last_error, sizeof mm->last_error, "%s", err ? err->msg : "load failed");
 	logf_(m, mm, "loading -> failed: %s", mm->last_error);
+	emit(m, mm, MGR_LOADING, 0, 0, false);
 	pthread_cond_broadcast(&m->cv);
 	return rc ? rc : DM_EIO;
 }

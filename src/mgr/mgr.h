@@ -205,6 +205,27 @@ struct mgr_model_status {
 /* The role a registered model was given; DM_ENOTFOUND for an unknown name. */
 int mgr_model_role(struct mgr *m, const char *name, enum mgr_role *role);
 
+/* One lifecycle transition, as an observer receives it.  Strings live for
+ * the call only. */
+struct mgr_event {
+	const char *model;
+	enum mgr_state from, to;
+	double seconds;     /* to READY: the load's time; to DORMANT: the unload's */
+	uint64_t bytes;     /* to LOADING: the estimate; to READY: measured */
+	/* process memory right after a transition to LOADING, READY or
+	 * DORMANT (VmRSS, RssAnon, RssFile); 0 for the others */
+	uint64_t rss, rss_anon, rss_file;
+	bool evict;         /* to UNLOADING / DORMANT: made room for another model */
+	const char *error;  /* to FAILED: why; else "" */
+};
+typedef void (*mgr_observer_fn)(void *ud, const struct mgr_event *ev);
+
+/* Sets (fn non-NULL) or clears the one observer of state transitions.  fn
+ * runs with the manager's lock held, on whichever thread made the
+ * transition: it must return quickly and must not call the manager.  Once
+ * this returns, the previous observer is never called again. */
+void mgr_set_observer(struct mgr *m, mgr_observer_fn fn, void *ud);
+
 /* Copies up to cap entries; returns the number of models. */
 size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap);
 uint64_t mgr_now_ms(struct mgr *m);

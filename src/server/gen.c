@@ -1,6 +1,7 @@
 /* server/gen — running a generation request for either API: checks, the
  * synchronous path, the streamed path with load progress. */
 #include "server/srv_int.h"
+#include "server/dash.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -96,6 +97,7 @@ static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
 	snprintf(g->err, sizeof g->err, "%s", err);
 	g->total_ns = (uint64_t)((srv_now() - g->t0) * 1e9);
 	srv_count_tokens(g->s, g->rc ? g->model : g->res.model, g->res.n_prompt, g->res.n_gen, g->rc != 0);
+	srv_dash_request(g);
 	if (g->rc == DM_ECANCELED || (!g->rc && !strcmp(g->res.finish, "cancel"))) {
 		bool stopping;
 		pthread_mutex_lock(&g->s->mu);

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "mgr/api.h"
+#include "server/dash.h"
 
 void srv_cfg_from_runtime(struct srv_cfg *c, const dormant *d)
 {
@@ -42,6 +43,7 @@ static void count_request(struct srv_req *r)
 		"/api/tags", "/api/ps", "/api/show", "/api/version", "/api/load", "/api/unload",
 		"/v1/rerank", "/rerank", "/v1/reranking", "/api/rerank",
 		"/api/rescan",
+		"/api/events", "/dash.js", "/dash.css",
 	};
 	for (i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (!strcmp(known[i], path))
@@ -88,6 +90,19 @@ int srv_reply(struct srv_req *r, unsigned status, const char *ctype, const char 
 		MHD_add_response_header(resp, "Retry-After", "1");
 	if (status == 401)
 		MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+	return queue(r, status, resp);
+}
+
+int srv_reply_static(struct srv_req *r, unsigned status, const char *ctype, const void *body,
+		     size_t n, const char *const *hdrs)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(n, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	for (size_t i = 0; hdrs && hdrs[i] && hdrs[i + 1]; i += 2)
+		MHD_add_response_header(resp, hdrs[i], hdrs[i + 1]);
 	return queue(r, status, resp);
 }
 
@@ -320,6 +335,15 @@ int srv_stream_sse(struct srv_stream *st, const char *event, json_t *obj)
 	return rc;
 }
 
+size_t srv_stream_pending(struct srv_stream *st)
+{
+	size_t n;
+	pthread_mutex_lock(&st->mu);
+	n = st->len - st->off;
+	pthread_mutex_unlock(&st->mu);
+	return n;
+}
+
 atomic_int *srv_stream_cancel(struct srv_stream *st)
 {
 	return &st->cancel;
@@ -497,6 +521,8 @@ static int route(struct srv_req *r)
 {
 	const char *u = r->url;
 
+	if (srv_dash_is_asset(u)) /* the page's files: no data in them (it asks for the key) */
+		return srv_dash_asset(r);
 	if (!strcmp(u, "/health"))
 		return strcmp(r->method, "GET") && strcmp(r->method, "HEAD")
 			       ? srv_reply_error(r, 405, "method %s not allowed on %s", r->method, u)
@@ -506,8 +532,8 @@ static int route(struct srv_req *r)
 	if (r->too_big)
 		return srv_reply_error(r, 413, "request body larger than %llu bytes",
 				       (unsigned long long)r->s->cfg.max_body);
-	if (!strcmp(u, "/") )
-		return srv_reply(r, 200, "text/plain", "dormant is running", 18);
+	if (!strcmp(u, "/api/events"))
+		return srv_dash_events(r);
 	if (!strcmp(u, "/metrics"))
 		return strcmp(r->method, "GET") ? srv_reply_error(r, 405, "use GET on /metrics")
 						 : srv_metrics(r);
@@ -652,6 +678,12 @@ int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm
 	s->t_start = srv_unix_now();
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	if ((rc = srv_dash_start(s, err))) {
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+		free(s);
+		return rc;
+	}
 	s->mhd = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
@@ -663,6 +695,7 @@ int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm
 		MHD_OPTION_END);
 	if (!s->mhd) {
 		int e = errno;
+		srv_dash_stop(s);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
 		free(s);
@@ -671,6 +704,7 @@ int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm
 	}
 	if ((rc = srv_front_start(s, err))) {
 		MHD_stop_daemon(s->mhd);
+		srv_dash_stop(s);
 		pthread_mutex_destroy(&s->mu);
 		pthread_cond_destroy(&s->cv);
 		free(s);
@@ -717,6 +751,7 @@ void srv_stop(struct srv *s)
 	while (s->n_jobs)
 		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
+	srv_dash_stop(s);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	free(s);

@@ -11,7 +11,10 @@
  *            /api/show; GET /api/tags, /api/ps, /api/version
  *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE),
  *            /api/rescan (model discovery again, mgr/discover.h);
- *            GET /health (no key needed), /metrics (Prometheus text)
+ *            GET /health (no key needed), /metrics (Prometheus text),
+ *            /api/events (Server-Sent Events: events.h)
+ *   page     GET /, /dash.js, /dash.css: the dashboard (dash.h; no data in
+ *            these files, so no key needed: the page asks for it)
  *
  * Invariants:
  *   - the server never opens a path a request names: models are the

@@ -63,6 +63,7 @@ struct srv {
 	size_t n_models;
 	struct srv_req_count reqs[128];
 	size_t n_reqs;
+	struct srv_hub *hub;         /* events for /api/events (events.h, dash.c) */
 };
 
 /* One HTTP request (MHD's per-connection request context). */
@@ -96,6 +97,10 @@ char *srv_error_body(enum srv_api api, unsigned status, const char *msg);
 
 /* ---- replies (server.c); each queues exactly one response ---- */
 int srv_reply(struct srv_req *r, unsigned status, const char *ctype, const char *body, size_t n);
+/* srv_reply of a body that lives for the program (not copied), with extra
+ * headers: hdrs holds name, value pairs and ends with NULL. */
+int srv_reply_static(struct srv_req *r, unsigned status, const char *ctype, const void *body,
+		     size_t n, const char *const *hdrs);
 /* Serialises and frees body. */
 int srv_reply_json(struct srv_req *r, unsigned status, json_t *body);
 /* An error in the request's API shape: OpenAI {"error":{"message",...}} or
@@ -132,6 +137,9 @@ int srv_stream_write(struct srv_stream *st, const char *data, size_t n);
 /* Writes json followed by "\n" (NDJSON) or as "data: ...\n\n" (SSE). */
 int srv_stream_ndjson(struct srv_stream *st, json_t *obj); /* frees obj */
 int srv_stream_sse(struct srv_stream *st, const char *event, json_t *obj); /* frees obj */
+/* Bytes written and not yet sent to the client (a producer that must not
+ * outrun a slow reader waits while this is large). */
+size_t srv_stream_pending(struct srv_stream *st);
 /* The cancel flag the producer hands to the runtime. */
 atomic_int *srv_stream_cancel(struct srv_stream *st);
 struct srv *srv_stream_server(struct srv_stream *st);
