@@ -28,6 +28,7 @@
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
+#include "tsrv.h"
 #include "tutil.h"
 
 static dormant *D;
@@ -44,36 +45,19 @@ static double now_s(void)
 
 static int setup(void **state)
 {
-	const char *ini = tu_tmp_path("net.ini");
-	char cfg[1024], err[256];
-	struct srv_cfg sc;
-	struct dm_err e;
+	char cfg[1024];
 	(void)state;
 	snprintf(MODEL, sizeof MODEL, "%s", tu_tmp_path("net.gguf"));
 	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), MODEL))
 		return -1;
 	snprintf(cfg, sizeof cfg, "[server]\nkeep_alive = 5m\n\n[model tiny]\npath = %s\nthreads = 1\n", MODEL);
-	if (tu_write_file(ini, cfg, strlen(cfg)))
-		return -1;
-	if (dormant_open(&D, ini, NULL, err, sizeof err)) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	srv_cfg_from_runtime(&sc, D);
-	sc.port = 0;
-	if (srv_start(&S, D, &sc, &e)) {
-		fprintf(stderr, "%s\n", e.msg);
-		return -1;
-	}
-	PORT = srv_port(S);
-	return 0;
+	return tsrv_open("net.ini", cfg, NULL, &D, &S, &PORT);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	srv_stop(S);
-	dormant_close(D);
+	tsrv_close(D, S);
 	return 0;
 }
 

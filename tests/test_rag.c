@@ -20,6 +20,7 @@
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
+#include "tsrv.h"
 #include "tutil.h"
 
 #define N_TEXTS 6
@@ -88,10 +89,8 @@ static double norm(const float *a, size_t n)
 
 static int setup(void **state)
 {
-	const char *gd = tu_golden_dir(), *ini = tu_tmp_path("rag.ini");
-	char cfg[4096], err[256], *tiny = strdup(tu_tmp_path("rag-tiny.gguf"));
-	struct srv_cfg sc;
-	struct dm_err e;
+	const char *gd = tu_golden_dir();
+	char cfg[4096], *tiny = strdup(tu_tmp_path("rag-tiny.gguf"));
 	size_t n;
 	(void)state;
 	G[0] = '\0';
@@ -121,25 +120,14 @@ static int setup(void **state)
 		 gpath("models/bert.gguf"), gpath("models/nomic-bert.gguf"), gpath("models/bert-rerank.gguf"), tiny,
 		 tiny);
 	free(tiny);
-	if (tu_write_file(ini, cfg, strlen(cfg)) || dormant_open(&D, ini, NULL, err, sizeof err)) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	srv_cfg_from_runtime(&sc, D);
-	sc.port = 0;
-	if (srv_start(&S, D, &sc, &e)) {
-		fprintf(stderr, "%s\n", e.msg);
-		return -1;
-	}
-	PORT = srv_port(S);
-	return 0;
+	return tsrv_open("rag.ini", cfg, NULL, &D, &S, &PORT);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	srv_stop(S);
-	dormant_close(D);
+	if (G[0])
+		tsrv_close(D, S);
 	free(TEXTS_BUF);
 	free(QUERY);
 	free(DOCS_BUF);

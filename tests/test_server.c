@@ -26,6 +26,7 @@
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
+#include "tsrv.h"
 #include "tutil.h"
 
 static dormant *D;
@@ -35,10 +36,7 @@ static char MODEL[512];
 
 static int setup(void **state)
 {
-	const char *ini = tu_tmp_path("server.ini");
-	char cfg[2048], err[256];
-	struct srv_cfg sc;
-	struct dm_err e;
+	char cfg[2048];
 	(void)state;
 	snprintf(MODEL, sizeof MODEL, "%s", tu_tmp_path("server.gguf"));
 	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), MODEL))
@@ -49,27 +47,13 @@ static int setup(void **state)
 		 "max_body = 64KiB\nmax_connections = 128\nmax_connections_per_ip = 128\n\n[model tiny]\npath = %s\nthreads = 1\n\n"
 		 "[model ondemand]\npath = %s\nthreads = 1\nkeep_alive = 0\n",
 		 MODEL, MODEL);
-	if (tu_write_file(ini, cfg, strlen(cfg)))
-		return -1;
-	if (dormant_open(&D, ini, NULL, err, sizeof err)) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	srv_cfg_from_runtime(&sc, D);
-	sc.port = 0;
-	if (srv_start(&S, D, &sc, &e)) {
-		fprintf(stderr, "%s\n", e.msg);
-		return -1;
-	}
-	PORT = srv_port(S);
-	return 0;
+	return tsrv_open("server.ini", cfg, NULL, &D, &S, &PORT);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	srv_stop(S);
-	dormant_close(D);
+	tsrv_close(D, S);
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
+#include "tsrv.h"
 #include "tutil.h"
 
 static dormant *D;
@@ -32,12 +33,18 @@ static char MODEL[512];
 /* 63 bytes: the longest name a model may have */
 #define LONG_NAME "m123456789012345678901234567890123456789012345678901234567890ab"
 
+/* the 63-byte name through the API (an INI section name is shorter) */
+static int add_long_name(dormant *d)
+{
+	char err[256];
+	if (dormant_add_model(d, LONG_NAME, MODEL, err, sizeof err))
+		return fprintf(stderr, "%s\n", err), -1;
+	return 0;
+}
+
 static int setup(void **state)
 {
-	const char *ini = tu_tmp_path("server_req.ini");
-	char cfg[4096], err[256];
-	struct srv_cfg sc;
-	struct dm_err e;
+	char cfg[4096];
 	(void)state;
 	_Static_assert(sizeof LONG_NAME == 64, "a 63-byte name");
 	snprintf(MODEL, sizeof MODEL, "%s", tu_tmp_path("server_req.gguf"));
@@ -48,28 +55,13 @@ static int setup(void **state)
 		 "[model gen]\npath = %s\nthreads = 1\nn_ctx = 64\n\n"
 		 "[model emb]\npath = %s\nthreads = 1\nrole = embed\n",
 		 MODEL, MODEL);
-	if (tu_write_file(ini, cfg, strlen(cfg)))
-		return -1;
-	/* the 63-byte name through the API (an INI section name is shorter) */
-	if (dormant_open(&D, ini, NULL, err, sizeof err) || dormant_add_model(D, LONG_NAME, MODEL, err, sizeof err)) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	srv_cfg_from_runtime(&sc, D);
-	sc.port = 0;
-	if (srv_start(&S, D, &sc, &e)) {
-		fprintf(stderr, "%s\n", e.msg);
-		return -1;
-	}
-	PORT = srv_port(S);
-	return 0;
+	return tsrv_open("server_req.ini", cfg, add_long_name, &D, &S, &PORT);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	srv_stop(S);
-	dormant_close(D);
+	tsrv_close(D, S);
 	return 0;
 }
 
