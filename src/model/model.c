@@ -272,6 +272,23 @@ static struct model_w rows_view(const struct model_w *w, int64_t r0, int64_t n)
 	return v;
 }
 
+/* A layer's matrix blk.<l>.<suffix>.weight of shape (a, b) into dst, and a
+ * layer's F32 vector blk.<l>.<suffix>.<kind> of n into L->field; on error
+ * to the binder's `fail` (both binders below have l, L, m, g, nm, rc and
+ * err in scope). */
+#define W(dst, suffix, a, b)                                                                     \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
+		if ((rc = bind_w(g, nm, a, b, dst, &m->weight_bytes, err)))                       \
+			goto fail;                                                               \
+	} while (0)
+#define V(field, suffix, kind, n, opt)                                                            \
+	do {                                                                                     \
+		snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, suffix, kind);                         \
+		if ((rc = bind_vec(g, nm, n, opt, &L->field, &m->weight_bytes, err)))             \
+			goto fail;                                                               \
+	} while (0)
+
 /* An encoder's tensors (bert, nomic-bert; see encode.c for the math):
  *   token_embd (E, V)  token_types (E, n_types)  position_embd (E, n_ctx_train) (bert)
  *   token_embd_norm.weight/.bias (E)
@@ -308,18 +325,6 @@ static int bind_encoder(struct model *m, const struct gguf_file *g, const struct
 	for (int32_t l = 0; l < hp->n_layer; l++) {
 		struct model_layer *L = &m->layers[l];
 		struct model_w fused;
-#define W(dst, suffix, a, b)                                                                     \
-	do {                                                                                     \
-		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
-		if ((rc = bind_w(g, nm, a, b, dst, &m->weight_bytes, err)))                       \
-			return rc;                                                               \
-	} while (0)
-#define V(field, suffix, kind, n, opt)                                                            \
-	do {                                                                                     \
-		snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, suffix, kind);                         \
-		if ((rc = bind_vec(g, nm, n, opt, &L->field, &m->weight_bytes, err)))             \
-			return rc;                                                               \
-	} while (0)
 		if (d->fused_qkv) {
 			W(&fused, "attn_qkv", E, 3 * E);
 			L->wq = rows_view(&fused, 0, E);
@@ -345,8 +350,6 @@ static int bind_encoder(struct model *m, const struct gguf_file *g, const struct
 		V(b_down, "ffn_down", "bias", E, !d->qkv_bias);
 		V(ln_ffn_w, "layer_output_norm", "weight", E, false);
 		V(ln_ffn_b, "layer_output_norm", "bias", E, false);
-#undef W
-#undef V
 		L->rope_base = hp->rope_base;
 		L->rope_scale = hp->rope_scale;
 	}
@@ -366,6 +369,8 @@ static int bind_encoder(struct model *m, const struct gguf_file *g, const struct
 			return rc;
 	}
 	return 0;
+fail:
+	return rc;
 }
 
 int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err)
@@ -454,18 +459,6 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 		for (int32_t l = 0; l < hp->n_layer; l++) {
 			struct model_layer *L = &m->layers[l];
 			struct model_w fused;
-#define W(dst, suffix, a, b)                                                                     \
-	do {                                                                                     \
-		snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                           \
-		if ((rc = bind_w(g, nm, a, b, dst, &m->weight_bytes, err)))                       \
-			goto fail;                                                               \
-	} while (0)
-#define V(field, suffix, kind, n, opt)                                                            \
-	do {                                                                                     \
-		snprintf(nm, sizeof nm, "blk.%d.%s.%s", l, suffix, kind);                         \
-		if ((rc = bind_vec(g, nm, n, opt, &L->field, &m->weight_bytes, err)))             \
-			goto fail;                                                               \
-	} while (0)
 			V(attn_norm, "attn_norm", "weight", E, false);
 			if (d->fused_qkv) {
 				W(&fused, "attn_qkv", E, QD + 2 * KVD);
@@ -499,8 +492,6 @@ int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err
 				W(&L->w_up, "ffn_up", E, F);
 			}
 			W(&L->w_down, "ffn_down", F, E);
-#undef W
-#undef V
 			/* window and RoPE of this layer */
 			bool windowed = hp->n_swa > 0 &&
 					(d->swa == SWA_ALL ||
@@ -520,6 +511,8 @@ fail:
 	model_free(m);
 	return rc;
 }
+#undef W
+#undef V
 
 void model_free(struct model *m)
 {
