@@ -411,9 +411,10 @@ static void test_warmup(void **state)
 	assert_true(num(json_object_get(json_object_get(sum, "off"), "latency_s"), "median") > 0);
 }
 
-/* chat: without the cache every turn evaluates its whole prompt; with it a
- * later turn evaluates only the new message and the reply's last token
- * (counts, not times: deterministic). */
+/* chat: without the cache every turn evaluates its whole prompt; with it —
+ * kept loaded, or on demand with the cache saved to disk — a later turn
+ * evaluates only the new message and the reply's last token (counts, not
+ * times: deterministic). */
 static void test_chat(void **state)
 {
 	const json_t *t = arr(scen("chat"), "table");
@@ -423,11 +424,16 @@ static void test_chat(void **state)
 	for (size_t i = 0; i < json_array_size(t); i++) {
 		const json_t *r = json_array_get(t, i);
 		assert_int_equal((int)num(r, "evaluated_fresh"), (int)num(r, "n_prompt"));
-		if (i == 0)
+		assert_int_equal((int)num(r, "evaluated_od"), (int)num(r, "n_prompt"));
+		if (i == 0) {
 			assert_int_equal((int)num(r, "evaluated_reuse"), (int)num(r, "n_prompt"));
-		else
+			assert_int_equal((int)num(r, "evaluated_od_kv"), (int)num(r, "n_prompt"));
+		} else {
 			assert_int_equal((int)num(r, "evaluated_reuse"), n_user + 1);
+			assert_int_equal((int)num(r, "evaluated_od_kv"), n_user + 1);
+		}
 		assert_true(num(r, "ttft_fresh_s") > 0 && num(r, "ttft_reuse_s") > 0);
+		assert_true(num(r, "ttft_od_s") > 0 && num(r, "ttft_od_kv_s") > 0);
 	}
 }
 

@@ -56,7 +56,7 @@ static const struct life_scenario scenarios[] = {
 	{ "batch", "prefill tok/s vs n_batch", life_batch },
 	{ "ctx", "memory and decode tok/s vs n_ctx", life_ctx },
 	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds", life_policies },
-	{ "chat", "a multi-turn conversation: time to first token per turn with and without the prompt cache", life_chat },
+	{ "chat", "a multi-turn conversation: time to first token per turn, kept loaded or on demand, with and without the prompt cache", life_chat },
 	{ "server", "HTTP overhead vs the in-process call, /health round trip, serve start-up", life_server },
 };
 #define N_SCEN (sizeof scenarios / sizeof scenarios[0])

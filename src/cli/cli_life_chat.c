@@ -1,16 +1,28 @@
 /*
  * cli/life_chat — `dormant bench chat`: a multi-turn conversation on the
- * loaded model, each turn's prompt the whole history (earlier prompts, the
- * model's replies, a new user message), run twice: with the prompt cache
- * (a turn reuses the prefix the KV cache holds and prefills only what is
- * new) and without it (every turn prefills its whole history, as a runtime
- * that starts each request from an empty cache does).  Time to first token
- * per turn for both, the tokens each turn evaluated, and turn N's ratio.
+ * model, each turn's prompt the whole history (earlier prompts, the
+ * model's replies, a new user message), run four ways:
+ *   fresh    kept loaded, every turn prefills its whole history (a runtime
+ *            that starts each request from an empty cache)
+ *   reuse    kept loaded, the prompt cache: a turn prefills only what is new
+ *   od       on demand (keep_alive 0, kv_persist off): every turn loads the
+ *            model and prefills its whole history
+ *   od_kv    on demand with kv_persist = disk: every turn loads the model,
+ *            maps the saved cache back and prefills only what is new
+ * Time to first token per turn (the load included for the on-demand ways),
+ * the tokens each turn evaluated, and the RSS after each on-demand turn
+ * against the RSS before the conversation.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include "base/mem.h"
 #include "cli/cli_life.h"
 #include "model/gen.h"
 
@@ -29,9 +41,16 @@ static int collect(void *ud, int32_t id, const char *text, size_t n)
 	return 0;
 }
 
-/* One conversation of `turns` turns; ttft[t], evaluated[t] per turn. */
+static uint64_t rss_bytes(void)
+{
+	struct dm_mem_usage u;
+	return dm_mem_usage(&u) == 0 ? u.rss : 0;
+}
+
+/* One conversation of `turns` turns; ttft[t], evaluated[t], n_prompt[t]
+ * and (rss not NULL) the RSS after the turn's release, per turn. */
 static int run_chat(struct life *L, struct mgr *m, const char *name, bool reuse, int turns, int n_user,
-		    int n_gen, double *ttft, int *evaluated, int *n_prompt)
+		    int n_gen, double *ttft, int *evaluated, int *n_prompt, uint64_t *rss)
 {
 	const int32_t *text = life_prompt(L, L->n_text_ids);
 	int cap = turns * (n_user + n_gen) + 8, n_hist = 0, rc = 0;
@@ -68,6 +87,10 @@ static int run_chat(struct life *L, struct mgr *m, const char *name, bool reuse,
 		mgr_release(l);
 		if (rc)
 			goto out;
+		if (rss) {
+			malloc_trim(0);
+			rss[t] = rss_bytes();
+		}
 		ttft[t] = (t1 - t0) + st.t_first_token_s;
 		evaluated[t] = st.n_prompt - st.n_cached;
 		n_prompt[t] = st.n_prompt;
@@ -83,13 +106,16 @@ out:
 
 int life_chat(struct life *L, json_t *out)
 {
+	static const char *const way[4] = { "fresh", "reuse", "od", "od_kv" };
 	const int turns_want = L->o.quick ? 4 : 10, n_gen = L->o.quick ? 8 : 40;
 	int n_user = L->o.quick ? 24 : 150, turns = turns_want, rc;
-	double ttft[2][16];
-	int evaluated[2][16], n_prompt[2][16];
+	double ttft[4][16];
+	int evaluated[4][16], n_prompt[4][16];
+	uint64_t rss[4][16], rss0 = 0;
 	json_t *table = json_array();
 	struct mgr *m = NULL;
-	struct mgr_model_cfg mc;
+	char kv_dir[1024] = "", old_kv[1024];
+	bool had_kv = false;
 
 	/* the whole conversation must fit the context and the text */
 	while (turns > 2 && turns * (n_user + n_gen) + 8 > L->n_ctx)
@@ -99,32 +125,65 @@ int life_chat(struct life *L, json_t *out)
 	if (n_user < 1 || L->n_text_ids < 2)
 		return dm_err_set(&L->err, DM_EINVAL, "chat: a context of %d is too small for a conversation",
 				  L->n_ctx);
+	memset(rss, 0, sizeof rss);
+	/* the on-demand passes save their caches in a folder of their own:
+	 * none left by earlier runs or scenarios, none left behind */
+	{
+		const char *old = getenv("DORMANT_KV_DIR");
+		snprintf(old_kv, sizeof old_kv, "%s", old ? old : "");
+		had_kv = old != NULL;
+		snprintf(kv_dir, sizeof kv_dir, "%s/dormant-chat-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+		if (!mkdtemp(kv_dir)) {
+			rc = dm_err_set(&L->err, DM_EIO, "chat: %s: %s", kv_dir, strerror(errno));
+			kv_dir[0] = '\0';
+			goto out;
+		}
+		setenv("DORMANT_KV_DIR", kv_dir, 1);
+	}
 	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
 		goto out;
-	life_model_cfg(L, &mc, "chat");
-	mc.warmup = 1;
-	if ((rc = mgr_add(m, &mc, &L->err)) || (rc = mgr_load(m, "chat", &L->err)))
-		goto out;
-	life_progress_end(L);
-	/* without the cache first, then with it, on the same loaded model */
-	for (int pass = 0; pass < 2; pass++)
-		if ((rc = run_chat(L, m, "chat", pass == 1, turns, n_user, n_gen, ttft[pass], evaluated[pass],
-				   n_prompt[pass])))
+	for (int w = 0; w < 4; w++) {
+		struct mgr_model_cfg mc;
+		life_model_cfg(L, &mc, way[w]);
+		mc.warmup = 1;
+		if (w >= 2) {
+			mc.keep_alive_ms = 0;
+			mc.kv_persist = w == 3;
+		}
+		if ((rc = mgr_add(m, &mc, &L->err)))
 			goto out;
-	printf("%5s %10s %16s %16s %14s %14s\n", "turn", "prompt", "TTFT no cache s", "TTFT cache s",
-	       "evaluated", "evaluated");
+	}
+	life_progress_end(L);
+	malloc_trim(0);
+	rss0 = rss_bytes();
+	/* kept loaded without the cache, then with it; then on demand */
+	for (int w = 0; w < 4; w++) {
+		if (w < 2 && (rc = mgr_load(m, way[w], &L->err)))
+			goto out;
+		if ((rc = run_chat(L, m, way[w], w != 0 && w != 2, turns, n_user, n_gen, ttft[w], evaluated[w],
+				   n_prompt[w], w >= 2 ? rss[w] : NULL)))
+			goto out;
+		if (w < 2 && (rc = mgr_unload(m, way[w], &L->err)))
+			goto out;
+	}
+	printf("%5s %7s %11s %11s %11s %11s %10s %10s %12s\n", "turn", "prompt", "fresh s", "cache s",
+	       "od s", "od+disk s", "evaluated", "od+disk ev", "od+disk RSS");
 	for (int t = 0; t < turns; t++) {
 		json_t *o = json_object();
-		int hist = n_prompt[1][t];
+		double d_rss = ((double)rss[3][t] - (double)rss0) / 1048576.0;
 		life_set(o, "turn", json_integer(t + 1));
-		life_set(o, "n_prompt", json_integer(hist));
-		life_set(o, "ttft_fresh_s", life_real(ttft[0][t]));
-		life_set(o, "ttft_reuse_s", life_real(ttft[1][t]));
-		life_set(o, "evaluated_fresh", json_integer(evaluated[0][t]));
-		life_set(o, "evaluated_reuse", json_integer(evaluated[1][t]));
+		life_set(o, "n_prompt", json_integer(n_prompt[1][t]));
+		for (int w = 0; w < 4; w++) {
+			char k[32];
+			snprintf(k, sizeof k, "ttft_%s_s", way[w]);
+			life_set(o, k, life_real(ttft[w][t]));
+			snprintf(k, sizeof k, "evaluated_%s", way[w]);
+			life_set(o, k, json_integer(evaluated[w][t]));
+		}
+		life_set(o, "od_kv_rss_delta_bytes", json_integer((json_int_t)rss[3][t] - (json_int_t)rss0));
 		json_array_append_new(table, o);
-		printf("%5d %10d %16.4f %16.4f %14d %14d\n", t + 1, hist, ttft[0][t], ttft[1][t], evaluated[0][t],
-		       evaluated[1][t]);
+		printf("%5d %7d %11.4f %11.4f %11.4f %11.4f %10d %10d %+10.2f MiB\n", t + 1, n_prompt[1][t], ttft[0][t],
+		       ttft[1][t], ttft[2][t], ttft[3][t], evaluated[1][t], evaluated[3][t], d_rss);
 	}
 	life_set(out, "runs", json_integer(1));
 	life_set(out, "turns", json_integer(turns));
@@ -132,11 +191,29 @@ int life_chat(struct life *L, json_t *out)
 	life_set(out, "n_gen", json_integer(n_gen));
 	life_set(out, "table", json_incref(table));
 	life_set(out, "last_turn_ratio", life_real(ttft[0][turns - 1] > 0 ? ttft[1][turns - 1] / ttft[0][turns - 1] : 0));
-	printf("(turn %d: time to first token with the prompt cache = %.1f %% of without; user messages of %d "
-	       "tokens, replies of up to %d)\n",
-	       turns, ttft[0][turns - 1] > 0 ? 100.0 * ttft[1][turns - 1] / ttft[0][turns - 1] : 0, n_user, n_gen);
+	life_set(out, "last_turn_ratio_od", life_real(ttft[2][turns - 1] > 0 ? ttft[3][turns - 1] / ttft[2][turns - 1] : 0));
+	printf("(turn %d: time to first token with the prompt cache = %.1f %% of without; on demand, with the\n"
+	       " cache saved to disk = %.1f %% of reload + full prefill; user messages of %d tokens, replies of\n"
+	       " up to %d; RSS after each on-demand turn against before the conversation)\n",
+	       turns, ttft[0][turns - 1] > 0 ? 100.0 * ttft[1][turns - 1] / ttft[0][turns - 1] : 0,
+	       ttft[2][turns - 1] > 0 ? 100.0 * ttft[3][turns - 1] / ttft[2][turns - 1] : 0, n_user, n_gen);
 out:
 	json_decref(table);
 	mgr_free(m);
+	if (kv_dir[0]) {
+		DIR *d = opendir(kv_dir);
+		struct dirent *de;
+		char p[1400];
+		while (d && (de = readdir(d)))
+			if (de->d_name[0] != '.' && snprintf(p, sizeof p, "%s/%s", kv_dir, de->d_name) < (int)sizeof p)
+				unlink(p);
+		if (d)
+			closedir(d);
+		rmdir(kv_dir);
+		if (had_kv)
+			setenv("DORMANT_KV_DIR", old_kv, 1);
+		else
+			unsetenv("DORMANT_KV_DIR");
+	}
 	return rc;
 }

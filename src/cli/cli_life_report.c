@@ -948,12 +948,16 @@ int life_report_write(const json_t *root, const char *dir, struct dm_err *err)
 			      "accounting, and the RSS a load with warm-up adds.")))
 		goto out;
 	{
-		static const char *const chat_keys[2] = { "ttft_fresh_s", "ttft_reuse_s" };
-		static const char *const chat_names[2] = { "whole history prefilled", "prompt cache" };
+		static const char *const chat_keys[4] = { "ttft_fresh_s", "ttft_reuse_s", "ttft_od_s",
+							  "ttft_od_kv_s" };
+		static const char *const chat_names[4] = { "loaded, whole history prefilled", "loaded, prompt cache",
+							   "on demand, reload + whole history",
+							   "on demand, cache saved to disk" };
 		if ((rc = chart_table(&R, "chat", "turn", "Time to first token per chat turn", "turn",
-				      "time to first token (s)", 2, chat_keys, chat_names, 1,
+				      "time to first token (s)", 4, chat_keys, chat_names, 1,
 				      "Each turn's prompt is the whole conversation so far; with the prompt "
-				      "cache a turn prefills only its new tokens.")))
+				      "cache a turn prefills only its new tokens; on demand the model is loaded "
+				      "for each turn and unloaded after it.")))
 			goto out;
 	}
 	if (!R.n_charts)
