@@ -463,6 +463,7 @@ static void test_arch_metadata_errors(void **state)
 		{ "phi3", "t:rope_factors_short.weight", -1, 0, 0, "rope_factors_short.weight" },
 		{ "phi3", "t:blk.1.attn_qkv.weight", -1, 0, 0, "blk.1.attn_qkv.weight" },
 		{ "phi3", "phi3.rope.freq_base", GGUF_VT_FLOAT32, -10000.0f, 0, "phi3.rope.freq_base" },
+		{ "gemma2", "gemma2.block_count", GGUF_VT_UINT32, 0, 0x1fffffffu, "gemma2.block_count = 536870911" },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -140,6 +140,11 @@ static int read_hparams(const struct gguf_file *g, const struct arch_desc **desc
 	U32("feed_forward_length", true, 0, n_ff);
 	U32("attention.head_count", true, 0, n_head);
 	U32("attention.head_count_kv", false, (uint32_t)hp->n_head, n_head_kv);
+	/* every layer holds several tensors: a block count beyond the file's
+	 * tensor count is a lie, refused before anything is sized by it */
+	if ((uint64_t)hp->n_layer > g->n_tensors)
+		return dm_err_set(err, DM_EFORMAT, "%s: %s.block_count = %d, but the file holds only %llu tensors",
+				  g->name, a, hp->n_layer, (unsigned long long)g->n_tensors);
 	if (hp->n_head < 1 || hp->n_embd < 1 || hp->n_layer < 1 || hp->n_ff < 1 || hp->n_ctx_train < 1)
 		return dm_err_set(err, DM_EFORMAT, "%s: zero-sized hyper-parameter (embd %d, layers %d, heads %d, ff %d, ctx %d)",
 				  g->name, hp->n_embd, hp->n_layer, hp->n_head, hp->n_ff, hp->n_ctx_train);
