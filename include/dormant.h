@@ -77,13 +77,17 @@ struct dormant_gen_opts {
 	 * waits in the model's queue, while it loads, and between tokens; may be
 	 * NULL */
 	const atomic_int *cancel;
+	int num_ctx;             /* > 0: this request's context, at most the loaded model's
+				  * (a request never reloads a model for its num_ctx);
+				  * 0: the model's */
 };
 
 struct dormant_gen_result {
 	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
 	int n_cached;            /* of n_prompt, the tokens whose KV cache a previous request
 				  * left (prompt-prefix reuse): not evaluated again */
-	int n_ctx;               /* the model's context, also set on a too-long prompt */
+	int n_ctx;               /* the request's context (the model's, or a smaller num_ctx),
+				  * also set on a too-long prompt */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	double ttft_s;           /* from the call to the first token */
 	double prompt_s, gen_s;

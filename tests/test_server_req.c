@@ -414,6 +414,59 @@ static void test_generate_without_template_is_raw(void **state)
 	json_decref(b);
 }
 
+/* The model "gen" of this server (or -1): its load count in /health. */
+static long long gen_loads(void)
+{
+	json_t *h = call("/health", NULL, 200), *ms = json_object_get(h, "models"), *m;
+	size_t i;
+	long long n = -1;
+	json_array_foreach(ms, i, m)
+		if (!strcmp(json_string_value(json_object_get(m, "name")), "gen"))
+			n = json_integer_value(json_object_get(m, "load_count"));
+	json_decref(h);
+	return n;
+}
+
+/* A request's num_ctx limits that request (below the loaded context of
+ * 64) and never reloads the model; a larger one gets the model's. */
+static void test_num_ctx_per_request(void **state)
+{
+	char w[600] = "", body[1024];
+	json_t *o;
+	long long loads;
+	(void)state;
+	for (int i = 0; i < 40; i++)
+		strcat(w, "word ");
+	o = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hi\",\"stream\":false,"
+				  "\"options\":{\"temperature\":0,\"num_predict\":1}}", 200);
+	json_decref(o);
+	loads = gen_loads();
+	assert_true(loads >= 1);
+	/* num_ctx 24: a 40-word prompt is cut to fit, and generation stops there */
+	snprintf(body, sizeof body,
+		 "{\"model\":\"gen\",\"prompt\":\"%s\",\"stream\":false,\"keep_alive\":\"5m\","
+		 "\"options\":{\"temperature\":0,\"num_predict\":100,\"num_ctx\":24}}", w);
+	o = call("/api/generate", body, 200);
+	print_message("      num_ctx 24: prompt_eval_count %lld, eval_count %lld\n", jint(o, "prompt_eval_count"),
+		      jint(o, "eval_count"));
+	assert_true(jint(o, "prompt_eval_count") <= 23);
+	assert_true(jint(o, "prompt_eval_count") + jint(o, "eval_count") <= 24);
+	json_decref(o);
+	/* OpenAI: the same limit through the extension field; too long a prompt is 400 */
+	snprintf(body, sizeof body, "{\"model\":\"gen\",\"prompt\":\"%s\",\"num_ctx\":24}", w);
+	o = call("/v1/completions", body, 400);
+	assert_string_equal(jstr(o, "error.code"), "context_length_exceeded");
+	json_decref(o);
+	/* larger than the loaded context, then smaller again: the model's, no reload */
+	o = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hi\",\"stream\":false,"
+				  "\"options\":{\"temperature\":0,\"num_predict\":2,\"num_ctx\":4096}}", 200);
+	json_decref(o);
+	o = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hi\",\"stream\":false,"
+				  "\"options\":{\"temperature\":0,\"num_predict\":2,\"num_ctx\":32}}", 200);
+	json_decref(o);
+	assert_int_equal(gen_loads(), loads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_hang_up_while_queued),
 		cmocka_unit_test(test_ps_forever_and_load_time),
 		cmocka_unit_test(test_generate_without_template_is_raw),
+		cmocka_unit_test(test_num_ctx_per_request),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -264,10 +264,17 @@ static int prompt_build(struct engine *en, const struct dormant_gen_opts *o, con
  * messages go first (the latest turn always stays), and what still does not
  * fit loses the middle of its tokens (the first one, BOS or the template's
  * start, stays), as Ollama truncates. */
+/* The context a request gets: its num_ctx when smaller than the loaded
+ * model's, else the model's (a larger one never reloads the model). */
+static int32_t request_ctx(const struct engine *en, const struct dormant_gen_opts *o)
+{
+	return o && o->num_ctx > 0 && o->num_ctx < en->ctx->n_ctx ? o->num_ctx : en->ctx->n_ctx;
+}
+
 static int prompt_fit(struct engine *en, const struct dormant_gen_opts *o, const char *prompt,
 		      int32_t stop_ids[GEN_MAX_STOP], int32_t **ids, size_t *n_ids, struct dm_err *e)
 {
-	const size_t n_ctx = (size_t)en->ctx->n_ctx;
+	const size_t n_ctx = (size_t)request_ctx(en, o);
 	size_t n_sys = 0, drop = 0;
 	int rc;
 
@@ -545,6 +552,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	}
 	gen_params_default(&gp);
 	gp.reuse_prefix = true; /* the conversation the cache holds is reused */
+	gp.n_ctx = request_ctx(en, o);
 	if (o) {
 		if (o->max_tokens > 0)
 			gp.n_predict = o->max_tokens;
@@ -567,7 +575,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	if ((rc = prompt_fit(en, o, prompt, gp.stop_ids, &ids, &n_ids, &e))) {
 		if (rc == DM_ETOOLONG && res) {
 			res->n_prompt = (int)n_ids;
-			res->n_ctx = en->ctx->n_ctx;
+			res->n_ctx = request_ctx(en, o);
 		}
 		goto out;
 	}
@@ -585,7 +593,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 			res->n_prompt = st.n_prompt;
 			res->n_cached = st.n_cached;
 			res->n_gen = st.n_gen;
-			res->n_ctx = en->ctx->n_ctx;
+			res->n_ctx = request_ctx(en, o);
 			res->load_s = mgr_lease_load_s(l);
 			res->ttft_s = ttft;
 			res->prompt_s = st.t_prompt_s;

@@ -182,7 +182,7 @@ int gen_run(struct model_ctx *c, const struct tok_vocab *v, const int32_t *promp
 			st->stop = GEN_STOP_LENGTH;
 			break;
 		}
-		if (c->n_past >= c->n_ctx) {
+		if (c->n_past >= (p->n_ctx > 0 && p->n_ctx < c->n_ctx ? p->n_ctx : c->n_ctx)) {
 			st->stop = GEN_STOP_CONTEXT;
 			break;
 		}

@@ -318,6 +318,11 @@ int srv_req_sampling(struct srv_req *r, struct srv_gen *g, json_t *o)
 			return -1;
 		if (has)
 			g->o.max_tokens = (int)n;
+		/* a dormant extension: the request's context, as Ollama's num_ctx */
+		if (srv_get_int(r, o, "num_ctx", 1, 1 << 24, &has, &n))
+			return -1;
+		if (has)
+			g->o.num_ctx = (int)n;
 	} else {
 		if (srv_get_int(r, o, "num_predict", -2, 1 << 30, &has, &n))
 			return -1;
@@ -327,8 +332,11 @@ int srv_req_sampling(struct srv_req *r, struct srv_gen *g, json_t *o)
 		}
 		if (has)
 			g->o.max_tokens = n < 0 ? (int)r->s->cfg.max_tokens : (int)n;
-		if (srv_get_int(r, o, "num_ctx", 1, 1 << 24, &has, &n)) /* checked, the model's own is used */
+		/* the request's context, up to the loaded model's: never a reload */
+		if (srv_get_int(r, o, "num_ctx", 1, 1 << 24, &has, &n))
 			return -1;
+		if (has)
+			g->o.num_ctx = (int)n;
 	}
 	return srv_gen_stop(r, g, json_object_get(o, "stop"));
 }
