@@ -21,6 +21,9 @@
 #include "tok/chat.h"
 
 #include <editline/readline.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdatomic.h>
 
 double cli_now(void)
 {
@@ -143,31 +146,227 @@ static int print_and_keep(void *ud, int32_t id, const char *text, size_t n)
 	return print_text(NULL, id, text, n);
 }
 
-/* Interactive chat on a terminal: line editing and history (libedit); the
- * whole conversation is re-formatted with the template each turn. */
-static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char *system_msg,
-		       const struct gen_params *gp)
+/* Ctrl-C during a reply: stops the reply, the conversation stays. */
+static atomic_int chat_interrupt;
+
+static void on_sigint(int sig)
 {
-	struct tok_chat_msg *msgs = NULL;
-	char **owned = NULL;
-	size_t nm = 0, no = 0;
+	(void)sig;
+	atomic_store(&chat_interrupt, 1);
+}
+
+/* The conversation: messages whose texts it owns (the system message is
+ * messages[0] when there is one). */
+struct convo {
+	struct tok_chat_msg *m;
+	char **own;
+	size_t n, cap;
+};
+
+static int convo_add(struct convo *c, const char *role, const char *text)
+{
+	char *t = strdup(text ? text : "");
+	if (!t)
+		return -1;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		void *p1 = realloc(c->m, cap * sizeof *c->m), *p2;
+		if (!p1) {
+			free(t);
+			return -1;
+		}
+		c->m = p1;
+		p2 = realloc(c->own, cap * sizeof *c->own);
+		if (!p2) {
+			free(t);
+			return -1;
+		}
+		c->own = p2;
+		c->cap = cap;
+	}
+	c->own[c->n] = t;
+	c->m[c->n++] = (struct tok_chat_msg){ !strcmp(role, "system") ? "system" : !strcmp(role, "user") ? "user"
+													 : "assistant",
+					      t };
+	return 0;
+}
+
+static void convo_drop(struct convo *c, size_t i)
+{
+	free(c->own[i]);
+	memmove(c->own + i, c->own + i + 1, (c->n - i - 1) * sizeof *c->own);
+	memmove(c->m + i, c->m + i + 1, (c->n - i - 1) * sizeof *c->m);
+	c->n--;
+}
+
+static void convo_clear(struct convo *c, bool keep_system)
+{
+	while (c->n > (keep_system && c->n && !strcmp(c->m[0].role, "system") ? 1u : 0u))
+		convo_drop(c, c->n - 1);
+}
+
+static void convo_free(struct convo *c)
+{
+	convo_clear(c, false);
+	free(c->m);
+	free(c->own);
+}
+
+/* /save FILE: the conversation as JSON [{"role":..,"content":..}, ...]. */
+static int convo_save(const struct convo *c, const char *path)
+{
+	json_t *a = json_array();
+	int rc;
+	for (size_t i = 0; i < c->n; i++)
+		json_array_append_new(a, json_pack("{s:s,s:s}", "role", c->m[i].role, "content", c->m[i].content));
+	rc = json_dump_file(a, path, JSON_INDENT(1));
+	json_decref(a);
+	return rc;
+}
+
+/* /load-chat FILE: replaces the conversation; DM_EFORMAT naming what is wrong. */
+static int convo_load(struct convo *c, const char *path, char *why, size_t cap)
+{
+	json_error_t je;
+	json_t *a = json_load_file(path, 0, &je), *x;
+	size_t i;
+	if (!a)
+		return snprintf(why, cap, "%s: %s (line %d)", path, je.text, je.line), -1;
+	if (!json_is_array(a)) {
+		json_decref(a);
+		return snprintf(why, cap, "%s: not a JSON array of messages", path), -1;
+	}
+	json_array_foreach(a, i, x) {
+		const char *r = json_string_value(json_object_get(x, "role"));
+		if (!r || (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) ||
+		    !json_is_string(json_object_get(x, "content"))) {
+			json_decref(a);
+			return snprintf(why, cap, "%s: message %zu needs a role (system, user, assistant) and a content",
+					path, i), -1;
+		}
+	}
+	convo_clear(c, false);
+	json_array_foreach(a, i, x)
+		if (convo_add(c, json_string_value(json_object_get(x, "role")),
+			      json_string_value(json_object_get(x, "content")))) {
+			json_decref(a);
+			return snprintf(why, cap, "out of memory"), -1;
+		}
+	json_decref(a);
+	return 0;
+}
+
+static const char chat_help[] =
+	"  /bye                 quit (also Ctrl-D, or Ctrl-C at an empty prompt)\n"
+	"  /clear               start a new conversation (the system message stays)\n"
+	"  /set system TEXT     the system message\n"
+	"  /set parameter NAME VALUE   temperature, top_k, top_p, min_p, seed, num_predict\n"
+	"  /show info           the model's facts\n"
+	"  /save FILE           the conversation as JSON;  /load-chat FILE  read one back\n"
+	"  /?                   this help\n"
+	"  \"\"\"                  begins and ends a message of several lines\n"
+	"  Ctrl-C during a reply stops it; the conversation stays.\n";
+
+/* A /command; 1: quit, 0: handled. */
+static int chat_command(struct cli_model *cm, struct convo *c, char *line, struct gen_params *gp)
+{
+	char why[512];
+	if (!strcmp(line, "/bye") || !strcmp(line, "/exit"))
+		return 1;
+	if (!strcmp(line, "/?") || !strcmp(line, "/help")) {
+		fputs(chat_help, stderr);
+	} else if (!strcmp(line, "/clear")) {
+		convo_clear(c, true);
+		fprintf(stderr, "(new conversation)\n");
+	} else if (!strncmp(line, "/set system ", 12)) {
+		if (c->n && !strcmp(c->m[0].role, "system"))
+			convo_drop(c, 0);
+		/* the system message goes first */
+		if (convo_add(c, "system", line + 12) == 0) {
+			struct tok_chat_msg m = c->m[c->n - 1];
+			char *o = c->own[c->n - 1];
+			memmove(c->m + 1, c->m, (c->n - 1) * sizeof *c->m);
+			memmove(c->own + 1, c->own, (c->n - 1) * sizeof *c->own);
+			c->m[0] = m;
+			c->own[0] = o;
+		}
+		fprintf(stderr, "(system message set)\n");
+	} else if (!strncmp(line, "/set parameter ", 15)) {
+		char name[32];
+		double v;
+		char *end;
+		if (sscanf(line + 15, "%31s", name) != 1 || !strchr(line + 15, ' ') ||
+		    (v = strtod(strchr(line + 15, ' ') + 1, &end), end == strchr(line + 15, ' ') + 1)) {
+			fprintf(stderr, "usage: /set parameter NAME VALUE\n");
+		} else if (!strcmp(name, "temperature") && v >= 0 && v <= 100) {
+			gp->sample.temp = (float)v;
+		} else if (!strcmp(name, "top_k") && v >= 0 && v <= 1e6) {
+			gp->sample.top_k = (int32_t)v;
+		} else if (!strcmp(name, "top_p") && v >= 0 && v <= 1) {
+			gp->sample.top_p = (float)v;
+		} else if (!strcmp(name, "min_p") && v >= 0 && v <= 1) {
+			gp->sample.min_p = (float)v;
+		} else if (!strcmp(name, "seed") && v >= 0) {
+			gp->sample.seed = (uint64_t)v;
+		} else if (!strcmp(name, "num_predict") && v >= -1 && v <= 1e9) {
+			gp->n_predict = (int32_t)v;
+		} else {
+			fprintf(stderr, "unknown parameter or value out of range: %s (temperature, top_k, top_p, min_p, seed, num_predict)\n",
+				name);
+			return 0;
+		}
+		fprintf(stderr, "(%s set)\n", name);
+	} else if (!strcmp(line, "/show info")) {
+		const struct model_hparams *hp = &cm->m->hp;
+		fprintf(stderr, "  file           %s\n  architecture   %s\n  layers         %d\n  embedding      %d\n"
+				"  heads          %d (%d KV)\n  vocabulary     %d\n  context        %d (trained %d)\n"
+				"  weights        %.1f MiB\n",
+			cm->g->name, hp->arch_name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_vocab,
+			cm->ctx->n_ctx, hp->n_ctx_train, (double)cm->m->weight_bytes / 1048576.0);
+	} else if (!strncmp(line, "/save ", 6)) {
+		if (convo_save(c, line + 6))
+			fprintf(stderr, "cannot write %s\n", line + 6);
+		else
+			fprintf(stderr, "(saved to %s)\n", line + 6);
+	} else if (!strncmp(line, "/load-chat ", 11)) {
+		if (convo_load(c, line + 11, why, sizeof why))
+			fprintf(stderr, "%s\n", why);
+		else
+			fprintf(stderr, "(%zu messages loaded)\n", c->n);
+	} else {
+		fprintf(stderr, "unknown command %s: /? lists the commands (a message that begins with '/' can be "
+				"sent between \"\"\" lines)\n", line);
+	}
+	return 0;
+}
+
+/* Interactive chat on a terminal: line editing and history (libedit), the
+ * commands above, the prompt cache (each turn prefills only what is new);
+ * when the conversation no longer fits the context the oldest turns go
+ * (the system message stays) and stderr says so. */
+static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char *system_msg,
+		       const struct gen_params *gp0)
+{
+	struct gen_params gp = *gp0;
+	struct convo c = { 0 };
 	struct dm_err err;
+	struct sigaction sa, old;
 	int rc = 0;
 
-	fprintf(stderr, "dormant: chatting with %s (template %s); Ctrl-D to quit\n", cm->g->name,
-		tok_chat_name(kind));
-	msgs = malloc(sizeof *msgs);
-	if (!msgs)
+	gp.reuse_prefix = true;
+	fprintf(stderr, "dormant: chatting with %s (template %s); /? for help, /bye or Ctrl-D to quit\n",
+		cm->g->name, tok_chat_name(kind));
+	if (system_msg && convo_add(&c, "system", system_msg))
 		return cli_fail("out of memory");
-	if (system_msg)
-		msgs[nm++] = (struct tok_chat_msg){ "system", system_msg };
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
 	for (;;) {
 		char *line = readline("> ");
 		struct reply r = { 0 };
 		struct gen_stats st;
 		int32_t *ids = NULL;
 		size_t n_ids = 0;
-		void *p1, *p2;
 
 		if (!line)
 			break;
@@ -176,37 +375,92 @@ static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char
 			continue;
 		}
 		add_history(line);
-		p1 = realloc(msgs, (nm + 2) * sizeof *msgs);
-		p2 = realloc(owned, (no + 2) * sizeof *owned);
-		if (!p1 || !p2) {
+		if (!strncmp(line, "\"\"\"", 3)) { /* a message of several lines */
+			size_t len = strlen(line + 3), cap = len + 256;
+			char *msg = malloc(cap), *more;
+			bool done = len >= 3 && !strcmp(line + 3 + len - 3, "\"\"\"");
+			if (!msg) {
+				free(line);
+				rc = cli_fail("out of memory");
+				break;
+			}
+			memcpy(msg, line + 3, len + 1);
+			if (done)
+				msg[len -= 3] = '\0';
+			while (!done && (more = readline(". "))) {
+				size_t m = strlen(more);
+				done = m >= 3 && !strcmp(more + m - 3, "\"\"\"");
+				if (done)
+					more[m -= 3] = '\0';
+				if (len + m + 2 > cap) {
+					char *nb = realloc(msg, cap = 2 * (len + m + 2));
+					if (!nb) {
+						free(more);
+						break;
+					}
+					msg = nb;
+				}
+				if (len)
+					msg[len++] = '\n';
+				memcpy(msg + len, more, m + 1);
+				len += m;
+				free(more);
+			}
 			free(line);
-			free(p1 ? p1 : msgs);
-			msgs = NULL;
-			owned = p2 ? p2 : owned;
+			line = msg;
+		} else if (line[0] == '/') {
+			int q = chat_command(cm, &c, line, &gp);
+			free(line);
+			if (q)
+				break;
+			continue;
+		}
+		if (convo_add(&c, "user", line)) {
+			free(line);
 			rc = cli_fail("out of memory");
 			break;
 		}
-		msgs = p1;
-		owned = p2;
-		owned[no++] = line;
-		msgs[nm++] = (struct tok_chat_msg){ "user", line };
-		if (gen_prompt_ids(cm->v, &kind, msgs, nm, NULL, &ids, &n_ids, &err) ||
-		    gen_run(cm->ctx, cm->v, ids, n_ids, gp, print_and_keep, &r, NULL, &st, &err)) {
-			fprintf(stderr, "\ndormant: %s\n", err.msg);
+		free(line);
+		/* fit the conversation: the oldest turns go, the system message stays */
+		for (;;) {
+			free(ids);
+			ids = NULL;
+			if (gen_prompt_ids(cm->v, &kind, c.m, c.n, NULL, &ids, &n_ids, &err)) {
+				n_ids = 0;
+				break;
+			}
+			size_t first = c.n && !strcmp(c.m[0].role, "system") ? 1 : 0;
+			if (n_ids + 8 <= (size_t)cm->ctx->n_ctx || c.n - first <= 1)
+				break;
+			convo_drop(&c, first);
+			if (c.n - first > 1 && !strcmp(c.m[first].role, "assistant"))
+				convo_drop(&c, first);
+			fprintf(stderr, "(the conversation no longer fits the context of %d: its oldest turn was dropped)\n",
+				cm->ctx->n_ctx);
+		}
+		atomic_store(&chat_interrupt, 0);
+		sigaction(SIGINT, &sa, &old);
+		if (!n_ids || gen_run(cm->ctx, cm->v, ids, n_ids, &gp, print_and_keep, &r, &chat_interrupt, &st, &err)) {
+			sigaction(SIGINT, &old, NULL);
+			fprintf(stderr, "\ndormant: %s\n", n_ids ? err.msg : "cannot format the conversation");
 			free(ids);
 			free(r.buf);
-			nm--; /* drop the turn that failed (context full, ...) */
+			convo_drop(&c, c.n - 1); /* the turn that failed */
 			continue;
 		}
+		sigaction(SIGINT, &old, NULL);
 		free(ids);
 		putchar('\n');
-		owned[no++] = r.buf ? r.buf : strdup("");
-		msgs[nm++] = (struct tok_chat_msg){ "assistant", owned[no - 1] };
+		if (st.stop == GEN_STOP_CANCEL)
+			fprintf(stderr, "(reply stopped)\n");
+		if (convo_add(&c, "assistant", r.buf ? r.buf : "")) {
+			free(r.buf);
+			rc = cli_fail("out of memory");
+			break;
+		}
+		free(r.buf);
 	}
-	for (size_t i = 0; i < no; i++)
-		free(owned[i]);
-	free(owned);
-	free(msgs);
+	convo_free(&c);
 	return rc;
 }
 
