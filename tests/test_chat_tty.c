@@ -176,10 +176,46 @@ static void test_chat_on_a_terminal(void **state)
 	assert_int_equal(stop(), 0);
 }
 
+/* Piped stdin is the prompt, answered once; --format json prints one
+ * object with the figures; --verbose prints Ollama's timing lines. */
+static void test_run_piped(void **state)
+{
+	const char *model = tu_tmp_path("pipe.gguf");
+	int st;
+	char *o;
+	(void)state;
+	if (tu_system("%s synth --preset tiny --type Q8_0 --seed 4 -o %s", tu_dormant(), model))
+		fail_msg("synth failed");
+	o = tu_capture(&st, "echo 'hello there' | %s run %s -n 4 --temp 0 --format json", tu_dormant(), model);
+	assert_int_equal(st, 0);
+	assert_non_null(o);
+	assert_non_null(strstr(o, "\"response\":"));
+	assert_non_null(strstr(o, "\"eval_count\":4"));
+	assert_non_null(strstr(o, "\"prompt_eval_count\":"));
+	free(o);
+	/* the same prompt as an argument gives the same text */
+	{
+		char *a = tu_capture(&st, "echo 'hello there' | %s run %s -n 4 --temp 0", tu_dormant(), model);
+		char *b = tu_capture(&st, "%s run %s 'hello there' -n 4 --temp 0 </dev/null", tu_dormant(), model);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_string_equal(a, b);
+		free(a);
+		free(b);
+	}
+	o = tu_capture(&st, "echo hi | %s run %s -n 3 --temp 0 --verbose 2>&1 >/dev/null", tu_dormant(), model);
+	assert_int_equal(st, 0);
+	assert_non_null(o);
+	assert_non_null(strstr(o, "prompt eval rate:"));
+	assert_non_null(strstr(o, "eval count:           3 token(s)"));
+	free(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chat_on_a_terminal),
+		cmocka_unit_test(test_run_piped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,9 +129,11 @@ struct reply {
 	size_t n, cap;
 };
 
-static int print_and_keep(void *ud, int32_t id, const char *text, size_t n)
+/* Collects the reply without printing it (--format json). */
+static int keep_only(void *ud, int32_t id, const char *text, size_t n)
 {
 	struct reply *r = ud;
+	(void)id;
 	if (r->n + n + 1 > r->cap) {
 		size_t cap = (r->n + n + 1) * 2;
 		char *nb = realloc(r->buf, cap);
@@ -143,7 +145,12 @@ static int print_and_keep(void *ud, int32_t id, const char *text, size_t n)
 	memcpy(r->buf + r->n, text, n);
 	r->n += n;
 	r->buf[r->n] = '\0';
-	return print_text(NULL, id, text, n);
+	return 0;
+}
+
+static int print_and_keep(void *ud, int32_t id, const char *text, size_t n)
+{
+	return keep_only(ud, id, text, n) || print_text(NULL, id, text, n);
 }
 
 /* Ctrl-C during a reply: stops the reply, the conversation stays. */
@@ -502,7 +509,8 @@ int cli_run(int argc, char **argv)
 	enum tok_chat_kind kind = TOK_CHAT_CHATML;
 	bool fallback = false;
 	const char *path = NULL, *prompt = NULL, *system_msg = NULL, *tmpl = NULL;
-	bool stats = false, chat = false;
+	bool stats = false, chat = false, verbose = false, json_out = false;
+	char *piped = NULL;
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
 	struct cli_disc cd = { .n_dirs = 0 };
@@ -565,6 +573,13 @@ int cli_run(int argc, char **argv)
 			i++;
 		} else if (!strcmp(a, "--stats")) {
 			stats = true;
+		} else if (!strcmp(a, "--verbose")) {
+			verbose = true;
+		} else if (!strcmp(a, "--format")) {
+			if (!val || strcmp(val, "json"))
+				return cli_fail("run: --format takes json"), 2;
+			json_out = true;
+			i++;
 		} else if (!strcmp(a, "--chat")) {
 			chat = true;
 		} else if (!strcmp(a, "--system") || !strcmp(a, "--chat-template")) {
@@ -586,7 +601,7 @@ int cli_run(int argc, char **argv)
 		}
 	}
 	if (!path)
-		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats] [--models-dir DIR]... [--no-discover]"), 2;
+		return cli_fail("usage: dormant run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--chat-template NAME] [--stats] [--verbose] [--format json] [--models-dir DIR]... [--no-discover]"), 2;
 	/* not a file (nor written like a path: "/...", "./...", "*.gguf"): a
 	 * discovered model's name (mgr/discover.h), with its Ollama defaults
 	 * under the flags given */
@@ -636,6 +651,17 @@ int cli_run(int argc, char **argv)
 		cli_model_close(&cm);
 		return rc;
 	}
+	if (!prompt && !isatty(0)) {
+		/* piped: the whole of stdin is the prompt, answered once */
+		size_t n_in;
+		if (!(piped = cli_read_all("-", &n_in))) {
+			cli_model_close(&cm);
+			return cli_fail("run: cannot read stdin: %s", strerror(errno ? errno : EIO));
+		}
+		while (n_in && (piped[n_in - 1] == '\n' || piped[n_in - 1] == '\r'))
+			piped[--n_in] = '\0';
+		prompt = piped;
+	}
 	if (!prompt)
 		prompt = "";
 	{
@@ -655,9 +681,42 @@ int cli_run(int argc, char **argv)
 		cli_model_close(&cm);
 		return cli_fail("run: the prompt is empty and the model adds no BOS token");
 	}
-	rc = gen_run(cm.ctx, cm.v, ids, n_ids, &gp, print_text, NULL, NULL, &st, &err);
-	putchar('\n');
-	fflush(stdout);
+	{
+		struct reply r = { 0 };
+		double t0 = cli_now();
+		rc = gen_run(cm.ctx, cm.v, ids, n_ids, &gp, json_out ? keep_only : print_text, &r, NULL, &st, &err);
+		if (json_out && !rc) {
+			/* one object, Ollama's /api/generate fields (durations in ns) */
+			json_t *o = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", path, "response",
+					      r.buf ? r.buf : "", "done", 1, "done_reason", gen_stop_name(st.stop),
+					      "total_duration", (json_int_t)((cm.load_s + cli_now() - t0) * 1e9),
+					      "load_duration", (json_int_t)(cm.load_s * 1e9), "prompt_eval_count",
+					      st.n_prompt, "prompt_eval_duration", (json_int_t)(st.t_prompt_s * 1e9),
+					      "eval_count", st.n_gen, "eval_duration", (json_int_t)(st.t_gen_s * 1e9));
+			char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+			if (t)
+				puts(t);
+			free(t);
+			json_decref(o);
+		} else {
+			putchar('\n');
+		}
+		fflush(stdout);
+		free(r.buf);
+		if (!rc && verbose) /* the figures `ollama run --verbose` prints */
+			fprintf(stderr,
+				"total duration:       %.3fs\n"
+				"load duration:        %.3fs\n"
+				"prompt eval count:    %d token(s)\n"
+				"prompt eval duration: %.3fs\n"
+				"prompt eval rate:     %.2f tokens/s\n"
+				"eval count:           %d token(s)\n"
+				"eval duration:        %.3fs\n"
+				"eval rate:            %.2f tokens/s\n",
+				cm.load_s + cli_now() - t0, cm.load_s, st.n_prompt, st.t_prompt_s,
+				st.t_prompt_s > 0 ? st.n_prompt / st.t_prompt_s : 0.0, st.n_gen, st.t_gen_s,
+				st.t_gen_s > 0 ? st.n_gen / st.t_gen_s : 0.0);
+	}
 	if (!rc && stats) {
 		dm_mem_usage(&mu);
 		fprintf(stderr,
@@ -671,6 +730,7 @@ int cli_run(int argc, char **argv)
 			(double)mu.rss_peak / 1048576.0);
 	}
 	free(ids);
+	free(piped);
 	cli_model_close(&cm);
 	if (rc)
 		return cli_fail("%s: %s", path, err.msg);
