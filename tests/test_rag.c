@@ -1,5 +1,8 @@
-/* tests/rag — embeddings and reranking end to end from text, on the golden
- * encoders of ../shared/golden/archs (skipped when absent): the C API
+/* tests/rag — embeddings and reranking end to end from text.  Synthetic
+ * encoders (dormant synth --arch bert|nomic-bert [--rank]) always: they load,
+ * embed unit vectors (batch == one by one) and rerank to one finite score per
+ * document.  The golden encoders of ../shared/golden/archs (skipped when
+ * absent): the C API
  * (dormant_embed_batch, dormant_rerank), HTTP (/v1/rerank and its aliases,
  * /v1/embeddings, /api/embed) and the CLI against the reference engine's
  * dumps; response shapes (sorted, top_n, return_documents, usage),
@@ -25,7 +28,8 @@
 
 #define N_TEXTS 6
 #define N_DOCS 5
-#define E 128
+#define E 128  /* the golden encoders' width */
+#define SE 256 /* the synthetic encoders' (synth's tiny preset) */
 
 static char G[4096];  /* golden/archs, "" when absent */
 static dormant *D;
@@ -87,22 +91,54 @@ static double norm(const float *a, size_t n)
 	return sqrt(s);
 }
 
+/* Texts for the synthetic encoders (any text works with them). */
+static const char *const STEXTS[N_TEXTS] = {
+	"hello world",
+	"The quick brown fox jumps over the lazy dog.",
+	"dormant unloads models that nobody uses",
+	"a",
+	"Embeddings map text to vectors; similar texts land close together, in theory.",
+	"42 is the answer, or so they say (in a book).",
+};
+static const char *const SQUERY = "what does a reranker do";
+static const char *const SDOCS[N_DOCS] = {
+	"a reranker scores each document against the query",
+	"bananas are yellow",
+	"the cross-encoder reads the query and the document together",
+	"zebra",
+	"embedding models give one vector per text",
+};
+static char SYN[3][4200]; /* synthetic bert, nomic-bert, bert --rank */
+
 static int setup(void **state)
 {
 	const char *gd = tu_golden_dir();
-	char cfg[4096], *tiny = strdup(tu_tmp_path("rag-tiny.gguf"));
+	char cfg[20000], gcfg[14000] = "", *tiny = strdup(tu_tmp_path("rag-tiny.gguf"));
 	size_t n;
 	(void)state;
+	snprintf(SYN[0], sizeof SYN[0], "%s", tu_tmp_path("rag-sbert.gguf"));
+	snprintf(SYN[1], sizeof SYN[1], "%s", tu_tmp_path("rag-snomic.gguf"));
+	snprintf(SYN[2], sizeof SYN[2], "%s", tu_tmp_path("rag-srerank.gguf"));
+	if (tu_system("%s synth --arch bert -o %s", tu_dormant(), SYN[0]) ||
+	    tu_system("%s synth --arch nomic-bert --type Q8_0 -o %s", tu_dormant(), SYN[1]) ||
+	    tu_system("%s synth --arch bert --rank --seed 7 -o %s", tu_dormant(), SYN[2]) ||
+	    tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), tiny))
+		return -1;
 	G[0] = '\0';
 	if (gd) {
 		snprintf(G, sizeof G, "%s/archs", gd);
 		if (access(gpath("models/bert-rerank.gguf"), R_OK))
 			G[0] = '\0';
 	}
-	if (!G[0]) {
-		free(tiny);
-		return 0;
-	}
+	/* roles from the files: [s]bert embeds, [s]rerank reranks, tiny generates */
+	snprintf(cfg, sizeof cfg,
+		 "[server]\nkeep_alive = 5m\n\n[model sbert]\npath = %s\nthreads = 1\n\n"
+		 "[model snomic]\npath = %s\nthreads = 1\n\n[model srerank]\npath = %s\nthreads = 1\n\n"
+		 "[model tiny]\npath = %s\nthreads = 1\n\n[model tinyembed]\npath = %s\nthreads = 1\nrole = embed\n",
+		 SYN[0], SYN[1], SYN[2], tiny, tiny);
+	free(tiny);
+	if (!G[0])
+		return tsrv_open("rag.ini", cfg, NULL, &D, &S, &PORT);
 	TEXTS_BUF = tu_read_file(gpath("inputs/texts.txt"), &n);
 	QUERY = tu_read_file(gpath("inputs/rerank_query.txt"), &n);
 	DOCS_BUF = tu_read_file(gpath("inputs/rerank_docs.txt"), &n);
@@ -110,24 +146,18 @@ static int setup(void **state)
 	    lines(DOCS_BUF, DOCS, N_DOCS) != N_DOCS)
 		return -1;
 	QUERY[strcspn(QUERY, "\n")] = '\0';
-	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), tiny))
-		return -1;
-	/* roles from the files: bert embeds, bert-rerank reranks, tiny generates */
-	snprintf(cfg, sizeof cfg,
-		 "[server]\nkeep_alive = 5m\n\n[model bert]\npath = %s\nthreads = 1\n\n"
-		 "[model nomic]\npath = %s\nthreads = 1\n\n[model rerank]\npath = %s\nthreads = 1\n\n"
-		 "[model tiny]\npath = %s\nthreads = 1\n\n[model tinyembed]\npath = %s\nthreads = 1\nrole = embed\n",
-		 gpath("models/bert.gguf"), gpath("models/nomic-bert.gguf"), gpath("models/bert-rerank.gguf"), tiny,
-		 tiny);
-	free(tiny);
+	snprintf(gcfg, sizeof gcfg,
+		 "\n[model bert]\npath = %s\nthreads = 1\n\n"
+		 "[model nomic]\npath = %s\nthreads = 1\n\n[model rerank]\npath = %s\nthreads = 1\n",
+		 gpath("models/bert.gguf"), gpath("models/nomic-bert.gguf"), gpath("models/bert-rerank.gguf"));
+	strncat(cfg, gcfg, sizeof cfg - strlen(cfg) - 1);
 	return tsrv_open("rag.ini", cfg, NULL, &D, &S, &PORT);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	if (G[0])
-		tsrv_close(D, S);
+	tsrv_close(D, S);
 	free(TEXTS_BUF);
 	free(QUERY);
 	free(DOCS_BUF);
@@ -178,6 +208,106 @@ static const char *err_msg(json_t *o)
 		e = json_object_get(e, "message");
 	assert_true(json_is_string(e));
 	return json_string_value(e);
+}
+
+/* ---- synthetic encoders ---- */
+
+/* synth writes the same bytes for the same options, and encoders of both
+ * architectures load, embed and rerank. */
+static void test_synth_deterministic(void **state)
+{
+	const char *again = tu_tmp_path("rag-sbert-again.gguf");
+	size_t na, nb;
+	char *a, *b;
+	(void)state;
+	assert_int_equal(tu_system("%s synth --arch bert -o %s", tu_dormant(), again), 0);
+	a = tu_read_file(SYN[0], &na);
+	b = tu_read_file(again, &nb);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na);
+	free(b);
+	/* another seed: other weights, same size */
+	assert_int_equal(tu_system("%s synth --arch bert --seed 2 -o %s", tu_dormant(), again), 0);
+	b = tu_read_file(again, &nb);
+	assert_int_equal(na, nb);
+	assert_memory_not_equal(a, b, na);
+	free(a);
+	free(b);
+	/* rank pooling is for encoders only; the architecture list names them */
+	{
+		int status;
+		char *out = tu_capture(&status, "%s synth --rank -o %s 2>&1", tu_dormant(), again);
+		assert_int_not_equal(status, 0);
+		assert_non_null(strstr(out, "needs an encoder"));
+		free(out);
+		out = tu_capture(&status, "%s synth --arch t5 -o %s 2>&1", tu_dormant(), again);
+		assert_int_not_equal(status, 0);
+		assert_non_null(strstr(out, "bert, nomic-bert"));
+		free(out);
+	}
+}
+
+static void check_synth_embed(const char *model)
+{
+	float out[N_TEXTS * SE], one[SE];
+	struct dormant_embed_info info;
+	size_t dim;
+	char err[256];
+
+	assert_int_equal(dormant_embed_batch(D, model, STEXTS, N_TEXTS, NULL, out, N_TEXTS * SE, &dim, &info, err,
+					     sizeof err), 0);
+	assert_int_equal(dim, SE);
+	/* [CLS] text [SEP]: at least 3 tokens each, and "a" is exactly that */
+	assert_true(info.n_tokens > 3 * N_TEXTS);
+	for (int i = 0; i < N_TEXTS; i++) {
+		for (int k = 0; k < SE; k++)
+			assert_true(isfinite(out[i * SE + k]));
+		assert_true(fabs(norm(out + i * SE, SE) - 1) < 1e-5);
+		assert_int_equal(dormant_embed(D, model, STEXTS[i], one, SE, &dim, &info, err, sizeof err), 0);
+		if (i == 3)
+			assert_int_equal(info.n_tokens, 3);
+		for (int k = 0; k < SE; k++)
+			assert_true(fabsf(one[k] - out[i * SE + k]) < 1e-5f);
+		/* different texts, different vectors */
+		if (i)
+			assert_true(cosine(out + i * SE, out, SE) < 0.9999);
+	}
+}
+
+static void test_synth_embed(void **state)
+{
+	(void)state;
+	check_synth_embed("sbert");
+	check_synth_embed("snomic");
+}
+
+static void test_synth_rerank(void **state)
+{
+	float sc[N_DOCS], one;
+	struct dormant_embed_info info;
+	char err[256];
+	(void)state;
+	for (int i = 0; i < N_DOCS; i++)
+		sc[i] = NAN;
+	assert_int_equal(dormant_rerank(D, "srerank", SQUERY, SDOCS, N_DOCS, NULL, sc, &info, err, sizeof err), 0);
+	assert_true(info.n_tokens > N_DOCS * 3);
+	for (int i = 0; i < N_DOCS; i++) {
+		assert_true(isfinite(sc[i]));
+		if (i)
+			assert_true(sc[i] != sc[0]);
+		/* one pair at a time gives the same score */
+		assert_int_equal(dormant_rerank(D, "srerank", SQUERY, SDOCS + i, 1, NULL, &one, NULL, err, sizeof err),
+				 0);
+		assert_true(fabsf(one - sc[i]) < 1e-5f);
+	}
+	/* an empty document is refused, naming it */
+	{
+		const char *docs[2] = { SDOCS[0], "" };
+		assert_int_equal(dormant_rerank(D, "srerank", SQUERY, docs, 2, NULL, sc, NULL, err, sizeof err), -1);
+		assert_non_null(strstr(err, "document 1 is empty"));
+	}
 }
 
 /* ---- C API ---- */
@@ -306,7 +436,7 @@ static void test_api_roles(void **state)
 	(void)state;
 	NEED_GOLDEN();
 	n = dormant_status(D, st, 8);
-	assert_int_equal(n, 5);
+	assert_int_equal(n, G[0] ? 8 : 5);
 	assert_string_equal(st[0].role, "embed");
 	assert_string_equal(st[1].role, "embed");
 	assert_string_equal(st[2].role, "rerank");
@@ -581,6 +711,8 @@ static void test_cli(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_synth_deterministic), cmocka_unit_test(test_synth_embed),
+		cmocka_unit_test(test_synth_rerank),
 		cmocka_unit_test(test_api_embed_golden), cmocka_unit_test(test_api_dimensions),
 		cmocka_unit_test(test_api_rerank_golden), cmocka_unit_test(test_api_truncate),
 		cmocka_unit_test(test_api_roles),         cmocka_unit_test(test_http_rerank_golden),
