@@ -1,13 +1,16 @@
-/* tests/rag — embeddings and reranking end to end from text.  Synthetic
- * encoders (dormant synth --arch bert|nomic-bert [--rank]) always: they load,
- * embed unit vectors (batch == one by one) and rerank to one finite score per
- * document.  The golden encoders of ../shared/golden/archs (skipped when
- * absent): the C API
- * (dormant_embed_batch, dormant_rerank), HTTP (/v1/rerank and its aliases,
+/* tests/rag — embeddings and reranking end to end from text.
+ *
+ * Always, on synthetic encoders (dormant synth --arch bert|nomic-bert
+ * [--rank]): they load, embed unit vectors (batch == one by one) and rerank
+ * to one finite score per document; response shapes (sorted, top_n,
+ * return_documents, usage), dimensions (truncate + renormalise), role
+ * refusals naming the role, truncate true / false, and HTTP and CLI answers
+ * equal to the C API's.
+ *
+ * With ../shared/golden/archs (skipped when absent): the golden encoders
+ * through the C API (dormant_embed_batch, dormant_rerank), HTTP (/v1/rerank,
  * /v1/embeddings, /api/embed) and the CLI against the reference engine's
- * dumps; response shapes (sorted, top_n, return_documents, usage),
- * dimensions (truncate + renormalise), role refusals naming the role, and
- * truncate true / false. */
+ * dumps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,27 +352,26 @@ static void test_api_embed_golden(void **state)
 static void test_api_dimensions(void **state)
 {
 	struct dormant_embed_opts o = { .dimensions = 32 };
-	float full[2 * E], cut[2 * 32];
+	float full[2 * SE], cut[2 * 32];
 	size_t dim;
 	char err[256];
 	(void)state;
-	NEED_GOLDEN();
-	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, NULL, full, 2 * E, &dim, NULL, err, sizeof err), 0);
-	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, &o, cut, 2 * 32, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS, 2, NULL, full, 2 * SE, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS, 2, &o, cut, 2 * 32, &dim, NULL, err, sizeof err), 0);
 	assert_int_equal(dim, 32);
 	for (int i = 0; i < 2; i++) {
-		double nf = norm(full + i * E, 32);
+		double nf = norm(full + i * SE, 32);
 		assert_true(nf < 0.99); /* the cut alone is not unit length... */
 		assert_true(fabs(norm(cut + i * 32, 32) - 1) < 1e-5); /* ...the answer is */
 		for (int k = 0; k < 32; k++)
-			assert_true(fabs(cut[i * 32 + k] - full[i * E + k] / nf) < 1e-5);
+			assert_true(fabs(cut[i * 32 + k] - full[i * SE + k] / nf) < 1e-5);
 	}
-	o.dimensions = E + 1;
-	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 1, &o, full, 2 * E, &dim, NULL, err, sizeof err),
+	o.dimensions = SE + 1;
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS, 1, &o, full, 2 * SE, &dim, NULL, err, sizeof err),
 			 -1);
-	assert_non_null(strstr(err, "dimensions 129"));
+	assert_non_null(strstr(err, "dimensions 257"));
 	/* a buffer too small for the batch */
-	assert_int_equal(dormant_embed_batch(D, "bert", TEXTS, 2, NULL, full, E, &dim, NULL, err, sizeof err), -12);
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS, 2, NULL, full, SE, &dim, NULL, err, sizeof err), -12);
 }
 
 static void test_api_rerank_golden(void **state)
@@ -396,29 +399,28 @@ static void test_api_truncate(void **state)
 	struct dormant_embed_opts strict = { .no_truncate = 1 };
 	char *long_text = malloc(700 * 2 + 1), *fit = malloc(510 * 2 + 1);
 	const char *docs[2];
-	float a[E], b[E], sc[2];
+	float a[SE], b[SE], sc[2];
 	size_t dim;
 	char err[256];
 	(void)state;
-	NEED_GOLDEN();
 	for (int i = 0; i < 700; i++)
 		memcpy(long_text + 2 * i, "a ", 2);
 	long_text[1399] = '\0';
 	memcpy(fit, long_text, 1019);
 	fit[1019] = '\0';
-	assert_int_equal(dormant_embed(D, "bert", long_text, a, E, &dim, NULL, err, sizeof err), 0);
-	assert_int_equal(dormant_embed(D, "bert", fit, b, E, &dim, NULL, err, sizeof err), 0);
-	for (int k = 0; k < E; k++)
+	assert_int_equal(dormant_embed(D, "sbert", long_text, a, SE, &dim, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_embed(D, "sbert", fit, b, SE, &dim, NULL, err, sizeof err), 0);
+	for (int k = 0; k < SE; k++)
 		assert_true(fabsf(a[k] - b[k]) < 1e-6f);
-	assert_int_equal(dormant_embed_batch(D, "bert", (const char *const *)&long_text, 1, &strict, a, E, &dim,
+	assert_int_equal(dormant_embed_batch(D, "sbert", (const char *const *)&long_text, 1, &strict, a, SE, &dim,
 					     NULL, err, sizeof err), -8);
 	assert_non_null(strstr(err, "truncate is off"));
-	assert_int_equal(dormant_embed_batch(D, "bert", (const char *const *)&fit, 1, &strict, a, E, &dim, NULL,
+	assert_int_equal(dormant_embed_batch(D, "sbert", (const char *const *)&fit, 1, &strict, a, SE, &dim, NULL,
 					     err, sizeof err), 0);
-	docs[0] = DOCS[0];
+	docs[0] = SDOCS[0];
 	docs[1] = long_text;
-	assert_int_equal(dormant_rerank(D, "rerank", QUERY, docs, 2, NULL, sc, NULL, err, sizeof err), 0);
-	assert_int_equal(dormant_rerank(D, "rerank", QUERY, docs, 2, &strict, sc, NULL, err, sizeof err), -8);
+	assert_int_equal(dormant_rerank(D, "srerank", SQUERY, docs, 2, NULL, sc, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_rerank(D, "srerank", SQUERY, docs, 2, &strict, sc, NULL, err, sizeof err), -8);
 	assert_non_null(strstr(err, "document 1"));
 	free(long_text);
 	free(fit);
@@ -428,13 +430,12 @@ static void test_api_roles(void **state)
 {
 	float v[1024], sc[1];
 	size_t dim;
-	char err[256], cfg[2048];
+	char err[256], cfg[4400];
 	const char *ini = tu_tmp_path("rag-role.ini");
 	dormant *d;
 	struct dormant_model_status st[8];
 	size_t n;
 	(void)state;
-	NEED_GOLDEN();
 	n = dormant_status(D, st, 8);
 	assert_int_equal(n, G[0] ? 8 : 5);
 	assert_string_equal(st[0].role, "embed");
@@ -442,22 +443,22 @@ static void test_api_roles(void **state)
 	assert_string_equal(st[2].role, "rerank");
 	assert_string_equal(st[3].role, "generate");
 	assert_string_equal(st[4].role, "embed");
-	assert_int_equal(dormant_rerank(D, "bert", "q", DOCS, 1, NULL, sc, NULL, err, sizeof err), -1);
+	assert_int_equal(dormant_rerank(D, "sbert", "q", SDOCS, 1, NULL, sc, NULL, err, sizeof err), -1);
 	assert_non_null(strstr(err, "has role embed"));
-	assert_int_equal(dormant_embed(D, "rerank", "x", v, 1024, &dim, NULL, err, sizeof err), -1);
+	assert_int_equal(dormant_embed(D, "srerank", "x", v, 1024, &dim, NULL, err, sizeof err), -1);
 	assert_non_null(strstr(err, "has role rerank"));
-	assert_int_equal(dormant_generate(D, "bert", "hi", NULL, NULL, NULL, NULL, err, sizeof err), -1);
+	assert_int_equal(dormant_generate(D, "sbert", "hi", NULL, NULL, NULL, NULL, err, sizeof err), -1);
 	assert_non_null(strstr(err, "has role embed: it does not answer generate"));
 	assert_int_equal(dormant_generate(D, "tinyembed", "hi", NULL, NULL, NULL, NULL, err, sizeof err), -1);
 	/* a generating decoder still embeds; an embedding decoder too */
 	assert_int_equal(dormant_embed(D, "tiny", "x", v, 1024, &dim, NULL, err, sizeof err), 0);
 	assert_int_equal(dormant_embed(D, "tinyembed", "x", v, 1024, &dim, NULL, err, sizeof err), 0);
 	/* a configured role the file cannot serve is refused at open */
-	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = generate\n", gpath("models/bert.gguf"));
+	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = generate\n", SYN[0]);
 	assert_int_equal(tu_write_file(ini, cfg, strlen(cfg)), 0);
 	assert_int_equal(dormant_open(&d, ini, NULL, err, sizeof err), -1);
 	assert_non_null(strstr(err, "role generate does not fit"));
-	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = embed\n", gpath("models/bert-rerank.gguf"));
+	snprintf(cfg, sizeof cfg, "[model b]\npath = %s\nrole = embed\n", SYN[2]);
 	assert_int_equal(tu_write_file(ini, cfg, strlen(cfg)), 0);
 	assert_int_equal(dormant_open(&d, ini, NULL, err, sizeof err), -1);
 	assert_non_null(strstr(err, "can only rerank"));
@@ -465,9 +466,13 @@ static void test_api_roles(void **state)
 
 /* ---- HTTP ---- */
 
+/* A rerank request: the golden query and documents for the golden
+ * reranker "rerank", the synthetic ones for any other model. */
 static json_t *rerank_body(const char *model)
 {
-	return json_pack("{s:s,s:s,s:o}", "model", model, "query", QUERY, "documents", str_array(DOCS, N_DOCS));
+	const bool g = !strcmp(model, "rerank");
+	return json_pack("{s:s,s:s,s:o}", "model", model, "query", g ? QUERY : SQUERY, "documents",
+			 str_array(g ? DOCS : SDOCS, N_DOCS));
 }
 
 static void test_http_rerank_golden(void **state)
@@ -510,39 +515,48 @@ static void test_http_rerank_shape(void **state)
 	static const char *paths[] = { "/v1/rerank", "/rerank", "/v1/reranking", "/api/rerank" };
 	json_t *o, *b, *docs = json_array(), *x;
 	size_t i;
+	int best = 0;
 	(void)state;
-	NEED_GOLDEN();
+	/* the best document by the C API */
+	{
+		float sc[N_DOCS];
+		char err[256];
+		assert_int_equal(dormant_rerank(D, "srerank", SQUERY, SDOCS, N_DOCS, NULL, sc, NULL, err, sizeof err), 0);
+		for (int k = 1; k < N_DOCS; k++)
+			if (sc[k] > sc[best])
+				best = k;
+	}
 	/* documents as {text} objects and strings, top_n, return_documents */
 	for (i = 0; i < N_DOCS; i++)
-		json_array_append_new(docs, i % 2 ? json_string(DOCS[i]) : json_pack("{s:s}", "text", DOCS[i]));
+		json_array_append_new(docs, i % 2 ? json_string(SDOCS[i]) : json_pack("{s:s}", "text", SDOCS[i]));
 	for (size_t p = 0; p < 4; p++) {
-		b = json_pack("{s:s,s:s,s:O,s:i,s:b}", "model", "rerank", "query", QUERY, "documents", docs, "top_n", 2,
+		b = json_pack("{s:s,s:s,s:O,s:i,s:b}", "model", "srerank", "query", SQUERY, "documents", docs, "top_n", 2,
 			      "return_documents", 1);
 		o = call(paths[p], b, 200);
 		assert_int_equal(json_array_size(json_object_get(o, "results")), 2);
 		json_array_foreach(json_object_get(o, "results"), i, x) {
 			json_int_t idx = json_integer_value(json_object_get(x, "index"));
 			assert_string_equal(json_string_value(json_object_get(json_object_get(x, "document"), "text")),
-					    DOCS[idx]);
+					    SDOCS[idx]);
 		}
 		assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(o, "results"), 0),
-								    "index")), 1);
+								    "index")), best);
 		json_decref(o);
 	}
 	/* top_n above the count: all of them */
-	b = rerank_body("rerank");
+	b = rerank_body("srerank");
 	json_object_set_new(b, "top_n", json_integer(50));
 	o = call("/v1/rerank", b, 200);
 	assert_int_equal(json_array_size(json_object_get(o, "results")), N_DOCS);
 	json_decref(o);
 	/* bad requests */
-	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[]}", "model", "rerank", "query", "q", "documents"), 400);
+	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[]}", "model", "srerank", "query", "q", "documents"), 400);
 	assert_non_null(strstr(err_msg(o), "'documents'"));
 	json_decref(o);
-	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[i]}", "model", "rerank", "query", "q", "documents", 3), 400);
+	o = call("/v1/rerank", json_pack("{s:s,s:s,s:[i]}", "model", "srerank", "query", "q", "documents", 3), 400);
 	assert_non_null(strstr(err_msg(o), "documents[0]"));
 	json_decref(o);
-	b = rerank_body("rerank");
+	b = rerank_body("srerank");
 	json_object_set_new(b, "top_n", json_integer(0));
 	json_decref(call("/v1/rerank", b, 400));
 	json_decref(call("/v1/rerank", rerank_body("nope"), 404));
@@ -552,17 +566,17 @@ static void test_http_rerank_shape(void **state)
 		for (int k = 0; k < 700; k++)
 			memcpy(t + 2 * k, "a ", 2);
 		t[1399] = '\0';
-		b = json_pack("{s:s,s:s,s:[s],s:b}", "model", "rerank", "query", "q", "documents", t, "truncate", 0);
+		b = json_pack("{s:s,s:s,s:[s],s:b}", "model", "srerank", "query", "q", "documents", t, "truncate", 0);
 		o = call("/v1/rerank", b, 400);
 		assert_non_null(strstr(err_msg(o), "truncate is off"));
 		json_decref(o);
-		b = json_pack("{s:s,s:s,s:[s]}", "model", "rerank", "query", "q", "documents", t);
+		b = json_pack("{s:s,s:s,s:[s]}", "model", "srerank", "query", "q", "documents", t);
 		json_decref(call("/v1/rerank", b, 200));
-		b = json_pack("{s:s,s:[s],s:b}", "model", "bert", "input", t, "truncate", 0);
+		b = json_pack("{s:s,s:[s],s:b}", "model", "sbert", "input", t, "truncate", 0);
 		o = call("/v1/embeddings", b, 400);
 		assert_non_null(strstr(err_msg(o), "truncate is off"));
 		json_decref(o);
-		b = json_pack("{s:s,s:[s],s:b}", "model", "bert", "input", t, "truncate", 0);
+		b = json_pack("{s:s,s:[s],s:b}", "model", "sbert", "input", t, "truncate", 0);
 		o = call("/api/embed", b, 400);
 		assert_non_null(strstr(err_msg(o), "truncate is off"));
 		json_decref(o);
@@ -575,23 +589,22 @@ static void test_http_roles(void **state)
 {
 	json_t *o;
 	(void)state;
-	NEED_GOLDEN();
-	o = call("/v1/rerank", rerank_body("bert"), 400);
+	o = call("/v1/rerank", rerank_body("sbert"), 400);
 	assert_non_null(strstr(err_msg(o), "role embed"));
 	json_decref(o);
 	o = call("/api/rerank", rerank_body("tiny"), 400);
 	assert_non_null(strstr(err_msg(o), "role generate"));
 	json_decref(o);
-	o = call("/v1/embeddings", json_pack("{s:s,s:s}", "model", "rerank", "input", "x"), 400);
+	o = call("/v1/embeddings", json_pack("{s:s,s:s}", "model", "srerank", "input", "x"), 400);
 	assert_non_null(strstr(err_msg(o), "role rerank"));
 	json_decref(o);
-	o = call("/api/embed", json_pack("{s:s,s:s}", "model", "rerank", "input", "x"), 400);
+	o = call("/api/embed", json_pack("{s:s,s:s}", "model", "srerank", "input", "x"), 400);
 	assert_non_null(strstr(err_msg(o), "role rerank"));
 	json_decref(o);
-	o = call("/api/generate", json_pack("{s:s,s:s,s:b}", "model", "bert", "prompt", "x", "stream", 0), 400);
+	o = call("/api/generate", json_pack("{s:s,s:s,s:b}", "model", "sbert", "prompt", "x", "stream", 0), 400);
 	assert_non_null(strstr(err_msg(o), "role embed"));
 	json_decref(o);
-	o = call("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}]}", "model", "rerank", "messages", "role",
+	o = call("/v1/chat/completions", json_pack("{s:s,s:[{s:s,s:s}]}", "model", "srerank", "messages", "role",
 						   "user", "content", "x"), 400);
 	assert_non_null(strstr(err_msg(o), "role rerank"));
 	json_decref(o);
@@ -645,7 +658,120 @@ static void test_http_embeddings(void **state)
 	free(want);
 }
 
+/* The HTTP answers carry the C API's vectors and token counts. */
+static void test_http_embeddings_synth(void **state)
+{
+	struct dormant_embed_opts o16 = { .dimensions = 16 };
+	struct dormant_embed_info info;
+	float want[N_TEXTS * SE], cut[16];
+	json_t *o, *data, *x;
+	size_t i, dim;
+	char err[256];
+	(void)state;
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS, N_TEXTS, NULL, want, N_TEXTS * SE, &dim, &info, err,
+					     sizeof err), 0);
+	o = call("/v1/embeddings", json_pack("{s:s,s:o}", "model", "sbert", "input", str_array(STEXTS, N_TEXTS)),
+		 200);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")),
+			 info.n_tokens);
+	data = json_object_get(o, "data");
+	assert_int_equal(json_array_size(data), N_TEXTS);
+	json_array_foreach(data, i, x) {
+		json_t *e = json_object_get(x, "embedding");
+		assert_int_equal(json_integer_value(json_object_get(x, "index")), i);
+		assert_int_equal(json_array_size(e), SE);
+		for (int k = 0; k < SE; k++)
+			assert_true(fabs(json_real_value(json_array_get(e, k)) - want[i * SE + k]) < 1e-6);
+	}
+	json_decref(o);
+	/* dimensions: the C API's cut */
+	assert_int_equal(dormant_embed_batch(D, "sbert", STEXTS + 1, 1, &o16, cut, 16, &dim, NULL, err, sizeof err),
+			 0);
+	o = call("/v1/embeddings", json_pack("{s:s,s:s,s:i}", "model", "sbert", "input", STEXTS[1], "dimensions", 16),
+		 200);
+	{
+		json_t *e = json_object_get(json_array_get(json_object_get(o, "data"), 0), "embedding");
+		assert_int_equal(json_array_size(e), 16);
+		for (int k = 0; k < 16; k++)
+			assert_true(fabs(json_real_value(json_array_get(e, k)) - cut[k]) < 1e-6);
+	}
+	json_decref(o);
+	assert_int_equal(dormant_embed_batch(D, "snomic", STEXTS, 3, NULL, want, N_TEXTS * SE, &dim, &info, err,
+					     sizeof err), 0);
+	o = call("/api/embed", json_pack("{s:s,s:o,s:i}", "model", "snomic", "input", str_array(STEXTS, 3),
+					 "dimensions", 64), 200);
+	assert_int_equal(json_array_size(json_object_get(o, "embeddings")), 3);
+	assert_int_equal(json_array_size(json_array_get(json_object_get(o, "embeddings"), 2)), 64);
+	assert_int_equal(json_integer_value(json_object_get(o, "prompt_eval_count")), info.n_tokens);
+	json_decref(o);
+	o = call("/v1/embeddings", json_pack("{s:s,s:s,s:i}", "model", "sbert", "input", "x", "dimensions", 0), 400);
+	json_decref(o);
+}
+
 /* ---- CLI ---- */
+
+/* The CLI loads the file itself: its vectors and scores are the server's. */
+static void test_cli_synth(void **state)
+{
+	const char *txt = tu_tmp_path("rag-texts.txt");
+	float want[N_TEXTS * SE], sc[N_DOCS];
+	struct dormant_embed_info info;
+	char *out, err[256], buf[1024] = "";
+	int status;
+	size_t i, dim;
+	json_error_t je;
+	json_t *o, *x;
+	(void)state;
+	for (i = 0; i < N_TEXTS; i++) {
+		strcat(buf, STEXTS[i]);
+		strcat(buf, "\n");
+	}
+	assert_int_equal(tu_write_file(txt, buf, strlen(buf)), 0);
+	assert_int_equal(dormant_embed_batch(D, "snomic", STEXTS, N_TEXTS, NULL, want, N_TEXTS * SE, &dim, &info, err,
+					     sizeof err), 0);
+	out = tu_capture(&status, "%s embed %s --file %s --json", tu_dormant(), SYN[1], txt);
+	assert_int_equal(status, 0);
+	o = json_loads(out, 0, &je);
+	assert_non_null(o);
+	assert_int_equal(json_integer_value(json_object_get(o, "dim")), SE);
+	assert_int_equal(json_integer_value(json_object_get(o, "prompt_tokens")), info.n_tokens);
+	assert_int_equal(json_array_size(json_object_get(o, "embeddings")), N_TEXTS);
+	json_array_foreach(json_object_get(o, "embeddings"), i, x)
+		for (int k = 0; k < SE; k++)
+			assert_true(fabs(json_real_value(json_array_get(x, k)) - want[i * SE + k]) < 1e-6);
+	json_decref(o);
+	free(out);
+	/* plain output: one line per input */
+	out = tu_capture(&status, "%s embed %s 'hello world' 'second' --dimensions 8", tu_dormant(), SYN[0]);
+	assert_int_equal(status, 0);
+	{
+		float v[8];
+		char *p = out;
+		for (int k = 0; k < 8; k++)
+			v[k] = strtof(p, &p);
+		assert_true(fabs(norm(v, 8) - 1) < 1e-5);
+		assert_int_equal(*p, '\n');
+		assert_non_null(strchr(p + 1, '\n'));
+	}
+	free(out);
+	assert_int_equal(dormant_rerank(D, "srerank", SQUERY, SDOCS, N_DOCS, NULL, sc, &info, err, sizeof err), 0);
+	out = tu_capture(&status, "%s rerank %s '%s' '%s' '%s' '%s' '%s' '%s' --json", tu_dormant(), SYN[2], SQUERY,
+			 SDOCS[0], SDOCS[1], SDOCS[2], SDOCS[3], SDOCS[4]);
+	assert_int_equal(status, 0);
+	o = json_loads(out, 0, &je);
+	assert_non_null(o);
+	assert_int_equal(json_array_size(json_object_get(o, "scores")), N_DOCS);
+	for (i = 0; i < N_DOCS; i++)
+		assert_true(fabs(json_real_value(json_array_get(json_object_get(o, "scores"), i)) - sc[i]) <= 1e-6);
+	assert_int_equal(json_integer_value(json_object_get(o, "prompt_tokens")), info.n_tokens);
+	json_decref(o);
+	free(out);
+	/* the wrong kind of model: a one-line error naming the role */
+	out = tu_capture(&status, "%s rerank %s q d 2>&1", tu_dormant(), SYN[0]);
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out, "has role embed"));
+	free(out);
+}
 
 static void test_cli(void **state)
 {
@@ -717,7 +843,8 @@ int main(void)
 		cmocka_unit_test(test_api_rerank_golden), cmocka_unit_test(test_api_truncate),
 		cmocka_unit_test(test_api_roles),         cmocka_unit_test(test_http_rerank_golden),
 		cmocka_unit_test(test_http_rerank_shape), cmocka_unit_test(test_http_roles),
-		cmocka_unit_test(test_http_embeddings),   cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_http_embeddings),   cmocka_unit_test(test_http_embeddings_synth),
+		cmocka_unit_test(test_cli),               cmocka_unit_test(test_cli_synth),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
