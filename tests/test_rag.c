@@ -177,14 +177,16 @@ static int teardown(void **state)
 	} while (0)
 
 /* The body of a request that must answer `want`. */
-static json_t *call(const char *path, json_t *body, int want)
+/* POST body (taken) to the server on port, which must answer `want`; the
+ * JSON answer. */
+static json_t *call_at(uint16_t port, const char *path, json_t *body, int want)
 {
 	struct srv_http_resp r;
 	struct dm_err e;
 	json_error_t je;
 	char *s = json_dumps(body, 0);
 	json_t *o;
-	int rc = srv_http("127.0.0.1", PORT, "POST", path, NULL, s, strlen(s), 60000, NULL, NULL, &r, &e);
+	int rc = srv_http("127.0.0.1", port, "POST", path, NULL, s, strlen(s), 60000, NULL, NULL, &r, &e);
 	json_decref(body);
 	free(s);
 	assert_int_equal(rc, 0);
@@ -195,6 +197,11 @@ static json_t *call(const char *path, json_t *body, int want)
 	assert_non_null(o);
 	srv_http_resp_free(&r);
 	return o;
+}
+
+static json_t *call(const char *path, json_t *body, int want)
+{
+	return call_at(PORT, path, body, want);
 }
 
 static json_t *str_array(const char *const *v, size_t n)
@@ -834,6 +841,175 @@ static void test_cli(void **state)
 	free(out);
 }
 
+/* ---- a RAG scenario through a real `dormant serve` ---- */
+
+/* GET path from the server on port: the body (malloc'ed), status 200. */
+static char *get_at(uint16_t port, const char *path)
+{
+	struct srv_http_resp r;
+	struct dm_err e;
+	char *b;
+	assert_int_equal(srv_http("127.0.0.1", port, "GET", path, NULL, NULL, 0, 30000, NULL, NULL, &r, &e), 0);
+	assert_int_equal(r.status, 200);
+	b = malloc(r.body_len + 1);
+	assert_non_null(b);
+	memcpy(b, r.body, r.body_len);
+	b[r.body_len] = '\0';
+	srv_http_resp_free(&r);
+	return b;
+}
+
+/* The vectors of a /v1/embeddings answer, in input order, into out (n × dim). */
+static void embeddings_of(json_t *o, float *out, size_t n, size_t dim)
+{
+	json_t *data = json_object_get(o, "data"), *x;
+	size_t i;
+	assert_int_equal(json_array_size(data), n);
+	json_array_foreach(data, i, x) {
+		json_t *e = json_object_get(x, "embedding");
+		size_t idx = (size_t)json_integer_value(json_object_get(x, "index"));
+		assert_true(idx < n);
+		assert_int_equal(json_array_size(e), dim);
+		for (size_t k = 0; k < dim; k++)
+			out[idx * dim + k] = (float)json_real_value(json_array_get(e, k));
+	}
+}
+
+static int SCEN_PID = -1; /* the scenario's server, stopped by its teardown */
+
+static int scenario_teardown(void **state)
+{
+	(void)state;
+	if (SCEN_PID > 0)
+		tu_serve_stop(SCEN_PID);
+	SCEN_PID = -1;
+	return 0;
+}
+
+#define N_PASS 50
+#define N_TOP 10
+#define N_CTX_DOCS 3
+
+/* Retrieval-augmented generation against a `dormant serve` with a chat
+ * model, an embedder and a reranker under a max_ram that fits all three:
+ * embed 50 passages, then for each of 3 questions embed it, take the 10
+ * nearest passages by cosine, rerank them, and generate with the best 3 in
+ * the prompt.  All three models stay loaded: each is loaded exactly once
+ * and never evicted (/health's load_count / unload_count, /metrics'
+ * dormant_model_evictions_total). */
+static void test_rag_scenario(void **state)
+{
+	static const char *const topics[] = { "rivers", "volcanoes", "bread", "trains", "bees" };
+	static const char *const questions[] = { "how do bees make honey", "why do volcanoes erupt",
+						 "when did trains become fast" };
+	const char *ini = tu_tmp_path("rag-serve.ini"), *chat = tu_tmp_path("rag-chat.gguf");
+	const char *argv[] = { "--config", ini, "--quiet", NULL };
+	char cfg[16384], pass[N_PASS][160], *body;
+	const char *pp[N_PASS];
+	float *pv = malloc((size_t)N_PASS * SE * sizeof *pv), qv[SE];
+	int pid, port_i;
+	uint16_t port;
+	json_t *o, *models, *m;
+	size_t i;
+	(void)state;
+	assert_non_null(pv);
+	assert_int_equal(tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), chat), 0);
+	snprintf(cfg, sizeof cfg,
+		 "[server]\nmax_ram = 256MiB\nkeep_alive = 10m\n\n"
+		 "[model chat]\npath = %s\nthreads = 1\n\n[model embed]\npath = %s\nthreads = 1\n\n"
+		 "[model rerank]\npath = %s\nthreads = 1\n",
+		 chat, SYN[0], SYN[2]);
+	assert_int_equal(tu_write_file(ini, cfg, strlen(cfg)), 0);
+	assert_int_equal(tu_serve_start(argv, NULL, &SCEN_PID, &port_i), 0);
+	port = (uint16_t)port_i;
+	for (i = 0; i < N_PASS; i++) {
+		snprintf(pass[i], sizeof pass[i], "passage %zu: a note on %s, part %zu, with facts about %s.", i,
+			 topics[i % 5], i / 5, topics[(i * 3 + 1) % 5]);
+		pp[i] = pass[i];
+	}
+	o = call_at(port, "/v1/embeddings", json_pack("{s:s,s:o}", "model", "embed", "input", str_array(pp, N_PASS)),
+		    200);
+	embeddings_of(o, pv, N_PASS, SE);
+	json_decref(o);
+	for (size_t q = 0; q < 3; q++) {
+		int top[N_TOP], best[N_CTX_DOCS];
+		double cs[N_PASS];
+		const char *docs[N_TOP];
+		char prompt[2048];
+		json_t *res, *x;
+		double prev = INFINITY;
+
+		o = call_at(port, "/v1/embeddings", json_pack("{s:s,s:s}", "model", "embed", "input", questions[q]),
+			    200);
+		embeddings_of(o, qv, 1, SE);
+		json_decref(o);
+		/* the 10 nearest by cosine (the vectors are unit length), best first */
+		for (i = 0; i < N_PASS; i++)
+			cs[i] = cosine(qv, pv + i * SE, SE);
+		for (int t = 0; t < N_TOP; t++) {
+			int b = -1;
+			for (i = 0; i < N_PASS; i++)
+				if (cs[i] > -2 && (b < 0 || cs[i] > cs[b]))
+					b = (int)i;
+			top[t] = b;
+			docs[t] = pass[b];
+			cs[b] = -3; /* taken */
+		}
+		o = call_at(port, "/v1/rerank", json_pack("{s:s,s:s,s:o,s:i}", "model", "rerank", "query", questions[q],
+							  "documents", str_array(docs, N_TOP), "top_n", N_CTX_DOCS),
+			    200);
+		res = json_object_get(o, "results");
+		assert_int_equal(json_array_size(res), N_CTX_DOCS);
+		json_array_foreach(res, i, x) {
+			json_int_t idx = json_integer_value(json_object_get(x, "index"));
+			double sc = json_real_value(json_object_get(x, "relevance_score"));
+			assert_true(idx >= 0 && idx < N_TOP);
+			assert_true(isfinite(sc) && sc <= prev);
+			prev = sc;
+			best[i] = top[idx];
+		}
+		json_decref(o);
+		snprintf(prompt, sizeof prompt, "Answer from these notes.\n1. %s\n2. %s\n3. %s\nQuestion: %s",
+			 pass[best[0]], pass[best[1]], pass[best[2]], questions[q]);
+		o = call_at(port, "/v1/chat/completions",
+			    json_pack("{s:s,s:[{s:s,s:s}],s:i,s:f,s:i}", "model", "chat", "messages", "role", "user",
+				      "content", prompt, "max_tokens", 8, "temperature", 0.0, "seed", 1),
+			    200);
+		x = json_object_get(json_object_get(o, "usage"), "completion_tokens");
+		assert_true(json_integer_value(x) >= 1 && json_integer_value(x) <= 8);
+		/* the prompt holds the three passages: more tokens than them alone */
+		assert_true(json_integer_value(json_object_get(json_object_get(o, "usage"), "prompt_tokens")) > 30);
+		assert_true(json_is_string(json_object_get(
+			json_object_get(json_array_get(json_object_get(o, "choices"), 0), "message"), "content")));
+		json_decref(o);
+	}
+	/* every model loaded once and still loaded */
+	body = get_at(port, "/health");
+	o = json_loads(body, 0, NULL);
+	assert_non_null(o);
+	models = json_object_get(o, "models");
+	assert_int_equal(json_array_size(models), 3);
+	json_array_foreach(models, i, m) {
+		const char *nm = json_string_value(json_object_get(m, "name"));
+		if (json_integer_value(json_object_get(m, "load_count")) != 1 ||
+		    json_integer_value(json_object_get(m, "unload_count")) != 0)
+			fprintf(stderr, "%s: %s\n", nm, body);
+		assert_int_equal(json_integer_value(json_object_get(m, "load_count")), 1);
+		assert_int_equal(json_integer_value(json_object_get(m, "unload_count")), 0);
+		assert_string_equal(json_string_value(json_object_get(m, "state")), "ready");
+	}
+	json_decref(o);
+	free(body);
+	body = get_at(port, "/metrics");
+	assert_non_null(strstr(body, "dormant_model_loads_total{model=\"chat\"} 1\n"));
+	assert_non_null(strstr(body, "dormant_model_evictions_total{model=\"chat\"} 0\n"));
+	free(body);
+	pid = SCEN_PID;
+	SCEN_PID = -1;
+	assert_int_equal(tu_serve_stop(pid), 0); /* and it exits cleanly */
+	free(pv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -845,6 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_http_rerank_shape), cmocka_unit_test(test_http_roles),
 		cmocka_unit_test(test_http_embeddings),   cmocka_unit_test(test_http_embeddings_synth),
 		cmocka_unit_test(test_cli),               cmocka_unit_test(test_cli_synth),
+		cmocka_unit_test_teardown(test_rag_scenario, scenario_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
