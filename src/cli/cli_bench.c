@@ -246,7 +246,8 @@ int cli_bench(int argc, char **argv)
 		FILE *f = argc < 2 ? stderr : stdout;
 		fprintf(f, "usage: dormant bench kernels [--threads N] [--runs R] [--isa I] [--types T,...]\n"
 			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n"
-			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n");
+			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n"
+			   "       dormant bench rag EMBED_MODEL RERANK_MODEL [--runs N] [--threads T] [--json]   batched vs one-by-one embed and rerank\n");
 		cli_life_usage(f);
 		return argc < 2 ? 2 : 0;
 	}
@@ -256,9 +257,11 @@ int cli_bench(int argc, char **argv)
 		return cli_bench_speed(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "server"))
 		return cli_bench_server(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "rag"))
+		return cli_bench_rag(argc - 1, argv + 1);
 	if (cli_life_is_scenario(argv[1]))
 		return cli_bench_life(argc - 1, argv + 1);
-	return cli_fail("bench: unknown scenario '%s' (kernels, speed, cold, warm, context, max-tokens, "
+	return cli_fail("bench: unknown scenario '%s' (kernels, speed, rag, cold, warm, context, max-tokens, "
 			"memory, warmup, threads, batch, ctx, policies, all; 'dormant bench --help')",
 			argv[1]),
 	       2;

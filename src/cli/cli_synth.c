@@ -1,4 +1,4 @@
-/* cli/synth — `dormant synth`: write a synthetic llama model (see model/synth.h). */
+/* cli/synth — `dormant synth`: write a synthetic decoder or encoder (see model/synth.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +16,20 @@ int cli_synth(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!strcmp(a, "--rank")) {
+			o.rank = true;
+			continue;
+		}
 		if (!strcmp(a, "--preset") || !strcmp(a, "--type") || !strcmp(a, "--seed") ||
 		    !strcmp(a, "--arch") || !strcmp(a, "-o")) {
 			if (!val)
 				return cli_fail("synth: %s needs a value", a), 2;
 			i++;
-			if (!strcmp(a, "--preset")) {
+			if (!strcmp(a, "--rank")) {
+			o.rank = true;
+			continue;
+		}
+		if (!strcmp(a, "--preset")) {
 				preset = val;
 			} else if (!strcmp(a, "--arch")) {
 				o.arch = val;
@@ -47,7 +55,7 @@ int cli_synth(int argc, char **argv)
 		}
 	}
 	if (!out)
-		return cli_fail("usage: dormant synth [--preset tiny|110m|1b] [--arch llama|qwen2|qwen3|gemma2|gemma3|phi3] [--type T|Q4_K_M] [--seed S] -o FILE"), 2;
+		return cli_fail("usage: dormant synth [--preset tiny|110m|1b|minilm] [--arch llama|qwen2|qwen3|gemma2|gemma3|phi3|bert|nomic-bert] [--rank] [--type T|Q4_K_M] [--seed S] -o FILE"), 2;
 	if (synth_preset(preset, &o.shape, &err))
 		return cli_fail("synth: %s", err.msg), 2;
 	if (synth_write(&o, out, &err))

@@ -87,8 +87,8 @@ static const struct {
 	const char *help;
 } commands[] = {
 	{ "info", cli_info, "info FILE [--json] [--full]   show a GGUF file's header, metadata and tensors" },
-	{ "synth", cli_synth, "synth [--preset tiny|110m|1b] [--arch A] [--type T] [--seed S] -o FILE   write a synthetic model (llama, qwen2, qwen3, gemma2, gemma3, phi3)" },
-	{ "bench", cli_bench, "bench kernels|speed|cold|warm|context|max-tokens|memory|warmup|threads|batch|ctx|policies|all [MODEL] [--quick] [--json FILE] [--report DIR]   benchmarks: kernels, steady-state speed, the model lifecycle ('dormant bench --help')" },
+	{ "synth", cli_synth, "synth [--preset tiny|110m|1b|minilm] [--arch A] [--rank] [--type T] [--seed S] -o FILE   write a synthetic model (llama, qwen2, qwen3, gemma2, gemma3, phi3; encoders bert, nomic-bert, --rank for a reranker)" },
+	{ "bench", cli_bench, "bench kernels|speed|rag|cold|warm|context|max-tokens|memory|warmup|threads|batch|ctx|policies|all [MODEL] [--quick] [--json FILE] [--report DIR]   benchmarks: kernels, steady-state speed, the model lifecycle ('dormant bench --help')" },
 	{ "run", cli_run, "run MODEL [PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--ctx N] [--batch N] [--threads N] [--chat] [--system S] [--stats]   generate text" },
 	{ "perplexity", cli_perplexity, "perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]   perplexity of a text file" },
 	{ "logits", cli_logits, "logits MODEL (PROMPT | --ids FILE) -o OUT.f32 [--ctx N] [--threads N]   float32 logits at every prompt position (to compare with another engine)" },

@@ -1,8 +1,9 @@
 /*
- * model/synth — synthetic llama models for tests, benchmarks and the demo.
+ * model/synth — synthetic models for tests, benchmarks and the demo.
  *
  * Deterministic random weights N(0, 0.02) (norms 1.0) and a generated
- * SentencePiece vocabulary, written as a GGUF file with streaming writes so
+ * SentencePiece vocabulary (decoders) or WordPiece vocabulary (the encoders
+ * bert and nomic-bert), written as a GGUF file with streaming writes so
  * the 1B preset needs no multi-GB buffer.  The text such a model produces is
  * meaningless; it exists so that everything but the numbers of a trained
  * model can be exercised without downloading anything.
@@ -23,7 +24,11 @@ struct synth_shape {
 struct synth_opts {
 	struct synth_shape shape;
 	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
-	const char *arch; /* "llama" (default when NULL), "qwen2", "qwen3", "gemma2", "gemma3", "phi3" */
+	const char *arch; /* "llama" (default when NULL), "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
+			   * or the encoders "bert", "nomic-bert" (their n_head_kv is n_head) */
+	/* encoders only: rank pooling and a classification head with one
+	 * output (a reranker); otherwise mean pooling (an embedder) */
+	bool rank;
 	uint64_t seed;
 	/* llama.cpp's Q4_K_M mix on top of type Q4_K: output, and attn_v and
 	 * ffn_down of the first and last eighth of the layers and every third
@@ -31,12 +36,17 @@ struct synth_opts {
 	bool q4_k_m;
 };
 
-#define SYNTH_ARCHS "llama, qwen2, qwen3, gemma2, gemma3, phi3"
+#define SYNTH_ARCHS "llama, qwen2, qwen3, gemma2, gemma3, phi3, bert, nomic-bert"
+
+/* Whether synth writes arch as an encoder (bert, nomic-bert). */
+bool synth_is_encoder(const char *arch);
 
 /* The head size synth writes for o's architecture and shape. */
 uint32_t synth_head_dim(const struct synth_opts *o);
 
-/* Fills *shape for "tiny", "110m" or "1b"; DM_EINVAL for other names. */
+/* Fills *shape for "tiny", "110m", "1b" or "minilm" (all-MiniLM-L6-v2's
+ * shape: 384 wide, 6 layers, 12 heads, FFN 1536, 30522 tokens, 512
+ * positions); DM_EINVAL for other names. */
 int synth_preset(const char *name, struct synth_shape *shape, struct dm_err *err);
 
 /* Writes the model to path.  DM_EUNSUPPORTED for weight types this build
