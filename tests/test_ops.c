@@ -99,7 +99,7 @@ static int request(struct server *sv, const char *path, const char *body, json_t
 		fail_msg("%s: %s", path, e.msg);
 	st = r.status;
 	*retry_after = srv_http_header(&r, "Retry-After", buf, sizeof buf) != NULL;
-	*out = json_loadb(r.body, r.body_len, 0, &je);
+	*out = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &je);
 	if (!*out)
 		fail_msg("%s: not JSON (%s): %s", path, je.text, r.body);
 	srv_http_resp_free(&r);

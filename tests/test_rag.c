@@ -193,7 +193,7 @@ static json_t *call_at(uint16_t port, const char *path, json_t *body, int want)
 	if ((int)r.status != want)
 		fprintf(stderr, "POST %s -> %u (want %d): %s\n", path, r.status, want, r.body);
 	assert_int_equal(r.status, want);
-	o = json_loadb(r.body, r.body_len, 0, &je);
+	o = json_loadb(r.body, r.body_len, JSON_ALLOW_NUL, &je);
 	assert_non_null(o);
 	srv_http_resp_free(&r);
 	return o;

@@ -205,7 +205,7 @@ static size_t sse_events(char *body, json_t **ev, size_t cap, int *done)
 			continue;
 		}
 		assert_true(n < cap);
-		ev[n] = json_loads(blk + 6, 0, NULL);
+		ev[n] = json_loads(blk + 6, JSON_ALLOW_NUL, NULL);
 		assert_non_null(ev[n]);
 		n++;
 	}
@@ -366,7 +366,7 @@ static void test_ollama_generate(void **state)
 			      &r),
 			 200);
 	for (ln = strtok_r(r.body, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
-		json_t *x = json_loads(ln, 0, NULL);
+		json_t *x = json_loads(ln, JSON_ALLOW_NUL, NULL);
 		assert_non_null(x);
 		assert_false(done);
 		lines++;
@@ -483,7 +483,7 @@ static void test_lifecycle_endpoints(void **state)
 	for (ln = strtok_r(r.body, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save))
 		last = ln;
 	assert_non_null(last);
-	o = json_loads(last, 0, NULL);
+	o = json_loads(last, JSON_ALLOW_NUL, NULL);
 	assert_non_null(o);
 	assert_true(json_is_true(jget(o, "done")));
 	assert_string_equal(jstr(o, "status"), "ready");
@@ -766,7 +766,7 @@ static void test_32_clients_one_load(void **state)
 	for (int i = 0; i < N; i++)
 		pthread_join(th[i], NULL);
 	for (int i = 0; i < N; i++) {
-		json_t *a = json_loads(c[i].text, 0, NULL), *b = json_loads(c[0].text, 0, NULL);
+		json_t *a = json_loads(c[i].text, JSON_ALLOW_NUL, NULL), *b = json_loads(c[0].text, JSON_ALLOW_NUL, NULL);
 		assert_int_equal(c[i].status, 200);
 		assert_non_null(a);
 		assert_true(json_is_true(jget(a, "done")));
