@@ -108,11 +108,15 @@ static int stop(void)
 
 static void test_chat_on_a_terminal(void **state)
 {
-	const char *model = tu_tmp_path("tty.gguf"), *saved = tu_tmp_path("chat.json");
-	char line[256], words[512] = "";
+	char model[512], model2[512];
+	const char *saved = tu_tmp_path("chat.json");
+	char line[700], words[512] = "";
 	(void)state;
 
-	if (tu_system("%s synth --preset tiny --type Q8_0 --seed 4 -o %s", tu_dormant(), model))
+	snprintf(model, sizeof model, "%s", tu_tmp_path("tty.gguf"));
+	snprintf(model2, sizeof model2, "%s", tu_tmp_path("tty2.gguf"));
+	if (tu_system("%s synth --preset tiny --type Q8_0 --seed 4 -o %s", tu_dormant(), model) ||
+	    tu_system("%s synth --preset tiny --arch qwen2 --type Q8_0 --seed 5 -o %s", tu_dormant(), model2))
 		fail_msg("synth failed");
 	start(model, "160");
 	assert_true(wait_for("chatting with", 20));
@@ -143,6 +147,14 @@ static void test_chat_on_a_terminal(void **state)
 	assert_non_null(strstr(out, "no longer fits the context of 160"));
 	type("/show info\n");
 	assert_true(wait_for("architecture", 5));
+	/* /load: a missing file keeps the model; another model takes over, the chat stays */
+	type("/load /nonexistent.gguf\n");
+	assert_true(wait_for("nonexistent.gguf", 10));
+	snprintf(line, sizeof line, "/load %s\n", model2);
+	type(line);
+	assert_true(wait_for("(now chatting with", 20));
+	type("and now?\n");
+	assert_true(wait_for("\n> ", 20));
 	snprintf(line, sizeof line, "/save %s\n", saved);
 	type(line);
 	assert_true(wait_for("(saved to", 5));

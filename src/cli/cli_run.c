@@ -263,19 +263,70 @@ static int convo_load(struct convo *c, const char *path, char *why, size_t cap)
 	return 0;
 }
 
+/* What /load needs to open another model as run opened the first. */
+struct chat_env {
+	const struct cli_model_opts *mo;
+	const struct cli_disc *cd;
+	const char *tmpl;         /* --chat-template, or NULL */
+	enum tok_chat_kind *kind;
+};
+
+/* /load NAME: a path or a discovered name; the conversation stays.  The
+ * new model is opened before the old one closes, so a failure keeps the
+ * old one. */
+static void chat_load(struct cli_model *cm, const struct chat_env *env, const char *name, struct gen_params *gp)
+{
+	static struct disc_model dm;
+	struct cli_model nm;
+	struct dm_err err;
+	struct stat sb;
+	const char *path = name;
+	enum tok_chat_kind kind;
+	bool fallback = false;
+
+	if (stat(path, &sb) && path[0] != '/' && path[0] != '.') {
+		if (cli_disc_find(env->cd, name, &dm, &err)) {
+			fprintf(stderr, "%s\n", err.msg);
+			return;
+		}
+		path = dm.path;
+	}
+	if (cli_model_open(&nm, path, env->mo, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return;
+	}
+	if (tok_chat_select(nm.v, env->tmpl, &kind, &fallback, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		cli_model_close(&nm);
+		return;
+	}
+	cli_model_close(cm);
+	*cm = nm;
+	*env->kind = kind;
+	{
+		int32_t stop_ids[GEN_MAX_STOP];
+		size_t ns = tok_chat_stop_ids(kind, cm->v, stop_ids, GEN_MAX_STOP);
+		for (size_t k = 0; k < GEN_MAX_STOP; k++)
+			gp->stop_ids[k] = k < ns ? stop_ids[k] : -1;
+	}
+	fprintf(stderr, "(now chatting with %s, template %s%s)\n", cm->g->name, tok_chat_name(kind),
+		fallback ? ", not recognised: a fallback" : "");
+}
+
 static const char chat_help[] =
 	"  /bye                 quit (also Ctrl-D, or Ctrl-C at an empty prompt)\n"
 	"  /clear               start a new conversation (the system message stays)\n"
 	"  /set system TEXT     the system message\n"
 	"  /set parameter NAME VALUE   temperature, top_k, top_p, min_p, seed, num_predict\n"
-	"  /show info           the model's facts\n"
+	"  /show info           the model's facts;  /load NAME  switch model (the chat stays)\n"
 	"  /save FILE           the conversation as JSON;  /load-chat FILE  read one back\n"
 	"  /?                   this help\n"
 	"  \"\"\"                  begins and ends a message of several lines\n"
 	"  Ctrl-C during a reply stops it; the conversation stays.\n";
 
 /* A /command; 1: quit, 0: handled. */
-static int chat_command(struct cli_model *cm, struct convo *c, char *line, struct gen_params *gp)
+static int chat_command(struct cli_model *cm, const struct chat_env *env, struct convo *c, char *line,
+			struct gen_params *gp)
 {
 	char why[512];
 	if (!strcmp(line, "/bye") || !strcmp(line, "/exit"))
@@ -335,6 +386,8 @@ static int chat_command(struct cli_model *cm, struct convo *c, char *line, struc
 			fprintf(stderr, "cannot write %s\n", line + 6);
 		else
 			fprintf(stderr, "(saved to %s)\n", line + 6);
+	} else if (!strncmp(line, "/load ", 6)) {
+		chat_load(cm, env, line + 6, gp);
 	} else if (!strncmp(line, "/load-chat ", 11)) {
 		if (convo_load(c, line + 11, why, sizeof why))
 			fprintf(stderr, "%s\n", why);
@@ -351,9 +404,10 @@ static int chat_command(struct cli_model *cm, struct convo *c, char *line, struc
  * commands above, the prompt cache (each turn prefills only what is new);
  * when the conversation no longer fits the context the oldest turns go
  * (the system message stays) and stderr says so. */
-static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char *system_msg,
+static int interactive(struct cli_model *cm, const struct chat_env *env, const char *system_msg,
 		       const struct gen_params *gp0)
 {
+	enum tok_chat_kind kind = *env->kind;
 	struct gen_params gp = *gp0;
 	struct convo c = { 0 };
 	struct dm_err err;
@@ -416,7 +470,8 @@ static int interactive(struct cli_model *cm, enum tok_chat_kind kind, const char
 			free(line);
 			line = msg;
 		} else if (line[0] == '/') {
-			int q = chat_command(cm, &c, line, &gp);
+			int q = chat_command(cm, env, &c, line, &gp);
+			kind = *env->kind; /* /load may have switched the template */
 			free(line);
 			if (q)
 				break;
@@ -647,7 +702,8 @@ int cli_run(int argc, char **argv)
 		}
 	}
 	if (!prompt && isatty(0)) {
-		rc = interactive(&cm, kind, system_msg, &gp);
+		struct chat_env env = { &mo, &cd, tmpl, &kind };
+		rc = interactive(&cm, &env, system_msg, &gp);
 		cli_model_close(&cm);
 		return rc;
 	}
