@@ -1,6 +1,7 @@
 /* tests/util — see tutil.h. */
 #include "tutil.h"
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -264,8 +265,12 @@ int tu_serve_start(const char *const *argv, const char *log_path, int *pid, int 
 	}
 	close(fds[1]);
 	/* the banner: "dormant X: listening on http://ADDR:PORT (...)\n", after
-	 * the start-up check's lines */
+	 * the start-up check's lines; a server that has not printed it within
+	 * 60 s (one that cannot start but does not exit) is given up on */
 	while (n + 1 < sizeof buf) {
+		struct pollfd pf = { fds[0], POLLIN, 0 };
+		if (poll(&pf, 1, 60000) <= 0)
+			break;
 		ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
 		if (k <= 0)
 			break;
