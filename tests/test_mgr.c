@@ -307,6 +307,59 @@ static void test_budget_lru_eviction(void **state)
 	mgr_free(m);
 }
 
+/* Residency by role: an embedder makes room among the encoders before it
+ * evicts the chat model, even when the chat model is the least recently
+ * used; a pinned model is never evicted, and a load that only a pinned
+ * model stands in the way of is refused, saying so. */
+static void test_eviction_by_role_and_pin(void **state)
+{
+	struct mgr *m = mk(200, 0, 0);
+	struct mgr_model_cfg c;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	static const struct { const char *name, *path; enum mgr_role role; bool pin; } ms[] = {
+		{ "chat", "size=120", MGR_ROLE_GENERATE, false }, { "emb1", "size=50", MGR_ROLE_EMBED, false },
+		{ "emb2", "size=50", MGR_ROLE_EMBED, false },     { "rr", "size=50", MGR_ROLE_RERANK, false },
+		{ "big", "size=200", MGR_ROLE_GENERATE, false },  { "pinned", "size=50", MGR_ROLE_GENERATE, true },
+	};
+	for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+		mgr_model_cfg_default(&c);
+		snprintf(c.name, sizeof c.name, "%s", ms[i].name);
+		snprintf(c.path, sizeof c.path, "%s", ms[i].path);
+		c.keep_alive_ms = MGR_KEEP_FOREVER;
+		c.role = ms[i].role;
+		c.pin = ms[i].pin;
+		assert_int_equal(mgr_add(m, &c, NULL), 0);
+	}
+	use(m, "chat"); /* the oldest */
+	fake_now += 10;
+	use(m, "emb1");
+	fake_now += 10;
+	use(m, "emb2"); /* 220 > 200: emb1 goes (its role), not the older chat */
+	assert_int_equal(st(m, "chat").state, MGR_READY);
+	assert_int_equal(st(m, "emb1").state, MGR_DORMANT);
+	assert_int_equal(st(m, "emb2").state, MGR_READY);
+	fake_now += 10;
+	use(m, "rr"); /* no idle reranker: then any role, least recently used: chat */
+	assert_int_equal(st(m, "chat").state, MGR_DORMANT);
+	assert_int_equal(st(m, "emb2").state, MGR_READY);
+	/* a pinned model stays whatever comes: the chat model makes room from
+	 * the encoders, though the pinned one is the least recently used */
+	fake_now += 10;
+	use(m, "pinned");
+	assert_int_equal(st(m, "pinned").state, MGR_READY);
+	fake_now += 10;
+	use(m, "chat");
+	assert_int_equal(st(m, "pinned").state, MGR_READY);
+	assert_int_equal(st(m, "chat").state, MGR_READY);
+	assert_int_equal(st(m, "emb2").state, MGR_DORMANT);
+	assert_int_equal(mgr_acquire(m, "big", NULL, &l, &e), DM_ETOOBIG);
+	assert_non_null(strstr(e.msg, "pinned models hold the rest"));
+	assert_int_equal(st(m, "pinned").state, MGR_READY);
+	mgr_free(m);
+}
+
 /* Only a busy model stands in the way: wait (bounded), then the clear error. */
 static void test_budget_wait_then_insufficient(void **state)
 {
@@ -732,6 +785,7 @@ int main(void)
 		cmocka_unit_test(test_keep_alive_override_clamped),
 		cmocka_unit_test(test_single_flight),
 		cmocka_unit_test(test_budget_lru_eviction),
+		cmocka_unit_test(test_eviction_by_role_and_pin),
 		cmocka_unit_test(test_budget_wait_then_insufficient),
 		cmocka_unit_test(test_max_loaded_models),
 		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),

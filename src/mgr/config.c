@@ -268,6 +268,10 @@ static int apply_model(struct dm_config *c, struct mgr_model_cfg *m, const char 
 			return *why = "must be auto, true or false", DM_EINVAL;
 		else
 			m->warmup = b;
+	} else if (!strcmp(key, "pin")) {
+		if (dm_parse_bool(v, &b))
+			return *why = "must be true or false", DM_EINVAL;
+		m->pin = b;
 	} else if (!strcmp(key, "kv_persist")) {
 		if (!strcmp(v, "auto"))
 			m->kv_persist = -1;

@@ -413,17 +413,32 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 }
 
 /* Least recently used idle model other than mm, or NULL. */
+/* The idle model to evict for mm: the least recently used of its own role
+ * first (an embedder makes room among the encoders before it touches the
+ * chat model the same app uses a second later), then of any role; a pinned
+ * model never. */
 static struct mmodel *lru_idle(struct mgr *m, const struct mmodel *mm)
 {
 	struct mmodel *best = NULL;
-	for (size_t i = 0; i < m->n; i++) {
-		struct mmodel *x = m->models[i];
-		if (x == mm || x->state != MGR_READY || x->in_use || x->queued)
-			continue;
-		if (!best || x->last_used_ms < best->last_used_ms)
-			best = x;
-	}
+	for (int same = 1; same >= 0 && !best; same--)
+		for (size_t i = 0; i < m->n; i++) {
+			struct mmodel *x = m->models[i];
+			if (x == mm || x->state != MGR_READY || x->in_use || x->queued || x->cfg.pin)
+				continue;
+			if (same && x->cfg.role != mm->cfg.role)
+				continue;
+			if (!best || x->last_used_ms < best->last_used_ms)
+				best = x;
+		}
 	return best;
+}
+
+static bool pinned_hold(struct mgr *m, const struct mmodel *mm)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->models[i] != mm && m->models[i]->cfg.pin && holds_memory(m->models[i]))
+			return true;
+	return false;
 }
 
 static bool others_busy(struct mgr *m, const struct mmodel *mm)
@@ -466,9 +481,10 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 			usage(m, mm, &b, &c);
 			human(need, sizeof need, mm->est_bytes);
 			human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
-			/* nothing else holds memory: it can never fit */
-			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'",
-					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name);
+			/* nothing else holds memory but pinned models: it can never fit */
+			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'%s",
+					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
+					  pinned_hold(m, mm) ? " (pinned models hold the rest)" : "");
 		}
 		if (cancel && atomic_load(cancel))
 			return dm_err_set(err, DM_ECANCELED, "cancelled while waiting for memory");

@@ -67,6 +67,8 @@ struct mgr_model_cfg {
 	int32_t quantize_on_load;  /* -1: off, else a GGUF_TYPE_* (Q8_0, Q4_0, Q4_K) */
 	int warmup;                /* -1: default (on unless keep_alive is 0), 0, 1 */
 	int kv_persist;            /* -1: default (disk when keep_alive is 0), 0: off, 1: disk */
+	bool pin;                  /* never evicted to make room for another model (its own
+				    * keep-alive still unloads it) */
 	int32_t warmup_ctx;        /* KV cache positions warm-up makes resident (0: 1024); the
 				    * rest of the cache is committed as a request writes it */
 	int32_t n_ctx, n_batch;    /* 0: defaults */
