@@ -224,12 +224,31 @@ static void test_startup_check(void **state)
 	assert_int_equal(tu_serve_stop(pid), 0);
 }
 
+/* The README's main job, `dormant demo`, end to end on a tiny model: the
+ * server starts (its banner found after the start-up check's lines), both
+ * policies run, the server stops cleanly. */
+static void test_demo_runs(void **state)
+{
+	const char *model = tu_tmp_path("demo-tiny.gguf");
+	char *out;
+	int st;
+	(void)state;
+	if (tu_system("%s synth --preset tiny --type Q8_0 -o %s", tu_dormant(), model))
+		fail_msg("synth failed");
+	out = tu_capture(&st, "%s demo %s 2>&1", tu_dormant(), model);
+	assert_non_null(out);
+	if (st != 0 || !strstr(out, "server stopped (clean exit)") || !strstr(out, "on-demand (keep_alive 0)"))
+		fail_msg("dormant demo failed (%d):\n%s", st, out);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_permanent_failures_not_busy),
 		cmocka_unit_test(test_fallback_chain_utf8),
 		cmocka_unit_test(test_startup_check),
+		cmocka_unit_test(test_demo_runs),
 	};
 	return cmocka_run_group_tests_name("ops", tests, setup, NULL);
 }

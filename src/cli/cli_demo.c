@@ -259,11 +259,14 @@ int cli_demo(int argc, char **argv)
 				break;
 			k += (size_t)got;
 			buf[k] = '\0';
-			if (strstr(buf, ")\n"))
+			/* the banner, after the start-up check's lines */
+			if ((p = strstr(buf, "listening on http://")) && strstr(p, ")\n"))
 				break;
 		}
 		buf[k] = '\0';
-		p = strstr(buf, "http://127.0.0.1:");
+		p = strstr(buf, "listening on http://127.0.0.1:");
+		if (p)
+			p += strlen("listening on ");
 		if (p)
 			port = (uint16_t)atoi(p + 17);
 		if (!port) {
