@@ -642,56 +642,6 @@ static void test_api_key(void **state)
 
 /* ---- concurrency ---- */
 
-struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int entered, open;
-};
-
-static int hold(void *ud, const char *t, size_t n)
-{
-	struct gate *g = ud;
-	(void)t;
-	(void)n;
-	pthread_mutex_lock(&g->mu);
-	g->entered = 1;
-	pthread_cond_broadcast(&g->cv);
-	while (!g->open)
-		pthread_cond_wait(&g->cv, &g->mu);
-	pthread_mutex_unlock(&g->mu);
-	return 0;
-}
-
-static void *holder(void *arg)
-{
-	struct dormant_gen_opts o = { .max_tokens = 2, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
-	char err[256];
-	dormant_generate(D, "tiny", "hold", &o, hold, arg, NULL, err, sizeof err);
-	return NULL;
-}
-
-static void hold_model(struct gate *g, pthread_t *th)
-{
-	pthread_mutex_init(&g->mu, NULL);
-	pthread_cond_init(&g->cv, NULL);
-	g->entered = g->open = 0;
-	assert_int_equal(pthread_create(th, NULL, holder, g), 0);
-	pthread_mutex_lock(&g->mu);
-	while (!g->entered)
-		pthread_cond_wait(&g->cv, &g->mu);
-	pthread_mutex_unlock(&g->mu);
-}
-
-static void release_model(struct gate *g, pthread_t th)
-{
-	pthread_mutex_lock(&g->mu);
-	g->open = 1;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-	pthread_join(th, NULL);
-	pthread_mutex_destroy(&g->mu);
-	pthread_cond_destroy(&g->cv);
-}
 
 struct client {
 	const char *body;
@@ -722,12 +672,12 @@ static void test_queue_full_503(void **state)
 	/* a second server-side limit: max_queue 64 in the config; fill it
 	 * with waiting clients while the model is held, the 65th gets 503 */
 	enum { N = 64 };
-	struct gate g;
-	pthread_t th, cl[N + 1];
+	struct tsrv_hold g;
+	pthread_t cl[N + 1];
 	struct client c[N + 1];
 	const char *body = "{\"model\":\"tiny\",\"prompt\":\"q\",\"stream\":false,\"options\":{\"num_predict\":1}}";
 	(void)state;
-	hold_model(&g, &th);
+	tsrv_hold(&g, D, "tiny");
 	for (int i = 0; i < N; i++) {
 		memset(&c[i], 0, sizeof c[i]);
 		c[i].body = body;
@@ -740,7 +690,7 @@ static void test_queue_full_503(void **state)
 	client_main(&c[N]);
 	assert_int_equal(c[N].status, 503);
 	assert_string_equal(c[N].retry_after, "1");
-	release_model(&g, th);
+	tsrv_release(&g);
 	for (int i = 0; i < N; i++) {
 		pthread_join(cl[i], NULL);
 		assert_int_equal(c[i].status, 200); /* every queued one answered */
@@ -804,15 +754,14 @@ static long long metric(const char *name)
 
 static void test_disconnect_cancels(void **state)
 {
-	struct gate g;
-	pthread_t th;
+	struct tsrv_hold g;
 	struct srv_http_resp r;
 	struct dm_err e;
 	long long before = metric("dormant_generations_cancelled_total");
 	const char *body = "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"long\"}],"
 			   "\"max_tokens\":200,\"stream\":true}";
 	(void)state;
-	hold_model(&g, &th);
+	tsrv_hold(&g, D, "tiny");
 	/* the request queues behind the held model; the client reads the
 	 * first bytes of the (streamed) answer and hangs up */
 	/* SSE: the server sends ": waiting" comments while the request
@@ -823,7 +772,7 @@ static void test_disconnect_cancels(void **state)
 	/* wait until the server has noticed (its connection is gone) */
 	while (metric("dormant_http_connections") > 1)
 		usleep(20000);
-	release_model(&g, th);
+	tsrv_release(&g);
 	while (status_of("tiny").in_use || status_of("tiny").queued)
 		usleep(2000);
 	assert_int_equal(metric("dormant_generations_cancelled_total"), before + 1);

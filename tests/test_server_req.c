@@ -283,33 +283,6 @@ static void test_roles(void **state)
 
 /* ---- 6: a client that hangs up while queued leaves the queue ---- */
 
-struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int entered, open;
-};
-
-static int hold(void *ud, const char *t, size_t n)
-{
-	struct gate *g = ud;
-	(void)t;
-	(void)n;
-	pthread_mutex_lock(&g->mu);
-	g->entered = 1;
-	pthread_cond_broadcast(&g->cv);
-	while (!g->open)
-		pthread_cond_wait(&g->cv, &g->mu);
-	pthread_mutex_unlock(&g->mu);
-	return 0;
-}
-
-static void *holder(void *arg)
-{
-	struct dormant_gen_opts o = { .max_tokens = 2, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
-	char err[256];
-	dormant_generate(D, "gen", "hold", &o, hold, arg, NULL, err, sizeof err);
-	return NULL;
-}
 
 /* Sends a request on a raw socket, waits until it is queued, hangs up, and
  * returns how long the server took to take it out of the queue. */
@@ -344,25 +317,16 @@ static double hang_up_while_queued(const char *path, const char *body)
 
 static void test_hang_up_while_queued(void **state)
 {
-	struct gate g = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
-	pthread_t th;
+	struct tsrv_hold g;
 	double t_stream, t_sync;
 	(void)state;
-	assert_int_equal(pthread_create(&th, NULL, holder, &g), 0);
-	pthread_mutex_lock(&g.mu);
-	while (!g.entered)
-		pthread_cond_wait(&g.cv, &g.mu);
-	pthread_mutex_unlock(&g.mu);
+	tsrv_hold(&g, D, "gen");
 	t_stream = hang_up_while_queued("/v1/chat/completions",
 					"{\"model\":\"gen\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
 	t_sync = hang_up_while_queued("/api/generate", "{\"model\":\"gen\",\"stream\":false,\"prompt\":\"x\"}");
 	print_message("left the queue %.0f ms (streamed) and %.0f ms (not streamed) after the hang-up\n",
 		      t_stream * 1e3, t_sync * 1e3);
-	pthread_mutex_lock(&g.mu);
-	g.open = 1;
-	pthread_cond_broadcast(&g.cv);
-	pthread_mutex_unlock(&g.mu);
-	pthread_join(th, NULL);
+	tsrv_release(&g);
 }
 
 /* ---- 14: /api/ps for keep_alive -1, the load-only answer's load time,

@@ -21,6 +21,7 @@
 #include "tok/tok.h"
 #include "tok/tok_int.h"
 #include "tok/tok_unicode.h"
+#include "ttok.h"
 #include "tutil.h"
 
 #define WS "\xe2\x96\x81" /* U+2581 */
@@ -81,37 +82,6 @@ static struct tok_vocab *make_vocab(const char *name, const char *model, const s
 	return v;
 }
 
-static void check_ids(const struct tok_vocab *v, const char *s, size_t len, unsigned flags,
-		      size_t n, ...)
-{
-	int32_t *ids;
-	size_t got;
-	struct dm_err e;
-	va_list ap;
-	bool ok;
-
-	assert_int_equal(tok_encode(v, s, len, flags, &ids, &got, &e), 0);
-	ok = got == n;
-	va_start(ap, n);
-	for (size_t i = 0; i < n; i++) {
-		int32_t want = va_arg(ap, int32_t);
-		if (ok && ids[i] != want)
-			ok = false;
-	}
-	va_end(ap);
-	if (!ok) {
-		print_error("text '%.*s': got %zu ids:", (int)len, s, got);
-		for (size_t i = 0; i < got; i++)
-			print_error(" %d", ids[i]);
-		print_error("\n");
-	}
-	free(ids);
-	assert_true(ok);
-}
-#define IDS(v, s, flags, ...)                                                              \
-	check_ids(v, s, strlen(s), flags, sizeof((int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t), \
-		  __VA_ARGS__)
-#define NO_IDS(v, s, flags) check_ids(v, s, strlen(s), flags, 0)
 
 static void check_decode(const struct tok_vocab *v, const int32_t *ids, size_t n, unsigned flags,
 			 const char *want)

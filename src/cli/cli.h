@@ -72,6 +72,14 @@ void cli_check_line(FILE *f, const char *name, const char *problem, uint64_t est
 /* "dormant: " + message + newline on stderr; returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* GETs path from a running server and returns its "models" array: 0 with
+ * *doc (the whole answer, the caller's) and *models set; with raw the body
+ * is printed as it came and *doc is NULL.  Non-zero (the message printed):
+ * unreachable, not 200, or no models array. */
+struct json_t;
+int cli_server_models(const char *host, long port, const char *path, int raw, struct json_t **doc,
+		      struct json_t **models);
+
 /* Writes s[0..n) as a JSON string literal (quotes included); invalid UTF-8
  * bytes become U+FFFD so the output is always valid JSON. */
 void cli_json_str(FILE *f, const char *s, size_t n);

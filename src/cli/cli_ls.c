@@ -120,30 +120,13 @@ static void json_row(bool first, const char *name, const struct disc_model *m, c
 /* From a running server's /api/tags. */
 static int ls_remote(const char *host, long port, bool json)
 {
-	struct srv_http_resp r;
-	struct dm_err e;
 	json_t *o, *models, *m;
 	size_t i;
 
-	if (srv_http(host, (uint16_t)port, "GET", "/api/tags", NULL, NULL, 0, 10000, NULL, NULL, &r, &e))
-		return cli_fail("%s", e.msg);
-	if (r.status != 200) {
-		cli_fail("%s:%ld/api/tags answered %d", host, port, r.status);
-		srv_http_resp_free(&r);
+	if (cli_server_models(host, port, "/api/tags", json, &o, &models))
 		return 1;
-	}
-	if (json) {
-		fwrite(r.body, 1, r.body_len, stdout);
-		putchar('\n');
-		srv_http_resp_free(&r);
+	if (!o)
 		return 0;
-	}
-	o = json_loadb(r.body, r.body_len, 0, NULL);
-	srv_http_resp_free(&r);
-	if (!o || !json_is_array(models = json_object_get(o, "models"))) {
-		json_decref(o);
-		return cli_fail("%s:%ld/api/tags: not a model list", host, port);
-	}
 	header_line();
 	json_array_foreach(models, i, m) {
 		json_t *det = json_object_get(m, "details");

@@ -233,15 +233,43 @@ static void human_ms(char *buf, size_t cap, json_int_t ms)
 		snprintf(buf, cap, "%.1fh", (double)ms / 3600000.0);
 }
 
+int cli_server_models(const char *host, long port, const char *path, int raw, json_t **doc, json_t **models)
+{
+	struct srv_http_resp r;
+	struct dm_err e;
+	json_t *o;
+
+	*doc = *models = NULL;
+	if (srv_http(host, (uint16_t)port, "GET", path, NULL, NULL, 0, 10000, NULL, NULL, &r, &e))
+		return cli_fail("%s", e.msg), 1;
+	if (r.status != 200) {
+		cli_fail("%s:%ld%s answered %d", host, port, path, r.status);
+		srv_http_resp_free(&r);
+		return 1;
+	}
+	if (raw) {
+		fwrite(r.body, 1, r.body_len, stdout);
+		putchar('\n');
+		srv_http_resp_free(&r);
+		return 0;
+	}
+	o = json_loadb(r.body, r.body_len, 0, NULL);
+	srv_http_resp_free(&r);
+	if (!o || !json_is_array(json_object_get(o, "models"))) {
+		json_decref(o);
+		return cli_fail("%s:%ld%s: not a dormant server's model list", host, port, path), 1;
+	}
+	*doc = o;
+	*models = json_object_get(o, "models");
+	return 0;
+}
+
 int cli_ps(int argc, char **argv)
 {
 	const char *host = getenv("DORMANT_HOST");
 	const char *port_env = getenv("DORMANT_PORT");
 	long port = 7373;
 	int json = 0;
-	struct srv_http_resp r;
-	struct dm_err e;
-	json_error_t je;
 	json_t *o, *models, *m;
 	size_t i;
 
@@ -262,25 +290,10 @@ int cli_ps(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (srv_http(host, (uint16_t)port, "GET", "/health", NULL, NULL, 0, 5000, NULL, NULL, &r, &e))
-		return cli_fail("%s", e.msg);
-	if (r.status != 200) {
-		cli_fail("%s:%ld/health answered %d", host, port, r.status);
-		srv_http_resp_free(&r);
+	if (cli_server_models(host, port, "/health", json, &o, &models))
 		return 1;
-	}
-	if (json) {
-		fwrite(r.body, 1, r.body_len, stdout);
-		putchar('\n');
-		srv_http_resp_free(&r);
+	if (!o)
 		return 0;
-	}
-	o = json_loadb(r.body, r.body_len, 0, &je);
-	srv_http_resp_free(&r);
-	if (!o || !json_is_array(models = json_object_get(o, "models"))) {
-		json_decref(o);
-		return cli_fail("%s:%ld/health: not a dormant server's answer", host, port);
-	}
 	printf("%-20s %-10s %-6s %-14s %-10s %-14s %s\n", "NAME", "STATE", "LOAD", "KEEP ALIVE", "MEMORY",
 	       "EXPIRES", "USE");
 	json_array_foreach(models, i, m) {

@@ -5,6 +5,7 @@
 #ifndef DM_TESTS_TSRV_H
 #define DM_TESTS_TSRV_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "dormant.h"
@@ -17,5 +18,19 @@ int tsrv_open(const char *ini_name, const char *ini_text, int (*prepare)(dormant
 	      struct srv **s, uint16_t *port);
 /* Stops the server, then closes the runtime. */
 void tsrv_close(dormant *d, struct srv *s);
+
+/* Keeps a model busy: tsrv_hold starts a generation on another thread and
+ * returns once it holds the model (its first token waits); tsrv_release
+ * lets it finish and joins the thread. */
+struct tsrv_hold {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int entered, open;
+	dormant *d;
+	const char *model;
+	pthread_t th;
+};
+void tsrv_hold(struct tsrv_hold *h, dormant *d, const char *model);
+void tsrv_release(struct tsrv_hold *h);
 
 #endif
