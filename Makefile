@@ -1,12 +1,4 @@
-# dormant — one GNU Makefile.
-#
-#   make              build/dormant and build/libdormant.a
-#   make test         build and run every unit test (cmocka)
-#   make asan         the same tests under AddressSanitizer + UBSan
-#   make fuzz         libFuzzer targets (clang)
-#   make fuzz-smoke   run each fuzz target for FUZZ_SECONDS (default 60)
-#   make bench        benchmarks (never part of `make test`)
-#   make dashboard-shot  docs/dashboard.png, the README's dashboard screenshot
+# dormant — one GNU Makefile.  `make help` lists the targets.
 #
 # Layout: src/<module>/*.c; a file named *_avx2.c or *_avx512.c is compiled
 # with that ISA's flags and must only be called after a CPU feature check.
@@ -62,7 +54,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libdormant.a
 BIN      := $(BUILD)/dormant
 
-.PHONY: all test asan fuzz fuzz-smoke bench clean deps demo
+.PHONY: all test asan fuzz fuzz-smoke bench clean deps demo help
 .SECONDARY:
 all: $(BIN) $(LIB)
 
@@ -130,26 +122,37 @@ fuzz: $(FUZZ_BIN) build-fuzz/seeds
 fuzz-smoke: fuzz
 	@sh fuzz/smoke.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
 
-bench: $(BIN)
-	@sh bench/run.sh
+# Every benchmark: the kernels, then the lifecycle suite (see bench-life).
+bench: bench-kernels bench-life
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+help:
+	@echo 'make                 build/dormant and build/libdormant.a'
+	@echo 'make test            build and run every test (cmocka, the JS clients, the pty chat)'
+	@echo 'make asan            the same tests under AddressSanitizer + UBSan (build-asan/)'
+	@echo 'make fuzz            the libFuzzer targets (clang; build-fuzz/)'
+	@echo 'make fuzz-smoke      run each fuzz target for FUZZ_SECONDS (default 60)'
+	@echo 'make demo            the main job: a real dormant serve on a synthetic model, memory from /proc'
+	@echo 'make bench           bench-kernels, then bench-life'
+	@echo 'make bench-kernels   matvec GB/s and matmul GFLOP/s per weight type, 2 threads'
+	@echo 'make bench-life      the lifecycle suite on a synthetic 110M model (BENCH_MODEL=... for another)'
+	@echo 'make dashboard-shot  docs/dashboard.png, the dashboard in headless Chromium'
+	@echo 'make deps            install the Debian packages the build and tests need'
+	@echo 'make clean           remove build/, build-asan/, build-fuzz/'
 
 deps:
 	@sh scripts/deps
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
-# The README's main job on the built-in default: a synthetic model written by
-# the build itself (random weights: its text is meaningless), inspected, and
-# run.  (Replaced by the full lifecycle demo once the server exists.)
 # The README's main job: a real `dormant serve` on a synthetic 110M model
 # (random weights), on-demand vs keep-alive, memory read from /proc.
 demo: $(BIN)
 	$(BIN) demo
 
-# The lifecycle suite on the demo's synthetic 110M model (or MODEL=...):
+# The lifecycle suite on the demo's synthetic 110M model (or BENCH_MODEL=...):
 # tables on stdout, every sample in build/bench-report/bench.json, charts in
 # build/bench-report/index.html.
 BENCH_MODEL ?= build/demo/default-110m-Q8_0.gguf

@@ -24,6 +24,31 @@
 extern "C" {
 #endif
 
+/* The error codes every function returns (0 on success).  The message in
+ * the caller's buffer says which file, field, model or value is at fault;
+ * the code says what kind of failure it is, for a program to act on. */
+enum dormant_code {
+	DORMANT_OK = 0,
+	DORMANT_EINVAL = -1,       /* bad argument, request field or configuration */
+	DORMANT_ENOMEM = -2,       /* memory could not be allocated or mapped */
+	DORMANT_EIO = -3,          /* a file could not be opened, read or written */
+	DORMANT_EFORMAT = -4,      /* a malformed file (GGUF, KV cache, chat) */
+	DORMANT_ENOTFOUND = -5,    /* no such model, key or tensor */
+	DORMANT_ETYPE = -6,        /* a value of another type than expected */
+	DORMANT_EUNSUPPORTED = -7, /* valid, but not supported (architecture, type, role) */
+	DORMANT_ERANGE = -8,       /* a value out of range */
+	DORMANT_EBUSY = -9,        /* the model's queue is full: try again later */
+	DORMANT_ECANCELED = -10,   /* the caller's cancel flag was set */
+	DORMANT_ETIMEDOUT = -11,   /* waited longer than queue_timeout for the model */
+	DORMANT_ENOSPC = -12,      /* does not fit now (memory in use, a caller's buffer) */
+	DORMANT_ETOOBIG = -13,     /* can never fit the memory budget */
+	DORMANT_ETOOLONG = -14,    /* the prompt is longer than the model's context */
+};
+
+/* A short description of a code ("invalid argument", "busy", ...;
+ * "unknown error" for anything else).  Never NULL. */
+const char *dormant_code_str(int code);
+
 /* The library's version string, e.g. "0.1.0". */
 const char *dormant_version(void);
 

@@ -72,7 +72,7 @@ static void test_api_lifecycle(void **state)
 			n2 += (double)emb[i] * emb[i];
 		assert_true(fabs(n2 - 1) < 1e-3);
 	}
-	assert_int_equal(dormant_embed(d, "tiny", "x", emb, 10, &dim, NULL, err, sizeof err), -12);
+	assert_int_equal(dormant_embed(d, "tiny", "x", emb, 10, &dim, NULL, err, sizeof err), DORMANT_ENOSPC);
 	assert_non_null(strstr(err, "embedding has 256 values"));
 	assert_int_equal(dormant_load(d, "tiny", err, sizeof err), 0);
 	dormant_status(d, st, 4);
@@ -80,12 +80,15 @@ static void test_api_lifecycle(void **state)
 	assert_int_equal(dormant_unload(d, "tiny", err, sizeof err), 0);
 	dormant_status(d, st, 4);
 	assert_string_equal(st[0].state, "dormant");
-	assert_true(dormant_generate(d, "nope", "x", NULL, NULL, NULL, NULL, err, sizeof err) < 0);
+	assert_int_equal(dormant_generate(d, "nope", "x", NULL, NULL, NULL, NULL, err, sizeof err), DORMANT_ENOTFOUND);
 	assert_string_equal(err, "model 'nope' not found");
+	assert_string_equal(dormant_code_str(DORMANT_ENOTFOUND), "not found");
+	assert_string_equal(dormant_code_str(DORMANT_ETOOLONG), "prompt longer than the context");
+	assert_string_equal(dormant_code_str(12345), "unknown error");
 	assert_int_equal(dormant_add_model(d, "second", model, err, sizeof err), 0);
 	assert_int_equal(dormant_status(d, st, 4), 2);
 	dormant_close(d);
-	assert_true(dormant_open(&d, "/nonexistent.ini", NULL, err, sizeof err) < 0);
+	assert_int_equal(dormant_open(&d, "/nonexistent.ini", NULL, err, sizeof err), DORMANT_EIO);
 	assert_non_null(strstr(err, "/nonexistent.ini: No such file or directory"));
 }
 

@@ -20,6 +20,27 @@
 #include "model/gen.h"
 #include "tok/chat.h"
 
+/* The public codes are the library's own, value for value. */
+_Static_assert((int)DORMANT_EINVAL == (int)DM_EINVAL, "DORMANT_EINVAL");
+_Static_assert((int)DORMANT_ENOMEM == (int)DM_ENOMEM, "DORMANT_ENOMEM");
+_Static_assert((int)DORMANT_EIO == (int)DM_EIO, "DORMANT_EIO");
+_Static_assert((int)DORMANT_EFORMAT == (int)DM_EFORMAT, "DORMANT_EFORMAT");
+_Static_assert((int)DORMANT_ENOTFOUND == (int)DM_ENOTFOUND, "DORMANT_ENOTFOUND");
+_Static_assert((int)DORMANT_ETYPE == (int)DM_ETYPE, "DORMANT_ETYPE");
+_Static_assert((int)DORMANT_EUNSUPPORTED == (int)DM_EUNSUPPORTED, "DORMANT_EUNSUPPORTED");
+_Static_assert((int)DORMANT_ERANGE == (int)DM_ERANGE, "DORMANT_ERANGE");
+_Static_assert((int)DORMANT_EBUSY == (int)DM_EBUSY, "DORMANT_EBUSY");
+_Static_assert((int)DORMANT_ECANCELED == (int)DM_ECANCELED, "DORMANT_ECANCELED");
+_Static_assert((int)DORMANT_ETIMEDOUT == (int)DM_ETIMEDOUT, "DORMANT_ETIMEDOUT");
+_Static_assert((int)DORMANT_ENOSPC == (int)DM_ENOSPC, "DORMANT_ENOSPC");
+_Static_assert((int)DORMANT_ETOOBIG == (int)DM_ETOOBIG, "DORMANT_ETOOBIG");
+_Static_assert((int)DORMANT_ETOOLONG == (int)DM_ETOOLONG, "DORMANT_ETOOLONG");
+
+const char *dormant_code_str(int code)
+{
+	return dm_code_str(code);
+}
+
 struct ttft {
 	char name[MGR_NAME_MAX];
 	uint64_t n_cold, n_warm;

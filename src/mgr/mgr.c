@@ -118,8 +118,9 @@ static double real_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Waits on the condition until woken or `until` (CLOCK_REALTIME deadline of
- * pthread_cond_timedwait, here built from a monotonic budget). */
+/* Waits on the condition until woken or the deadline passes (a
+ * CLOCK_MONOTONIC time: the condition variable is created with that clock,
+ * so a wall-clock step never shortens or stretches a wait). */
 static int wait_until(struct mgr *m, const struct timespec *deadline)
 {
 	return pthread_cond_timedwait(&m->cv, &m->mu, deadline);
@@ -524,7 +525,7 @@ static int64_t effective_keep_alive(struct mgr *m, const struct mmodel *mm,
 		ka = o->keep_alive_ms < 0 ? MGR_KEEP_FOREVER : o->keep_alive_ms;
 		if (ka != MGR_KEEP_FOREVER && ka < m->cfg.keep_alive_min_ms)
 			ka = m->cfg.keep_alive_min_ms;
-		if (m->cfg.keep_alive_max_ms >= 0 && m->cfg.keep_alive_max_ms > 0 &&
+		if (m->cfg.keep_alive_max_ms > 0 &&
 		    (ka == MGR_KEEP_FOREVER || ka > m->cfg.keep_alive_max_ms))
 			ka = m->cfg.keep_alive_max_ms;
 	}

@@ -105,7 +105,7 @@ struct mgr_backend {
 struct mgr_cfg {
 	uint32_t max_loaded_models; /* 0: no limit */
 	uint64_t max_ram;           /* bytes; 0: no limit */
-	int64_t keep_alive_min_ms, keep_alive_max_ms; /* clamp for request overrides; max < 0: none */
+	int64_t keep_alive_min_ms, keep_alive_max_ms; /* clamp for request overrides; max <= 0: no upper clamp */
 	uint32_t max_queue;         /* waiting requests per model; 0: 16 */
 	int64_t queue_timeout_ms;   /* how long a request may wait; 0: 60 s */
 	bool enable_fallback;

@@ -486,9 +486,9 @@ int srv_stream_start(struct srv_req *r, const char *ctype, srv_job_fn fn, srv_id
 		pthread_mutex_lock(&s->mu);
 		s->n_jobs--;
 		pthread_mutex_unlock(&s->mu);
-		st->done = true; /* the reader ends the (empty) stream */
 		st->refs = 1;
-		return queue(r, 200, resp);
+		MHD_destroy_response(resp); /* stream_free: frees st and job */
+		return srv_reply_error(r, 500, "cannot start a thread for the response");
 	}
 	pthread_attr_destroy(&at);
 	return queue(r, 200, resp);

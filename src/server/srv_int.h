@@ -1,6 +1,7 @@
 /*
  * server internals shared by server.c (HTTP plumbing), openai.c,
- * ollama.c, lifecycle.c and metrics.c.  Not installed, not for the CLI.
+ * ollama.c, gen.c, rag.c, disc.c, dash.c, events.c, metrics.c and util.c.
+ * Not installed, not for the CLI.
  */
 #ifndef DM_SERVER_INT_H
 #define DM_SERVER_INT_H
@@ -128,8 +129,8 @@ typedef void (*srv_job_fn)(struct srv_stream *st, void *job);
 typedef void (*srv_idle_fn)(struct srv_stream *st, void *job);
 
 /* Starts the producer thread running fn(st, job) and answers 200 with
- * ctype; free_job(job) runs when both sides are done.  On failure replies
- * 500 and frees job. */
+ * ctype; free_job(job) runs when both sides are done.  When memory or the
+ * thread cannot be had, replies 500 instead and frees job. */
 int srv_stream_start(struct srv_req *r, const char *ctype, srv_job_fn fn, srv_idle_fn idle,
 		     void (*free_job)(void *job), void *job);
 /* Appends bytes for the client; -1 when the client is gone. */
