@@ -1,5 +1,5 @@
 /*
- * cli/life_chat — `dormant bench chat`: a multi-turn conversation on the
+ * cli/bench_chat — `dormant bench chat`: a multi-turn conversation on the
  * model, each turn's prompt the whole history (earlier prompts, the
  * model's replies, a new user message), run four ways:
  *   fresh    kept loaded, every turn prefills its whole history (a runtime
@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 #include "model/gen.h"
 
 struct chat_collect {
@@ -49,10 +49,10 @@ static uint64_t rss_bytes(void)
 
 /* One conversation of `turns` turns; ttft[t], evaluated[t], n_prompt[t]
  * and (rss not NULL) the RSS after the turn's release, per turn. */
-static int run_chat(struct life *L, struct mgr *m, const char *name, bool reuse, int turns, int n_user,
+static int run_chat(struct bench *L, struct mgr *m, const char *name, bool reuse, int turns, int n_user,
 		    int n_gen, double *ttft, int *evaluated, int *n_prompt, uint64_t *rss)
 {
-	const int32_t *text = life_prompt(L, L->n_text_ids);
+	const int32_t *text = bench_prompt(L, L->n_text_ids);
 	int cap = turns * (n_user + n_gen) + 8, n_hist = 0, rc = 0;
 	int32_t *hist = malloc((size_t)cap * sizeof *hist);
 	struct chat_collect col = { malloc((size_t)(n_gen + 1) * sizeof(int32_t)), 0, n_gen };
@@ -71,10 +71,10 @@ static int run_chat(struct life *L, struct mgr *m, const char *name, bool reuse,
 		 * only at the start of the conversation) */
 		for (int i = 0; i < n_user; i++)
 			hist[n_hist++] = text[(t == 0 ? 0 : 1) + (t * n_user + i) % (L->n_text_ids - 1)];
-		t0 = life_now();
+		t0 = bench_now();
 		if ((rc = mgr_acquire(m, name, NULL, &l, &L->err)))
 			goto out;
-		t1 = life_now();
+		t1 = bench_now();
 		en = mgr_lease_handle(l);
 		gen_params_default(&gp);
 		gp.sample.temp = 0;
@@ -104,7 +104,7 @@ out:
 	return rc;
 }
 
-int life_chat(struct life *L, json_t *out)
+int bench_chat(struct bench *L, json_t *out)
 {
 	static const char *const way[4] = { "fresh", "reuse", "od", "od_kv" };
 	const int turns_want = L->o.quick ? 4 : 10, n_gen = L->o.quick ? 8 : 40;
@@ -140,11 +140,11 @@ int life_chat(struct life *L, json_t *out)
 		}
 		setenv("DORMANT_KV_DIR", kv_dir, 1);
 	}
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)))
 		goto out;
 	for (int w = 0; w < 4; w++) {
 		struct mgr_model_cfg mc;
-		life_model_cfg(L, &mc, way[w]);
+		bench_model_cfg(L, &mc, way[w]);
 		mc.warmup = 1;
 		if (w >= 2) {
 			mc.keep_alive_ms = 0;
@@ -153,7 +153,7 @@ int life_chat(struct life *L, json_t *out)
 		if ((rc = mgr_add(m, &mc, &L->err)))
 			goto out;
 	}
-	life_progress_end(L);
+	bench_progress_end(L);
 	malloc_trim(0);
 	rss0 = rss_bytes();
 	/* kept loaded without the cache, then with it; then on demand */
@@ -166,33 +166,33 @@ int life_chat(struct life *L, json_t *out)
 		if (w < 2 && (rc = mgr_unload(m, way[w], &L->err)))
 			goto out;
 	}
-	printf("%5s %7s %11s %11s %11s %11s %10s %10s %12s\n", "turn", "prompt", "fresh s", "cache s",
+	fprintf(L->o.out, "%5s %7s %11s %11s %11s %11s %10s %10s %12s\n", "turn", "prompt", "fresh s", "cache s",
 	       "od s", "od+disk s", "evaluated", "od+disk ev", "od+disk RSS");
 	for (int t = 0; t < turns; t++) {
 		json_t *o = json_object();
 		double d_rss = ((double)rss[3][t] - (double)rss0) / 1048576.0;
-		life_set(o, "turn", json_integer(t + 1));
-		life_set(o, "n_prompt", json_integer(n_prompt[1][t]));
+		bench_set(o, "turn", json_integer(t + 1));
+		bench_set(o, "n_prompt", json_integer(n_prompt[1][t]));
 		for (int w = 0; w < 4; w++) {
 			char k[32];
 			snprintf(k, sizeof k, "ttft_%s_s", way[w]);
-			life_set(o, k, life_real(ttft[w][t]));
+			bench_set(o, k, bench_real(ttft[w][t]));
 			snprintf(k, sizeof k, "evaluated_%s", way[w]);
-			life_set(o, k, json_integer(evaluated[w][t]));
+			bench_set(o, k, json_integer(evaluated[w][t]));
 		}
-		life_set(o, "od_kv_rss_delta_bytes", json_integer((json_int_t)rss[3][t] - (json_int_t)rss0));
+		bench_set(o, "od_kv_rss_delta_bytes", json_integer((json_int_t)rss[3][t] - (json_int_t)rss0));
 		json_array_append_new(table, o);
-		printf("%5d %7d %11.4f %11.4f %11.4f %11.4f %10d %10d %+10.2f MiB\n", t + 1, n_prompt[1][t], ttft[0][t],
+		fprintf(L->o.out, "%5d %7d %11.4f %11.4f %11.4f %11.4f %10d %10d %+10.2f MiB\n", t + 1, n_prompt[1][t], ttft[0][t],
 		       ttft[1][t], ttft[2][t], ttft[3][t], evaluated[1][t], evaluated[3][t], d_rss);
 	}
-	life_set(out, "runs", json_integer(1));
-	life_set(out, "turns", json_integer(turns));
-	life_set(out, "n_user", json_integer(n_user));
-	life_set(out, "n_gen", json_integer(n_gen));
-	life_set(out, "table", json_incref(table));
-	life_set(out, "last_turn_ratio", life_real(ttft[0][turns - 1] > 0 ? ttft[1][turns - 1] / ttft[0][turns - 1] : 0));
-	life_set(out, "last_turn_ratio_od", life_real(ttft[2][turns - 1] > 0 ? ttft[3][turns - 1] / ttft[2][turns - 1] : 0));
-	printf("(turn %d: time to first token with the prompt cache = %.1f %% of without; on demand, with the\n"
+	bench_set(out, "runs", json_integer(1));
+	bench_set(out, "turns", json_integer(turns));
+	bench_set(out, "n_user", json_integer(n_user));
+	bench_set(out, "n_gen", json_integer(n_gen));
+	bench_set(out, "table", json_incref(table));
+	bench_set(out, "last_turn_ratio", bench_real(ttft[0][turns - 1] > 0 ? ttft[1][turns - 1] / ttft[0][turns - 1] : 0));
+	bench_set(out, "last_turn_ratio_od", bench_real(ttft[2][turns - 1] > 0 ? ttft[3][turns - 1] / ttft[2][turns - 1] : 0));
+	fprintf(L->o.out, "(turn %d: time to first token with the prompt cache = %.1f %% of without; on demand, with the\n"
 	       " cache saved to disk = %.1f %% of reload + full prefill; user messages of %d tokens, replies of\n"
 	       " up to %d; RSS after each on-demand turn against before the conversation)\n",
 	       turns, ttft[0][turns - 1] > 0 ? 100.0 * ttft[1][turns - 1] / ttft[0][turns - 1] : 0,

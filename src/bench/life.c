@@ -14,7 +14,7 @@
  * Sampling is greedy (deterministic); prompts are prefixes of one English
  * text tokenized once at start, so a prompt of n tokens is always the same.
  */
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +29,6 @@
 
 #include "base/mem.h"
 #include "base/pool.h"
-#include "cli/cli.h"
 #include "dormant.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
@@ -37,47 +36,47 @@
 #include "model/model.h"
 #include "tok/tok.h"
 
-struct life_scenario {
+struct bench_scenario {
 	const char *name;
 	const char *help;
-	int (*run)(struct life *L, json_t *out);
+	int (*run)(struct bench *L, json_t *out);
 };
 
 /* The suite, in the order `all` runs it.  The server's `server` scenario
  * (HTTP overhead vs in process) goes here as one more line. */
-static const struct life_scenario scenarios[] = {
-	{ "cold", "dormant -> load, first token, first generation; page cache dropped vs cached; mmap, read, prefetch", life_cold },
-	{ "warm", "N consecutive generations on the loaded model: mean, median, min, max, stddev", life_warm },
-	{ "context", "latency and prefill tok/s vs prompt length, fitted line", life_context },
-	{ "max-tokens", "latency and tok/s vs generated tokens (EOS ignored), fitted line", life_max_tokens },
-	{ "memory", "RSS anon/file and page cache: start, load, generations, long conversation, unload", life_memory },
-	{ "warmup", "first-request latency with warm-up on vs off (A/B, alternating)", life_warmup },
-	{ "threads", "prefill and decode tok/s vs threads", life_threads },
-	{ "batch", "prefill tok/s vs n_batch", life_batch },
-	{ "ctx", "memory and decode tok/s vs n_ctx", life_ctx },
-	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds", life_policies },
-	{ "chat", "a multi-turn conversation: time to first token per turn, kept loaded or on demand, with and without the prompt cache", life_chat },
-	{ "server", "HTTP overhead vs the in-process call, /health round trip, serve start-up", life_server },
+static const struct bench_scenario scenarios[] = {
+	{ "cold", "dormant -> load, first token, first generation; page cache dropped vs cached; mmap, read, prefetch", bench_cold },
+	{ "warm", "N consecutive generations on the loaded model: mean, median, min, max, stddev", bench_warm },
+	{ "context", "latency and prefill tok/s vs prompt length, fitted line", bench_context },
+	{ "max-tokens", "latency and tok/s vs generated tokens (EOS ignored), fitted line", bench_max_tokens },
+	{ "memory", "RSS anon/file and page cache: start, load, generations, long conversation, unload", bench_memory },
+	{ "warmup", "first-request latency with warm-up on vs off (A/B, alternating)", bench_warmup },
+	{ "threads", "prefill and decode tok/s vs threads", bench_threads },
+	{ "batch", "prefill tok/s vs n_batch", bench_batch },
+	{ "ctx", "memory and decode tok/s vs n_ctx", bench_ctx },
+	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds", bench_policies },
+	{ "chat", "a multi-turn conversation: time to first token per turn, kept loaded or on demand, with and without the prompt cache", bench_chat },
+	{ "server", "HTTP overhead vs the in-process call, /health round trip, serve start-up", bench_server },
 };
 #define N_SCEN (sizeof scenarios / sizeof scenarios[0])
 
 /* ---- small helpers ---- */
 
-double life_now(void)
+double bench_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int life_runs(const struct life *L, int full, int quick)
+int bench_runs(const struct bench *L, int full, int quick)
 {
 	if (L->o.runs > 0)
 		return L->o.runs;
 	return L->o.quick ? quick : full;
 }
 
-void life_progress(struct life *L, int done, int total)
+void bench_progress(struct bench *L, int done, int total)
 {
 	static const char bar[] = "##############################";
 	const int w = (int)sizeof bar - 1;
@@ -91,7 +90,7 @@ void life_progress(struct life *L, int done, int total)
 	L->progress_shown = true;
 }
 
-void life_progress_end(struct life *L)
+void bench_progress_end(struct bench *L)
 {
 	if (!L->progress_shown)
 		return;
@@ -100,12 +99,12 @@ void life_progress_end(struct life *L)
 	L->progress_shown = false;
 }
 
-json_t *life_real(double v)
+json_t *bench_real(double v)
 {
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
-void life_set(json_t *obj, const char *key, json_t *value)
+void bench_set(json_t *obj, const char *key, json_t *value)
 {
 	if (value)
 		json_object_set_new(obj, key, value);
@@ -117,7 +116,15 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-void life_stats(const double *v, int n, struct life_stats *s)
+double bench_median(double *v, int n)
+{
+	if (n <= 0)
+		return 0;
+	qsort(v, (size_t)n, sizeof *v, cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void bench_stats(const double *v, int n, struct bench_stats *s)
 {
 	double *c;
 
@@ -142,19 +149,19 @@ void life_stats(const double *v, int n, struct life_stats *s)
 	free(c);
 }
 
-json_t *life_stats_json(const struct life_stats *s)
+json_t *bench_stats_json(const struct bench_stats *s)
 {
 	json_t *o = json_object();
-	life_set(o, "n", json_integer(s->n));
-	life_set(o, "mean", life_real(s->mean));
-	life_set(o, "median", life_real(s->median));
-	life_set(o, "min", life_real(s->min));
-	life_set(o, "max", life_real(s->max));
-	life_set(o, "stddev", life_real(s->stddev));
+	bench_set(o, "n", json_integer(s->n));
+	bench_set(o, "mean", bench_real(s->mean));
+	bench_set(o, "median", bench_real(s->median));
+	bench_set(o, "min", bench_real(s->min));
+	bench_set(o, "max", bench_real(s->max));
+	bench_set(o, "stddev", bench_real(s->stddev));
 	return o;
 }
 
-void life_fit_line(const double *x, const double *y, int n, struct life_fit *f)
+void bench_fit_line(const double *x, const double *y, int n, struct bench_fit *f)
 {
 	double mx = 0, my = 0, sxx = 0, sxy = 0, syy = 0, res = 0;
 
@@ -185,45 +192,45 @@ void life_fit_line(const double *x, const double *y, int n, struct life_fit *f)
 	f->ok = isfinite(f->slope) && isfinite(f->fixed);
 }
 
-json_t *life_fit_json(const struct life_fit *f, const char *fixed_name, const char *slope_name)
+json_t *bench_fit_json(const struct bench_fit *f, const char *fixed_name, const char *slope_name)
 {
 	json_t *o = json_object();
-	life_set(o, "n", json_integer(f->n));
-	life_set(o, "ok", json_boolean(f->ok));
-	life_set(o, fixed_name, f->ok ? life_real(f->fixed) : json_null());
-	life_set(o, slope_name, f->ok ? life_real(f->slope) : json_null());
-	life_set(o, "r2", f->ok ? life_real(f->r2) : json_null());
+	bench_set(o, "n", json_integer(f->n));
+	bench_set(o, "ok", json_boolean(f->ok));
+	bench_set(o, fixed_name, f->ok ? bench_real(f->fixed) : json_null());
+	bench_set(o, slope_name, f->ok ? bench_real(f->slope) : json_null());
+	bench_set(o, "r2", f->ok ? bench_real(f->r2) : json_null());
 	return o;
 }
 
-void life_mem_now(const struct life *L, double t0, struct life_mem *m)
+void bench_mem_now(const struct bench *L, double t0, struct bench_mem *m)
 {
 	struct dm_mem_usage u;
 	uint64_t size = 0;
 
 	dm_mem_usage(&u);
 	memset(m, 0, sizeof *m);
-	m->t_s = life_now() - t0;
+	m->t_s = bench_now() - t0;
 	m->rss = u.rss;
 	m->rss_anon = u.rss_anon;
 	m->rss_file = u.rss_file;
 	dm_file_cached(L->o.model, &m->file_cached, &size);
 }
 
-json_t *life_mem_json(const struct life_mem *m, const char *label)
+json_t *bench_mem_json(const struct bench_mem *m, const char *label)
 {
 	json_t *o = json_object();
 	if (label)
-		life_set(o, "label", json_string(label));
-	life_set(o, "t_s", life_real(m->t_s));
-	life_set(o, "rss_bytes", json_integer((json_int_t)m->rss));
-	life_set(o, "rss_anon_bytes", json_integer((json_int_t)m->rss_anon));
-	life_set(o, "rss_file_bytes", json_integer((json_int_t)m->rss_file));
-	life_set(o, "file_cached_bytes", json_integer((json_int_t)m->file_cached));
+		bench_set(o, "label", json_string(label));
+	bench_set(o, "t_s", bench_real(m->t_s));
+	bench_set(o, "rss_bytes", json_integer((json_int_t)m->rss));
+	bench_set(o, "rss_anon_bytes", json_integer((json_int_t)m->rss_anon));
+	bench_set(o, "rss_file_bytes", json_integer((json_int_t)m->rss_file));
+	bench_set(o, "file_cached_bytes", json_integer((json_int_t)m->file_cached));
 	return o;
 }
 
-uint64_t life_cache_drop(const struct life *L)
+uint64_t bench_cache_drop(const struct bench *L)
 {
 	uint64_t cached = 0, size = 0;
 	int fd = open(L->o.model, O_RDONLY | O_CLOEXEC);
@@ -236,7 +243,7 @@ uint64_t life_cache_drop(const struct life *L)
 	return cached;
 }
 
-uint64_t life_cache_fill(const struct life *L)
+uint64_t bench_cache_fill(const struct bench *L)
 {
 	uint64_t cached = 0, size = 0;
 	size_t cap = 4u << 20;
@@ -256,7 +263,7 @@ uint64_t life_cache_fill(const struct life *L)
 
 /* ---- models, managers, requests ---- */
 
-void life_model_cfg(const struct life *L, struct mgr_model_cfg *mc, const char *name)
+void bench_model_cfg(const struct bench *L, struct mgr_model_cfg *mc, const char *name)
 {
 	mgr_model_cfg_default(mc);
 	snprintf(mc->name, sizeof mc->name, "%s", name);
@@ -275,7 +282,7 @@ static void log_stderr(void *ud, const char *line)
 	fprintf(stderr, "mgr: %s\n", line);
 }
 
-int life_mgr_init(struct life *L, struct mgr **m, uint64_t (*now_ms)(void *), void *clock_ud)
+int bench_mgr_init(struct bench *L, struct mgr **m, uint64_t (*now_ms)(void *), void *clock_ud)
 {
 	struct mgr_cfg c;
 
@@ -291,7 +298,7 @@ int life_mgr_init(struct life *L, struct mgr **m, uint64_t (*now_ms)(void *), vo
 	return mgr_init(m, &c, &L->err);
 }
 
-const int32_t *life_prompt(const struct life *L, int n)
+const int32_t *bench_prompt(const struct bench *L, int n)
 {
 	DM_CHECK(n >= 1 && n <= L->n_text_ids); /* the scenarios cap their lengths */
 	return L->text_ids;
@@ -301,7 +308,7 @@ const int32_t *life_prompt(const struct life *L, int n)
  * runs to its length (or to a full context).  The same steps as gen_run:
  * prefill, then per token argmax, streaming detokenization, one decode. */
 static int gen_to_length(struct engine *en, const int32_t *ids, int n_ids, int n_predict,
-			 bool keep, struct life_req *r, struct dm_err *err)
+			 bool keep, struct bench_req *r, struct dm_err *err)
 {
 	struct model_ctx *c = en->ctx;
 	const int32_t V = en->m->hp.n_vocab;
@@ -309,7 +316,7 @@ static int gen_to_length(struct engine *en, const int32_t *ids, int n_ids, int n
 	int32_t eog[64];
 	int n_eog = 0, rc = 0;
 	struct tok_decoder dec;
-	double t0 = life_now(), t1;
+	double t0 = bench_now(), t1;
 
 	if (!lg)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
@@ -321,7 +328,7 @@ static int gen_to_length(struct engine *en, const int32_t *ids, int n_ids, int n
 		model_ctx_reset(c);
 	if ((rc = model_decode(c, ids, n_ids, lg, false, err)))
 		goto out;
-	t1 = life_now();
+	t1 = bench_now();
 	r->n_prompt = n_ids;
 	r->prompt_s = t1 - t0;
 	snprintf(r->stop, sizeof r->stop, "length");
@@ -336,7 +343,7 @@ static int gen_to_length(struct engine *en, const int32_t *ids, int n_ids, int n
 				id = i;
 		r->n_gen++;
 		if (r->n_gen == 1)
-			r->ttft_s = life_now() - t0;
+			r->ttft_s = bench_now() - t0;
 		if ((rc = tok_decoder_push(&dec, id, &txt, &tn, err)))
 			goto out;
 		if (r->n_gen >= n_predict)
@@ -348,20 +355,20 @@ static int gen_to_length(struct engine *en, const int32_t *ids, int n_ids, int n
 		if ((rc = model_decode(c, &id, 1, lg, false, err)))
 			goto out;
 	}
-	r->gen_s = life_now() - t1;
+	r->gen_s = bench_now() - t1;
 out:
 	tok_decoder_free(&dec);
 	free(lg);
 	return rc;
 }
 
-int life_generate(struct engine *en, const int32_t *ids, int n_ids, int n_predict, unsigned flags,
-		  struct life_req *r, struct dm_err *err)
+int bench_generate(struct engine *en, const int32_t *ids, int n_ids, int n_predict, unsigned flags,
+		  struct bench_req *r, struct dm_err *err)
 {
 	int rc;
 
-	if (flags & LIFE_IGNORE_EOS) {
-		if ((rc = gen_to_length(en, ids, n_ids, n_predict, flags & LIFE_KEEP_CACHE, r, err)))
+	if (flags & BENCH_IGNORE_EOS) {
+		if ((rc = gen_to_length(en, ids, n_ids, n_predict, flags & BENCH_KEEP_CACHE, r, err)))
 			return rc;
 	} else {
 		struct gen_params gp;
@@ -369,7 +376,7 @@ int life_generate(struct engine *en, const int32_t *ids, int n_ids, int n_predic
 		gen_params_default(&gp);
 		gp.sample.temp = 0;
 		gp.n_predict = n_predict;
-		gp.keep_cache = flags & LIFE_KEEP_CACHE;
+		gp.keep_cache = flags & BENCH_KEEP_CACHE;
 		if ((rc = gen_run(en->ctx, en->v, ids, (size_t)n_ids, &gp, NULL, NULL, NULL, &st, err)))
 			return rc;
 		r->n_prompt = st.n_prompt;
@@ -384,46 +391,46 @@ int life_generate(struct engine *en, const int32_t *ids, int n_ids, int n_predic
 	return 0;
 }
 
-int life_request(struct life *L, struct mgr *m, const char *name, const struct mgr_acquire_opts *ao,
-		 const int32_t *ids, int n_ids, int n_predict, unsigned flags, struct life_req *r)
+int bench_request(struct bench *L, struct mgr *m, const char *name, const struct mgr_acquire_opts *ao,
+		 const int32_t *ids, int n_ids, int n_predict, unsigned flags, struct bench_req *r)
 {
 	struct mgr_lease *l;
 	double t0, t1, t2;
 	int rc;
 
 	memset(r, 0, sizeof *r);
-	t0 = life_now();
+	t0 = bench_now();
 	if ((rc = mgr_acquire(m, name, ao, &l, &L->err)))
 		return rc;
-	t1 = life_now();
+	t1 = bench_now();
 	r->wait_s = t1 - t0;
 	r->cold = mgr_lease_cold(l);
 	r->load_s = mgr_lease_load_s(l);
-	rc = life_generate(mgr_lease_handle(l), ids, n_ids, n_predict, flags, r, &L->err);
-	t2 = life_now();
+	rc = bench_generate(mgr_lease_handle(l), ids, n_ids, n_predict, flags, r, &L->err);
+	t2 = bench_now();
 	r->ttft_s += r->wait_s;
 	r->latency_s = t2 - t0;
 	mgr_release(l);
-	r->release_s = life_now() - t2;
+	r->release_s = bench_now() - t2;
 	return rc;
 }
 
-json_t *life_req_json(const struct life_req *r)
+json_t *bench_req_json(const struct bench_req *r)
 {
 	json_t *o = json_object();
-	life_set(o, "cold", json_boolean(r->cold));
-	life_set(o, "load_s", life_real(r->load_s));
-	life_set(o, "wait_s", life_real(r->wait_s));
-	life_set(o, "ttft_s", life_real(r->ttft_s));
-	life_set(o, "latency_s", life_real(r->latency_s));
-	life_set(o, "prompt_s", life_real(r->prompt_s));
-	life_set(o, "gen_s", life_real(r->gen_s));
-	life_set(o, "release_s", life_real(r->release_s));
-	life_set(o, "n_prompt", json_integer(r->n_prompt));
-	life_set(o, "n_gen", json_integer(r->n_gen));
-	life_set(o, "prefill_tok_s", life_real(r->prefill_tok_s));
-	life_set(o, "tok_s", life_real(r->tok_s));
-	life_set(o, "stop", json_string(r->stop));
+	bench_set(o, "cold", json_boolean(r->cold));
+	bench_set(o, "load_s", bench_real(r->load_s));
+	bench_set(o, "wait_s", bench_real(r->wait_s));
+	bench_set(o, "ttft_s", bench_real(r->ttft_s));
+	bench_set(o, "latency_s", bench_real(r->latency_s));
+	bench_set(o, "prompt_s", bench_real(r->prompt_s));
+	bench_set(o, "gen_s", bench_real(r->gen_s));
+	bench_set(o, "release_s", bench_real(r->release_s));
+	bench_set(o, "n_prompt", json_integer(r->n_prompt));
+	bench_set(o, "n_gen", json_integer(r->n_gen));
+	bench_set(o, "prefill_tok_s", bench_real(r->prefill_tok_s));
+	bench_set(o, "tok_s", bench_real(r->tok_s));
+	bench_set(o, "stop", json_string(r->stop));
 	return o;
 }
 
@@ -474,25 +481,25 @@ static json_t *loadavg_json(void)
 	return json_pack("[fff]", la[0], la[1], la[2]);
 }
 
-static json_t *machine_json(const struct life *L)
+static json_t *machine_json(const struct bench *L)
 {
 	char cpu[256];
 	struct utsname u;
 	json_t *o = json_object();
 
 	cpu_model(cpu, sizeof cpu);
-	life_set(o, "cpu", json_string(cpu));
-	life_set(o, "cores_used", json_integer(L->n_threads));
-	life_set(o, "physical_cores", json_integer(dm_cpu_physical_cores()));
-	life_set(o, "logical_cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
-	life_set(o, "ram_bytes", json_integer((json_int_t)ram_total()));
-	life_set(o, "isa", json_string(kern_isa_name(kern_isa_best())));
+	bench_set(o, "cpu", json_string(cpu));
+	bench_set(o, "cores_used", json_integer(L->n_threads));
+	bench_set(o, "physical_cores", json_integer(dm_cpu_physical_cores()));
+	bench_set(o, "logical_cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	bench_set(o, "ram_bytes", json_integer((json_int_t)ram_total()));
+	bench_set(o, "isa", json_string(kern_isa_name(kern_isa_best())));
 	if (uname(&u) == 0) {
 		char k[300];
 		snprintf(k, sizeof k, "%s %s %s", u.sysname, u.release, u.machine);
-		life_set(o, "kernel", json_string(k));
+		bench_set(o, "kernel", json_string(k));
 	}
-	life_set(o, "loadavg_start", loadavg_json());
+	bench_set(o, "loadavg_start", loadavg_json());
 	return o;
 }
 
@@ -508,7 +515,7 @@ static const char bench_text[] =
 
 /* Reads the model's shape and tokenizes the benchmark text (at least
  * `need` tokens), then lets go of the file: nothing stays loaded. */
-static int model_info(struct life *L, int need, json_t **out)
+static int model_info(struct bench *L, int need, json_t **out)
 {
 	struct gguf_file *g = NULL;
 	struct model *m = NULL;
@@ -555,17 +562,17 @@ static int model_info(struct life *L, int need, json_t **out)
 	L->file_bytes = g->size;
 	gguf_get_str_buf(g, "general.name", name, sizeof name, NULL);
 	o = json_object();
-	life_set(o, "path", json_string(L->o.model));
-	life_set(o, "name", json_string(name));
-	life_set(o, "arch", json_string(m->hp.arch_name));
-	life_set(o, "file_bytes", json_integer((json_int_t)g->size));
-	life_set(o, "weight_bytes", json_integer((json_int_t)m->weight_bytes));
-	life_set(o, "weight_type", json_string(gguf_type_get(m->layers[0].wq.type)
+	bench_set(o, "path", json_string(L->o.model));
+	bench_set(o, "name", json_string(name));
+	bench_set(o, "arch", json_string(m->hp.arch_name));
+	bench_set(o, "file_bytes", json_integer((json_int_t)g->size));
+	bench_set(o, "weight_bytes", json_integer((json_int_t)m->weight_bytes));
+	bench_set(o, "weight_type", json_string(gguf_type_get(m->layers[0].wq.type)
 						       ? gguf_type_get(m->layers[0].wq.type)->name : "?"));
-	life_set(o, "n_layer", json_integer(m->hp.n_layer));
-	life_set(o, "n_embd", json_integer(m->hp.n_embd));
-	life_set(o, "n_vocab", json_integer(m->hp.n_vocab));
-	life_set(o, "n_ctx_train", json_integer(m->hp.n_ctx_train));
+	bench_set(o, "n_layer", json_integer(m->hp.n_layer));
+	bench_set(o, "n_embd", json_integer(m->hp.n_embd));
+	bench_set(o, "n_vocab", json_integer(m->hp.n_vocab));
+	bench_set(o, "n_ctx_train", json_integer(m->hp.n_ctx_train));
 	*out = o;
 out:
 	free(ids);
@@ -578,7 +585,7 @@ out:
 
 /* ---- the command ---- */
 
-bool cli_life_is_scenario(const char *list)
+bool bench_is_scenario(const char *list)
 {
 	const char *p = list;
 
@@ -598,7 +605,7 @@ bool cli_life_is_scenario(const char *list)
 	return true;
 }
 
-void cli_life_usage(FILE *f)
+void bench_usage(FILE *f)
 {
 	fprintf(f, "usage: dormant bench SCENARIO[,SCENARIO...]|all MODEL [--quick] [--runs N] [--threads N]\n"
 		   "         [--ctx N] [--batch N] [-p N] [-n N] [--mode mmap|read|mlock|prefetch]\n"
@@ -610,91 +617,16 @@ void cli_life_usage(FILE *f)
 	fprintf(f, "  %-11s every scenario above, in this order\n", "all");
 }
 
-static int parse_mode(const char *s, enum mgr_load_mode *m)
-{
-	for (int i = 0; i < 4; i++)
-		if (!strcmp(s, mgr_mode_name((enum mgr_load_mode)i))) {
-			*m = (enum mgr_load_mode)i;
-			return 0;
-		}
-	return -1;
-}
-
-static int parse_args(struct life_opts *o, int argc, char **argv)
-{
-	long v;
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--quick")) {
-			o->quick = true;
-		} else if (!strcmp(a, "--verbose")) {
-			o->verbose = true;
-		} else if (!strcmp(a, "--runs") || !strcmp(a, "-r")) {
-			if (cli_parse_long(a, val, 1, 1000, &v))
-				return -1;
-			o->runs = (int)v;
-			i++;
-		} else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-			if (cli_parse_long(a, val, 1, 1024, &v))
-				return -1;
-			o->n_threads = (int)v;
-			i++;
-		} else if (!strcmp(a, "--ctx")) {
-			if (cli_parse_long(a, val, 16, 1 << 20, &v))
-				return -1;
-			o->n_ctx = (int32_t)v;
-			i++;
-		} else if (!strcmp(a, "--batch")) {
-			if (cli_parse_long(a, val, 1, 1 << 16, &v))
-				return -1;
-			o->n_batch = (int32_t)v;
-			i++;
-		} else if (!strcmp(a, "-p")) {
-			if (cli_parse_long(a, val, 1, 1 << 20, &v))
-				return -1;
-			o->n_prompt = (int)v;
-			i++;
-		} else if (!strcmp(a, "-n")) {
-			if (cli_parse_long(a, val, 1, 1 << 20, &v))
-				return -1;
-			o->n_gen = (int)v;
-			i++;
-		} else if (!strcmp(a, "--mode")) {
-			if (!val || parse_mode(val, &o->mode))
-				return cli_fail("bench: --mode must be mmap, read, mlock or prefetch"), -1;
-			i++;
-		} else if (!strcmp(a, "--json") || !strcmp(a, "--report") || !strcmp(a, "--from")) {
-			if (!val)
-				return cli_fail("bench: %s needs a value", a), -1;
-			if (a[2] == 'j')
-				o->json_path = val;
-			else if (a[2] == 'r')
-				o->report_dir = val;
-			else
-				o->from_json = val;
-			i++;
-		} else if (a[0] == '-' && a[1]) {
-			return cli_fail("bench: unknown option '%s'", a), -1;
-		} else if (!o->model) {
-			o->model = a;
-		} else {
-			return cli_fail("bench: more than one MODEL ('%s', '%s')", o->model, a), -1;
-		}
-	}
-	return 0;
-}
-
 /* Creates dir and its parents (mkdir -p) and checks it is writable, so that
  * an output path is known good before minutes of measuring, not after. */
-static int make_dirs(const char *dir)
+static int make_dirs(const char *dir, struct dm_err *err)
 {
 	char buf[4096];
 	size_t n = strlen(dir);
 	if (!n)
 		return 0;
 	if (n >= sizeof buf)
-		return cli_fail("%s: path too long", dir);
+		return dm_err_set(err, DM_ERANGE, "%s: path too long", dir);
 	memcpy(buf, dir, n + 1);
 	for (char *q = buf + 1;; q++) {
 		bool end = !*q;
@@ -702,74 +634,59 @@ static int make_dirs(const char *dir)
 			continue;
 		*q = '\0';
 		if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-			return cli_fail("%s: cannot create the folder: %s", buf, strerror(errno));
+			return dm_err_set(err, DM_EIO, "%s: cannot create the folder: %s", buf, strerror(errno));
 		if (end)
 			break;
 		*q = '/';
 	}
 	if (access(dir, W_OK) != 0)
-		return cli_fail("%s: cannot write there: %s", dir, strerror(errno));
+		return dm_err_set(err, DM_EIO, "%s: cannot write there: %s", dir, strerror(errno));
 	return 0;
 }
 
-static int make_parent_dirs(const char *path)
+static int make_parent_dirs(const char *path, struct dm_err *err)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
 	if (!slash || slash == path)
-		return slash ? 0 : (access(".", W_OK) ? cli_fail(".: cannot write there: %s", strerror(errno)) : 0);
+		return slash || !access(".", W_OK) ? 0
+						   : dm_err_set(err, DM_EIO, ".: cannot write there: %s", strerror(errno));
 	if ((size_t)(slash - path) >= sizeof dir)
-		return cli_fail("%s: path too long", path);
+		return dm_err_set(err, DM_ERANGE, "%s: path too long", path);
 	memcpy(dir, path, (size_t)(slash - path));
 	dir[slash - path] = '\0';
-	return make_dirs(dir);
+	return make_dirs(dir, err);
 }
 
-int cli_bench_life(int argc, char **argv)
+int bench_redraw(const char *json_path, const char *report_dir, struct dm_err *err)
 {
-	struct life L;
+	json_error_t je;
+	json_t *r;
+	int rc;
+	if (!(r = json_load_file(json_path, 0, &je)))
+		return dm_err_set(err, DM_EFORMAT, "%s:%d: %s", json_path, je.line, je.text);
+	rc = bench_report_write(r, report_dir, err);
+	json_decref(r);
+	return rc;
+}
+
+int bench_run(const struct bench_opts *o, struct dm_err *err)
+{
+	struct bench L;
 	bool sel[N_SCEN] = { false };
 	json_t *minfo = NULL, *opts;
-	const char *p = argv[0];
+	const char *p = o->scenarios;
 	char when[64];
 	int rc = 0, need;
 	time_t now = time(NULL);
 	struct tm tmv;
 
 	memset(&L, 0, sizeof L);
-	L.o.n_prompt = 32;
-	L.o.n_gen = 32;
-	L.o.mode = MGR_MODE_MMAP;
-	if (parse_args(&L.o, argc, argv))
-		return 2;
-	if (L.o.from_json) {
-		/* draw a saved run again: no model, nothing measured */
-		json_error_t je;
-		struct dm_err e;
-		json_t *r;
-		if (!L.o.report_dir)
-			return cli_fail("bench: --from needs --report DIR"), 2;
-		if (!(r = json_load_file(L.o.from_json, 0, &je)))
-			return cli_fail("%s:%d: %s", L.o.from_json, je.line, je.text);
-		rc = life_report_write(r, L.o.report_dir, &e);
-		json_decref(r);
-		if (rc)
-			return cli_fail("%s", e.msg);
-		printf("report: %s/index.html\n", L.o.report_dir);
-		return 0;
-	}
-	if (!L.o.model) {
-		cli_life_usage(stderr);
-		return 2;
-	}
-	if (L.o.quick) {
-		/* fewer tokens per request too, unless asked for */
-		bool has_n = false;
-		for (int i = 1; i < argc; i++)
-			has_n |= !strcmp(argv[i], "-n");
-		if (!has_n)
-			L.o.n_gen = 8;
-	}
+	L.o = *o;
+	if (!L.o.out)
+		L.o.out = stdout;
+	if (!L.o.model || !p || !bench_is_scenario(p))
+		return dm_err_set(err, DM_EINVAL, "bench: a scenario list and a model are needed");
 	while (*p) {
 		size_t n = strcspn(p, ",");
 		for (size_t i = 0; i < N_SCEN; i++)
@@ -781,8 +698,9 @@ int cli_bench_life(int argc, char **argv)
 			p++;
 	}
 	/* output folders first: a finished run must not be lost to a typo */
-	if ((L.o.json_path && make_parent_dirs(L.o.json_path)) || (L.o.report_dir && make_dirs(L.o.report_dir)))
-		return 1;
+	if ((L.o.json_path && make_parent_dirs(L.o.json_path, err)) ||
+	    (L.o.report_dir && make_dirs(L.o.report_dir, err)))
+		return err ? err->code : DM_EIO;
 	L.progress = isatty(2);
 	L.n_threads = L.o.n_threads > 0 ? L.o.n_threads : dm_cpu_physical_cores();
 	need = 4200;
@@ -791,81 +709,79 @@ int cli_bench_life(int argc, char **argv)
 	if (L.o.n_prompt + 64 > need)
 		need = L.o.n_prompt + 64;
 	if (model_info(&L, need, &minfo)) {
-		rc = cli_fail("%s", L.err.msg);
+		rc = dm_err_set(err, L.err.code ? L.err.code : DM_EIO, "%s", L.err.msg);
 		goto out;
 	}
 	/* the engine's default context: min(4096, the training context) */
 	L.n_ctx = L.o.n_ctx > 0 ? L.o.n_ctx
 		  : (L.n_ctx_train > 0 && L.n_ctx_train < 4096 ? L.n_ctx_train : 4096);
 	if (L.o.n_prompt + L.o.n_gen >= L.n_ctx || L.o.n_prompt > L.n_text_ids) {
-		rc = cli_fail("bench: -p %d + -n %d does not fit the context of %d tokens (--ctx)",
-			      L.o.n_prompt, L.o.n_gen, L.n_ctx);
+		rc = dm_err_set(err, DM_ERANGE, "bench: -p %d + -n %d does not fit the context of %d tokens (--ctx)",
+				L.o.n_prompt, L.o.n_gen, L.n_ctx);
 		goto out;
 	}
 	gmtime_r(&now, &tmv);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
 	L.root = json_object();
-	life_set(L.root, "tool", json_string("dormant bench"));
-	life_set(L.root, "version", json_string(DORMANT_VERSION));
-	life_set(L.root, "created", json_string(when));
-	life_set(L.root, "machine", machine_json(&L));
-	life_set(L.root, "model", minfo);
+	bench_set(L.root, "tool", json_string("dormant bench"));
+	bench_set(L.root, "version", json_string(DORMANT_VERSION));
+	bench_set(L.root, "created", json_string(when));
+	bench_set(L.root, "machine", machine_json(&L));
+	bench_set(L.root, "model", minfo);
 	minfo = NULL;
 	opts = json_object();
-	life_set(opts, "quick", json_boolean(L.o.quick));
-	life_set(opts, "runs", json_integer(L.o.runs));
-	life_set(opts, "threads", json_integer(L.n_threads));
-	life_set(opts, "n_ctx", json_integer(L.n_ctx));
-	life_set(opts, "n_batch", json_integer(L.o.n_batch));
-	life_set(opts, "n_prompt", json_integer(L.o.n_prompt));
-	life_set(opts, "n_gen", json_integer(L.o.n_gen));
-	life_set(opts, "mode", json_string(mgr_mode_name(L.o.mode)));
-	life_set(opts, "sampling", json_string("greedy"));
-	life_set(L.root, "options", opts);
+	bench_set(opts, "quick", json_boolean(L.o.quick));
+	bench_set(opts, "runs", json_integer(L.o.runs));
+	bench_set(opts, "threads", json_integer(L.n_threads));
+	bench_set(opts, "n_ctx", json_integer(L.n_ctx));
+	bench_set(opts, "n_batch", json_integer(L.o.n_batch));
+	bench_set(opts, "n_prompt", json_integer(L.o.n_prompt));
+	bench_set(opts, "n_gen", json_integer(L.o.n_gen));
+	bench_set(opts, "mode", json_string(mgr_mode_name(L.o.mode)));
+	bench_set(opts, "sampling", json_string("greedy"));
+	bench_set(L.root, "options", opts);
 	L.scen = json_object();
 	json_object_set(L.root, "scenarios", L.scen);
 
-	printf("dormant bench: %s (%.1f MiB), %d threads, n_ctx %d%s\n", L.o.model,
+	fprintf(L.o.out, "dormant bench: %s (%.1f MiB), %d threads, n_ctx %d%s\n", L.o.model,
 	       L.file_bytes / 1048576.0, L.n_threads, L.n_ctx, L.o.quick ? ", quick" : "");
-	printf("machine: %s, %d of %d logical CPUs, %.1f GiB RAM\n",
+	fprintf(L.o.out, "machine: %s, %d of %d logical CPUs, %.1f GiB RAM\n",
 	       json_string_value(json_object_get(json_object_get(L.root, "machine"), "cpu")), L.n_threads,
 	       (int)sysconf(_SC_NPROCESSORS_ONLN), ram_total() / 1073741824.0);
-	fflush(stdout);
+	fflush(L.o.out);
 	for (size_t i = 0; i < N_SCEN; i++) {
 		json_t *out;
 		double t0;
 		if (!sel[i])
 			continue;
 		L.cur = scenarios[i].name;
-		printf("\n== %s: %s\n", scenarios[i].name, scenarios[i].help);
-		fflush(stdout);
+		fprintf(L.o.out, "\n== %s: %s\n", scenarios[i].name, scenarios[i].help);
+		fflush(L.o.out);
 		out = json_object();
-		t0 = life_now();
+		t0 = bench_now();
 		rc = scenarios[i].run(&L, out);
-		life_set(out, "elapsed_s", life_real(life_now() - t0));
+		bench_set(out, "elapsed_s", bench_real(bench_now() - t0));
 		json_object_set_new(L.scen, scenarios[i].name, out);
-		life_progress_end(&L);
-		fflush(stdout);
+		bench_progress_end(&L);
+		fflush(L.o.out);
 		if (rc) {
-			rc = cli_fail("bench %s: %s", scenarios[i].name, L.err.msg);
+			rc = dm_err_set(err, L.err.code ? L.err.code : DM_EIO, "bench %s: %s", scenarios[i].name,
+					L.err.msg);
 			break;
 		}
 	}
-	life_set(json_object_get(L.root, "machine"), "loadavg_end", loadavg_json());
+	bench_set(json_object_get(L.root, "machine"), "loadavg_end", loadavg_json());
 	if (L.o.json_path) {
 		if (json_dump_file(L.root, L.o.json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
-			rc = cli_fail("%s: cannot write the JSON: %s", L.o.json_path, strerror(errno));
+			rc = dm_err_set(err, DM_EIO, "%s: cannot write the JSON: %s", L.o.json_path, strerror(errno));
 			goto out;
 		}
-		printf("\njson: %s\n", L.o.json_path);
+		fprintf(L.o.out, "\njson: %s\n", L.o.json_path);
 	}
 	if (L.o.report_dir) {
-		struct dm_err e;
-		if (life_report_write(L.root, L.o.report_dir, &e)) {
-			rc = cli_fail("%s", e.msg);
+		if ((rc = bench_report_write(L.root, L.o.report_dir, err)))
 			goto out;
-		}
-		printf("report: %s/index.html\n", L.o.report_dir);
+		fprintf(L.o.out, "report: %s/index.html\n", L.o.report_dir);
 	}
 out:
 	json_decref(minfo);

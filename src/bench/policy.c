@@ -1,5 +1,5 @@
 /*
- * cli/life_policy — scenario `policies`: a scripted day of requests
+ * cli/bench_policy — scenario `policies`: a scripted day of requests
  * (bursts and idle gaps) replayed under eager, lazy, on-demand (keep-alive
  * 0), keep-alive 30 s and keep-alive 5 min: total latency paid against
  * memory-seconds held.  The chart that tells a user which policy to pick.
@@ -39,7 +39,7 @@
 #include <string.h>
 
 #include "base/mem.h"
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 
 #define MiB(x) ((double)(x) / 1048576.0)
 
@@ -107,7 +107,7 @@ struct req_rec {
 };
 
 struct replay {
-	struct life *L;
+	struct bench *L;
 	struct mgr *m;
 	struct vclock clk;
 	double vt;           /* virtual seconds */
@@ -165,19 +165,19 @@ static void expire_until(struct replay *p, double t)
 		idle_to(p, (double)st.expires_ms / 1000.0);
 		if (p->clk.ms < (uint64_t)st.expires_ms)
 			p->clk.ms = (uint64_t)st.expires_ms;
-		t0 = life_now();
+		t0 = bench_now();
 		if (mgr_tick(p->m) < 1)
 			return;
-		busy(p, life_now() - t0, held_now(p));
+		busy(p, bench_now() - t0, held_now(p));
 		p->expiries++;
 	}
 }
 
 static int one_request(struct replay *p, double t_s, struct req_rec *rec)
 {
-	struct life *L = p->L;
+	struct bench *L = p->L;
 	struct mgr_lease *l;
-	struct life_req q;
+	struct bench_req q;
 	double t0, t1, t2;
 	int rc;
 
@@ -188,26 +188,26 @@ static int one_request(struct replay *p, double t_s, struct req_rec *rec)
 	rec->t_s = t_s;
 	rec->start_s = p->vt;
 	rec->wait_s = p->vt - t_s;
-	t0 = life_now();
+	t0 = bench_now();
 	if ((rc = mgr_acquire(p->m, "m", NULL, &l, &L->err)))
 		return rc;
-	t1 = life_now();
+	t1 = bench_now();
 	busy(p, t1 - t0, held_now(p));
 	rec->cold = mgr_lease_cold(l);
 	rec->load_s = mgr_lease_load_s(l);
-	rc = life_generate(mgr_lease_handle(l), life_prompt(L, L->o.n_prompt), L->o.n_prompt, L->o.n_gen,
+	rc = bench_generate(mgr_lease_handle(l), bench_prompt(L, L->o.n_prompt), L->o.n_prompt, L->o.n_gen,
 			   0, &q, &L->err);
 	if (rc) {
 		mgr_release(l);
 		return rc;
 	}
-	t2 = life_now();
+	t2 = bench_now();
 	busy(p, t2 - t1, held_now(p));
 	rec->latency_s = rec->wait_s + (t2 - t0);
 	rec->ttft_s = rec->wait_s + (t1 - t0) + q.ttft_s;
 	rec->n_gen = q.n_gen;
 	mgr_release(l); /* the clock says vt: keep-alive counts from here */
-	t0 = life_now();
+	t0 = bench_now();
 	busy(p, t0 - t2, held_now(p));
 	return 0;
 }
@@ -225,42 +225,42 @@ static json_t *policy_json(const struct policy *pol, const struct replay *p, con
 		ttft += recs[i].ttft_s;
 		mx = recs[i].latency_s > mx ? recs[i].latency_s : mx;
 		cold += recs[i].cold;
-		life_set(r, "t_s", life_real(recs[i].t_s));
-		life_set(r, "start_s", life_real(recs[i].start_s));
-		life_set(r, "wait_s", life_real(recs[i].wait_s));
-		life_set(r, "latency_s", life_real(recs[i].latency_s));
-		life_set(r, "ttft_s", life_real(recs[i].ttft_s));
-		life_set(r, "load_s", life_real(recs[i].load_s));
-		life_set(r, "cold", json_boolean(recs[i].cold));
-		life_set(r, "n_gen", json_integer(recs[i].n_gen));
+		bench_set(r, "t_s", bench_real(recs[i].t_s));
+		bench_set(r, "start_s", bench_real(recs[i].start_s));
+		bench_set(r, "wait_s", bench_real(recs[i].wait_s));
+		bench_set(r, "latency_s", bench_real(recs[i].latency_s));
+		bench_set(r, "ttft_s", bench_real(recs[i].ttft_s));
+		bench_set(r, "load_s", bench_real(recs[i].load_s));
+		bench_set(r, "cold", json_boolean(recs[i].cold));
+		bench_set(r, "n_gen", json_integer(recs[i].n_gen));
 		json_array_append_new(reqs, r);
 	}
 	for (size_t i = 0; i < p->n_tl; i++)
 		json_array_append_new(tl, json_pack("{s:f,s:I}", "t_s", p->tl[i].t_s, "held_bytes",
 						    (json_int_t)p->tl[i].held));
-	life_set(o, "policy", json_string(pol->name));
-	life_set(o, "load", json_string(pol->load == MGR_EAGER ? "eager" : "lazy"));
-	life_set(o, "keep_alive_ms", json_integer(pol->keep_alive_ms));
-	life_set(o, "requests", json_integer(n_req));
-	life_set(o, "loads", json_integer((json_int_t)loads));
-	life_set(o, "cold_requests", json_integer(cold));
-	life_set(o, "expiries", json_integer(p->expiries));
-	life_set(o, "total_latency_s", life_real(tot));
-	life_set(o, "mean_latency_s", life_real(n_req ? tot / n_req : 0));
-	life_set(o, "max_latency_s", life_real(mx));
-	life_set(o, "total_ttft_s", life_real(ttft));
-	life_set(o, "startup_s", life_real(startup_s));
-	life_set(o, "mem_byte_s", life_real(p->mem_bs));
-	life_set(o, "mem_mib_h", life_real(p->mem_bs / 1048576.0 / 3600.0));
-	life_set(o, "mean_held_bytes", life_real(p->mem_bs / day_s));
-	life_set(o, "peak_held_bytes", life_real(p->peak));
-	life_set(o, "real_s", life_real(real_s));
-	life_set(o, "samples", reqs);
-	life_set(o, "timeline", tl);
+	bench_set(o, "policy", json_string(pol->name));
+	bench_set(o, "load", json_string(pol->load == MGR_EAGER ? "eager" : "lazy"));
+	bench_set(o, "keep_alive_ms", json_integer(pol->keep_alive_ms));
+	bench_set(o, "requests", json_integer(n_req));
+	bench_set(o, "loads", json_integer((json_int_t)loads));
+	bench_set(o, "cold_requests", json_integer(cold));
+	bench_set(o, "expiries", json_integer(p->expiries));
+	bench_set(o, "total_latency_s", bench_real(tot));
+	bench_set(o, "mean_latency_s", bench_real(n_req ? tot / n_req : 0));
+	bench_set(o, "max_latency_s", bench_real(mx));
+	bench_set(o, "total_ttft_s", bench_real(ttft));
+	bench_set(o, "startup_s", bench_real(startup_s));
+	bench_set(o, "mem_byte_s", bench_real(p->mem_bs));
+	bench_set(o, "mem_mib_h", bench_real(p->mem_bs / 1048576.0 / 3600.0));
+	bench_set(o, "mean_held_bytes", bench_real(p->mem_bs / day_s));
+	bench_set(o, "peak_held_bytes", bench_real(p->peak));
+	bench_set(o, "real_s", bench_real(real_s));
+	bench_set(o, "samples", reqs);
+	bench_set(o, "timeline", tl);
 	return o;
 }
 
-int life_policies(struct life *L, json_t *out)
+int bench_policies(struct bench *L, json_t *out)
 {
 	const struct burst *day = L->o.quick ? day_quick : day_full;
 	const size_t nb = L->o.quick ? sizeof day_quick / sizeof day_quick[0]
@@ -279,11 +279,11 @@ int life_policies(struct life *L, json_t *out)
 	recs = calloc((size_t)n_req, sizeof *recs);
 	p.cap_tl = (size_t)n_req * 8 + 64;
 	p.tl = calloc(p.cap_tl, sizeof *p.tl);
-	life_set(out, "runs", json_integer(1));
-	life_set(out, "day_s", life_real(day_s));
-	life_set(out, "time", json_string("virtual: requests real, idle gaps skipped on the manager's clock"));
-	life_set(out, "events", events);
-	life_set(out, "policies", results);
+	bench_set(out, "runs", json_integer(1));
+	bench_set(out, "day_s", bench_real(day_s));
+	bench_set(out, "time", json_string("virtual: requests real, idle gaps skipped on the manager's clock"));
+	bench_set(out, "events", events);
+	bench_set(out, "policies", results);
 	if (!times || !recs || !p.tl) {
 		rc = dm_err_set(&L->err, DM_ENOMEM, "out of memory");
 		goto out;
@@ -297,12 +297,12 @@ int life_policies(struct life *L, json_t *out)
 				k++;
 			}
 	}
-	life_cache_fill(L);
+	bench_cache_fill(L);
 	for (size_t pi = 0; pi < N_POL; pi++) {
 		const struct policy *pol = &policies[pi];
 		struct mgr_model_cfg mc;
 		struct mgr_model_status st;
-		double real0 = life_now(), startup_s = 0;
+		double real0 = bench_now(), startup_s = 0;
 
 		p.L = L;
 		p.m = NULL;
@@ -311,11 +311,11 @@ int life_policies(struct life *L, json_t *out)
 		p.held = p.peak = p.mem_bs = 0;
 		p.n_tl = 0;
 		p.expiries = 0;
-		life_model_cfg(L, &mc, "m");
+		bench_model_cfg(L, &mc, "m");
 		mc.load = pol->load;
 		mc.keep_alive_ms = pol->keep_alive_ms;
 		mc.warmup = -1; /* the manager's default: on unless keep-alive is 0 */
-		if ((rc = life_mgr_init(L, &p.m, vclock_now, &p.clk)) || (rc = mgr_add(p.m, &mc, &L->err)))
+		if ((rc = bench_mgr_init(L, &p.m, vclock_now, &p.clk)) || (rc = mgr_add(p.m, &mc, &L->err)))
 			goto out;
 		malloc_trim(0);
 		{
@@ -325,14 +325,14 @@ int life_policies(struct life *L, json_t *out)
 		}
 		set_vt(&p, 0);
 		if (pol->load == MGR_EAGER) {
-			double t0 = life_now();
+			double t0 = bench_now();
 			if ((rc = mgr_start(p.m, &L->err)))
 				goto out;
-			startup_s = life_now() - t0;
+			startup_s = bench_now() - t0;
 			busy(&p, startup_s, held_now(&p));
 		}
 		for (int i = 0; i < n_req; i++) {
-			life_progress(L, (int)pi * n_req + i, (int)N_POL * n_req);
+			bench_progress(L, (int)pi * n_req + i, (int)N_POL * n_req);
 			if ((rc = one_request(&p, times[i], &recs[i])))
 				goto out;
 		}
@@ -340,24 +340,24 @@ int life_policies(struct life *L, json_t *out)
 		idle_to(&p, day_s);
 		mgr_status(p.m, &st, 1);
 		json_array_append_new(results, policy_json(pol, &p, recs, n_req, day_s, startup_s,
-							   life_now() - real0, st.load_count));
+							   bench_now() - real0, st.load_count));
 		mgr_free(p.m);
 		p.m = NULL;
 	}
-	life_progress_end(L);
-	printf("%-15s %6s %6s %10s %9s %9s %11s %10s\n", "policy", "loads", "cold", "latency s",
+	bench_progress_end(L);
+	fprintf(L->o.out, "%-15s %6s %6s %10s %9s %9s %11s %10s\n", "policy", "loads", "cold", "latency s",
 	       "mean s", "max s", "memory MiB·h", "mean MiB");
 	for (size_t i = 0; i < json_array_size(results); i++) {
 		json_t *o = json_array_get(results, i);
 #define G(k) json_real_value(json_object_get(o, k))
-		printf("%-15s %6d %6d %10.3f %9.4f %9.4f %12.2f %10.2f\n",
+		fprintf(L->o.out, "%-15s %6d %6d %10.3f %9.4f %9.4f %12.2f %10.2f\n",
 		       json_string_value(json_object_get(o, "policy")),
 		       (int)json_integer_value(json_object_get(o, "loads")),
 		       (int)json_integer_value(json_object_get(o, "cold_requests")), G("total_latency_s"),
 		       G("mean_latency_s"), G("max_latency_s"), G("mem_mib_h"), MiB(G("mean_held_bytes")));
 #undef G
 	}
-	printf("(one replay of a %.0f h day with %d requests of %d + %d tokens; idle gaps on a virtual "
+	fprintf(L->o.out, "(one replay of a %.0f h day with %d requests of %d + %d tokens; idle gaps on a virtual "
 	       "clock, requests, loads and unloads real; memory = RSS above the idle process)\n",
 	       day_s / 3600, n_req, L->o.n_prompt, L->o.n_gen);
 out:

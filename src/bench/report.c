@@ -1,6 +1,6 @@
 /*
- * cli/life_report — `--report DIR`: the lifecycle benchmark drawn from its
- * JSON tree (cli_life.c) as DIR/index.html, self-contained (inline SVG and
+ * cli/bench_report — `--report DIR`: the lifecycle benchmark drawn from its
+ * JSON tree (bench/life.c) as DIR/index.html, self-contained (inline SVG and
  * CSS; no script, no font, no network), plus each chart as DIR/NAME.svg.
  *
  * Charts are drawn here: an x/y chart (lines, points, a fitted line,
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 
 #define W 760.0
 #define H 440.0
@@ -892,7 +892,7 @@ static void html_memory_table(struct report *R)
 	fputs("</table>\n", f);
 }
 
-int life_report_write(const json_t *root, const char *dir, struct dm_err *err)
+int bench_report_write(const json_t *root, const char *dir, struct dm_err *err)
 {
 	static const char *const thr_keys[2] = { "prefill_tok_s", "tok_s" };
 	static const char *const thr_names[2] = { "prefill (tok/s)", "decode (tok/s)" };

@@ -1,6 +1,6 @@
 /*
- * cli/life_scen — the scenarios of the lifecycle benchmark suite (see
- * cli_life.h and cli_life.c for the definitions of latency, ttft, tok/s).
+ * cli/bench_scen — the scenarios of the lifecycle benchmark suite (see
+ * cli_life.h and bench/life.c for the definitions of latency, ttft, tok/s).
  *
  * Each scenario makes its own manager(s), measures, prints its table on
  * stdout, and puts every raw sample into `out` (an object: "runs", the
@@ -19,11 +19,11 @@
 #include <unistd.h>
 
 #include "base/mem.h"
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 
 #define MiB(x) ((double)(x) / 1048576.0)
 
-static int add_model(struct life *L, struct mgr *m, const struct mgr_model_cfg *mc)
+static int add_model(struct bench *L, struct mgr *m, const struct mgr_model_cfg *mc)
 {
 	return mgr_add(m, mc, &L->err);
 }
@@ -31,13 +31,13 @@ static int add_model(struct life *L, struct mgr *m, const struct mgr_model_cfg *
 /* Median of the values v[i] for which sel[i] (at most n). */
 static double median_of(const double *v, int n)
 {
-	struct life_stats s;
-	life_stats(v, n, &s);
+	struct bench_stats s;
+	bench_stats(v, n, &s);
 	return s.median;
 }
 
 /* The largest prompt that leaves room for n_predict tokens in n_ctx. */
-static int prompt_cap(const struct life *L, int32_t n_ctx, int n_predict)
+static int prompt_cap(const struct bench *L, int32_t n_ctx, int n_predict)
 {
 	int cap = n_ctx - n_predict - 1;
 	if (cap > L->n_text_ids)
@@ -52,33 +52,33 @@ static int prompt_cap(const struct life *L, int32_t n_ctx, int n_predict)
  * read in first: cached), R requests on a dormant on-demand model (keep
  * alive 0: each request loads, answers and unloads; warm-up off, as the
  * default for keep-alive 0 is).  Runs alternate over modes and states. */
-int life_cold(struct life *L, json_t *out)
+int bench_cold(struct bench *L, json_t *out)
 {
 	static const enum mgr_load_mode modes[] = { MGR_MODE_MMAP, MGR_MODE_READ, MGR_MODE_PREFETCH };
 	static const char *const caches[] = { "dropped", "cached" };
-	const int runs = life_runs(L, 3, 1), nm = 3;
+	const int runs = bench_runs(L, 3, 1), nm = 3;
 	json_t *samples = json_array(), *summary = json_array();
 	struct mgr *m = NULL;
 	double *load = calloc((size_t)runs, sizeof *load), *ttft = calloc((size_t)runs, sizeof *ttft);
 	double *lat = calloc((size_t)runs, sizeof *lat), *tps = calloc((size_t)runs, sizeof *tps);
 	double *cached = calloc((size_t)runs, sizeof *cached);
 	double (*res)[2][5] = calloc((size_t)nm, sizeof *res); /* [mode][cache]: medians */
-	struct life_req *all = calloc((size_t)(runs * nm * 2), sizeof *all);
+	struct bench_req *all = calloc((size_t)(runs * nm * 2), sizeof *all);
 	double *frac = calloc((size_t)(runs * nm * 2), sizeof *frac); /* of the file cached before */
 	int rc = 0, step = 0;
 
-	life_set(out, "runs", json_integer(runs));
-	life_set(out, "samples", samples);
-	life_set(out, "summary", summary);
+	bench_set(out, "runs", json_integer(runs));
+	bench_set(out, "samples", samples);
+	bench_set(out, "summary", summary);
 	if (!load || !ttft || !lat || !tps || !cached || !res || !all || !frac) {
 		rc = dm_err_set(&L->err, DM_ENOMEM, "out of memory");
 		goto out;
 	}
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)))
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)))
 		goto out;
 	for (int i = 0; i < nm; i++) {
 		struct mgr_model_cfg mc;
-		life_model_cfg(L, &mc, mgr_mode_name(modes[i]));
+		bench_model_cfg(L, &mc, mgr_mode_name(modes[i]));
 		mc.mode = modes[i];
 		mc.keep_alive_ms = 0;
 		if ((rc = add_model(L, m, &mc)))
@@ -87,30 +87,30 @@ int life_cold(struct life *L, json_t *out)
 	for (int r = 0; r < runs; r++)
 		for (int i = 0; i < nm; i++)
 			for (int c = 0; c < 2; c++) {
-				struct life_req *q = &all[(i * 2 + c) * runs + r];
-				uint64_t before = c == 0 ? life_cache_drop(L) : life_cache_fill(L);
+				struct bench_req *q = &all[(i * 2 + c) * runs + r];
+				uint64_t before = c == 0 ? bench_cache_drop(L) : bench_cache_fill(L);
 				json_t *s;
-				life_progress(L, step++, runs * nm * 2);
-				if ((rc = life_request(L, m, mgr_mode_name(modes[i]), NULL,
-						       life_prompt(L, L->o.n_prompt), L->o.n_prompt, L->o.n_gen,
+				bench_progress(L, step++, runs * nm * 2);
+				if ((rc = bench_request(L, m, mgr_mode_name(modes[i]), NULL,
+						       bench_prompt(L, L->o.n_prompt), L->o.n_prompt, L->o.n_gen,
 						       0, q)))
 					goto out;
-				s = life_req_json(q);
-				life_set(s, "mode", json_string(mgr_mode_name(modes[i])));
-				life_set(s, "cache", json_string(caches[c]));
-				life_set(s, "run", json_integer(r));
-				life_set(s, "file_cached_before_bytes", json_integer((json_int_t)before));
-				life_set(s, "file_bytes", json_integer((json_int_t)L->file_bytes));
+				s = bench_req_json(q);
+				bench_set(s, "mode", json_string(mgr_mode_name(modes[i])));
+				bench_set(s, "cache", json_string(caches[c]));
+				bench_set(s, "run", json_integer(r));
+				bench_set(s, "file_cached_before_bytes", json_integer((json_int_t)before));
+				bench_set(s, "file_bytes", json_integer((json_int_t)L->file_bytes));
 				json_array_append_new(samples, s);
 				frac[(i * 2 + c) * runs + r] =
 					L->file_bytes ? (double)before / (double)L->file_bytes : 0;
 			}
-	life_progress_end(L);
-	printf("%-9s %-8s %7s %9s %9s %11s %7s %9s\n", "mode", "cache", "cached", "load s", "ttft s",
+	bench_progress_end(L);
+	fprintf(L->o.out, "%-9s %-8s %7s %9s %9s %11s %7s %9s\n", "mode", "cache", "cached", "load s", "ttft s",
 	       "first gen s", "tokens", "tok/s");
 	for (int i = 0; i < nm; i++)
 		for (int c = 0; c < 2; c++) {
-			const struct life_req *q = &all[(i * 2 + c) * runs];
+			const struct bench_req *q = &all[(i * 2 + c) * runs];
 			json_t *o = json_object();
 			for (int r = 0; r < runs; r++) {
 				load[r] = q[r].load_s;
@@ -124,21 +124,21 @@ int life_cold(struct life *L, json_t *out)
 			res[i][c][2] = median_of(lat, runs);
 			res[i][c][3] = median_of(tps, runs);
 			res[i][c][4] = median_of(cached, runs);
-			life_set(o, "mode", json_string(mgr_mode_name(modes[i])));
-			life_set(o, "cache", json_string(caches[c]));
-			life_set(o, "n", json_integer(runs));
-			life_set(o, "load_s", life_real(res[i][c][0]));
-			life_set(o, "ttft_s", life_real(res[i][c][1]));
-			life_set(o, "latency_s", life_real(res[i][c][2]));
-			life_set(o, "tok_s", life_real(res[i][c][3]));
-			life_set(o, "file_cached_before_fraction", life_real(res[i][c][4]));
-			life_set(o, "n_gen", json_integer(q[0].n_gen));
+			bench_set(o, "mode", json_string(mgr_mode_name(modes[i])));
+			bench_set(o, "cache", json_string(caches[c]));
+			bench_set(o, "n", json_integer(runs));
+			bench_set(o, "load_s", bench_real(res[i][c][0]));
+			bench_set(o, "ttft_s", bench_real(res[i][c][1]));
+			bench_set(o, "latency_s", bench_real(res[i][c][2]));
+			bench_set(o, "tok_s", bench_real(res[i][c][3]));
+			bench_set(o, "file_cached_before_fraction", bench_real(res[i][c][4]));
+			bench_set(o, "n_gen", json_integer(q[0].n_gen));
 			json_array_append_new(summary, o);
-			printf("%-9s %-8s %6.0f%% %9.4f %9.4f %11.4f %7d %9.1f\n", mgr_mode_name(modes[i]),
+			fprintf(L->o.out, "%-9s %-8s %6.0f%% %9.4f %9.4f %11.4f %7d %9.1f\n", mgr_mode_name(modes[i]),
 			       caches[c], 100 * res[i][c][4], res[i][c][0], res[i][c][1], res[i][c][2],
 			       q[0].n_gen, res[i][c][3]);
 		}
-	printf("(median of %d run%s; latency = acquire, load included, to the last of %d tokens; "
+	fprintf(L->o.out, "(median of %d run%s; latency = acquire, load included, to the last of %d tokens; "
 	       "prompt %d tokens)\n", runs, runs > 1 ? "s" : "", L->o.n_gen, L->o.n_prompt);
 out:
 	mgr_free(m);
@@ -156,60 +156,60 @@ out:
 /* ---- 2. warm ---- */
 
 /* The model is loaded once (warm-up on), then N requests in a row. */
-int life_warm(struct life *L, json_t *out)
+int bench_warm(struct bench *L, json_t *out)
 {
-	const int runs = life_runs(L, 10, 3);
+	const int runs = bench_runs(L, 10, 3);
 	json_t *samples = json_array(), *summary = json_object();
 	struct mgr *m = NULL;
 	struct mgr_model_cfg mc;
 	double *lat = calloc((size_t)runs, sizeof *lat), *tps = calloc((size_t)runs, sizeof *tps);
 	double *ttft = calloc((size_t)runs, sizeof *ttft);
-	struct life_stats sl, st, sf;
+	struct bench_stats sl, st, sf;
 	int rc = 0, n_gen = 0;
 
-	life_set(out, "runs", json_integer(runs));
-	life_set(out, "samples", samples);
-	life_set(out, "summary", summary);
+	bench_set(out, "runs", json_integer(runs));
+	bench_set(out, "samples", samples);
+	bench_set(out, "summary", summary);
 	if (!lat || !tps || !ttft) {
 		rc = dm_err_set(&L->err, DM_ENOMEM, "out of memory");
 		goto out;
 	}
-	life_model_cfg(L, &mc, "m");
+	bench_model_cfg(L, &mc, "m");
 	mc.warmup = 1;
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
 	    (rc = mgr_load(m, "m", &L->err)))
 		goto out;
 	for (int r = 0; r < runs; r++) {
-		struct life_req q;
+		struct bench_req q;
 		json_t *s;
-		life_progress(L, r, runs);
-		if ((rc = life_request(L, m, "m", NULL, life_prompt(L, L->o.n_prompt), L->o.n_prompt,
+		bench_progress(L, r, runs);
+		if ((rc = bench_request(L, m, "m", NULL, bench_prompt(L, L->o.n_prompt), L->o.n_prompt,
 				       L->o.n_gen, 0, &q)))
 			goto out;
 		lat[r] = q.latency_s;
 		tps[r] = q.tok_s;
 		ttft[r] = q.ttft_s;
 		n_gen += q.n_gen;
-		s = life_req_json(&q);
-		life_set(s, "run", json_integer(r));
+		s = bench_req_json(&q);
+		bench_set(s, "run", json_integer(r));
 		json_array_append_new(samples, s);
 	}
-	life_stats(lat, runs, &sl);
-	life_stats(tps, runs, &st);
-	life_stats(ttft, runs, &sf);
-	life_set(summary, "latency_s", life_stats_json(&sl));
-	life_set(summary, "ttft_s", life_stats_json(&sf));
-	life_set(summary, "tok_s", life_stats_json(&st));
-	life_set(summary, "n_gen_total", json_integer(n_gen));
-	life_progress_end(L);
-	printf("%-10s %10s %10s %10s %10s %10s\n", "", "mean", "median", "min", "max", "stddev");
-	printf("%-10s %10.4f %10.4f %10.4f %10.4f %10.4f\n", "latency s", sl.mean, sl.median, sl.min,
+	bench_stats(lat, runs, &sl);
+	bench_stats(tps, runs, &st);
+	bench_stats(ttft, runs, &sf);
+	bench_set(summary, "latency_s", bench_stats_json(&sl));
+	bench_set(summary, "ttft_s", bench_stats_json(&sf));
+	bench_set(summary, "tok_s", bench_stats_json(&st));
+	bench_set(summary, "n_gen_total", json_integer(n_gen));
+	bench_progress_end(L);
+	fprintf(L->o.out, "%-10s %10s %10s %10s %10s %10s\n", "", "mean", "median", "min", "max", "stddev");
+	fprintf(L->o.out, "%-10s %10.4f %10.4f %10.4f %10.4f %10.4f\n", "latency s", sl.mean, sl.median, sl.min,
 	       sl.max, sl.stddev);
-	printf("%-10s %10.4f %10.4f %10.4f %10.4f %10.4f\n", "ttft s", sf.mean, sf.median, sf.min, sf.max,
+	fprintf(L->o.out, "%-10s %10.4f %10.4f %10.4f %10.4f %10.4f\n", "ttft s", sf.mean, sf.median, sf.min, sf.max,
 	       sf.stddev);
-	printf("%-10s %10.1f %10.1f %10.1f %10.1f %10.1f\n", "tok/s", st.mean, st.median, st.min, st.max,
+	fprintf(L->o.out, "%-10s %10.1f %10.1f %10.1f %10.1f %10.1f\n", "tok/s", st.mean, st.median, st.min, st.max,
 	       st.stddev);
-	printf("(%d requests of %d prompt + %d generated tokens on the loaded model)\n", runs,
+	fprintf(L->o.out, "(%d requests of %d prompt + %d generated tokens on the loaded model)\n", runs,
 	       L->o.n_prompt, L->o.n_gen);
 out:
 	mgr_free(m);
@@ -225,27 +225,27 @@ out:
  * replaced by the largest that fits, once), each request generating one
  * token: latency is the prompt's cost.  Fitted over every sample:
  * latency_s = fixed_s + per_token_s · n_prompt. */
-int life_context(struct life *L, json_t *out)
+int bench_context(struct bench *L, json_t *out)
 {
 	static const int lens_full[] = { 1, 10, 35, 128, 512, 2048 };
-	const int runs = life_runs(L, 3, 1), cap = prompt_cap(L, L->n_ctx, 1);
+	const int runs = bench_runs(L, 3, 1), cap = prompt_cap(L, L->n_ctx, 1);
 	int lens[8], nl = 0, n = 0, rc = 0;
 	json_t *samples = json_array(), *table = json_array();
 	struct mgr *m = NULL;
 	struct mgr_model_cfg mc;
 	double *x = NULL, *y = NULL, *tmp = NULL, *tmp2 = NULL;
-	struct life_fit f;
+	struct bench_fit f;
 
 	for (size_t i = 0; i < sizeof lens_full / sizeof lens_full[0]; i++) {
 		int v = lens_full[i] < cap ? lens_full[i] : cap;
 		if (!nl || v > lens[nl - 1])
 			lens[nl++] = v;
 	}
-	life_set(out, "runs", json_integer(runs));
-	life_set(out, "n_ctx", json_integer(L->n_ctx));
-	life_set(out, "n_predict", json_integer(1));
-	life_set(out, "samples", samples);
-	life_set(out, "lengths", table);
+	bench_set(out, "runs", json_integer(runs));
+	bench_set(out, "n_ctx", json_integer(L->n_ctx));
+	bench_set(out, "n_predict", json_integer(1));
+	bench_set(out, "samples", samples);
+	bench_set(out, "lengths", table);
 	x = calloc((size_t)(nl * runs), sizeof *x);
 	y = calloc((size_t)(nl * runs), sizeof *y);
 	tmp = calloc((size_t)runs, sizeof *tmp);
@@ -254,28 +254,28 @@ int life_context(struct life *L, json_t *out)
 		rc = dm_err_set(&L->err, DM_ENOMEM, "out of memory");
 		goto out;
 	}
-	life_model_cfg(L, &mc, "m");
+	bench_model_cfg(L, &mc, "m");
 	mc.warmup = 1;
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
 	    (rc = mgr_load(m, "m", &L->err)))
 		goto out;
 	for (int r = 0; r < runs; r++)
 		for (int i = 0; i < nl; i++) {
-			struct life_req q;
+			struct bench_req q;
 			json_t *s;
-			life_progress(L, r * nl + i, runs * nl);
-			if ((rc = life_request(L, m, "m", NULL, life_prompt(L, lens[i]), lens[i], 1, 0, &q)))
+			bench_progress(L, r * nl + i, runs * nl);
+			if ((rc = bench_request(L, m, "m", NULL, bench_prompt(L, lens[i]), lens[i], 1, 0, &q)))
 				goto out;
 			x[n] = lens[i];
 			y[n++] = q.latency_s;
-			s = life_req_json(&q);
-			life_set(s, "run", json_integer(r));
+			s = bench_req_json(&q);
+			bench_set(s, "run", json_integer(r));
 			json_array_append_new(samples, s);
 		}
-	life_fit_line(x, y, n, &f);
-	life_set(out, "fit", life_fit_json(&f, "fixed_s", "per_token_s"));
-	life_progress_end(L);
-	printf("%10s %12s %14s\n", "prompt tok", "latency s", "prefill tok/s");
+	bench_fit_line(x, y, n, &f);
+	bench_set(out, "fit", bench_fit_json(&f, "fixed_s", "per_token_s"));
+	bench_progress_end(L);
+	fprintf(L->o.out, "%10s %12s %14s\n", "prompt tok", "latency s", "prefill tok/s");
 	for (int i = 0; i < nl; i++) {
 		json_t *o = json_object();
 		for (int r = 0; r < runs; r++) {
@@ -283,16 +283,16 @@ int life_context(struct life *L, json_t *out)
 			tmp[r] = json_real_value(json_object_get(s, "latency_s"));
 			tmp2[r] = json_real_value(json_object_get(s, "prefill_tok_s"));
 		}
-		life_set(o, "n_prompt", json_integer(lens[i]));
-		life_set(o, "latency_s", life_real(median_of(tmp, runs)));
-		life_set(o, "prefill_tok_s", life_real(median_of(tmp2, runs)));
+		bench_set(o, "n_prompt", json_integer(lens[i]));
+		bench_set(o, "latency_s", bench_real(median_of(tmp, runs)));
+		bench_set(o, "prefill_tok_s", bench_real(median_of(tmp2, runs)));
 		json_array_append_new(table, o);
-		printf("%10d %12.4f %14.1f\n", lens[i], median_of(tmp, runs), median_of(tmp2, runs));
+		fprintf(L->o.out, "%10d %12.4f %14.1f\n", lens[i], median_of(tmp, runs), median_of(tmp2, runs));
 	}
 	if (f.ok)
-		printf("fit: latency = %.3f ms + %.4f ms per prompt token (r^2 %.3f, %d samples)\n",
+		fprintf(L->o.out, "fit: latency = %.3f ms + %.4f ms per prompt token (r^2 %.3f, %d samples)\n",
 		       f.fixed * 1e3, f.slope * 1e3, f.r2, f.n);
-	printf("(median of %d run%s; one generated token per request; n_ctx %d)\n", runs,
+	fprintf(L->o.out, "(median of %d run%s; one generated token per request; n_ctx %d)\n", runs,
 	       runs > 1 ? "s" : "", L->n_ctx);
 out:
 	mgr_free(m);
@@ -309,28 +309,28 @@ out:
  * 100) after a prompt of -p tokens, with end-of-generation tokens masked so
  * that every request runs to its length (or to a full context, reported).
  * Fitted: latency_s = fixed_s + per_token_s · tokens produced. */
-int life_max_tokens(struct life *L, json_t *out)
+int bench_max_tokens(struct bench *L, json_t *out)
 {
 	static const int full[] = { 25, 50, 100, 150, 200, 300 }, quick[] = { 25, 50, 100 };
 	const int *list = L->o.quick ? quick : full;
-	const int nlist = L->o.quick ? 3 : 6, runs = life_runs(L, 3, 1);
+	const int nlist = L->o.quick ? 3 : 6, runs = bench_runs(L, 3, 1);
 	int want[8], nw = 0, n = 0, rc = 0, room = L->n_ctx - L->o.n_prompt - 1;
 	json_t *samples = json_array(), *table = json_array();
 	struct mgr *m = NULL;
 	struct mgr_model_cfg mc;
 	double *x = NULL, *y = NULL, *tl = NULL, *tt = NULL;
-	struct life_fit f;
+	struct bench_fit f;
 
 	for (int i = 0; i < nlist; i++) {
 		int v = list[i] < room ? list[i] : room;
 		if (v >= 1 && (!nw || v > want[nw - 1]))
 			want[nw++] = v;
 	}
-	life_set(out, "runs", json_integer(runs));
-	life_set(out, "n_prompt", json_integer(L->o.n_prompt));
-	life_set(out, "ignore_eos", json_true());
-	life_set(out, "samples", samples);
-	life_set(out, "lengths", table);
+	bench_set(out, "runs", json_integer(runs));
+	bench_set(out, "n_prompt", json_integer(L->o.n_prompt));
+	bench_set(out, "ignore_eos", json_true());
+	bench_set(out, "samples", samples);
+	bench_set(out, "lengths", table);
 	x = calloc((size_t)(nw * runs) + 1, sizeof *x);
 	y = calloc((size_t)(nw * runs) + 1, sizeof *y);
 	tl = calloc((size_t)runs, sizeof *tl);
@@ -339,30 +339,30 @@ int life_max_tokens(struct life *L, json_t *out)
 		rc = dm_err_set(&L->err, DM_ENOMEM, "out of memory");
 		goto out;
 	}
-	life_model_cfg(L, &mc, "m");
+	bench_model_cfg(L, &mc, "m");
 	mc.warmup = 1;
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)) ||
 	    (rc = mgr_load(m, "m", &L->err)))
 		goto out;
 	for (int r = 0; r < runs; r++)
 		for (int i = 0; i < nw; i++) {
-			struct life_req q;
+			struct bench_req q;
 			json_t *s;
-			life_progress(L, r * nw + i, runs * nw);
-			if ((rc = life_request(L, m, "m", NULL, life_prompt(L, L->o.n_prompt), L->o.n_prompt,
-					       want[i], LIFE_IGNORE_EOS, &q)))
+			bench_progress(L, r * nw + i, runs * nw);
+			if ((rc = bench_request(L, m, "m", NULL, bench_prompt(L, L->o.n_prompt), L->o.n_prompt,
+					       want[i], BENCH_IGNORE_EOS, &q)))
 				goto out;
 			x[n] = q.n_gen;
 			y[n++] = q.latency_s;
-			s = life_req_json(&q);
-			life_set(s, "max_tokens", json_integer(want[i]));
-			life_set(s, "run", json_integer(r));
+			s = bench_req_json(&q);
+			bench_set(s, "max_tokens", json_integer(want[i]));
+			bench_set(s, "run", json_integer(r));
 			json_array_append_new(samples, s);
 		}
-	life_fit_line(x, y, n, &f);
-	life_set(out, "fit", life_fit_json(&f, "fixed_s", "per_token_s"));
-	life_progress_end(L);
-	printf("%10s %9s %12s %9s\n", "max tokens", "produced", "latency s", "tok/s");
+	bench_fit_line(x, y, n, &f);
+	bench_set(out, "fit", bench_fit_json(&f, "fixed_s", "per_token_s"));
+	bench_progress_end(L);
+	fprintf(L->o.out, "%10s %9s %12s %9s\n", "max tokens", "produced", "latency s", "tok/s");
 	for (int i = 0; i < nw; i++) {
 		json_t *o = json_object();
 		int produced = 0;
@@ -372,17 +372,17 @@ int life_max_tokens(struct life *L, json_t *out)
 			tt[r] = json_real_value(json_object_get(s, "tok_s"));
 			produced = (int)json_integer_value(json_object_get(s, "n_gen"));
 		}
-		life_set(o, "max_tokens", json_integer(want[i]));
-		life_set(o, "n_gen", json_integer(produced));
-		life_set(o, "latency_s", life_real(median_of(tl, runs)));
-		life_set(o, "tok_s", life_real(median_of(tt, runs)));
+		bench_set(o, "max_tokens", json_integer(want[i]));
+		bench_set(o, "n_gen", json_integer(produced));
+		bench_set(o, "latency_s", bench_real(median_of(tl, runs)));
+		bench_set(o, "tok_s", bench_real(median_of(tt, runs)));
 		json_array_append_new(table, o);
-		printf("%10d %9d %12.4f %9.1f\n", want[i], produced, median_of(tl, runs), median_of(tt, runs));
+		fprintf(L->o.out, "%10d %9d %12.4f %9.1f\n", want[i], produced, median_of(tl, runs), median_of(tt, runs));
 	}
 	if (f.ok)
-		printf("fit: latency = %.3f ms + %.4f ms per generated token (r^2 %.3f, %d samples)\n",
+		fprintf(L->o.out, "fit: latency = %.3f ms + %.4f ms per generated token (r^2 %.3f, %d samples)\n",
 		       f.fixed * 1e3, f.slope * 1e3, f.r2, f.n);
-	printf("(median of %d run%s; prompt %d tokens; end-of-generation tokens never sampled)\n", runs,
+	fprintf(L->o.out, "(median of %d run%s; prompt %d tokens; end-of-generation tokens never sampled)\n", runs,
 	       runs > 1 ? "s" : "", L->o.n_prompt);
 out:
 	mgr_free(m);
@@ -403,7 +403,7 @@ struct sampler {
 	atomic_int stop;
 	double t0;
 	pthread_mutex_t mu;
-	struct life_mem *v;
+	struct bench_mem *v;
 	size_t n, cap;
 	unsigned interval_us;
 };
@@ -421,7 +421,7 @@ static void *sampler_main(void *arg)
 			s->n = s->cap / 2;
 			s->interval_us *= 2;
 		}
-		s->v[s->n].t_s = life_now() - s->t0;
+		s->v[s->n].t_s = bench_now() - s->t0;
 		s->v[s->n].rss = u.rss;
 		s->v[s->n].rss_anon = u.rss_anon;
 		s->v[s->n].rss_file = u.rss_file;
@@ -443,14 +443,14 @@ static void *sampler_main(void *arg)
  * before and after are in the JSON) so that the program's own code pages
  * and allocator arenas touched for the first time are not counted as the
  * model's. */
-int life_memory(struct life *L, json_t *out)
+int bench_memory(struct bench *L, json_t *out)
 {
 	static const int marks_full[] = { 10, 50, 100 }, marks_quick[] = { 3, 10 };
 	const int *marks = L->o.quick ? marks_quick : marks_full, n_marks = L->o.quick ? 2 : 3;
 	const int turns = marks[n_marks - 1], turn_user = 16;
 	const int turn_gen = L->o.n_gen < 16 ? L->o.n_gen : 16;
 	struct sampler smp;
-	struct life_mem pts[16];
+	struct bench_mem pts[16];
 	const char *labels[16];
 	int np = 0, rc = 0, mark = 0, resets = 0, text_pos = 1, step = 0, steps = turns + 4;
 	json_t *points = json_array(), *timeline = json_array(), *turn_arr = json_array();
@@ -458,18 +458,18 @@ int life_memory(struct life *L, json_t *out)
 	struct mgr_model_cfg mc;
 	double t0, load_s = 0, *tlat = NULL;
 	bool started = false;
-	struct life_req q;
-	struct life_mem *tm = NULL;   /* per turn, preallocated like the timeline */
+	struct bench_req q;
+	struct bench_mem *tm = NULL;   /* per turn, preallocated like the timeline */
 	int *tn_past = NULL;
 
 	memset(&smp, 0, sizeof smp);
-	life_set(out, "runs", json_integer(1));
-	life_set(out, "points", points);
-	life_set(out, "timeline", timeline);
-	life_set(out, "turns", turn_arr);
-	life_set(out, "turn_prompt_tokens", json_integer(turn_user));
-	life_set(out, "turn_gen_tokens", json_integer(turn_gen));
-	life_set(out, "mode", json_string(mgr_mode_name(L->o.mode)));
+	bench_set(out, "runs", json_integer(1));
+	bench_set(out, "points", points);
+	bench_set(out, "timeline", timeline);
+	bench_set(out, "turns", turn_arr);
+	bench_set(out, "turn_prompt_tokens", json_integer(turn_user));
+	bench_set(out, "turn_gen_tokens", json_integer(turn_gen));
+	bench_set(out, "mode", json_string(mgr_mode_name(L->o.mode)));
 	smp.cap = (size_t)1 << 16;
 	smp.v = dm_mem_map(smp.cap * sizeof *smp.v); /* touched now, before the start figure */
 	if (!smp.v)
@@ -477,9 +477,9 @@ int life_memory(struct life *L, json_t *out)
 	memset(smp.v, 0, smp.cap * sizeof *smp.v);
 	smp.interval_us = 5000;
 	pthread_mutex_init(&smp.mu, NULL);
-	life_model_cfg(L, &mc, "m");
+	bench_model_cfg(L, &mc, "m");
 	mc.warmup = 1;
-	if ((rc = life_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)))
+	if ((rc = bench_mgr_init(L, &m, NULL, NULL)) || (rc = add_model(L, m, &mc)))
 		goto out2;
 	tm = dm_mem_map((size_t)(turns + 1) * sizeof *tm);
 	tn_past = dm_mem_map((size_t)(turns + 1) * sizeof *tn_past);
@@ -498,17 +498,17 @@ int life_memory(struct life *L, json_t *out)
 		struct dm_mem_usage u0, u1;
 		dm_mem_usage(&u0);
 		if ((rc = mgr_load(m, "m", &L->err)) ||
-		    (rc = life_request(L, m, "m", NULL, life_prompt(L, L->o.n_prompt), L->o.n_prompt,
+		    (rc = bench_request(L, m, "m", NULL, bench_prompt(L, L->o.n_prompt), L->o.n_prompt,
 				       L->o.n_gen, 0, &q)) ||
 		    (rc = mgr_unload(m, "m", &L->err)))
 			goto out2;
 		malloc_trim(0);
 		dm_mem_usage(&u1);
-		life_set(out, "priming_rss_before_bytes", json_integer((json_int_t)u0.rss));
-		life_set(out, "priming_rss_after_bytes", json_integer((json_int_t)u1.rss));
+		bench_set(out, "priming_rss_before_bytes", json_integer((json_int_t)u0.rss));
+		bench_set(out, "priming_rss_after_bytes", json_integer((json_int_t)u1.rss));
 	}
 	malloc_trim(0);
-	t0 = life_now();
+	t0 = bench_now();
 	smp.t0 = t0;
 	if (pthread_create(&smp.th, NULL, sampler_main, &smp) != 0) {
 		rc = dm_err_set(&L->err, DM_ENOMEM, "cannot start the sampling thread");
@@ -516,51 +516,51 @@ int life_memory(struct life *L, json_t *out)
 	}
 	started = true;
 	usleep(20000);
-	life_mem_now(L, t0, &pts[np]);
+	bench_mem_now(L, t0, &pts[np]);
 	labels[np++] = "start";
-	life_progress(L, step++, steps);
+	bench_progress(L, step++, steps);
 	{
-		double a = life_now();
+		double a = bench_now();
 		if ((rc = mgr_load(m, "m", &L->err)))
 			goto out2;
-		load_s = life_now() - a;
+		load_s = bench_now() - a;
 	}
-	life_mem_now(L, t0, &pts[np]);
+	bench_mem_now(L, t0, &pts[np]);
 	labels[np++] = "after load";
 	for (int g = 0; g < 2; g++) {
-		life_progress(L, step++, steps);
-		if ((rc = life_request(L, m, "m", NULL, life_prompt(L, L->o.n_prompt), L->o.n_prompt,
+		bench_progress(L, step++, steps);
+		if ((rc = bench_request(L, m, "m", NULL, bench_prompt(L, L->o.n_prompt), L->o.n_prompt,
 				       L->o.n_gen, 0, &q)))
 			goto out2;
-		life_mem_now(L, t0, &pts[np]);
+		bench_mem_now(L, t0, &pts[np]);
 		labels[np++] = g == 0 ? "after first generation" : "after second generation";
 	}
 	{
 		int n_past = 0;
 		for (int t = 1; t <= turns; t++) {
-			unsigned flags = LIFE_KEEP_CACHE;
+			unsigned flags = BENCH_KEEP_CACHE;
 			const int32_t *ids;
 			int n_ids = turn_user;
-			life_progress(L, step++, steps);
+			bench_progress(L, step++, steps);
 			if (t == 1 || n_past + turn_user + turn_gen + 1 > L->n_ctx) {
 				/* a new context: BOS and the first turn */
 				flags = 0;
 				if (t > 1)
 					resets++;
 				n_past = 0;
-				ids = life_prompt(L, turn_user);
+				ids = bench_prompt(L, turn_user);
 			} else {
 				if (text_pos + turn_user > L->n_text_ids)
 					text_pos = 1;
 				ids = L->text_ids + text_pos;
 			}
 			text_pos += turn_user;
-			if ((rc = life_request(L, m, "m", NULL, ids, n_ids, turn_gen, flags, &q)))
+			if ((rc = bench_request(L, m, "m", NULL, ids, n_ids, turn_gen, flags, &q)))
 				goto out2;
 			n_past += q.n_prompt + q.n_gen;
 			tn_past[t] = n_past;
 			tlat[t] = q.latency_s;
-			life_mem_now(L, t0, &tm[t]);
+			bench_mem_now(L, t0, &tm[t]);
 			if (mark < n_marks && t == marks[mark]) {
 				static char lab[3][32];
 				snprintf(lab[mark], sizeof lab[mark], "after %d turns", t);
@@ -570,11 +570,11 @@ int life_memory(struct life *L, json_t *out)
 			}
 		}
 	}
-	life_progress(L, step++, steps);
+	bench_progress(L, step++, steps);
 	if ((rc = mgr_unload(m, "m", &L->err)))
 		goto out2;
 	malloc_trim(0);
-	life_mem_now(L, t0, &pts[np]);
+	bench_mem_now(L, t0, &pts[np]);
 	labels[np++] = "after unload";
 	usleep(20000);
 out2:
@@ -583,11 +583,11 @@ out2:
 		pthread_join(smp.th, NULL);
 	}
 	if (!rc) {
-		const struct life_mem *s0 = &pts[0], *ld = &pts[1], *un = &pts[np - 1];
+		const struct bench_mem *s0 = &pts[0], *ld = &pts[1], *un = &pts[np - 1];
 		json_t *ret = json_object();
 		uint64_t peak = 0;
 		for (int i = 0; i < np; i++)
-			json_array_append_new(points, life_mem_json(&pts[i], labels[i]));
+			json_array_append_new(points, bench_mem_json(&pts[i], labels[i]));
 		for (size_t i = 0; i < smp.n; i++) {
 			json_array_append_new(timeline, json_pack("{s:f,s:I,s:I,s:I}", "t_s", smp.v[i].t_s,
 					      "rss_bytes", (json_int_t)smp.v[i].rss, "rss_anon_bytes",
@@ -597,34 +597,34 @@ out2:
 				peak = smp.v[i].rss;
 		}
 		for (int t = 1; t <= turns; t++) {
-			json_t *o = life_mem_json(&tm[t], NULL);
-			life_set(o, "turn", json_integer(t));
-			life_set(o, "n_past", json_integer(tn_past[t]));
-			life_set(o, "latency_s", life_real(tlat[t]));
+			json_t *o = bench_mem_json(&tm[t], NULL);
+			bench_set(o, "turn", json_integer(t));
+			bench_set(o, "n_past", json_integer(tn_past[t]));
+			bench_set(o, "latency_s", bench_real(tlat[t]));
 			json_array_append_new(turn_arr, o);
 		}
-		life_set(out, "load_s", life_real(load_s));
-		life_set(out, "context_resets", json_integer(resets));
-		life_set(out, "sample_interval_ms", json_integer(smp.interval_us / 1000));
-		life_set(out, "peak_rss_bytes", json_integer((json_int_t)peak));
-		life_set(ret, "rss_delta_bytes", json_integer((json_int_t)un->rss - (json_int_t)s0->rss));
-		life_set(ret, "rss_anon_delta_bytes",
+		bench_set(out, "load_s", bench_real(load_s));
+		bench_set(out, "context_resets", json_integer(resets));
+		bench_set(out, "sample_interval_ms", json_integer(smp.interval_us / 1000));
+		bench_set(out, "peak_rss_bytes", json_integer((json_int_t)peak));
+		bench_set(ret, "rss_delta_bytes", json_integer((json_int_t)un->rss - (json_int_t)s0->rss));
+		bench_set(ret, "rss_anon_delta_bytes",
 			 json_integer((json_int_t)un->rss_anon - (json_int_t)s0->rss_anon));
-		life_set(ret, "rss_file_delta_bytes",
+		bench_set(ret, "rss_file_delta_bytes",
 			 json_integer((json_int_t)un->rss_file - (json_int_t)s0->rss_file));
-		life_set(ret, "given_back_bytes", json_integer((json_int_t)ld->rss - (json_int_t)un->rss));
-		life_set(out, "return_to_baseline", ret);
-		life_progress_end(L);
-		printf("%-26s %9s %9s %9s %9s %10s\n", "point", "t s", "RSS MiB", "anon MiB", "file MiB",
+		bench_set(ret, "given_back_bytes", json_integer((json_int_t)ld->rss - (json_int_t)un->rss));
+		bench_set(out, "return_to_baseline", ret);
+		bench_progress_end(L);
+		fprintf(L->o.out, "%-26s %9s %9s %9s %9s %10s\n", "point", "t s", "RSS MiB", "anon MiB", "file MiB",
 		       "cached MiB");
 		for (int i = 0; i < np; i++)
-			printf("%-26s %9.3f %9.1f %9.1f %9.1f %10.1f\n", labels[i], pts[i].t_s, MiB(pts[i].rss),
+			fprintf(L->o.out, "%-26s %9.3f %9.1f %9.1f %9.1f %10.1f\n", labels[i], pts[i].t_s, MiB(pts[i].rss),
 			       MiB(pts[i].rss_anon), MiB(pts[i].rss_file), MiB(pts[i].file_cached));
-		printf("return to baseline: RSS after unload %+.3f MiB vs start (anon %+.3f, file %+.3f); "
+		fprintf(L->o.out, "return to baseline: RSS after unload %+.3f MiB vs start (anon %+.3f, file %+.3f); "
 		       "peak %.1f MiB; load %.3f s\n",
 		       (MiB(un->rss) - MiB(s0->rss)), MiB(un->rss_anon) - MiB(s0->rss_anon),
 		       MiB(un->rss_file) - MiB(s0->rss_file), MiB(peak), load_s);
-		printf("(one run; %d-turn conversation of %d + %d tokens a turn, %d context restart%s; "
+		fprintf(L->o.out, "(one run; %d-turn conversation of %d + %d tokens a turn, %d context restart%s; "
 		       "%s mode; cached = the model file's pages in the page cache)\n",
 		       turns, turn_user, turn_gen, resets, resets == 1 ? "" : "s", mgr_mode_name(L->o.mode));
 	}

@@ -26,6 +26,9 @@ int cli_tokenize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 int cli_bench_server(int argc, char **argv);
+/* `dormant bench SCENARIO[,...]|all MODEL` (cli_bench_life.c): the lifecycle
+ * suite of src/bench/; argv[0] is the scenario list. */
+int cli_bench_life(int argc, char **argv);
 /* `dormant bench rag` (cli_bench_rag.c): batched vs one-by-one embed and rerank. */
 int cli_bench_rag(int argc, char **argv);
 int cli_ps(int argc, char **argv);

@@ -30,7 +30,7 @@
 #include "base/pool.h"
 #include "base/rng.h"
 #include "cli/cli.h"
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 
@@ -248,7 +248,7 @@ int cli_bench(int argc, char **argv)
 			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n"
 			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n"
 			   "       dormant bench rag EMBED_MODEL RERANK_MODEL [--runs N] [--threads T] [--json]   batched vs one-by-one embed and rerank\n");
-		cli_life_usage(f);
+		bench_usage(f);
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "kernels"))
@@ -259,7 +259,7 @@ int cli_bench(int argc, char **argv)
 		return cli_bench_server(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rag"))
 		return cli_bench_rag(argc - 1, argv + 1);
-	if (cli_life_is_scenario(argv[1]))
+	if (bench_is_scenario(argv[1]))
 		return cli_bench_life(argc - 1, argv + 1);
 	return cli_fail("bench: unknown scenario '%s' (kernels, speed, rag, cold, warm, context, max-tokens, "
 			"memory, warmup, threads, batch, ctx, policies, all; 'dormant bench --help')",

@@ -1,4 +1,5 @@
-/* cli/bench_server — `dormant bench server MODEL`: what the HTTP layer adds
+/* bench/server — `dormant bench server MODEL` and the suite's `server`
+ * scenario: what the HTTP layer adds
  * over an in-process call.  In one run, with the model loaded and warm:
  *   - GET /health round trip (HTTP only: no model work);
  *   - a 1-token generation through POST /api/generate vs dormant_generate;
@@ -18,8 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "cli/cli_life.h"
+#include "bench/bench.h"
 #include "dormant.h"
 #include "server/client.h"
 #include "server/server.h"
@@ -43,7 +43,7 @@ static double startup_ms(const char *model_arg, uint16_t port)
 		return -1;
 	exe[n] = '\0';
 	snprintf(portbuf, sizeof portbuf, "%u", port);
-	t0 = cli_now();
+	t0 = bench_now();
 	pid = fork();
 	if (pid < 0)
 		return -1;
@@ -54,14 +54,14 @@ static double startup_ms(const char *model_arg, uint16_t port)
 		execl(exe, "dormant", "serve", "--quiet", "--port", portbuf, "--model", model_arg, (char *)NULL);
 		_exit(127);
 	}
-	while (cli_now() - t0 < 10) {
+	while (bench_now() - t0 < 10) {
 		struct srv_http_resp r;
 		struct dm_err e;
 		if (!srv_http("127.0.0.1", port, "GET", "/health", NULL, NULL, 0, 1000, NULL, NULL, &r, &e)) {
 			int ok = r.status == 200;
 			srv_http_resp_free(&r);
 			if (ok) {
-				t = (cli_now() - t0) * 1000.0;
+				t = (bench_now() - t0) * 1000.0;
 				break;
 			}
 		}
@@ -109,9 +109,8 @@ static int wrk_run(uint16_t port, const char *path, const char *body, int conns,
 	return 0;
 }
 
-/* Measures everything above; prints a table when print, fills out (may be
- * NULL) with the figures.  with_wrk: also the keep-alive figures (9 s). */
-static int measure(const char *model, long runs, long threads, bool with_wrk, bool print, json_t *out)
+int bench_server_measure(const char *model, long runs, long threads, bool with_wrk, FILE *print, json_t *out,
+			 struct dm_err *err_out)
 {
 	dormant *d = NULL;
 	struct srv *s = NULL;
@@ -122,14 +121,14 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 	const char *body = "{\"model\":\"m\",\"prompt\":\"hi\",\"raw\":true,\"stream\":false,"
 			   "\"options\":{\"num_predict\":1,\"temperature\":0}}";
 	struct dormant_gen_opts o = { .max_tokens = 1, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
-	int rc = 1;
+	int rc = -1;
 
 	signal(SIGPIPE, SIG_IGN);
 	lib = calloc((size_t)runs, sizeof *lib);
 	http = calloc((size_t)runs, sizeof *http);
 	health = calloc((size_t)runs, sizeof *health);
 	if (!lib || !http || !health) {
-		cli_fail("out of memory");
+		dm_err_set(err_out, DM_ENOMEM, "out of memory");
 		goto out;
 	}
 	if (threads > 0) {
@@ -139,17 +138,17 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 		setenv("DORMANT_THREADS", t, 1);
 	}
 	if (dormant_open(&d, NULL, NULL, err, sizeof err) || dormant_add_model(d, "m", model, err, sizeof err)) {
-		cli_fail("%s", err);
+		dm_err_set(err_out, DM_EINVAL, "%s", err);
 		goto out;
 	}
 	srv_cfg_from_runtime(&sc, d);
 	sc.port = 0;
 	if (srv_start(&s, d, &sc, &e)) {
-		cli_fail("%s", e.msg);
+		dm_err_set(err_out, e.code ? e.code : DM_EIO, "%s", e.msg);
 		goto out;
 	}
 	if (dormant_load_keep_alive(d, "m", -1, NULL, err, sizeof err)) {
-		cli_fail("%s", err);
+		dm_err_set(err_out, DM_EINVAL, "%s", err);
 		goto out;
 	}
 	/* warm both paths */
@@ -162,27 +161,27 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 	}
 	for (long i = 0; i < runs; i++) {
 		struct srv_http_resp r;
-		double t0 = cli_now();
+		double t0 = bench_now();
 		if (dormant_generate(d, "m", "hi", &o, sink, NULL, NULL, err, sizeof err)) {
-			cli_fail("%s", err);
+			dm_err_set(err_out, DM_EINVAL, "%s", err);
 			goto out;
 		}
-		lib[i] = cli_now() - t0;
-		t0 = cli_now();
+		lib[i] = bench_now() - t0;
+		t0 = bench_now();
 		if (srv_http("127.0.0.1", srv_port(s), "POST", "/api/generate", NULL, body, strlen(body), 30000,
 			     NULL, NULL, &r, &e) || r.status != 200) {
-			cli_fail("POST /api/generate: %s", e.msg);
+			dm_err_set(err_out, DM_EIO, "POST /api/generate: %s", e.msg);
 			goto out;
 		}
 		srv_http_resp_free(&r);
-		http[i] = cli_now() - t0;
-		t0 = cli_now();
+		http[i] = bench_now() - t0;
+		t0 = bench_now();
 		if (srv_http("127.0.0.1", srv_port(s), "GET", "/health", NULL, NULL, 0, 30000, NULL, NULL, &r, &e)) {
-			cli_fail("GET /health: %s", e.msg);
+			dm_err_set(err_out, DM_EIO, "GET /health: %s", e.msg);
 			goto out;
 		}
 		srv_http_resp_free(&r);
-		health[i] = cli_now() - t0;
+		health[i] = bench_now() - t0;
 	}
 	if (with_wrk) {
 		double unused;
@@ -195,25 +194,25 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 	snprintf(arg, sizeof arg, "m=%s", model);
 	t_start = startup_ms(arg, (uint16_t)(30000 + getpid() % 20000));
 	{
-		double ml = cli_median(lib, (int)runs) * 1e3, mh = cli_median(http, (int)runs) * 1e3;
-		double mhe = cli_median(health, (int)runs) * 1e3;
+		double ml = bench_median(lib, (int)runs) * 1e3, mh = bench_median(http, (int)runs) * 1e3;
+		double mhe = bench_median(health, (int)runs) * 1e3;
 		if (print) {
-			printf("HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
-			printf("  1-token generation, library call                 %8.3f ms\n", ml);
-			printf("  1-token generation, POST /api/generate (new TCP)  %7.3f ms  (+%.3f ms)\n", mh,
+			fprintf(print, "HTTP overhead (loopback, model loaded and warm; %ld interleaved runs, medians)\n", runs);
+			fprintf(print, "  1-token generation, library call                 %8.3f ms\n", ml);
+			fprintf(print, "  1-token generation, POST /api/generate (new TCP)  %7.3f ms  (+%.3f ms)\n", mh,
 			       mh - ml);
-			printf("  GET /health round trip (new TCP connection)       %7.3f ms\n", mhe);
+			fprintf(print, "  GET /health round trip (new TCP connection)       %7.3f ms\n", mhe);
 			if (rps > 0) {
-				printf("  with keep-alive (wrk -t1 -c1 -d3s, mean latency):\n");
-				printf("    POST /api/generate, 1 token                     %7.3f ms  (+%.3f ms over "
+				fprintf(print, "  with keep-alive (wrk -t1 -c1 -d3s, mean latency):\n");
+				fprintf(print, "    POST /api/generate, 1 token                     %7.3f ms  (+%.3f ms over "
 				       "the library)\n", lat_gen, lat_gen - ml);
-				printf("    GET /health                                     %7.3f ms\n", lat_health);
-				printf("  GET /health throughput (wrk -t1 -c8 -d3s)         %7.0f requests/s\n", rps);
+				fprintf(print, "    GET /health                                     %7.3f ms\n", lat_health);
+				fprintf(print, "  GET /health throughput (wrk -t1 -c8 -d3s)         %7.0f requests/s\n", rps);
 			} else {
-				printf("  keep-alive figures need wrk (apt-get install wrk)%s\n",
+				fprintf(print, "  keep-alive figures need wrk (apt-get install wrk)%s\n",
 				       with_wrk ? "" : "; skipped with --quick");
 			}
-			printf("  dormant serve start-up to first /health %6.1f ms\n", t_start);
+			fprintf(print, "  dormant serve start-up to first /health %6.1f ms\n", t_start);
 		}
 		if (out) {
 			json_t *j = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "runs", (json_int_t)runs,
@@ -223,7 +222,7 @@ static int measure(const char *model, long runs, long threads, bool with_wrk, bo
 					      "keepalive_health_ms", lat_health, "startup_ms", t_start);
 			if (!j || json_object_update(out, j)) {
 				json_decref(j);
-				cli_fail("out of memory");
+				dm_err_set(err_out, DM_ENOMEM, "out of memory");
 				goto out;
 			}
 			json_decref(j);
@@ -240,44 +239,8 @@ out:
 }
 
 /* The `server` scenario of the lifecycle suite (`dormant bench all`). */
-int life_server(struct life *L, json_t *out)
+int bench_server(struct bench *L, json_t *out)
 {
-	return measure(L->o.model, life_runs(L, 200, 20), L->o.n_threads, !L->o.quick, true, out) ? -1 : 0;
-}
-
-int cli_bench_server(int argc, char **argv)
-{
-	const char *model = NULL, *json_path = NULL;
-	long runs = 200, threads = 0;
-	json_t *j;
-	int rc;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--runs")) {
-			if (cli_parse_long("--runs", i + 1 < argc ? argv[i + 1] : NULL, 5, 100000, &runs))
-				return 1;
-			i++;
-		} else if (!strcmp(argv[i], "--threads")) {
-			if (cli_parse_long("--threads", i + 1 < argc ? argv[i + 1] : NULL, 0, 1024, &threads))
-				return 1;
-			i++;
-		} else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-			json_path = argv[++i];
-		} else if (argv[i][0] != '-' && !model) {
-			model = argv[i];
-		} else {
-			model = NULL;
-			break;
-		}
-	}
-	if (!model) {
-		fputs("usage: dormant bench server MODEL [--runs N] [--threads N] [--json FILE]\n", stderr);
-		return 2;
-	}
-	j = json_pack("{s:s}", "scenario", "server");
-	rc = measure(model, runs, threads, true, true, j);
-	if (!rc && json_path && json_dump_file(j, json_path, JSON_INDENT(2)))
-		rc = cli_fail("%s: cannot write", json_path);
-	json_decref(j);
-	return rc;
+	return bench_server_measure(L->o.model, bench_runs(L, 200, 20), L->o.n_threads, !L->o.quick, L->o.out, out,
+				    &L->err);
 }
