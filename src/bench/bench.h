@@ -1,20 +1,21 @@
 /*
- * cli/life — `dormant bench SCENARIO MODEL [options]`: the lifecycle
- * benchmark suite.  Steady-state tokens/s is one figure among many; these
+ * bench — the lifecycle benchmark suite behind `dormant bench SCENARIO
+ * MODEL [options]` (src/cli/cli_bench_life.c parses the arguments).  Steady-state tokens/s is one figure among many; these
  * scenarios measure what a user trades when choosing a policy and settings:
  * load time, time to first token, latency against prompt length and output
  * length, memory held over time, and memory given back.
  *
  * Everything runs in process, through the lifecycle manager (mgr_* with the
  * engine backend), the generation loop (gen_run) and the /proc readers of
- * base/mem.  Each scenario prints a table on stdout and stores every raw
- * sample in one JSON tree (jansson) that `--json FILE` writes and
- * `--report DIR` draws (bench/report.c).
+ * base/mem.  Each scenario writes a table to the caller's stream
+ * (bench_opts.out) and stores every raw sample in one JSON tree (jansson)
+ * that `--json FILE` writes and `--report DIR` draws (bench/report.c).
  *
- * Files: bench/life.c (options, scenario table, shared measuring helpers,
- * JSON), bench/scen.c (cold, warm, context, max-tokens, memory),
- * bench/sweep.c (warmup, threads, batch, ctx), bench/policy.c
- * (policies), bench/report.c (HTML + SVG).
+ * Files: life.c (bench_run, scenario table, shared measuring helpers,
+ * JSON), scen.c (cold, warm, context, max-tokens, memory), sweep.c
+ * (warmup, threads, batch, ctx), policy.c (policies), chat.c (chat),
+ * server.c (server: HTTP overhead), report.c (the HTML report), svg.c
+ * (its charts, bench_svg_*).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -28,9 +29,9 @@
  * wait_s, ttft_s, latency_s, prompt_s, gen_s, release_s, n_prompt, n_gen,
  * prefill_tok_s, tok_s, stop, plus the scenario's own keys.
  *
- * Adding a scenario (e.g. `server`): write `int bench_server(struct bench *L,
- * json_t *out)` in its own file, declare it below, and add one line to the
- * table in bench/life.c.  `all` runs every entry of the table in order.
+ * Adding a scenario NAME: write `int bench_NAME(struct bench *L, json_t
+ * *out)` in its own file, declare it below, and add one line to the table
+ * in life.c.  `all` runs every entry of the table in order.
  */
 #ifndef DM_BENCH_BENCH_H
 #define DM_BENCH_BENCH_H

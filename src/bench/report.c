@@ -1,11 +1,10 @@
 /*
- * cli/bench_report — `--report DIR`: the lifecycle benchmark drawn from its
+ * bench/report — `--report DIR`: the lifecycle benchmark drawn from its
  * JSON tree (bench/life.c) as DIR/index.html, self-contained (inline SVG and
  * CSS; no script, no font, no network), plus each chart as DIR/NAME.svg.
  *
- * Charts are drawn here: an x/y chart (lines, points, a fitted line,
- * labelled points, vertical markers) and a grouped bar chart, with "nice"
- * axis ticks.  Every chart names its units on its axes and says under its
+ * Charts are drawn by bench/svg.c (bench_svg_*).  Every chart names its
+ * units on its axes and says under its
  * plot how many runs it shows and on which machine (CPU, cores used, RAM).
  * Output is well-formed XML (XHTML-compatible HTML): every element closed,
  * every text and attribute escaped.  A chart whose scenario did not run is
@@ -20,18 +19,7 @@
 #include <sys/stat.h>
 
 #include "bench/bench.h"
-
-#define W 760.0
-#define H 440.0
-#define ML 78.0  /* plot margins: left, right, top, bottom */
-#define MR 24.0
-#define MT 44.0  /* (the least: the legend's rows add to it) */
-#define MB 96.0
-#define MAX_SERIES 8
-#define MAX_MARKS 16
-
-static const char *const palette[MAX_SERIES] = { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-						 "#9467bd", "#8c564b", "#e377c2", "#17becf" };
+#include "bench/svg.h"
 
 /* ---- JSON access ---- */
 
@@ -50,397 +38,6 @@ static const char *str(const json_t *o, const char *key)
 static const json_t *path2(const json_t *o, const char *a, const char *b)
 {
 	return json_object_get(json_object_get(o, a), b);
-}
-
-/* ---- XML text ---- */
-
-static void esc(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		switch (*s) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
-		case '\'': fputs("&#39;", f); break;
-		default:
-			if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
-				fputc(' ', f); /* not allowed in XML 1.0 */
-			else
-				fputc(*s, f);
-		}
-	}
-}
-
-/* ---- charts ---- */
-
-enum { S_LINE = 1, S_POINTS = 2, S_DASH = 4 };
-
-struct series {
-	char name[96];
-	double *x, *y;
-	int n;
-	unsigned style;
-	const char **labels; /* per point, or NULL */
-};
-
-struct mark {
-	double x;
-	char label[48];
-};
-
-struct chart {
-	char id[32], title[160], xlabel[96], ylabel[96], note[512];
-	struct series s[MAX_SERIES];
-	int ns;
-	struct mark mk[MAX_MARKS];
-	int nmk;
-	bool y_zero; /* the y axis starts at 0 */
-	double mt;   /* top margin: title and legend rows (set by svg_open) */
-	double ystep; /* y tick step; the y range is a whole number of steps */
-	/* bars: categories × series values in bar[][] */
-	bool bars;
-	int ncat;
-	char cat[16][40];
-	double bar[16][MAX_SERIES];
-};
-
-static void chart_init(struct chart *c, const char *id, const char *title, const char *xl,
-		       const char *yl)
-{
-	memset(c, 0, sizeof *c);
-	snprintf(c->id, sizeof c->id, "%s", id);
-	snprintf(c->title, sizeof c->title, "%s", title);
-	snprintf(c->xlabel, sizeof c->xlabel, "%s", xl);
-	snprintf(c->ylabel, sizeof c->ylabel, "%s", yl);
-	c->y_zero = true;
-}
-
-static void chart_free(struct chart *c)
-{
-	for (int i = 0; i < c->ns; i++) {
-		free(c->s[i].x);
-		free(c->s[i].y);
-		free(c->s[i].labels);
-	}
-}
-
-/* A new series with room for n points (NULL when full or out of memory). */
-static struct series *add_series(struct chart *c, const char *name, int n, unsigned style)
-{
-	struct series *s;
-	if (c->ns >= MAX_SERIES)
-		return NULL;
-	s = &c->s[c->ns];
-	s->x = calloc((size_t)n + 1, sizeof *s->x);
-	s->y = calloc((size_t)n + 1, sizeof *s->y);
-	if (!s->x || !s->y) {
-		free(s->x);
-		free(s->y);
-		memset(s, 0, sizeof *s);
-		return NULL;
-	}
-	snprintf(s->name, sizeof s->name, "%s", name);
-	s->style = style;
-	c->ns++;
-	return s;
-}
-
-static void put(struct series *s, double x, double y)
-{
-	if (s && isfinite(x) && isfinite(y)) {
-		s->x[s->n] = x;
-		s->y[s->n] = y;
-		s->n++;
-	}
-}
-
-/* Ticks at 1, 2 or 5 × 10^k covering [lo, hi], about 5 of them. */
-static double nice_step(double lo, double hi)
-{
-	double range = hi - lo, raw, mag, f;
-	if (!(range > 0))
-		return 1;
-	raw = range / 5;
-	mag = pow(10, floor(log10(raw)));
-	f = raw / mag;
-	return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
-}
-
-static void fmt_num(char *b, size_t cap, double v)
-{
-	if (fabs(v) < 1e-12)
-		v = 0;
-	snprintf(b, cap, "%.6g", v);
-}
-
-static void axes_range(struct chart *c, double *x0, double *x1, double *y0, double *y1)
-{
-	bool any = false;
-	*x0 = *y0 = INFINITY;
-	*x1 = *y1 = -INFINITY;
-	for (int i = 0; i < c->ns; i++)
-		for (int k = 0; k < c->s[i].n; k++) {
-			any = true;
-			*x0 = fmin(*x0, c->s[i].x[k]);
-			*x1 = fmax(*x1, c->s[i].x[k]);
-			*y0 = fmin(*y0, c->s[i].y[k]);
-			*y1 = fmax(*y1, c->s[i].y[k]);
-		}
-	if (!any) {
-		*x0 = *y0 = 0;
-		*x1 = *y1 = 1;
-	}
-	if (c->y_zero && *y0 > 0)
-		*y0 = 0;
-	if (*x1 <= *x0)
-		*x1 = *x0 + 1;
-	if (*y1 <= *y0)
-		*y1 = *y0 + 1;
-	{
-		double st = nice_step(*y0, *y1);
-		*y1 = ceil(*y1 / st - 1e-9) * st;
-		*y0 = floor(*y0 / st + 1e-9) * st;
-		c->ystep = st;
-	}
-}
-
-/* Legend item width at 11 px (an estimate: no font metrics here). */
-static double legend_w(const char *name)
-{
-	return 16 + 6.4 * (double)strlen(name) + 18;
-}
-
-/* The legend in rows between the title and the plot; returns the plot's
- * top edge. */
-static double svg_legend(FILE *f, const struct chart *c)
-{
-	double x = ML, y = 44;
-	fputs("<g font-size=\"11\">\n", f);
-	for (int i = 0; i < c->ns; i++) {
-		double w = legend_w(c->s[i].name);
-		if (x > ML && x + w > W - MR) {
-			x = ML;
-			y += 15;
-		}
-		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"4\" fill=\"%s\"/>\n", x,
-			y - 5, palette[i % MAX_SERIES]);
-		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", x + 16, y);
-		esc(f, c->s[i].name);
-		fputs("</text>\n", f);
-		x += w;
-	}
-	fputs("</g>\n", f);
-	return y + 14;
-}
-
-static void svg_open(FILE *f, struct chart *c)
-{
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-		   "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
-	fputs("<title>", f);
-	esc(f, c->title);
-	fputs("</title>\n", f);
-	fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#ffffff\"/>\n", W, H);
-	fprintf(f, "<text x=\"%.0f\" y=\"24\" font-size=\"15\" font-weight=\"bold\">", ML);
-	esc(f, c->title);
-	fputs("</text>\n", f);
-	c->mt = svg_legend(f, c);
-	if (c->mt < MT)
-		c->mt = MT;
-}
-
-/* The note (runs, machine) under the plot, wrapped on two lines. */
-static void svg_note(FILE *f, const struct chart *c)
-{
-	const char *n = c->note, *cut = NULL;
-	size_t len = strlen(n);
-	if (len > 110) {
-		for (const char *p = n + 100; p > n + 40; p--)
-			if (*p == ';' || *p == ',') {
-				cut = p + 1;
-				break;
-			}
-	}
-	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" fill=\"#555555\">", ML, H - 30);
-	if (cut) {
-		char first[256];
-		snprintf(first, sizeof first, "%.*s", (int)(cut - n), n);
-		esc(f, first);
-		fprintf(f, "</text>\n<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" fill=\"#555555\">", ML,
-			H - 15);
-		while (*cut == ' ')
-			cut++;
-		esc(f, cut);
-	} else {
-		esc(f, n);
-	}
-	fputs("</text>\n", f);
-}
-
-static void svg_axes(FILE *f, const struct chart *c, double x0, double x1, double y0, double y1,
-		     bool x_ticks)
-{
-	const double top = c->mt, pw = W - ML - MR, ph = H - top - MB;
-	char b[64];
-
-	/* y grid and ticks */
-	for (double st = c->ystep > 0 ? c->ystep : nice_step(y0, y1), v = y0; v <= y1 + st * 1e-6; v += st) {
-		double py = top + ph - (v - y0) / (y1 - y0) * ph;
-		fmt_num(b, sizeof b, v);
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", ML,
-			py, ML + pw, py);
-		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", ML - 6, py + 4, b);
-	}
-	if (x_ticks) {
-		double st = nice_step(x0, x1);
-		for (double v = ceil(x0 / st - 1e-9) * st; v <= x1 + st * 1e-6; v += st) {
-			double px = ML + (v - x0) / (x1 - x0) * pw;
-			fmt_num(b, sizeof b, v);
-			fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n",
-				px, top, px, top + ph);
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>\n", px,
-				top + ph + 16, b);
-		}
-	}
-	fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
-		   "stroke=\"#888888\"/>\n", ML, top, pw, ph);
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", ML + pw / 2, top + ph + 36);
-	esc(f, c->xlabel);
-	fputs("</text>\n", f);
-	fprintf(f, "<text transform=\"translate(16 %.1f) rotate(-90)\" text-anchor=\"middle\">",
-		top + ph / 2);
-	esc(f, c->ylabel);
-	fputs("</text>\n", f);
-}
-
-struct box {
-	double x0, y0, x1, y1;
-};
-
-static bool overlaps(const struct box *a, const struct box *b)
-{
-	return a->x0 < b->x1 && b->x0 < a->x1 && a->y0 < b->y1 && b->y0 < a->y1;
-}
-
-static void svg_xy(FILE *f, struct chart *c)
-{
-	double x0, x1, y0, y1, pw, ph, top, last_mark = -1e9;
-	struct box placed[64];
-	int np = 0;
-	bool scatter = true;
-
-	axes_range(c, &x0, &x1, &y0, &y1);
-	for (int i = 0; i < c->ns; i++)
-		scatter &= !(c->s[i].style & S_LINE);
-	if (scatter) { /* room around the points and their labels */
-		double pad = (x1 - x0) * 0.06;
-		x0 -= pad;
-		x1 += pad;
-	}
-	svg_open(f, c);
-	top = c->mt;
-	pw = W - ML - MR;
-	ph = H - top - MB;
-	svg_axes(f, c, x0, x1, y0, y1, true);
-#define PX(v) (ML + ((v) - x0) / (x1 - x0) * pw)
-#define PY(v) (top + ph - ((v) - y0) / (y1 - y0) * ph)
-	for (int m = 0; m < c->nmk; m++) {
-		double px = PX(c->mk[m].x), lx = px + 10;
-		if (lx < last_mark + 11) /* markers close together: labels side by side */
-			lx = last_mark + 11;
-		last_mark = lx;
-		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#999999\" "
-			   "stroke-dasharray=\"3 3\"/>\n", px, top, px, top + ph);
-		fprintf(f, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" font-size=\"10\" "
-			   "fill=\"#555555\" text-anchor=\"end\">", lx, top + 4);
-		esc(f, c->mk[m].label);
-		fputs("</text>\n", f);
-	}
-	for (int i = 0; i < c->ns; i++) {
-		const struct series *s = &c->s[i];
-		const char *col = palette[i % MAX_SERIES];
-		if ((s->style & S_LINE) && s->n > 1) {
-			fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s points=\"", col,
-				(s->style & S_DASH) ? " stroke-dasharray=\"6 4\"" : "");
-			for (int k = 0; k < s->n; k++) {
-				/* the middle of a flat run adds nothing to the line */
-				if (k > 0 && k < s->n - 1 && s->y[k - 1] == s->y[k] && s->y[k + 1] == s->y[k])
-					continue;
-				fprintf(f, "%s%.1f,%.1f", k ? " " : "", PX(s->x[k]), PY(s->y[k]));
-			}
-			fputs("\"/>\n", f);
-		}
-		if (!(s->style & S_POINTS))
-			continue;
-		for (int k = 0; k < s->n; k++) {
-			double px = PX(s->x[k]), py = PY(s->y[k]), lw;
-			struct box b;
-			bool left;
-			fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", px, py, col);
-			if (!s->labels || !s->labels[k])
-				continue;
-			/* right of the point, or left near the right edge; moved down
-			 * while it would cover a label already placed */
-			lw = 6.4 * (double)strlen(s->labels[k]);
-			left = px + 6 + lw > W - MR;
-			b = (struct box){ left ? px - 6 - lw : px + 6, py - 17, left ? px - 6 : px + 6 + lw, py - 4 };
-			for (int tries = 0; tries < 6; tries++) {
-				bool hit = false;
-				for (int q = 0; q < np && !hit; q++)
-					hit = overlaps(&b, &placed[q]);
-				if (!hit)
-					break;
-				b.y0 += 13;
-				b.y1 += 13;
-			}
-			if (np < 64)
-				placed[np++] = b;
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\"%s>", left ? b.x1 : b.x0, b.y1 - 2,
-				left ? " text-anchor=\"end\"" : "");
-			esc(f, s->labels[k]);
-			fputs("</text>\n", f);
-		}
-	}
-#undef PX
-#undef PY
-	svg_note(f, c);
-	fputs("</svg>\n", f);
-}
-
-static void svg_bars(FILE *f, struct chart *c)
-{
-	double y0 = 0, y1 = 0, gw, bw, pw, ph, top;
-
-	for (int k = 0; k < c->ncat; k++)
-		for (int i = 0; i < c->ns; i++)
-			if (isfinite(c->bar[k][i]))
-				y1 = fmax(y1, c->bar[k][i]);
-	if (!(y1 > 0))
-		y1 = 1;
-	c->ystep = nice_step(0, y1);
-	y1 = ceil(y1 / c->ystep - 1e-9) * c->ystep;
-	svg_open(f, c);
-	top = c->mt;
-	pw = W - ML - MR;
-	ph = H - top - MB;
-	svg_axes(f, c, 0, 1, y0, y1, false);
-	gw = pw / (c->ncat ? c->ncat : 1);
-	bw = (gw * 0.8) / (c->ns ? c->ns : 1);
-	for (int k = 0; k < c->ncat; k++) {
-		double gx = ML + k * gw + gw * 0.1;
-		for (int i = 0; i < c->ns; i++) {
-			double v = isfinite(c->bar[k][i]) ? c->bar[k][i] : 0, h = v / y1 * ph;
-			fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
-				gx + i * bw, top + ph - h, bw * 0.92, h, palette[i % MAX_SERIES]);
-		}
-		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">",
-			ML + k * gw + gw / 2, top + ph + 16);
-		esc(f, c->cat[k]);
-		fputs("</text>\n", f);
-	}
-	svg_note(f, c);
-	fputs("</svg>\n", f);
 }
 
 /* ---- the charts of each scenario ---- */
@@ -465,10 +62,10 @@ static double time_scale(double max_s, const char **unit)
 	return 1;
 }
 
-static void note(struct chart *c, const struct report *R, const char *fmt, ...)
+static void note(struct bench_svg_chart *c, const struct report *R, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-static void note(struct chart *c, const struct report *R, const char *fmt, ...)
+static void note(struct bench_svg_chart *c, const struct report *R, const char *fmt, ...)
 {
 	char what[160];
 	va_list ap;
@@ -479,7 +76,7 @@ static void note(struct chart *c, const struct report *R, const char *fmt, ...)
 }
 
 /* Writes the chart inline in the HTML and as DIR/ID.svg. */
-static int emit(struct report *R, struct chart *c, const char *caption)
+static int emit(struct report *R, struct bench_svg_chart *c, const char *caption)
 {
 	char path[1200];
 	FILE *f;
@@ -488,19 +85,13 @@ static int emit(struct report *R, struct chart *c, const char *caption)
 	if (!(f = fopen(path, "w")))
 		return dm_err_set(R->err, DM_EIO, "%s: %s", path, strerror(errno));
 	fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
-	if (c->bars)
-		svg_bars(f, c);
-	else
-		svg_xy(f, c);
+	bench_svg_write(f, c);
 	if (fclose(f) != 0)
 		return dm_err_set(R->err, DM_EIO, "%s: %s", path, strerror(errno));
 	fprintf(R->html, "<figure id=\"%s\">\n", c->id);
-	if (c->bars)
-		svg_bars(R->html, c);
-	else
-		svg_xy(R->html, c);
+	bench_svg_write(R->html, c);
 	fputs("<figcaption>", R->html);
-	esc(R->html, caption);
+	bench_svg_escape(R->html, caption);
 	fputs("</figcaption>\n</figure>\n", R->html);
 	R->n_charts++;
 	return 0;
@@ -509,8 +100,8 @@ static int emit(struct report *R, struct chart *c, const char *caption)
 static int chart_memory(struct report *R)
 {
 	const json_t *mem = json_object_get(R->scen, "memory"), *tl, *pts;
-	struct chart c;
-	struct series *s[3];
+	struct bench_svg_chart c;
+	struct bench_svg_series *s[3];
 	size_t n;
 	int rc;
 
@@ -519,13 +110,13 @@ static int chart_memory(struct report *R)
 	tl = json_object_get(mem, "timeline");
 	pts = json_object_get(mem, "points");
 	n = json_array_size(tl);
-	chart_init(&c, "memory", "Process memory through the lifecycle: start, load, generate, unload",
+	bench_svg_init(&c, "memory", "Process memory through the lifecycle: start, load, generate, unload",
 		   "time since start (s)", "memory (MiB)");
-	s[0] = add_series(&c, "RSS (MiB)", (int)n + 16, S_LINE);
-	s[1] = add_series(&c, "RSS anonymous (MiB)", (int)n + 16, S_LINE);
-	s[2] = add_series(&c, "RSS file-backed (MiB)", (int)n + 16, S_LINE);
+	s[0] = bench_svg_series_add(&c, "RSS (MiB)", (int)n + 16, BENCH_SVG_LINE);
+	s[1] = bench_svg_series_add(&c, "RSS anonymous (MiB)", (int)n + 16, BENCH_SVG_LINE);
+	s[2] = bench_svg_series_add(&c, "RSS file-backed (MiB)", (int)n + 16, BENCH_SVG_LINE);
 	if (!s[0] || !s[1] || !s[2]) {
-		chart_free(&c);
+		bench_svg_free(&c);
 		return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 	}
 	if (!n) /* no sampler timeline: the points alone */
@@ -533,11 +124,11 @@ static int chart_memory(struct report *R)
 	for (size_t i = 0; i < json_array_size(tl); i++) {
 		const json_t *p = json_array_get(tl, i);
 		double t = num(p, "t_s");
-		put(s[0], t, num(p, "rss_bytes") / 1048576.0);
-		put(s[1], t, num(p, "rss_anon_bytes") / 1048576.0);
-		put(s[2], t, num(p, "rss_file_bytes") / 1048576.0);
+		bench_svg_put(s[0], t, num(p, "rss_bytes") / 1048576.0);
+		bench_svg_put(s[1], t, num(p, "rss_anon_bytes") / 1048576.0);
+		bench_svg_put(s[2], t, num(p, "rss_file_bytes") / 1048576.0);
 	}
-	for (size_t i = 0; i < json_array_size(pts) && c.nmk < MAX_MARKS; i++) {
+	for (size_t i = 0; i < json_array_size(pts) && c.nmk < BENCH_SVG_MAX_MARKS; i++) {
 		const json_t *p = json_array_get(pts, i);
 		c.mk[c.nmk].x = num(p, "t_s");
 		snprintf(c.mk[c.nmk].label, sizeof c.mk[c.nmk].label, "%s", str(p, "label"));
@@ -548,7 +139,7 @@ static int chart_memory(struct report *R)
 	rc = emit(R, &c, "RSS (anonymous and file-backed) sampled through one lifecycle; dashed lines "
 			 "mark the measured points of the memory table. After unload the process is back "
 			 "at its start.");
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
@@ -557,8 +148,8 @@ static int chart_fit(struct report *R, const char *scen, const char *id, const c
 		     const char *x_key, const char *xlabel, const char *what)
 {
 	const json_t *sc = json_object_get(R->scen, scen), *samples, *fit;
-	struct chart c;
-	struct series *pts, *line;
+	struct bench_svg_chart c;
+	struct bench_svg_series *pts, *line;
 	double xmin = INFINITY, xmax = -INFINITY, ymax = 0, k;
 	const char *unit;
 	char yl[64], lname[128];
@@ -576,41 +167,41 @@ static int chart_fit(struct report *R, const char *scen, const char *id, const c
 	}
 	k = time_scale(ymax, &unit);
 	snprintf(yl, sizeof yl, "latency (%s)", unit);
-	chart_init(&c, id, title, xlabel, yl);
-	pts = add_series(&c, "each request", (int)json_array_size(samples), S_POINTS);
+	bench_svg_init(&c, id, title, xlabel, yl);
+	pts = bench_svg_series_add(&c, "each request", (int)json_array_size(samples), BENCH_SVG_POINTS);
 	if (json_is_true(json_object_get(fit, "ok")))
 		snprintf(lname, sizeof lname, "fit: %.4g %s + %.4g %s per token (r\xc2\xb2 %.3f)",
 			 num(fit, "fixed_s") * k, unit, num(fit, "per_token_s") * k, unit, num(fit, "r2"));
 	else
 		snprintf(lname, sizeof lname, "fit: not enough distinct points");
-	line = add_series(&c, lname, 2, S_LINE | S_DASH);
+	line = bench_svg_series_add(&c, lname, 2, BENCH_SVG_LINE | BENCH_SVG_DASH);
 	if (!pts || !line) {
-		chart_free(&c);
+		bench_svg_free(&c);
 		return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < json_array_size(samples); i++) {
 		const json_t *p = json_array_get(samples, i);
-		put(pts, num(p, x_key), num(p, "latency_s") * k);
+		bench_svg_put(pts, num(p, x_key), num(p, "latency_s") * k);
 	}
 	if (json_is_true(json_object_get(fit, "ok")) && xmax > xmin) {
 		double a = num(fit, "fixed_s"), b = num(fit, "per_token_s"), xs = xmin;
 		if (a + b * xs < 0 && b > 0) /* no negative latency: start where the line crosses 0 */
 			xs = fmin(-a / b, xmax);
-		put(line, xs, (a + b * xs) * k);
-		put(line, xmax, (a + b * xmax) * k);
+		bench_svg_put(line, xs, (a + b * xs) * k);
+		bench_svg_put(line, xmax, (a + b * xmax) * k);
 	}
 	c.y_zero = true;
 	note(&c, R, "%d run%s per point, %s", (int)num(sc, "runs"), num(sc, "runs") > 1 ? "s" : "", what);
 	rc = emit(R, &c, title);
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
 static int chart_policies(struct report *R)
 {
 	const json_t *sc = json_object_get(R->scen, "policies"), *pol;
-	struct chart c, t;
-	struct series *s;
+	struct bench_svg_chart c, t;
+	struct bench_svg_series *s;
 	const char **labels;
 	double ymax = 0, k;
 	const char *unit;
@@ -626,55 +217,55 @@ static int chart_policies(struct report *R)
 		ymax = fmax(ymax, num(json_array_get(pol, i), "total_latency_s"));
 	k = time_scale(ymax, &unit);
 	snprintf(yl, sizeof yl, "total latency paid (%s)", unit);
-	chart_init(&c, "policies", "Policy trade-off: latency paid vs memory held over the day",
+	bench_svg_init(&c, "policies", "Policy trade-off: latency paid vs memory held over the day",
 		   "memory held (MiB \xc2\xb7 hours)", yl);
-	s = add_series(&c, "one policy (lower left is better)", (int)n, S_POINTS);
+	s = bench_svg_series_add(&c, "one policy (lower left is better)", (int)n, BENCH_SVG_POINTS);
 	labels = calloc(n + 1, sizeof *labels);
 	if (!s || !labels) {
 		free(labels);
-		chart_free(&c);
+		bench_svg_free(&c);
 		return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 	}
 	s->labels = labels;
 	for (size_t i = 0; i < n; i++) {
 		const json_t *p = json_array_get(pol, i);
 		labels[s->n] = str(p, "policy");
-		put(s, num(p, "mem_mib_h"), num(p, "total_latency_s") * k);
+		bench_svg_put(s, num(p, "mem_mib_h"), num(p, "total_latency_s") * k);
 	}
 	note(&c, R, "1 replay of a %.0f h day, %d requests, idle gaps on a virtual clock",
 	     num(sc, "day_s") / 3600, (int)json_array_size(json_object_get(sc, "events")));
 	rc = emit(R, &c, "Each policy replays the same day of requests: total latency the requests "
 			 "paid (loads included) against memory-time held (RSS above the idle process, "
 			 "integrated over the day).");
-	chart_free(&c);
+	bench_svg_free(&c);
 	if (rc)
 		return rc;
 
-	chart_init(&t, "policies-day", "Memory held through the day, per policy", "hour of the day (h)",
+	bench_svg_init(&t, "policies-day", "Memory held through the day, per policy", "hour of the day (h)",
 		   "memory held (MiB)");
-	for (size_t i = 0; i < n && i < MAX_SERIES; i++) {
+	for (size_t i = 0; i < n && i < BENCH_SVG_MAX_SERIES; i++) {
 		const json_t *p = json_array_get(pol, i), *tl = json_object_get(p, "timeline");
-		struct series *ps = add_series(&t, str(p, "policy"), (int)json_array_size(tl), S_LINE);
+		struct bench_svg_series *ps = bench_svg_series_add(&t, str(p, "policy"), (int)json_array_size(tl), BENCH_SVG_LINE);
 		if (!ps) {
-			chart_free(&t);
+			bench_svg_free(&t);
 			return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 		}
 		for (size_t j = 0; j < json_array_size(tl); j++) {
 			const json_t *q = json_array_get(tl, j);
-			put(ps, num(q, "t_s") / 3600, num(q, "held_bytes") / 1048576.0);
+			bench_svg_put(ps, num(q, "t_s") / 3600, num(q, "held_bytes") / 1048576.0);
 		}
 	}
 	note(&t, R, "1 replay; RSS above the idle process after each state change");
 	rc = emit(R, &t, "Memory each policy holds over the replayed day (lines overlap where policies "
 			 "agree).");
-	chart_free(&t);
+	bench_svg_free(&t);
 	return rc;
 }
 
 static int chart_cold(struct report *R)
 {
 	const json_t *sc = json_object_get(R->scen, "cold"), *sum;
-	struct chart c;
+	struct bench_svg_chart c;
 	double ymax = 0, k;
 	const char *unit;
 	char yl[64];
@@ -687,11 +278,11 @@ static int chart_cold(struct report *R)
 		ymax = fmax(ymax, num(json_array_get(sum, i), "latency_s"));
 	k = time_scale(ymax, &unit);
 	snprintf(yl, sizeof yl, "time (%s)", unit);
-	chart_init(&c, "cold", "Cold start per load mode: page cache dropped vs cached", "", yl);
+	bench_svg_init(&c, "cold", "Cold start per load mode: page cache dropped vs cached", "", yl);
 	c.bars = true;
-	if (!add_series(&c, "load", 1, 0) || !add_series(&c, "time to first token", 1, 0) ||
-	    !add_series(&c, "first generation (load included)", 1, 0)) {
-		chart_free(&c);
+	if (!bench_svg_series_add(&c, "load", 1, 0) || !bench_svg_series_add(&c, "time to first token", 1, 0) ||
+	    !bench_svg_series_add(&c, "first generation (load included)", 1, 0)) {
+		bench_svg_free(&c);
 		return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 	}
 	snprintf(c.xlabel, sizeof c.xlabel, "load mode, page cache");
@@ -706,15 +297,15 @@ static int chart_cold(struct report *R)
 	note(&c, R, "median of %d run%s per bar", (int)num(sc, "runs"), num(sc, "runs") > 1 ? "s" : "");
 	rc = emit(R, &c, "From a dormant model to the end of the first generation, per load mode, with "
 			 "the file's pages dropped from the page cache first (cold disk) or cached.");
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
 static int chart_warm(struct report *R)
 {
 	const json_t *sc = json_object_get(R->scen, "warm"), *samples;
-	struct chart c;
-	struct series *a, *b;
+	struct bench_svg_chart c;
+	struct bench_svg_series *a, *b;
 	double ymax = 0, k;
 	const char *unit;
 	char yl[64];
@@ -727,21 +318,21 @@ static int chart_warm(struct report *R)
 		ymax = fmax(ymax, num(json_array_get(samples, i), "latency_s"));
 	k = time_scale(ymax, &unit);
 	snprintf(yl, sizeof yl, "time (%s)", unit);
-	chart_init(&c, "warm", "Consecutive requests on the loaded model", "request (#)", yl);
-	a = add_series(&c, "latency", (int)json_array_size(samples), S_LINE | S_POINTS);
-	b = add_series(&c, "time to first token", (int)json_array_size(samples), S_LINE | S_POINTS);
+	bench_svg_init(&c, "warm", "Consecutive requests on the loaded model", "request (#)", yl);
+	a = bench_svg_series_add(&c, "latency", (int)json_array_size(samples), BENCH_SVG_LINE | BENCH_SVG_POINTS);
+	b = bench_svg_series_add(&c, "time to first token", (int)json_array_size(samples), BENCH_SVG_LINE | BENCH_SVG_POINTS);
 	if (!a || !b) {
-		chart_free(&c);
+		bench_svg_free(&c);
 		return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 	}
 	for (size_t i = 0; i < json_array_size(samples); i++) {
 		const json_t *p = json_array_get(samples, i);
-		put(a, (double)i + 1, num(p, "latency_s") * k);
-		put(b, (double)i + 1, num(p, "ttft_s") * k);
+		bench_svg_put(a, (double)i + 1, num(p, "latency_s") * k);
+		bench_svg_put(b, (double)i + 1, num(p, "ttft_s") * k);
 	}
 	note(&c, R, "%d runs", (int)num(sc, "runs"));
 	rc = emit(R, &c, "Latency of each of the consecutive requests on a loaded model.");
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
@@ -751,7 +342,7 @@ static int chart_warmup(struct report *R)
 	static const char *const keys[3] = { "load_s", "gen_latency_s", "latency_s" };
 	static const char *const names[3] = { "load (warm-up included)", "generation after the load",
 					      "first-request latency" };
-	struct chart c;
+	struct bench_svg_chart c;
 	double ymax = 0, k;
 	const char *unit;
 	char yl[64];
@@ -764,11 +355,11 @@ static int chart_warmup(struct report *R)
 		ymax = fmax(ymax, num(path2(sum, w ? "off" : "on", "latency_s"), "median"));
 	k = time_scale(ymax, &unit);
 	snprintf(yl, sizeof yl, "time (%s, median)", unit);
-	chart_init(&c, "warmup", "First request with warm-up on vs off", "warm-up", yl);
+	bench_svg_init(&c, "warmup", "First request with warm-up on vs off", "warm-up", yl);
 	c.bars = true;
 	for (int i = 0; i < 3; i++)
-		if (!add_series(&c, names[i], 1, 0)) {
-			chart_free(&c);
+		if (!bench_svg_series_add(&c, names[i], 1, 0)) {
+			bench_svg_free(&c);
 			return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 		}
 	for (int w = 0; w < 2; w++) {
@@ -780,7 +371,7 @@ static int chart_warmup(struct report *R)
 	note(&c, R, "median of %d runs each, in alternating rounds (A/B, B/A, ...)", (int)num(sc, "runs"));
 	rc = emit(R, &c, "An on-demand model's first request, warm-up on and off, rounds alternating "
 			 "which goes first.");
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
@@ -790,27 +381,27 @@ static int chart_table(struct report *R, const char *scen, const char *x_key, co
 		       const char *const *names, double scale, const char *caption)
 {
 	const json_t *sc = json_object_get(R->scen, scen), *tab;
-	struct chart c;
+	struct bench_svg_chart c;
 	int rc;
 
 	if (!sc)
 		return 0;
 	tab = json_object_get(sc, "table");
-	chart_init(&c, scen, title, xlabel, ylabel);
+	bench_svg_init(&c, scen, title, xlabel, ylabel);
 	for (int i = 0; i < nk; i++) {
-		struct series *s = add_series(&c, names[i], (int)json_array_size(tab), S_LINE | S_POINTS);
+		struct bench_svg_series *s = bench_svg_series_add(&c, names[i], (int)json_array_size(tab), BENCH_SVG_LINE | BENCH_SVG_POINTS);
 		if (!s) {
-			chart_free(&c);
+			bench_svg_free(&c);
 			return dm_err_set(R->err, DM_ENOMEM, "out of memory");
 		}
 		for (size_t j = 0; j < json_array_size(tab); j++) {
 			const json_t *p = json_array_get(tab, j);
-			put(s, num(p, x_key), num(p, keys[i]) * scale);
+			bench_svg_put(s, num(p, x_key), num(p, keys[i]) * scale);
 		}
 	}
 	note(&c, R, "median of %d run%s per point", (int)num(sc, "runs"), num(sc, "runs") > 1 ? "s" : "");
 	rc = emit(R, &c, caption);
-	chart_free(&c);
+	bench_svg_free(&c);
 	return rc;
 }
 
@@ -823,7 +414,7 @@ static void html_head(struct report *R)
 
 	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
 	      "<meta charset=\"utf-8\"/>\n<title>dormant bench: ", f);
-	esc(f, str(m, "name"));
+	bench_svg_escape(f, str(m, "name"));
 	fputs("</title>\n<style>\n"
 	      "body { font-family: sans-serif; max-width: 800px; margin: 1em auto; color: #222222; }\n"
 	      "figure { margin: 1.5em 0; } figcaption { font-size: 0.9em; color: #444444; }\n"
@@ -832,16 +423,16 @@ static void html_head(struct report *R)
 	      ".meta { font-size: 0.9em; color: #444444; }\n"
 	      "</style>\n</head>\n<body>\n<h1>dormant bench: the model lifecycle</h1>\n<p class=\"meta\">", f);
 	fputs("Model: ", f);
-	esc(f, str(m, "path"));
+	bench_svg_escape(f, str(m, "path"));
 	fprintf(f, " (%s, %s, %d layers, %.1f MiB). ", str(m, "arch"), str(m, "weight_type"),
 		(int)num(m, "n_layer"), num(m, "file_bytes") / 1048576.0);
 	fputs("Machine: ", f);
-	esc(f, R->machine);
+	bench_svg_escape(f, R->machine);
 	fprintf(f, ". Options: %s load mode, n_ctx %d, prompt %d and %d generated tokens per request%s, "
 		   "greedy sampling. Created ",
 		str(o, "mode"), (int)num(o, "n_ctx"), (int)num(o, "n_prompt"), (int)num(o, "n_gen"),
 		json_is_true(json_object_get(o, "quick")) ? ", quick mode (fewest samples)" : "");
-	esc(f, str(R->root, "created"));
+	bench_svg_escape(f, str(R->root, "created"));
 	fprintf(f, " by dormant %s.", str(R->root, "version"));
 	{
 		const json_t *m0 = path2(R->root, "machine", "loadavg_start");
@@ -865,7 +456,7 @@ static void html_policy_table(struct report *R)
 	for (size_t i = 0; i < json_array_size(pol); i++) {
 		const json_t *p = json_array_get(pol, i);
 		fputs("<tr><td>", f);
-		esc(f, str(p, "policy"));
+		bench_svg_escape(f, str(p, "policy"));
 		fprintf(f, "</td><td>%d</td><td>%d</td><td>%.4f</td><td>%.4f</td><td>%.3f</td><td>%.2f</td></tr>\n",
 			(int)num(p, "loads"), (int)num(p, "cold_requests"), num(p, "total_latency_s"),
 			num(p, "max_latency_s"), num(p, "mem_mib_h"), num(p, "mean_held_bytes") / 1048576.0);
@@ -884,7 +475,7 @@ static void html_memory_table(struct report *R)
 	for (size_t i = 0; i < json_array_size(pts); i++) {
 		const json_t *p = json_array_get(pts, i);
 		fputs("<tr><td>", f);
-		esc(f, str(p, "label"));
+		bench_svg_escape(f, str(p, "label"));
 		fprintf(f, "</td><td>%.3f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td></tr>\n",
 			num(p, "t_s"), num(p, "rss_bytes") / 1048576.0, num(p, "rss_anon_bytes") / 1048576.0,
 			num(p, "rss_file_bytes") / 1048576.0, num(p, "file_cached_bytes") / 1048576.0);
