@@ -45,7 +45,7 @@ int dm_err_set(struct dm_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Prefixes an existing message: "prefix: old message" (valid UTF-8, as
- * above).  Returns err->code. */
+ * above).  Returns err->code (DM_EINVAL when err is NULL). */
 int dm_err_prefix(struct dm_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

@@ -32,7 +32,8 @@ int dm_cpu_physical_cores(void);
 
 /* Creates a pool of n_threads threads in all (the caller counts as one, so
  * n_threads - 1 workers are started); n_threads <= 0 means
- * dm_cpu_physical_cores().  DM_ENOMEM, or DM_EIO if threads cannot start. */
+ * dm_cpu_physical_cores().  DM_EINVAL above 1024 threads, DM_ENOMEM, or
+ * DM_EIO if threads cannot start. */
 int dm_pool_init(struct dm_pool **out, int n_threads, struct dm_err *err);
 /* Stops and joins the workers and frees the pool; NULL is a no-op. */
 void dm_pool_free(struct dm_pool *p);

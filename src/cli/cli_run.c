@@ -1,6 +1,7 @@
 /*
- * cli/run — `dormant run MODEL [PROMPT]` (generate text) and
- * `dormant perplexity MODEL FILE` (the standard perplexity procedure).
+ * cli/run — `dormant run MODEL [PROMPT]` (generate text),
+ * `dormant perplexity MODEL FILE` (the standard perplexity procedure) and
+ * `dormant logits`, plus the option and number helpers of cli.h.
  */
 #include <errno.h>
 #include <limits.h>

@@ -213,13 +213,15 @@ int gguf_get_arr(const struct gguf_file *g, const char *key, int elem_type,
 
 /* Element access on an array value (bounds-checked with DM_ERANGE). */
 int gguf_arr_str(const struct gguf_value *arr, uint64_t i, struct gguf_str *out, struct dm_err *err);
-/* Numeric element converted to double / int64 (for u8..i64, f32, f64, bool). */
+/* Numeric element converted to double (u8..i64, f32, f64, bool) / int64
+ * (integers and bool; floats are DM_ETYPE). */
 int gguf_arr_f64(const struct gguf_value *arr, uint64_t i, double *out, struct dm_err *err);
 int gguf_arr_i64(const struct gguf_value *arr, uint64_t i, int64_t *out, struct dm_err *err);
 /* Any element as a value view (strings, nested arrays included). */
 int gguf_arr_elem(const struct gguf_value *arr, uint64_t i, struct gguf_value *out, struct dm_err *err);
 
-/* Scalar value conversions (integers, bool and floats). */
+/* Scalar value conversions: _i64 / _u64 take integers and bool (floats are
+ * DM_ETYPE, a value that does not fit DM_ERANGE); _f64 takes every number. */
 int gguf_value_i64(const struct gguf_value *v, int64_t *out);
 int gguf_value_u64(const struct gguf_value *v, uint64_t *out);
 int gguf_value_f64(const struct gguf_value *v, double *out);

@@ -14,8 +14,9 @@
  * ISA selection: kern_isa_best() picks the widest ISA this CPU supports
  * (__builtin_cpu_supports), lowered by the environment variable
  * DORMANT_ISA=ref|avx2|avx512 when set (a request above what the CPU has is
- * clamped to the best supported).  It has no state: callers (the engine)
- * call it once and keep the answer.  Every type has a path on every ISA; the
+ * clamped to the best supported).  The CPU is probed once per process (the
+ * answer is cached); $DORMANT_ISA is read on every call, so callers (the
+ * engine) call it once and keep the answer.  Every type has a path on every ISA; the
  * reference path works on any machine and architecture.
  *
  * Shapes follow GGUF: a weight matrix of n_rows × n is stored as n_rows
@@ -49,7 +50,8 @@ enum kern_isa {
 };
 
 /* The best ISA this machine supports, lowered by $DORMANT_ISA if set to a
- * known name.  Pure: reads the CPU flags and the environment each call. */
+ * known name.  The CPU flags are probed once per process; the environment
+ * is read on every call. */
 enum kern_isa kern_isa_best(void);
 /* Whether this CPU can run isa's kernels (REF: always). */
 bool kern_isa_supported(enum kern_isa isa);

@@ -1,8 +1,9 @@
 /*
  * kern/ops — element-wise operations of a transformer (see kern.h), scalar
- * and readable; the compiler vectorises the simple loops.  Attention,
- * softmax and SwiGLU (expf does not vectorise) dispatch by ISA to
- * ops_avx2.c / ops_avx512.c; their scalar versions here are the reference.  Reductions
+ * and readable; the compiler vectorises the simple loops.  Attention
+ * dispatches to ops_avx2.c / ops_avx512.c; softmax, SwiGLU, GeGLU and
+ * soft-capping (expf and tanhf do not vectorise) to ops_avx512.c; the
+ * scalar versions here are the reference.  Reductions
  * (RMSNorm, softmax) sum in double so their result does not depend on n's
  * size in any visible way.
  */

@@ -58,7 +58,8 @@ struct gen_stats {
 };
 
 /* Receives each piece of text (may be empty for tokens that produce no
- * text).  Return non-zero to stop (counted as a cancellation). */
+ * text).  Return non-zero to stop (counted as a cancellation); id is -1 for
+ * the final flush of held-back text, whose return value is ignored. */
 typedef int (*gen_text_fn)(void *ud, int32_t id, const char *text, size_t n);
 
 /* Runs the loop.  cancel (may be NULL) is polled between tokens. */

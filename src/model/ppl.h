@@ -26,7 +26,7 @@ struct ppl_result {
 typedef void (*ppl_chunk_fn)(void *ud, size_t chunk, double running_ppl);
 
 /* ids are not modified.  bos < 0: keep each window's first token.
- * DM_EINVAL if fewer than 2 × n_ctx tokens. */
+ * DM_EINVAL if n_ctx < 4 or fewer than 2 × n_ctx tokens. */
 int model_perplexity(struct model_ctx *c, const int32_t *ids, size_t n, int32_t bos,
 		     ppl_chunk_fn cb, void *ud, struct ppl_result *out, struct dm_err *err);
 

@@ -4,9 +4,10 @@
  * connection; see front.c) speaking the OpenAI and Ollama APIs on top of a runtime
  * (include/dormant.h), plus lifecycle endpoints, /health and /metrics.
  *
- * Endpoints (README "HTTP API" lists each with its fields):
+ * Endpoints (docs/api.md lists each with its fields):
  *   OpenAI   POST /v1/chat/completions, /v1/completions, /v1/embeddings;
- *            GET /v1/models
+ *            GET /v1/models, /v1/models/{id}
+ *   rerank   POST /v1/rerank, /rerank, /v1/reranking, /api/rerank (rag.c)
  *   Ollama   POST /api/generate, /api/chat, /api/embed, /api/embeddings,
  *            /api/show; GET /api/tags, /api/ps, /api/version
  *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE),

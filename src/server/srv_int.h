@@ -156,7 +156,8 @@ double srv_unix_now(void);
 int srv_parse_keep_alive(const json_t *v, int64_t *ms, char *why, size_t cap);
 /* A random hex id with prefix ("chatcmpl-..."). */
 void srv_make_id(char *buf, size_t cap, const char *prefix);
-/* Finds a registered model; fills st (may be NULL).  false if unknown. */
+/* Finds a registered model (any number of them); fills st (may be NULL).
+ * false if unknown or out of memory. */
 bool srv_model_find(struct srv *s, const char *name, struct dormant_model_status *st);
 /* Counters. */
 void srv_count_tokens(struct srv *s, const char *model, int prompt, int gen, bool error);
@@ -219,8 +220,9 @@ struct srv_gen {
 	uint64_t total_ns;
 };
 
-/* A new job with defaults (greedy off: temperature 0.8, max_tokens 128
- * unless the request says otherwise); NULL when out of memory. */
+/* A new job with defaults: max_tokens 128, sampling unset (-1: the model's
+ * or the runtime's defaults), a per-request seed, truncation on for the
+ * Ollama API only; NULL when out of memory. */
 struct srv_gen *srv_gen_new(struct srv_req *r, json_t *req, const struct srv_gen_fmt *fmt);
 void srv_gen_free(void *g);
 /* Checks the model exists and can take the request (404 / 400 / 503), then

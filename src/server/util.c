@@ -86,13 +86,15 @@ int srv_parse_keep_alive(const json_t *v, int64_t *ms, char *why, size_t cap)
 
 bool srv_model_find(struct srv *s, const char *name, struct dormant_model_status *st)
 {
-	struct dormant_model_status *all = calloc(SRV_MAX_MODELS, sizeof *all);
+	/* as many as are registered (discovery has no upper bound); a model
+	 * registered between the two calls is found by the next request */
+	size_t cap = dormant_status(s->d, NULL, 0) + 1, n;
+	struct dormant_model_status *all = calloc(cap, sizeof *all);
 	bool found = false;
-	size_t n;
 	if (!all)
 		return false;
-	n = dormant_status(s->d, all, SRV_MAX_MODELS);
-	for (size_t i = 0; i < n && i < SRV_MAX_MODELS && !found; i++)
+	n = dormant_status(s->d, all, cap);
+	for (size_t i = 0; i < n && i < cap && !found; i++)
 		if (!strcmp(all[i].name, name)) {
 			if (st)
 				*st = all[i];

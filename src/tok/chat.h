@@ -10,9 +10,10 @@
  * (*fallback = true), so the caller can warn.
  *
  * The prompt never contains the leading BOS token: encode it with
- * TOK_ADD_SPECIAL (which adds BOS when the model wants one) and
  * TOK_PARSE_SPECIAL (so <|im_start|>, [INST]-era </s><s> and the like
- * become their special tokens).  BOS/EOS texts inside the prompt (Llama 2,
+ * become their special tokens) and put BOS in front when tok_add_bos()
+ * says so, as gen_prompt_ids does (TOK_ADD_SPECIAL would also append EOS
+ * or SEP for vocabularies that add them).  BOS/EOS texts inside the prompt (Llama 2,
  * Mistral, Zephyr) are the vocabulary's own token texts.
  */
 #ifndef DM_TOK_CHAT_H

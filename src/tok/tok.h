@@ -130,7 +130,8 @@ bool tok_add_sep(const struct tok_vocab *v);
 bool tok_add_space_prefix(const struct tok_vocab *v);
 /* True for ids that end generation: EOS, EOT, EOM and tokens whose text is
  * one of the end markers models use (<|eot_id|>, <|im_end|>, <|end|>,
- * <end_of_turn>, <|endoftext|>, <|eom_id|>, <|end_of_text|>, <EOT>). */
+ * <end_of_turn>, <|endoftext|>, <|eom_id|>, <|end_of_text|>, <EOT>, _<EOT>,
+ * <end_of_utterance>). */
 bool tok_is_eog(const struct tok_vocab *v, int32_t id);
 /* The TOK_ATTR_* bits of id (0 for ids out of range). */
 unsigned tok_attr(const struct tok_vocab *v, int32_t id);
@@ -145,7 +146,8 @@ const char *tok_chat_template(const struct tok_vocab *v);
 /* ---- encoding -------------------------------------------------------- */
 
 enum {
-	/* Add BOS / EOS as the model's add_bos_token / add_eos_token say. */
+	/* Add BOS / EOS / SEP as add_bos_token / add_eos_token / tok_add_sep
+	 * say (WordPiece: [CLS] ... [SEP]). */
 	TOK_ADD_SPECIAL = 1u << 0,
 	/* Recognise control and unknown tokens written in the text. */
 	TOK_PARSE_SPECIAL = 1u << 1,

@@ -6,7 +6,7 @@
  *                      decomposition (é -> e, 가 -> ᄀ); this is how "NFD and
  *                      drop the accents" is done: one code point in, one out,
  *                      so a combining mark already in the text is kept.
- *   tok_uni_lower      the simple lowercase mapping (UnicodeData field 13).
+ *   tok_uni_lower_of   the simple lowercase mapping (UnicodeData field 13).
  *   tok_uni_class      TOK_UNI_CONTROL (categories Cc Cf Co Cs; unassigned
  *                      code points are not control) or TOK_UNI_PUNCT (P*).
  *   tok_uni_is_space   llama.cpp's fixed whitespace set: \t..\r, space, U+0085,
