@@ -615,6 +615,17 @@ static void test_http_roles(void **state)
 						   "user", "content", "x"), 400);
 	assert_non_null(strstr(err_msg(o), "role rerank"));
 	json_decref(o);
+	/* /api/show names what each model can do, from its role */
+	{
+		static const char *const names[3] = { "tiny", "sbert", "srerank" };
+		static const char *const caps[3] = { "completion", "embedding", "rerank" };
+		for (int i = 0; i < 3; i++) {
+			o = call("/api/show", json_pack("{s:s}", "model", names[i]), 200);
+			assert_string_equal(json_string_value(json_array_get(json_object_get(o, "capabilities"), 0)),
+					    caps[i]);
+			json_decref(o);
+		}
+	}
 }
 
 static void test_http_embeddings(void **state)

@@ -410,7 +410,10 @@ static int show(struct srv_req *r)
 				    json_pack("{s:s,s:s,s:s,s:o,s:o,s:[s],s:s}", "modelfile", "", "parameters",
 					      params, "template", tmpl ? tmpl : "", "details",
 					      det ? det : json_object(), "model_info", info ? info : json_object(),
-					      "capabilities", strcmp(st.role, "embed") ? "completion" : "embedding",
+					      "capabilities",
+					      !strcmp(st.role, "embed")    ? "embedding"
+					      : !strcmp(st.role, "rerank") ? "rerank"
+									   : "completion",
 					      "modified_at", ts));
 		free(tmpl);
 	}
