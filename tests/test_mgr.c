@@ -953,6 +953,71 @@ static void test_set_limits(void **state)
 	mgr_free(m);
 }
 
+struct churn {
+	struct mgr *m;
+	atomic_int stop, rounds, fail_a, ok_b, gone_b, other_b;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	while (!atomic_load(&c->stop)) {
+		struct mgr_lease *l;
+		struct dm_err e;
+		int rc = mgr_acquire(c->m, "a", NULL, &l, &e);
+		if (rc)
+			atomic_fetch_add(&c->fail_a, 1);
+		else
+			mgr_release(l);
+		rc = mgr_acquire(c->m, "b", NULL, &l, &e);
+		if (!rc) {
+			atomic_fetch_add(&c->ok_b, 1);
+			mgr_release(l);
+		} else {
+			atomic_fetch_add(rc == DM_ENOTFOUND ? &c->gone_b : &c->other_b, 1);
+		}
+		atomic_fetch_add(&c->rounds, 1);
+	}
+	return NULL;
+}
+
+/* Reloads racing requests: a changes its load settings back and forth, b
+ * is retired and registered again; every request for a is served, one for
+ * b is served or finds no model, and nothing stays allocated. */
+static void test_update_under_load(void **state)
+{
+	struct mgr *m = mk(0, 0, 64);
+	struct churn c = { .m = m };
+	pthread_t th[4];
+	(void)state;
+	add(m, "a", "size=10", MGR_KEEP_FOREVER);
+	add(m, "b", "size=10", MGR_KEEP_FOREVER);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &c), 0);
+	for (int k = 0; k < 300; k++) {
+		struct mgr_model_cfg a = cfg_of("a", k % 2 ? "size=20" : "size=10", MGR_KEEP_FOREVER);
+		struct mgr_model_cfg b = cfg_of("b", "size=10", MGR_KEEP_FOREVER);
+		/* a change per round of requests, so that they overlap */
+		while (atomic_load(&c.rounds) < k)
+			usleep(100);
+		assert_int_equal(mgr_update(m, &a, NULL, NULL, NULL), 0);
+		if (k % 3 == 0) {
+			assert_int_equal(mgr_retire(m, "b", NULL, NULL), 0);
+			assert_int_equal(mgr_add(m, &b, NULL), 0);
+		}
+	}
+	atomic_store(&c.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_true(c.rounds >= 300);
+	assert_int_equal(c.fail_a, 0);
+	assert_int_equal(c.other_b, 0);
+	assert_int_equal(c.ok_b + c.gone_b, c.rounds);
+	mgr_free(m);
+	assert_int_equal(fk.live, 0);
+	assert_int_equal(fk.loads, fk.unloads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -978,6 +1043,7 @@ int main(void)
 		cmocka_unit_test(test_update),
 		cmocka_unit_test(test_retire),
 		cmocka_unit_test(test_set_limits),
+		cmocka_unit_test(test_update_under_load),
 	};
 	return cmocka_run_group_tests_name("mgr", tests, NULL, NULL);
 }
