@@ -348,6 +348,21 @@ static void test_reload_api(void **state)
 	assert_true(status_of(d, "extra", &ms));
 	assert_true(status_of(d, "bravo", &ms));
 	assert_false(status_of(d, "alpha", &ms));
+	/* a new eager model is loaded by the reload, as at start-up */
+	{
+		char text[2200];
+		snprintf(text, sizeof text, "[model bravo]\npath = %s\n[model echo]\npath = %s\nload = eager\n", MODEL,
+			 MODEL);
+		put_text("api.ini", text);
+	}
+	assert_int_equal(dormant_reload(d, &r, err, sizeof err), 0);
+	assert_int_equal(r.n_kept, 1);
+	assert_string_equal(r.added[0], "echo");
+	assert_true(status_of(d, "echo", &ms));
+	assert_string_equal(ms.state, "ready");
+	assert_int_equal(ms.load_count, 1);
+	assert_true(status_of(d, "bravo", &ms));
+	assert_string_equal(ms.state, "dormant");
 	dormant_close(d);
 
 	assert_int_equal(dormant_open(&d, NULL, NULL, err, sizeof err), 0);

@@ -733,6 +733,23 @@ static int reload_apply(dormant *d, const struct dm_config *nc, struct dormant_r
 	return rc;
 }
 
+/* Whether name is loaded, loading or in use (or unknown): no eager load for it. */
+static bool model_loaded(dormant *d, const char *name)
+{
+	size_t n = mgr_status(d->m, NULL, 0);
+	struct mgr_model_status *st = n ? calloc(n, sizeof *st) : NULL;
+	bool yes = true;
+	if (st) {
+		size_t now = mgr_status(d->m, st, n); /* fewer if some went meanwhile */
+		for (size_t i = 0; i < n && i < now; i++)
+			if (!strcmp(st[i].name, name))
+				yes = st[i].in_use || st[i].queued ||
+				      (st[i].state != MGR_DORMANT && st[i].state != MGR_FAILED);
+	}
+	free(st);
+	return yes;
+}
+
 int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t errlen)
 {
 	struct dm_config *nc = calloc(1, sizeof *nc);
@@ -763,12 +780,14 @@ int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t err
 		r.disc_removed = rs.removed;
 		r.disc_broken = rs.broken;
 	}
-	/* eager models that are new or changed load now, as at start-up; one
+	/* eager models that are new or changed load now, as at start-up, unless
+	 * already loaded or busy (a reload does not wait behind a request); one
 	 * that fails keeps its error in its status (the reload stands) */
 	for (size_t i = 0; i < nc->n_models; i++) {
 		struct mgr_lease *l;
 		struct dm_err le;
-		if (load[i] && !mgr_acquire(d->m, nc->models[i].name, NULL, &l, &le))
+		if (load[i] && !model_loaded(d, nc->models[i].name) &&
+		    !mgr_acquire(d->m, nc->models[i].name, NULL, &l, &le))
 			mgr_release(l);
 	}
 out:
