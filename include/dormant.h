@@ -243,8 +243,11 @@ struct dormant_reload {
  * a smaller budget; busy ones never).  Server settings that cannot change
  * while serving (host, port, api_key, max_body, connections, timeouts,
  * max_tokens, drop_page_cache) keep their values and are listed in
- * res->restart.  Models registered by dormant_add_model stay as they are.
- * Then the model folders and stores are scanned again.  res may be NULL. */
+ * res->restart.  Models registered by dormant_add_model stay as they are
+ * (a configuration that takes one's name is refused); a discovered model's
+ * name the configuration takes becomes the configuration's.  Then the model
+ * folders and stores are scanned again.  Reloads run one at a time.  res
+ * may be NULL. */
 int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t errlen);
 
 #ifdef __cplusplus
