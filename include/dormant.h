@@ -233,6 +233,48 @@ void dormant_observe_remove(dormant *d, void (*fn)(void *ud, const struct dorman
  * `dormant serve` runs it for every model at start-up. */
 int dormant_check_model(dormant *d, const char *model, uint64_t *est_bytes, char *err, size_t errlen);
 
+/* What dormant_reload did.  Names are cut at the arrays' sizes; the counts
+ * are whole. */
+struct dormant_reload {
+	size_t n_kept, n_changed, n_added, n_removed, n_restart;
+	char kept[32][64];       /* the configuration's models with the same settings: untouched */
+	char changed[32][64];    /* new settings (a discovered model's too, for new [server] defaults) */
+	char added[32][64];
+	char removed[32][64];
+	char restart[16][40];    /* server settings that changed but apply at the next start
+				  * ("server.port", "server.host", ...) */
+	size_t n_unloaded;       /* loaded idle models unloaded now (removed, or new load settings) */
+	size_t n_pending;        /* busy ones: unloaded when their requests end */
+	size_t n_evicted;        /* idle models evicted to fit a smaller budget */
+	/* the rescan that follows (models_dir folders and stores) */
+	size_t disc_found, disc_added, disc_removed, disc_broken;
+};
+
+/* Reads the configuration file the runtime was opened with again (the same
+ * profile selection and environment overrides) and checks all of it before
+ * anything changes: its syntax and values, each model's role against its
+ * file, its file's header and architecture, its estimate against max_ram,
+ * its fallbacks (what `dormant config check` does, without loading).  A
+ * problem is returned as "FILE:LINE: ..." and the running configuration
+ * stays as it was.  Otherwise, per model of the configuration:
+ *   - same settings: untouched (a loaded one stays loaded, its requests run on);
+ *   - settings a load reads (path, mode, quantize_on_load, n_ctx, n_batch,
+ *     threads, warmup_ctx, kv_persist): from its next load; a loaded idle
+ *     model is unloaded now, a busy one when its requests end;
+ *   - other settings (keep_alive, pin, role, load, fallbacks, ...): at once;
+ *   - removed: unknown to new requests at once, unloaded when its requests end;
+ *   - new: registered (an eager one is loaded).
+ * The budget and queue limits apply at once (idle models are evicted to fit
+ * a smaller budget; busy ones never).  Server settings that cannot change
+ * while serving (host, port, api_key, max_body, connections, timeouts,
+ * max_tokens, drop_page_cache) keep their values and are listed in
+ * res->restart.  Models registered by dormant_add_model stay as they are
+ * (a configuration that takes one's name is refused); a discovered model's
+ * name the configuration takes becomes the configuration's.  Then the model
+ * folders and stores are scanned again.  Reloads run one at a time.  res
+ * may be NULL. */
+int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

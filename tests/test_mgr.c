@@ -776,6 +776,248 @@ static void test_observer(void **state)
 	mgr_free(m);
 }
 
+static struct mgr_model_cfg cfg_of(const char *name, const char *path, int64_t ka)
+{
+	struct mgr_model_cfg c;
+	mgr_model_cfg_default(&c);
+	snprintf(c.name, sizeof c.name, "%s", name);
+	snprintf(c.path, sizeof c.path, "%s", path);
+	c.keep_alive_ms = ka;
+	return c;
+}
+
+/* New settings for registered models: none, live ones (in place), load
+ * ones on an idle, a busy (its queue loads the new ones) and a loading
+ * model. */
+static void test_update(void **state)
+{
+	struct mgr *m = mk(0, 0, 4);
+	struct mgr_model_cfg c;
+	struct mgr_lease *held;
+	struct waiter w = { .name = "b" }, ws = { .name = "s" };
+	pthread_t th;
+	enum mgr_apply how;
+	unsigned diff;
+	(void)state;
+	w.m = ws.m = m;
+	add(m, "a", "size=10", MGR_KEEP_FOREVER);
+	add(m, "b", "size=10", MGR_KEEP_FOREVER);
+	use(m, "a");
+	use(m, "b");
+
+	c = cfg_of("a", "size=10", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_update(m, &c, &diff, &how, NULL), 0);
+	assert_int_equal(diff, 0);
+	assert_int_equal(how, MGR_APPLY_DONE);
+	assert_int_equal(st(m, "a").state, MGR_READY);
+	assert_int_equal(st(m, "a").load_count, 1);
+
+	/* live: still loaded, its timer follows the new keep_alive */
+	c.keep_alive_ms = 30000;
+	c.pin = true;
+	assert_int_equal(mgr_update(m, &c, &diff, &how, NULL), 0);
+	assert_int_equal(diff, MGR_DIFF_LIVE);
+	assert_int_equal(how, MGR_APPLY_DONE);
+	assert_int_equal(st(m, "a").state, MGR_READY);
+	assert_int_equal(st(m, "a").keep_alive_ms, 30000);
+	assert_int_equal(st(m, "a").expires_ms, 1000 + 30000);
+	assert_int_equal(fk.unloads, 0);
+
+	/* load settings on an idle model: unloaded now, loaded with them next */
+	c.n_ctx = 512;
+	assert_int_equal(mgr_update(m, &c, &diff, &how, NULL), 0);
+	assert_int_equal(diff, MGR_DIFF_LOAD);
+	assert_int_equal(how, MGR_APPLY_UNLOADED);
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	assert_int_equal(fk.unloads, 1);
+
+	/* on a busy one: it stays until its lease ends; the request queued
+	 * behind it loads the new file */
+	assert_int_equal(mgr_acquire(m, "b", NULL, &held, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, wait_thread, &w), 0);
+	while (st(m, "b").queued < 1)
+		usleep(1000);
+	c = cfg_of("b", "size=20", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_update(m, &c, &diff, &how, NULL), 0);
+	assert_int_equal(diff, MGR_DIFF_LOAD);
+	assert_int_equal(how, MGR_APPLY_PENDING);
+	assert_int_equal(st(m, "b").state, MGR_READY);
+	assert_string_equal(st(m, "b").path, "size=10"); /* the loaded one's, until then */
+	assert_int_equal(st(m, "b").bytes, 10);
+	mgr_release(held);
+	pthread_join(th, NULL);
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(st(m, "b").load_count, 2);
+	assert_int_equal(st(m, "b").bytes, 20);
+	assert_int_equal(fk.unloads, 2);
+
+	/* on a loading one: the load in flight finishes with the old
+	 * settings, its request ends, then it goes */
+	add(m, "s", "slow size=5", MGR_KEEP_FOREVER);
+	assert_int_equal(pthread_create(&th, NULL, wait_thread, &ws), 0);
+	while (st(m, "s").state != MGR_LOADING || fk.loads < 4)
+		usleep(1000);
+	c = cfg_of("s", "size=6", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_update(m, &c, &diff, &how, NULL), 0);
+	assert_int_equal(how, MGR_APPLY_PENDING);
+	atomic_store(&fk.gate, 1);
+	pthread_join(th, NULL);
+	assert_int_equal(ws.rc, 0);
+	assert_int_equal(st(m, "s").state, MGR_DORMANT);
+	assert_string_equal(st(m, "s").path, "size=6");
+	use(m, "s");
+	assert_int_equal(st(m, "s").bytes, 6);
+	c.name[0] = 'x';
+	assert_int_equal(mgr_update(m, &c, NULL, NULL, NULL), DM_ENOTFOUND);
+	mgr_free(m);
+	assert_int_equal(fk.live, 0);
+}
+
+/* A retired model: unknown to new requests at once, its lease ends
+ * normally, then it is unloaded; its name can be registered again
+ * meanwhile. */
+static void test_retire(void **state)
+{
+	struct mgr *m = mk(0, 0, 4);
+	struct mgr_model_status all[8];
+	struct mgr_lease *held, *l;
+	struct mgr_model_cfg c;
+	enum mgr_apply how;
+	struct dm_err e;
+	(void)state;
+	add(m, "a", "size=10", MGR_KEEP_FOREVER);
+	add(m, "b", "size=10", MGR_KEEP_FOREVER);
+	add(m, "c", "size=10", MGR_KEEP_FOREVER);
+	use(m, "b");
+
+	assert_int_equal(mgr_retire(m, "c", &how, NULL), 0); /* never loaded */
+	assert_int_equal(how, MGR_APPLY_DONE);
+	assert_int_equal(mgr_retire(m, "b", &how, NULL), 0); /* loaded, idle */
+	assert_int_equal(how, MGR_APPLY_UNLOADED);
+	assert_int_equal(fk.live, 0);
+
+	assert_int_equal(mgr_acquire(m, "a", NULL, &held, NULL), 0);
+	assert_int_equal(mgr_retire(m, "a", &how, NULL), 0);
+	assert_int_equal(how, MGR_APPLY_PENDING);
+	assert_false(mgr_has(m, "a"));
+	assert_int_equal(mgr_acquire(m, "a", NULL, &l, &e), DM_ENOTFOUND);
+	assert_int_equal(mgr_status(m, all, 8), 0);
+	assert_int_equal(fk.live, 1); /* still held */
+	c = cfg_of("a", "size=3", MGR_KEEP_FOREVER);
+	assert_int_equal(mgr_add(m, &c, NULL), 0); /* the name is free */
+	assert_int_equal(st(m, "a").state, MGR_DORMANT);
+	mgr_release(held);
+	assert_int_equal(fk.live, 0);
+	assert_int_equal(fk.unloads, 2);
+	use(m, "a");
+	assert_int_equal(st(m, "a").bytes, 3);
+	assert_int_equal(mgr_retire(m, "zz", NULL, &e), DM_ENOTFOUND);
+	mgr_free(m);
+}
+
+/* A smaller budget evicts idle models, least recently used first, never a
+ * busy or a pinned one; a larger one lets a waiting load go on. */
+static void test_set_limits(void **state)
+{
+	struct mgr *m = mk(0, 0, 4);
+	struct mgr_cfg lim;
+	struct mgr_lease *held;
+	struct mgr_model_cfg c;
+	(void)state;
+	add(m, "a", "size=10", MGR_KEEP_FOREVER);
+	add(m, "b", "size=10", MGR_KEEP_FOREVER);
+	c = cfg_of("p", "size=10", MGR_KEEP_FOREVER);
+	c.pin = true;
+	assert_int_equal(mgr_add(m, &c, NULL), 0);
+	use(m, "p");
+	use(m, "a");
+	fake_now += 10;
+	use(m, "b");
+	mgr_limits(m, &lim);
+	lim.max_ram = 25;
+	assert_int_equal(mgr_set_limits(m, &lim), 1);
+	assert_int_equal(st(m, "a").state, MGR_DORMANT); /* least recently used */
+	assert_int_equal(st(m, "a").evict_count, 1);
+	assert_int_equal(st(m, "b").state, MGR_READY);
+	assert_int_equal(st(m, "p").state, MGR_READY);
+
+	assert_int_equal(mgr_acquire(m, "b", NULL, &held, NULL), 0);
+	lim.max_ram = 10;
+	lim.max_queue = 2;
+	assert_int_equal(mgr_set_limits(m, &lim), 0); /* b busy, p pinned */
+	assert_int_equal(st(m, "b").state, MGR_READY);
+	mgr_limits(m, &lim);
+	assert_int_equal(lim.max_ram, 10);
+	assert_int_equal(lim.max_queue, 2);
+	mgr_release(held);
+	mgr_free(m);
+}
+
+struct churn {
+	struct mgr *m;
+	atomic_int stop, rounds, fail_a, ok_b, gone_b, other_b;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	while (!atomic_load(&c->stop)) {
+		struct mgr_lease *l;
+		struct dm_err e;
+		int rc = mgr_acquire(c->m, "a", NULL, &l, &e);
+		if (rc)
+			atomic_fetch_add(&c->fail_a, 1);
+		else
+			mgr_release(l);
+		rc = mgr_acquire(c->m, "b", NULL, &l, &e);
+		if (!rc) {
+			atomic_fetch_add(&c->ok_b, 1);
+			mgr_release(l);
+		} else {
+			atomic_fetch_add(rc == DM_ENOTFOUND ? &c->gone_b : &c->other_b, 1);
+		}
+		atomic_fetch_add(&c->rounds, 1);
+	}
+	return NULL;
+}
+
+/* Reloads racing requests: a changes its load settings back and forth, b
+ * is retired and registered again; every request for a is served, one for
+ * b is served or finds no model, and nothing stays allocated. */
+static void test_update_under_load(void **state)
+{
+	struct mgr *m = mk(0, 0, 64);
+	struct churn c = { .m = m };
+	pthread_t th[4];
+	(void)state;
+	add(m, "a", "size=10", MGR_KEEP_FOREVER);
+	add(m, "b", "size=10", MGR_KEEP_FOREVER);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &c), 0);
+	for (int k = 0; k < 300; k++) {
+		struct mgr_model_cfg a = cfg_of("a", k % 2 ? "size=20" : "size=10", MGR_KEEP_FOREVER);
+		struct mgr_model_cfg b = cfg_of("b", "size=10", MGR_KEEP_FOREVER);
+		/* a change per round of requests, so that they overlap */
+		while (atomic_load(&c.rounds) < k)
+			usleep(100);
+		assert_int_equal(mgr_update(m, &a, NULL, NULL, NULL), 0);
+		if (k % 3 == 0) {
+			assert_int_equal(mgr_retire(m, "b", NULL, NULL), 0);
+			assert_int_equal(mgr_add(m, &b, NULL), 0);
+		}
+	}
+	atomic_store(&c.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_true(c.rounds >= 300);
+	assert_int_equal(c.fail_a, 0);
+	assert_int_equal(c.other_b, 0);
+	assert_int_equal(c.ok_b + c.gone_b, c.rounds);
+	mgr_free(m);
+	assert_int_equal(fk.live, 0);
+	assert_int_equal(fk.loads, fk.unloads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -798,6 +1040,10 @@ int main(void)
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
 		cmocka_unit_test(test_observer),
+		cmocka_unit_test(test_update),
+		cmocka_unit_test(test_retire),
+		cmocka_unit_test(test_set_limits),
+		cmocka_unit_test(test_update_under_load),
 	};
 	return cmocka_run_group_tests_name("mgr", tests, NULL, NULL);
 }

@@ -119,7 +119,7 @@ int cli_serve(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP); /* rescan the models folders and stores */
+	sigaddset(&set, SIGHUP); /* reload the configuration, rescan the models folders and stores */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -189,13 +189,17 @@ int cli_serve(int argc, char **argv)
 			fprintf(stderr, "  no models: add --model NAME=PATH or a [model NAME] section in --config\n");
 	}
 	while (sigwait(&set, &sig) == 0 && sig != SIGINT && sig != SIGTERM) {
+		static struct dormant_reload rl; /* large; one signal at a time */
+		char line[768];
 		if (sig != SIGHUP)
 			continue;
-		if (dormant_rescan(d, &rs, &e))
-			fprintf(stderr, "dormant: rescan: %s\n", e.msg);
-		else if (!quiet)
-			fprintf(stderr, "dormant: rescan: %zu found, %zu added, %zu removed, %zu broken\n", rs.found,
-				rs.added, rs.removed, rs.broken);
+		if (dormant_reload(d, &rl, err, sizeof err)) {
+			fprintf(stderr, "dormant: reload refused, the running configuration stays: %s\n", err);
+			continue;
+		}
+		dormant_reload_summary(&rl, line, sizeof line);
+		if (!quiet)
+			fprintf(stderr, "dormant: %s\n", line);
 	}
 	fprintf(stderr, "dormant: %s, stopping\n", sig == SIGINT ? "interrupted" : "terminated");
 	rc = 0;

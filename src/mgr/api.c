@@ -48,7 +48,12 @@ struct ttft {
 };
 
 struct dormant {
+	/* the running configuration: replaced by dormant_reload under disc_mu
+	 * (and reload_mu, which serialises reloads) */
 	struct dm_config *cfg;
+	char *cfg_path;              /* the file it was opened with (NULL: none) */
+	char profile[32];            /* the profile asked for ("": $DORMANT_ENV) */
+	pthread_mutex_t reload_mu;
 	struct engine_backend_cfg bc;
 	struct mgr *m;
 	pthread_mutex_t mu; /* guards ttft */
@@ -129,11 +134,18 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_mutex_init(&d->disc_mu, NULL);
 	pthread_mutex_init(&d->obs_mu, NULL);
+	pthread_mutex_init(&d->reload_mu, NULL);
 	d->stores = -1;
 	if ((rc = disc_init(&d->disc, &e)))
 		goto bad;
 	if ((rc = dm_config_load(d->cfg, config, profile, &e)))
 		goto bad;
+	/* what dormant_reload reads again */
+	if (config && !(d->cfg_path = strdup(config))) {
+		rc = dm_err_set(&e, DM_ENOMEM, "out of memory");
+		goto bad;
+	}
+	snprintf(d->profile, sizeof d->profile, "%s", profile ? profile : "");
 	dm_config_mgr(d->cfg, &mc);
 	mc.log = log;
 	mc.log_ud = log_ud;
@@ -175,7 +187,9 @@ int dormant_add_model(dormant *d, const char *name, const char *path, char *err,
 	}
 	snprintf(c.name, sizeof c.name, "%s", name);
 	snprintf(c.path, sizeof c.path, "%s", path);
+	pthread_mutex_lock(&d->disc_mu); /* d->cfg: a reload may replace it */
 	model_defaults(d, &c);
+	pthread_mutex_unlock(&d->disc_mu);
 	if ((rc = resolve_role(&c, false, &e)) || (rc = mgr_add(d->m, &c, &e)))
 		return fail(err, errlen, &e, rc);
 	return 0;
@@ -187,11 +201,13 @@ void dormant_close(dormant *d)
 		return;
 	mgr_free(d->m);
 	free(d->cfg);
+	free(d->cfg_path);
 	disc_free(d->disc);
 	free(d->reg);
 	pthread_mutex_destroy(&d->mu);
 	pthread_mutex_destroy(&d->disc_mu);
 	pthread_mutex_destroy(&d->obs_mu);
+	pthread_mutex_destroy(&d->reload_mu);
 	free(d);
 }
 
@@ -424,9 +440,11 @@ static const struct dormant_gen_opts *gen_defaults(dormant *d, const char *name,
 
 int dormant_discovery_set(dormant *d, const char *const *dirs, size_t n, int stores, struct dm_err *err)
 {
-	if (d->cfg->n_models_dirs + n > CFG_MAX_MODELS_DIRS)
-		return dm_err_set(err, DM_EINVAL, "at most %d models folders", CFG_MAX_MODELS_DIRS);
 	pthread_mutex_lock(&d->disc_mu);
+	if (d->cfg->n_models_dirs + n > CFG_MAX_MODELS_DIRS) {
+		pthread_mutex_unlock(&d->disc_mu);
+		return dm_err_set(err, DM_EINVAL, "at most %d models folders", CFG_MAX_MODELS_DIRS);
+	}
 	for (size_t i = 0; i < n; i++)
 		snprintf(d->dirs[i], sizeof d->dirs[i], "%s", dirs[i]);
 	d->n_dirs = n;
@@ -535,6 +553,285 @@ bool dormant_discovered_model(dormant *d, const char *name, struct disc_model *o
 		*out = *m;
 	pthread_mutex_unlock(&d->disc_mu);
 	return m != NULL;
+}
+
+/* ---- reload ---- */
+
+static int cfg_index(const struct dm_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_models; i++)
+		if (!strcmp(c->models[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+/* Where a configuration key was set ("dormant.ini:12"), or fallback. */
+static const char *cfg_src(const struct dm_config *c, const char *key, const char *fallback)
+{
+	for (size_t i = 0; i < c->n_src; i++)
+		if (!strcmp(c->src[i].key, key))
+			return c->src[i].src;
+	return fallback;
+}
+
+/* The line of model i's section (its path's, or its role's when the role
+ * is the problem) in front of a model's problem. */
+static int model_problem(const struct dm_config *c, size_t i, const char *what, const char *file,
+			 const struct dm_err *why, struct dm_err *err)
+{
+	char key[MGR_NAME_MAX + 16];
+	snprintf(key, sizeof key, "model.%s.%s", c->models[i].name, what);
+	return dm_err_set(err, why->code, "%s: model '%s': %s", cfg_src(c, key, file), c->models[i].name,
+			  why->msg);
+}
+
+/* Everything dormant_reload checks before it changes anything (nc's roles
+ * are resolved here).  disc_mu and the manager's lock are taken only to
+ * look. */
+static int reload_check(dormant *d, struct dm_config *nc, struct dm_err *err)
+{
+	const char *file = d->cfg_path ? d->cfg_path : "config";
+	struct mgr_model_status *st = NULL;
+	struct mgr_cfg mc = { 0 };
+	struct mgr *tm = NULL;
+	struct dm_err e;
+	size_t n;
+	int rc = 0;
+
+	for (size_t i = 0; i < nc->n_models; i++)
+		if (resolve_role(&nc->models[i], dm_config_role_set(nc, i), &e))
+			return model_problem(nc, i, dm_config_role_set(nc, i) ? "role" : "path", file, &e, err);
+	/* a name registered outside the configuration (--model) stays theirs;
+	 * one discovery registered goes to the configuration */
+	for (size_t i = 0; i < nc->n_models; i++) {
+		const char *name = nc->models[i].name;
+		bool disc;
+		pthread_mutex_lock(&d->disc_mu);
+		disc = reg_find(d, name) != NULL;
+		pthread_mutex_unlock(&d->disc_mu);
+		if (!disc && cfg_index(d->cfg, name) < 0 && mgr_has(d->m, name)) {
+			dm_err_set(&e, DM_EINVAL, "the name is registered outside the configuration (--model)");
+			return model_problem(nc, i, "path", file, &e, err);
+		}
+	}
+	/* `dormant config check`: every model on a manager that never loads,
+	 * with the other registered names there for fallbacks to find */
+	dm_config_mgr(nc, &mc);
+	mgr_engine_backend(&mc.backend, NULL);
+	mc.no_reaper = true;
+	if ((rc = mgr_init(&tm, &mc, err)))
+		return rc;
+	for (size_t i = 0; i < nc->n_models && !rc; i++)
+		if ((rc = mgr_add(tm, &nc->models[i], &e)))
+			rc = model_problem(nc, i, "path", file, &e, err);
+	n = mgr_status(d->m, NULL, 0);
+	if (!rc && n && !(st = calloc(n, sizeof *st)))
+		rc = dm_err_set(err, DM_ENOMEM, "out of memory");
+	if (!rc) {
+		size_t now = mgr_status(d->m, st, n); /* a rescan may have changed the count */
+		n = now < n ? now : n;
+	}
+	for (size_t i = 0; i < n && !rc; i++) {
+		struct mgr_model_cfg c;
+		if (cfg_index(nc, st[i].name) >= 0 || cfg_index(d->cfg, st[i].name) >= 0)
+			continue;
+		mgr_model_cfg_default(&c);
+		snprintf(c.name, sizeof c.name, "%s", st[i].name);
+		snprintf(c.path, sizeof c.path, "%s", st[i].path);
+		rc = mgr_add(tm, &c, err);
+	}
+	for (size_t i = 0; i < nc->n_models && !rc; i++)
+		if (mgr_check_model(tm, nc->models[i].name, NULL, &e))
+			rc = model_problem(nc, i, strncmp(e.msg, "fallback", 8) ? "path" : "fallback", file, &e, err);
+	free(st);
+	mgr_free(tm);
+	return rc;
+}
+
+/* Server settings that only a restart applies: noted in r, and kept in nc
+ * as they are now. */
+static void reload_restart(const struct dm_config *old, struct dm_config *nc, struct dormant_reload *r)
+{
+#define KEEP(cond, field, key)                                                                   \
+	do {                                                                                     \
+		if (cond) {                                                                      \
+			if (r->n_restart < sizeof r->restart / sizeof r->restart[0])             \
+				snprintf(r->restart[r->n_restart], sizeof r->restart[0], "%s", key); \
+			r->n_restart++;                                                          \
+		}                                                                                \
+		memcpy(&nc->field, &old->field, sizeof nc->field);                              \
+	} while (0)
+	KEEP(strcmp(old->host, nc->host), host, "server.host");
+	KEEP(old->port != nc->port, port, "server.port");
+	KEEP(strcmp(old->api_key, nc->api_key), api_key, "server.api_key");
+	KEEP(old->max_body != nc->max_body, max_body, "server.max_body");
+	KEEP(old->max_connections != nc->max_connections, max_connections, "server.max_connections");
+	KEEP(old->request_timeout_ms != nc->request_timeout_ms, request_timeout_ms, "server.request_timeout");
+	KEEP(old->max_connections_per_ip != nc->max_connections_per_ip, max_connections_per_ip,
+	     "server.max_connections_per_ip");
+	KEEP(old->header_timeout_ms != nc->header_timeout_ms, header_timeout_ms, "server.header_timeout");
+	KEEP(old->max_tokens != nc->max_tokens, max_tokens, "server.max_tokens");
+	KEEP(old->drop_page_cache != nc->drop_page_cache, drop_page_cache, "server.drop_page_cache");
+#undef KEEP
+}
+
+static void name_add(char (*list)[64], size_t cap, size_t *n, const char *name)
+{
+	if (*n < cap)
+		snprintf(list[*n], 64, "%s", name);
+	(*n)++;
+}
+
+static void count_apply(struct dormant_reload *r, enum mgr_apply how)
+{
+	if (how == MGR_APPLY_UNLOADED)
+		r->n_unloaded++;
+	else if (how == MGR_APPLY_PENDING)
+		r->n_pending++;
+}
+
+/* Applies a checked configuration: nothing here can be refused but an
+ * allocation.  disc_mu held. */
+static int reload_apply(dormant *d, const struct dm_config *nc, struct dormant_reload *r, bool *load,
+			struct dm_err *err)
+{
+	const struct dm_config *old = d->cfg;
+	struct mgr_cfg mc = { 0 };
+	enum mgr_apply how;
+	struct dm_err e;
+	int rc = 0;
+
+	/* gone from the file: unknown to new requests from now on */
+	for (size_t i = 0; i < old->n_models; i++)
+		if (cfg_index(nc, old->models[i].name) < 0 && !mgr_retire(d->m, old->models[i].name, &how, &e)) {
+			name_add(r->removed, 32, &r->n_removed, old->models[i].name);
+			count_apply(r, how);
+		}
+	for (size_t i = 0; i < nc->n_models; i++) {
+		const struct mgr_model_cfg *c = &nc->models[i];
+		struct dreg *g = reg_find(d, c->name);
+		unsigned diff;
+		load[i] = false;
+		if (g) { /* discovery's until now: the configuration's from here */
+			if (!mgr_retire(d->m, c->name, &how, &e))
+				count_apply(r, how);
+			*g = d->reg[--d->n_reg];
+		}
+		if (cfg_index(old, c->name) >= 0 && !mgr_update(d->m, c, &diff, &how, &e)) {
+			count_apply(r, how);
+			if (diff)
+				name_add(r->changed, 32, &r->n_changed, c->name);
+			else
+				name_add(r->kept, 32, &r->n_kept, c->name);
+			load[i] = diff && c->load == MGR_EAGER;
+		} else if (!mgr_add(d->m, c, &e)) {
+			name_add(r->added, 32, &r->n_added, c->name);
+			load[i] = c->load == MGR_EAGER;
+		} else if (!rc) {
+			rc = dm_err_set(err, e.code, "model '%s': %s", c->name, e.msg);
+		}
+	}
+	dm_config_mgr(nc, &mc);
+	r->n_evicted = (size_t)mgr_set_limits(d->m, &mc);
+	memcpy(d->cfg, nc, sizeof *nc);
+	/* discovered models follow the new [server] defaults */
+	for (size_t i = 0; i < d->n_reg; i++) {
+		const struct disc_model *m = disc_find(d->disc, d->reg[i].name);
+		struct mgr_model_cfg c;
+		unsigned diff;
+		mgr_model_cfg_default(&c);
+		snprintf(c.name, sizeof c.name, "%s", d->reg[i].name);
+		snprintf(c.path, sizeof c.path, "%s", d->reg[i].path);
+		model_defaults(d, &c);
+		if (m && m->params.num_ctx)
+			c.n_ctx = m->params.num_ctx;
+		resolve_role(&c, false, &e);
+		if (!mgr_update(d->m, &c, &diff, &how, &e) && diff) {
+			name_add(r->changed, 32, &r->n_changed, c.name);
+			count_apply(r, how);
+		}
+	}
+	return rc;
+}
+
+/* Whether name is loaded, loading or in use (or unknown): no eager load for it. */
+static bool model_loaded(dormant *d, const char *name)
+{
+	size_t n = mgr_status(d->m, NULL, 0);
+	struct mgr_model_status *st = n ? calloc(n, sizeof *st) : NULL;
+	bool yes = true;
+	if (st) {
+		size_t now = mgr_status(d->m, st, n); /* fewer if some went meanwhile */
+		for (size_t i = 0; i < n && i < now; i++)
+			if (!strcmp(st[i].name, name))
+				yes = st[i].in_use || st[i].queued ||
+				      (st[i].state != MGR_DORMANT && st[i].state != MGR_FAILED);
+	}
+	free(st);
+	return yes;
+}
+
+int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t errlen)
+{
+	struct dm_config *nc = calloc(1, sizeof *nc);
+	struct dormant_reload r;
+	struct dormant_rescan rs;
+	bool load[CFG_MAX_MODELS];
+	struct dm_err e;
+	int rc;
+
+	_Static_assert(sizeof r.kept[0] == MGR_NAME_MAX && sizeof r.kept / sizeof r.kept[0] == CFG_MAX_MODELS,
+		       "one row per model of a configuration");
+	memset(&r, 0, sizeof r);
+	if (!nc) {
+		dm_err_set(&e, DM_ENOMEM, "out of memory");
+		return fail(err, errlen, &e, DM_ENOMEM);
+	}
+	pthread_mutex_lock(&d->reload_mu);
+	if ((rc = dm_config_load(nc, d->cfg_path, d->profile[0] ? d->profile : NULL, &e)) ||
+	    (rc = reload_check(d, nc, &e)))
+		goto out;
+	reload_restart(d->cfg, nc, &r);
+	pthread_mutex_lock(&d->disc_mu);
+	rc = reload_apply(d, nc, &r, load, &e);
+	pthread_mutex_unlock(&d->disc_mu);
+	if (!rc && !(rc = dormant_rescan(d, &rs, &e))) {
+		r.disc_found = rs.found;
+		r.disc_added = rs.added;
+		r.disc_removed = rs.removed;
+		r.disc_broken = rs.broken;
+	}
+	/* eager models that are new or changed load now, as at start-up, unless
+	 * already loaded or busy (a reload does not wait behind a request); one
+	 * that fails keeps its error in its status (the reload stands) */
+	for (size_t i = 0; i < nc->n_models; i++) {
+		struct mgr_lease *l;
+		struct dm_err le;
+		if (load[i] && !model_loaded(d, nc->models[i].name) &&
+		    !mgr_acquire(d->m, nc->models[i].name, NULL, &l, &le))
+			mgr_release(l);
+	}
+out:
+	pthread_mutex_unlock(&d->reload_mu);
+	free(nc);
+	if (res)
+		*res = r;
+	return rc ? fail(err, errlen, &e, rc) : 0;
+}
+
+void dormant_reload_summary(const struct dormant_reload *r, char *buf, size_t cap)
+{
+	size_t k = 0;
+	k += (size_t)snprintf(buf, cap, "reload: %zu kept, %zu changed, %zu added, %zu removed, %zu need%s a restart",
+			      r->n_kept, r->n_changed, r->n_added, r->n_removed, r->n_restart,
+			      r->n_restart == 1 ? "s" : "");
+	for (size_t i = 0; i < r->n_restart && i < sizeof r->restart / sizeof r->restart[0] && k < cap; i++)
+		k += (size_t)snprintf(buf + k, cap - k, "%s%s%s", i ? ", " : " (", r->restart[i],
+				      i + 1 == r->n_restart || i + 1 == sizeof r->restart / sizeof r->restart[0] ? ")" : "");
+	if (k < cap)
+		snprintf(buf + k, cap - k, "; %zu unloaded, %zu when idle, %zu evicted; rescan: %zu found, %zu added, "
+			 "%zu removed, %zu broken", r->n_unloaded, r->n_pending, r->n_evicted, r->disc_found,
+			 r->disc_added, r->disc_removed, r->disc_broken);
 }
 
 int dormant_generate(dormant *d, const char *model, const char *prompt,

@@ -9,8 +9,11 @@
 #include "mgr/config.h"
 #include "mgr/discover.h"
 
-/* The configuration the runtime was opened with (valid until
- * dormant_close). */
+/* The runtime's configuration (valid until dormant_close).  dormant_reload
+ * replaces its contents under the runtime's own lock, except the server
+ * settings it lists as needing a restart: read those (srv_cfg_from_runtime
+ * at start-up) or ask the manager for its limits (mgr_limits), not the
+ * rest, while a reload may run. */
 const struct dm_config *dormant_config(const dormant *d);
 
 /* The runtime's manager (valid until dormant_close), for the runtime's
@@ -21,6 +24,10 @@ struct mgr *dormant_mgr(dormant *d);
  * acquiring it reports that); DM_EINVAL "model 'x' has role embed: it does
  * not answer generate requests" otherwise. */
 int dormant_role_check(dormant *d, const char *model, enum mgr_role want, struct dm_err *err);
+/* One line for a log: the counts of dormant_reload, the settings that need
+ * a restart by name, and the rescan's counts. */
+void dormant_reload_summary(const struct dormant_reload *r, char *buf, size_t cap);
+
 /* ---- discovered models (mgr/discover.h) ----
  * dormant_rescan scans the configuration's models_dir folders, the folders
  * given here and (unless switched off) the Ollama, Hugging Face and LM

@@ -44,6 +44,10 @@ struct mmodel {
 	char last_error[DM_ERR_MSG_MAX];
 	uint64_t rss_before_load, rss_after_unload;
 	uint64_t anon_after_unload, file_after_unload, cached_after_unload;
+	/* a reload's changes waiting for an idle moment (see settle) */
+	bool retired;              /* unregistered: no new request finds it */
+	enum { PEND_NONE, PEND_LIVE, PEND_LOAD } pending; /* next replaces cfg */
+	struct mgr_model_cfg next;
 };
 
 struct mgr {
@@ -194,10 +198,12 @@ void mgr_set_observer(struct mgr *m, mgr_observer_fn fn, void *ud)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* The registered model of that name; a retired one (mgr_retire) still in
+ * the list until its requests end is no longer found. */
 static struct mmodel *find(struct mgr *m, const char *name)
 {
 	for (size_t i = 0; i < m->n; i++)
-		if (!strcmp(m->models[i]->cfg.name, name))
+		if (!m->models[i]->retired && !strcmp(m->models[i]->cfg.name, name))
 			return m->models[i];
 	return NULL;
 }
@@ -306,10 +312,28 @@ bool mgr_has(struct mgr *m, const char *name)
 	return yes;
 }
 
+/* Takes mm out of the list into the removed ones; DM_ENOMEM (then it stays
+ * listed).  Mutex held. */
+static int unregister(struct mgr *m, struct mmodel *mm)
+{
+	struct mmodel **nr = realloc(m->removed, (m->n_removed + 1) * sizeof *nr);
+	size_t i;
+	if (!nr)
+		return DM_ENOMEM;
+	m->removed = nr;
+	/* kept, not freed: a thread between two steps of the mutex (a start-up
+	 * check, a waiter about to look again) may still hold the pointer */
+	m->removed[m->n_removed++] = mm;
+	for (i = 0; m->models[i] != mm; i++)
+		;
+	memmove(&m->models[i], &m->models[i + 1], (m->n - i - 1) * sizeof *m->models);
+	m->n--;
+	return 0;
+}
+
 int mgr_remove(struct mgr *m, const char *name, struct dm_err *err)
 {
-	struct mmodel *mm, **nr;
-	size_t i;
+	struct mmodel *mm;
 	int rc = 0;
 
 	pthread_mutex_lock(&m->mu);
@@ -326,18 +350,10 @@ int mgr_remove(struct mgr *m, const char *name, struct dm_err *err)
 			break;
 		unload_locked(m, mm, false); /* unlocks meanwhile: look again */
 	}
-	if (!(nr = realloc(m->removed, (m->n_removed + 1) * sizeof *nr))) {
+	if (unregister(m, mm)) {
 		rc = dm_err_set(err, DM_ENOMEM, "out of memory");
 		goto out;
 	}
-	m->removed = nr;
-	/* kept, not freed: a thread between two steps of the mutex (a start-up
-	 * check, a waiter about to look again) may still hold the pointer */
-	m->removed[m->n_removed++] = mm;
-	for (i = 0; m->models[i] != mm; i++)
-		;
-	memmove(&m->models[i], &m->models[i + 1], (m->n - i - 1) * sizeof *m->models);
-	m->n--;
 	pthread_cond_broadcast(&m->cv);
 out:
 	pthread_mutex_unlock(&m->mu);
@@ -378,15 +394,23 @@ static bool fits(struct mgr *m, const struct mmodel *mm)
 	       (!m->cfg.max_loaded_models || c + 1 <= m->cfg.max_loaded_models);
 }
 
+static void unload_why(struct mgr *m, struct mmodel *x, bool evict, const char *why);
+
 /* Unloads x (READY, idle) with the mutex released meanwhile. */
 static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
+{
+	unload_why(m, x, evict, evict ? "evicted to make room" : "released");
+}
+
+/* unload_locked, with the reason its log line gives. */
+static void unload_why(struct mgr *m, struct mmodel *x, bool evict, const char *why)
 {
 	struct mgr_loaded l = x->loaded;
 	double t0 = real_s();
 	struct dm_mem_usage u;
 	uint64_t cached = 0, fsize = 0;
 	x->state = MGR_UNLOADING;
-	logf_(m, x, "ready -> unloading (%s)", evict ? "evicted to make room" : "released");
+	logf_(m, x, "ready -> unloading (%s)", why);
 	emit(m, x, MGR_READY, 0, 0, evict);
 	pthread_mutex_unlock(&m->mu);
 	m->cfg.backend.unload(m->cfg.backend.ud, &l);
@@ -407,6 +431,10 @@ static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
 	x->state = MGR_DORMANT;
 	x->expires_ms = -1;
 	x->unload_count++;
+	if (x->pending) { /* settings a reload left for the next load */
+		x->cfg = x->next;
+		x->pending = PEND_NONE;
+	}
 	if (evict)
 		x->evict_count++;
 	emit(m, x, MGR_UNLOADING, real_s() - t0, 0, evict);
@@ -635,6 +663,8 @@ static void line_remove(struct mmodel *mm, struct ticket *t)
 	mm->queued--;
 }
 
+static void settle(struct mgr *m, struct mmodel *mm);
+
 /* Serves one request for mm in arrival order: a request may take the model
  * (or start its load) only when nobody is waiting before it. */
 static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquire_opts *o,
@@ -697,6 +727,7 @@ static int acquire_one(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 		/* the next in line may be free to go now */
 		pthread_cond_broadcast(&m->cv);
 	}
+	settle(m, mm); /* the last waiter of a retired model, or a failed load */
 	return rc;
 }
 
@@ -819,7 +850,7 @@ int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct
 	const struct mgr_backend *be = &m->cfg.backend;
 	struct mgr_model_cfg cfg;
 	struct mmodel *mm;
-	uint64_t est = 0;
+	uint64_t est = 0, max_ram;
 	int rc = 0;
 
 	pthread_mutex_lock(&m->mu);
@@ -828,6 +859,7 @@ int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct
 		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
 	}
 	cfg = mm->cfg;
+	max_ram = m->cfg.max_ram; /* mgr_set_limits may change it */
 	for (int i = 0; i < MGR_MAX_FALLBACKS && cfg.fallbacks[i][0] && !rc; i++)
 		if (!find(m, cfg.fallbacks[i]))
 			rc = dm_err_set(err, DM_ENOTFOUND, "fallback '%s' names no registered model",
@@ -852,10 +884,10 @@ int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct
 			return frc;
 		}
 	}
-	if (!rc && m->cfg.max_ram && est > m->cfg.max_ram) {
+	if (!rc && max_ram && est > max_ram) {
 		char need[32], have[32];
 		human(need, sizeof need, est);
-		human(have, sizeof have, m->cfg.max_ram);
+		human(have, sizeof have, max_ram);
 		rc = dm_err_set(err, DM_ETOOBIG, "needs %s, more than max_ram %s: it can never be loaded", need,
 				have);
 	}
@@ -901,7 +933,10 @@ void mgr_release(struct mgr_lease *l)
 	pthread_mutex_lock(&m->mu);
 	mm->in_use = false;
 	mm->last_used_ms = mgr_now_ms(m);
-	if (mm->lease_keep_alive_ms == 0) {
+	settle(m, mm); /* what a reload left for this moment */
+	if (mm->state != MGR_READY || mm->in_use) {
+		/* unloaded by settle, or already taken by the next in line */
+	} else if (mm->lease_keep_alive_ms == 0) {
 		if (!mm->queued)
 			unload_locked(m, mm, false);
 	} else if (mm->lease_keep_alive_ms < 0) {
@@ -912,6 +947,188 @@ void mgr_release(struct mgr_lease *l)
 	pthread_cond_broadcast(&m->cv);
 	pthread_mutex_unlock(&m->mu);
 	free(l);
+}
+
+/* ---- reload: new settings, retirement, new limits ---- */
+
+/* Whether the engine keeps a saved KV cache on disk (engine.c's rule). */
+static bool kv_on_disk(const struct mgr_model_cfg *c)
+{
+	return c->kv_persist > 0 || (c->kv_persist < 0 && c->keep_alive_ms == 0);
+}
+
+unsigned mgr_model_cfg_diff(const struct mgr_model_cfg *a, const struct mgr_model_cfg *b)
+{
+	unsigned d = 0;
+	if (strcmp(a->path, b->path) || a->mode != b->mode || a->quantize_on_load != b->quantize_on_load ||
+	    a->n_ctx != b->n_ctx || a->n_batch != b->n_batch || a->n_threads != b->n_threads ||
+	    a->warmup_ctx != b->warmup_ctx || kv_on_disk(a) != kv_on_disk(b))
+		d |= MGR_DIFF_LOAD;
+	if (a->role != b->role || a->load != b->load || a->keep_alive_ms != b->keep_alive_ms ||
+	    a->allow_override != b->allow_override || a->warmup != b->warmup || a->pin != b->pin ||
+	    a->kv_persist != b->kv_persist)
+		d |= MGR_DIFF_LIVE;
+	for (int i = 0; i < MGR_MAX_FALLBACKS; i++)
+		if (strcmp(a->fallbacks[i], b->fallbacks[i]))
+			d |= MGR_DIFF_LIVE;
+	return d;
+}
+
+/* Settings that need no reload, on a model nobody is loading or unloading
+ * (the backend reads cfg then, outside the mutex).  An idle loaded model's
+ * keep-alive timer follows a new keep_alive unless a request set its own;
+ * 0 unloads it now.  Mutex held. */
+static void apply_live(struct mgr *m, struct mmodel *mm, const struct mgr_model_cfg *c)
+{
+	int64_t old_ka = mm->cfg.keep_alive_ms;
+	mm->cfg = *c;
+	mm->pending = PEND_NONE;
+	if (mm->state != MGR_READY || mm->in_use || c->keep_alive_ms == old_ka ||
+	    mm->lease_keep_alive_ms != old_ka)
+		return;
+	mm->lease_keep_alive_ms = c->keep_alive_ms;
+	if (c->keep_alive_ms == 0) {
+		if (!mm->queued)
+			unload_locked(m, mm, false);
+	} else {
+		mm->expires_ms = c->keep_alive_ms < 0 ? -1 : (int64_t)mm->last_used_ms + c->keep_alive_ms;
+	}
+}
+
+/* Finishes what mgr_update or mgr_retire left for an idle moment.  Pending
+ * settings that need no reload apply once nobody is loading or unloading
+ * the model; ones that do, once it has no lease either: it is unloaded
+ * (requests in its queue then load it again with them).  A retired model
+ * is unloaded and unregistered once nobody holds or waits for it.  Mutex
+ * held (released during an unload). */
+static void settle(struct mgr *m, struct mmodel *mm)
+{
+	if (!mm->retired && !mm->pending)
+		return;
+	if (mm->state == MGR_LOADING || mm->state == MGR_UNLOADING)
+		return;
+	if (mm->pending == PEND_LIVE)
+		apply_live(m, mm, &mm->next);
+	if (mm->in_use || (mm->retired && mm->queued))
+		return;
+	if (mm->state == MGR_READY && (mm->retired || mm->pending == PEND_LOAD))
+		/* takes the pending settings */
+		unload_why(m, mm, false, mm->retired ? "removed" : "new settings apply from the next load");
+	else if (mm->pending)
+		apply_live(m, mm, &mm->next);
+	if (mm->retired && mm->state != MGR_READY)
+		unregister(m, mm); /* out of memory: it stays listed, never found */
+	pthread_cond_broadcast(&m->cv);
+}
+
+/* How a change met a model: nothing loaded to change, unloaded now, or
+ * left until its requests end. */
+static enum mgr_apply outcome(const struct mmodel *mm, bool was_loaded)
+{
+	if (mm->pending == PEND_LOAD ||
+	    (mm->retired && (mm->in_use || mm->queued || mm->state == MGR_LOADING || mm->state == MGR_READY)))
+		return MGR_APPLY_PENDING;
+	return was_loaded && mm->state != MGR_READY ? MGR_APPLY_UNLOADED : MGR_APPLY_DONE;
+}
+
+int mgr_update(struct mgr *m, const struct mgr_model_cfg *c, unsigned *diff, enum mgr_apply *how,
+	       struct dm_err *err)
+{
+	struct mmodel *mm;
+	unsigned d;
+	bool was_loaded;
+
+	pthread_mutex_lock(&m->mu);
+	if (!(mm = find(m, c->name))) {
+		pthread_mutex_unlock(&m->mu);
+		return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", c->name);
+	}
+	/* against what the next load will use */
+	d = mgr_model_cfg_diff(mm->pending ? &mm->next : &mm->cfg, c);
+	was_loaded = mm->state == MGR_READY;
+	if (d) {
+		mm->next = *c;
+		/* needs a reload only if it differs from what is loaded now */
+		mm->pending = (mgr_model_cfg_diff(&mm->cfg, c) & MGR_DIFF_LOAD) &&
+				      mm->state != MGR_DORMANT && mm->state != MGR_FAILED
+				      ? PEND_LOAD : PEND_LIVE;
+		settle(m, mm);
+	}
+	if (diff)
+		*diff = d;
+	if (how)
+		*how = outcome(mm, was_loaded);
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int mgr_retire(struct mgr *m, const char *name, enum mgr_apply *how, struct dm_err *err)
+{
+	struct mmodel *mm;
+	bool was_loaded;
+
+	pthread_mutex_lock(&m->mu);
+	for (;;) {
+		if (!(mm = find(m, name))) {
+			pthread_mutex_unlock(&m->mu);
+			return dm_err_set(err, DM_ENOTFOUND, "model '%s' not found", name);
+		}
+		if (mm->state != MGR_UNLOADING)
+			break;
+		pthread_cond_wait(&m->cv, &m->mu); /* an unload always ends */
+	}
+	was_loaded = mm->state == MGR_READY;
+	mm->retired = true;
+	settle(m, mm);
+	if (how)
+		*how = outcome(mm, was_loaded);
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int mgr_set_limits(struct mgr *m, const struct mgr_cfg *c)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&m->mu);
+	m->cfg.max_loaded_models = c->max_loaded_models;
+	m->cfg.max_ram = c->max_ram;
+	m->cfg.keep_alive_min_ms = c->keep_alive_min_ms;
+	m->cfg.keep_alive_max_ms = c->keep_alive_max_ms;
+	m->cfg.max_queue = c->max_queue ? c->max_queue : 16;
+	m->cfg.queue_timeout_ms = c->queue_timeout_ms > 0 ? c->queue_timeout_ms : 60000;
+	m->cfg.enable_fallback = c->enable_fallback;
+	for (;;) {
+		struct mmodel *v = NULL;
+		uint64_t b;
+		uint32_t k;
+		usage(m, NULL, &b, &k);
+		if ((!m->cfg.max_ram || b <= m->cfg.max_ram) &&
+		    (!m->cfg.max_loaded_models || k <= m->cfg.max_loaded_models))
+			break;
+		/* the least recently used idle one; never a busy or pinned one */
+		for (size_t i = 0; i < m->n; i++) {
+			struct mmodel *x = m->models[i];
+			if (x->state == MGR_READY && !x->in_use && !x->queued && !x->cfg.pin &&
+			    (!v || x->last_used_ms < v->last_used_ms))
+				v = x;
+		}
+		if (!v)
+			break;
+		unload_why(m, v, true, "evicted to fit a smaller budget");
+		n++;
+	}
+	pthread_cond_broadcast(&m->cv); /* waiters for memory look again */
+	pthread_mutex_unlock(&m->mu);
+	return n;
+}
+
+void mgr_limits(struct mgr *m, struct mgr_cfg *out)
+{
+	pthread_mutex_lock(&m->mu);
+	*out = m->cfg;
+	pthread_mutex_unlock(&m->mu);
 }
 
 int mgr_load(struct mgr *m, const char *name, struct dm_err *err)
@@ -1062,10 +1279,15 @@ size_t mgr_status(struct mgr *m, struct mgr_model_status *out, size_t cap)
 {
 	size_t n;
 	pthread_mutex_lock(&m->mu);
-	n = m->n;
-	for (size_t i = 0; i < n && i < cap; i++) {
+	n = 0;
+	for (size_t i = 0; i < m->n; i++) {
 		const struct mmodel *x = m->models[i];
-		struct mgr_model_status *s = &out[i];
+		struct mgr_model_status *s;
+		if (x->retired) /* no longer registered; its requests are ending */
+			continue;
+		if (n++ >= cap)
+			continue;
+		s = &out[n - 1];
 		memset(s, 0, sizeof *s);
 		snprintf(s->name, sizeof s->name, "%s", x->cfg.name);
 		snprintf(s->path, sizeof s->path, "%s", x->cfg.path);

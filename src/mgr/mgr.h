@@ -25,6 +25,10 @@
  *     cancelled) goes to its fallbacks in order, each followed through its
  *     own fallbacks to the end of the chain; a model is tried at most once
  *     per request, so a cycle ends instead of looping.
+ *   - a reload (mgr_update, mgr_retire, mgr_set_limits) never unloads a
+ *     model in use: what needs an unload waits for its last lease; a
+ *     retired model is found by no new request, and its entry lives until
+ *     mgr_free (leases and waiters may hold it).
  * Loading, warm-up and unloading run outside the mutex.
  *
  * The work of loading is done by a backend (struct mgr_backend): the real
@@ -139,6 +143,46 @@ bool mgr_has(struct mgr *m, const char *name);
 int mgr_remove(struct mgr *m, const char *name, struct dm_err *err);
 /* Loads the eager models. */
 int mgr_start(struct mgr *m, struct dm_err *err);
+
+/* ---- reload (a new configuration while requests run) ---- */
+
+/* What differs between two settings of one model: MGR_DIFF_LOAD for one a
+ * load reads (path, mode, quantize_on_load, n_ctx, n_batch, threads,
+ * warmup_ctx, whether the KV cache goes to disk), MGR_DIFF_LIVE for one
+ * that applies to a loaded model as it is (role, load, keep_alive,
+ * allow_override, warmup, pin, fallbacks); 0: the same. */
+enum { MGR_DIFF_LIVE = 1, MGR_DIFF_LOAD = 2 };
+unsigned mgr_model_cfg_diff(const struct mgr_model_cfg *a, const struct mgr_model_cfg *b);
+
+/* How a change met a loaded model. */
+enum mgr_apply {
+	MGR_APPLY_DONE,      /* applied; nothing had to be unloaded */
+	MGR_APPLY_UNLOADED,  /* it was loaded and idle: unloaded now */
+	MGR_APPLY_PENDING,   /* in use (or loading, or waited for): done when its requests end */
+};
+
+/* Gives the registered model c->name the settings c.  Live settings apply
+ * at once (a new keep_alive restarts an idle model's timer, unless a
+ * request set its own); load settings apply from its next load: a loaded
+ * idle model is unloaded now, a busy one when its last lease ends (the
+ * requests queued for it then load it with the new settings).  *diff
+ * (may be NULL) gets mgr_model_cfg_diff against the settings its next load
+ * would have used.  DM_ENOTFOUND for an unknown name. */
+int mgr_update(struct mgr *m, const struct mgr_model_cfg *c, unsigned *diff, enum mgr_apply *how,
+	       struct dm_err *err);
+/* Unregisters a model at once for new requests (DM_ENOTFOUND from then
+ * on, and its name is free for mgr_add); the requests that hold it or wait
+ * for it finish normally, and it is unloaded when the last one ends (at
+ * once when idle).  Its memory counts against the budget until then. */
+int mgr_retire(struct mgr *m, const char *name, enum mgr_apply *how, struct dm_err *err);
+/* Replaces the limits of c (max_loaded_models, max_ram, keep_alive_min/max,
+ * max_queue, queue_timeout_ms, enable_fallback; the backend, clock and log
+ * stay) and evicts idle models, least recently used first, until the
+ * loaded ones fit; busy and pinned ones stay (over the budget until they
+ * end).  Returns how many it evicted. */
+int mgr_set_limits(struct mgr *m, const struct mgr_cfg *c);
+/* The manager's configuration as it is now (its limits may have changed). */
+void mgr_limits(struct mgr *m, struct mgr_cfg *out);
 
 struct mgr_acquire_opts {
 	bool has_keep_alive;

@@ -157,7 +157,11 @@ int srv_dash_events(struct srv_req *r)
 		return srv_reply_error(r, 500, "out of memory");
 	j->hub = r->s->hub;
 	j->sample_ms = SRV_HUB_SAMPLE_MS;
-	j->max_ram = dormant_config(r->s->d)->max_ram;
+	{
+		struct mgr_cfg lim;
+		mgr_limits(dormant_mgr(r->s->d), &lim);
+		j->max_ram = lim.max_ram;
+	}
 	j->cursor = srv_hub_oldest(j->hub);
 	/* a reconnecting EventSource resumes after the last event it saw */
 	last = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Last-Event-ID");

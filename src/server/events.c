@@ -186,8 +186,10 @@ static json_t *memory_json(dormant *d, bool recount, uint64_t *cache)
 {
 	struct dm_mem_usage u = { 0 };
 	struct dormant_model_status *st = recount ? calloc(SRV_MAX_MODELS, sizeof *st) : NULL;
+	struct mgr_cfg lim;
 
 	dm_mem_usage(&u);
+	mgr_limits(dormant_mgr(d), &lim); /* max_ram: a reload may change it */
 	if (st) {
 		size_t n = dormant_status(d, st, SRV_MAX_MODELS);
 		*cache = 0;
@@ -200,7 +202,7 @@ static json_t *memory_json(dormant *d, bool recount, uint64_t *cache)
 	}
 	return json_pack("{s:I,s:I,s:I,s:I,s:I}", "rss", (json_int_t)u.rss, "anon", (json_int_t)u.rss_anon,
 			 "file", (json_int_t)u.rss_file, "cache", (json_int_t)*cache, "max_ram",
-			 (json_int_t)dormant_config(d)->max_ram);
+			 (json_int_t)lim.max_ram);
 }
 
 /* Asleep while nobody watches; else a memory sample every

@@ -213,7 +213,7 @@ static void stream_idle(struct srv_stream *st, void *job)
 int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 {
 	struct dormant_model_status ms;
-	const struct dm_config *cfg = dormant_config(g->s->d);
+	struct mgr_cfg lim;
 	unsigned limit = g->s->cfg.max_tokens;
 	int rc;
 
@@ -233,7 +233,8 @@ int srv_gen_run(struct srv_req *r, struct srv_gen *g)
 		return rc;
 	}
 	/* fail fast instead of streaming an error: the model's queue is full */
-	if (ms.in_use && ms.queued >= cfg->max_queue) {
+	mgr_limits(dormant_mgr(g->s->d), &lim); /* a reload may change them */
+	if (ms.in_use && ms.queued >= lim.max_queue) {
 		srv_gen_free(g);
 		return srv_reply_rc(r, DM_EBUSY, "model is busy: its request queue is full, retry later");
 	}

@@ -579,7 +579,7 @@ int srv_ollama(struct srv_req *r)
 		{ "/api/tags", "GET", tags },           { "/api/ps", "GET", ps },
 		{ "/api/show", "POST", show },          { "/api/version", "GET", version },
 		{ "/api/load", "POST", load },          { "/api/unload", "POST", unload },
-		{ "/api/rescan", "POST", srv_rescan },
+		{ "/api/rescan", "POST", srv_rescan }, { "/api/reload", "POST", srv_reload },
 	};
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
 		if (!strcmp(r->url, routes[i].path)) {

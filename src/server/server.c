@@ -42,7 +42,7 @@ static void count_request(struct srv_req *r)
 		"/v1/embeddings", "/api/generate", "/api/chat", "/api/embed", "/api/embeddings",
 		"/api/tags", "/api/ps", "/api/show", "/api/version", "/api/load", "/api/unload",
 		"/v1/rerank", "/rerank", "/v1/reranking", "/api/rerank",
-		"/api/rescan",
+		"/api/rescan", "/api/reload",
 		"/api/events", "/dash.js", "/dash.css",
 	};
 	for (i = 0; i < sizeof known / sizeof known[0]; i++)

@@ -11,7 +11,8 @@
  *   Ollama   POST /api/generate, /api/chat, /api/embed, /api/embeddings,
  *            /api/show; GET /api/tags, /api/ps, /api/version
  *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE),
- *            /api/rescan (model discovery again, mgr/discover.h);
+ *            /api/rescan (model discovery again, mgr/discover.h),
+ *            /api/reload (the configuration again, then a rescan);
  *            GET /health (no key needed), /metrics (Prometheus text),
  *            /api/events (Server-Sent Events: events.h)
  *   page     GET /, /dash.js, /dash.css: the dashboard (dash.h; no data in

@@ -271,6 +271,7 @@ int srv_embed_opts(struct srv_req *r, json_t *b, struct dormant_embed_opts *o);
 int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct dormant_embed_opts *o,
 		  float **vecs, size_t *dim, struct dormant_embed_info *info);
 int srv_rescan(struct srv_req *r);   /* POST /api/rescan (disc.c) */
+int srv_reload(struct srv_req *r);   /* POST /api/reload (disc.c) */
 /* Where a registered model came from, added to its listing entry:
  * "source" ("config", or discovery's "dir", "ollama", "hf", "lmstudio")
  * and, for a discovered one, origin, architecture, quantization,

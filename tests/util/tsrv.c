@@ -56,7 +56,7 @@ static void *holder(void *arg)
 	struct tsrv_hold *h = arg;
 	struct dormant_gen_opts o = { .max_tokens = 2, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1 };
 	char err[256];
-	dormant_generate(h->d, h->model, "hold", &o, hold_first_token, h, NULL, err, sizeof err);
+	h->rc = dormant_generate(h->d, h->model, "hold", &o, hold_first_token, h, NULL, err, sizeof err);
 	return NULL;
 }
 

@@ -29,6 +29,7 @@ struct tsrv_hold {
 	dormant *d;
 	const char *model;
 	pthread_t th;
+	int rc;               /* the generation's result, after tsrv_release */
 };
 void tsrv_hold(struct tsrv_hold *h, dormant *d, const char *model);
 void tsrv_release(struct tsrv_hold *h);
