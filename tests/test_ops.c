@@ -222,6 +222,28 @@ static void test_startup_check(void **state)
 	/* without --strict the problems are reported and the server runs */
 	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
 	assert_int_equal(tu_serve_stop(pid), 0);
+	/* a role the file cannot serve: refused by the check as dormant serve
+	 * refuses it, and `dormant config` says so beside the role */
+	snprintf(text, sizeof text, "[model wrongrole]\npath = %s\nrole = rerank\n\n[model auto]\npath = %s\n", MODEL,
+		 MODEL);
+	assert_int_equal(tu_write_file(ini, text, strlen(text)), 0);
+	out = tu_capture(&st, "%s config check --config %s", tu_dormant(), ini);
+	assert_non_null(out);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "check wrongrole            problem: model 'wrongrole': role rerank does not fit"));
+	assert_non_null(strstr(out, "check auto                 ok (needs "));
+	assert_non_null(strstr(out, "2 models, 1 with a problem"));
+	free(out);
+	out = tu_capture(&st, "%s config --config %s", tu_dormant(), ini);
+	assert_non_null(out);
+	assert_non_null(strstr(out, "role = rerank  # does not fit the file"));
+	assert_non_null(strstr(out, "role = generate  # from the file"));
+	free(out);
+	out = tu_capture(&st, "%s serve --config %s --port 0 2>&1", tu_dormant(), ini);
+	assert_non_null(out);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "role rerank does not fit"));
+	free(out);
 }
 
 /* The README's main job, `dormant demo`, end to end on a tiny model: the

@@ -2,7 +2,9 @@
  * effective configuration, with where each value came from; `dormant config
  * check`: every model checked without loading it (what `dormant serve` does
  * at start-up). */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -35,17 +37,32 @@ static int check(const struct dm_config *c)
 	mc.no_reaper = true;
 	if (mgr_init(&m, &mc, &err))
 		return cli_fail("%s", err.msg);
-	for (size_t i = 0; i < c->n_models; i++)
-		if (mgr_add(m, &c->models[i], &err)) {
+	bool *added = calloc(c->n_models + 1, sizeof *added);
+	if (!added) {
+		mgr_free(m);
+		return cli_fail("out of memory");
+	}
+	for (size_t i = 0; i < c->n_models; i++) {
+		/* the role as dormant serve settles it: from the file, or checked
+		 * against it when the configuration sets one */
+		struct mgr_model_cfg mcfg = c->models[i];
+		if (engine_role_resolve(&mcfg, dm_config_role_set(c, i), &err) || mgr_add(m, &mcfg, &err)) {
 			cli_check_line(stdout, c->models[i].name, err.msg, 0);
 			bad++;
+		} else {
+			added[i] = true;
 		}
+	}
 	for (size_t i = 0; i < c->n_models; i++) {
 		uint64_t est = 0;
-		int rc = mgr_check_model(m, c->models[i].name, &est, &err);
+		int rc;
+		if (!added[i])
+			continue; /* its problem is already said */
+		rc = mgr_check_model(m, c->models[i].name, &est, &err);
 		cli_check_line(stdout, c->models[i].name, rc ? err.msg : NULL, est);
 		bad += rc != 0;
 	}
+	free(added);
 	mgr_free(m);
 	printf("%zu model%s, %d with a problem\n", c->n_models, c->n_models == 1 ? "" : "s", bad);
 	return bad ? 1 : 0;
@@ -94,9 +111,13 @@ int cli_config(int argc, char **argv)
 		printf("%-40s = %-20s # %s\n", c.src[i].key, c.src[i].val, c.src[i].src);
 	for (size_t i = 0; i < c.n_models; i++) {
 		const struct mgr_model_cfg *m = &c.models[i];
-		printf("\n[model %s]\npath = %s\nrole = %s\nload = %s\nkeep_alive_ms = %lld\nmode = %s\n"
+		struct mgr_model_cfg r = *m; /* the role as the runtime settles it */
+		bool set = dm_config_role_set(&c, i), bad = engine_role_resolve(&r, set, &err) != 0;
+		printf("\n[model %s]\npath = %s\nrole = %s%s\nload = %s\nkeep_alive_ms = %lld\nmode = %s\n"
 		       "quantize_on_load = %d\nthreads = %d\nn_ctx = %d\n",
-		       m->name, m->path, mgr_role_name(m->role), m->load == MGR_EAGER ? "eager" : "lazy",
+		       m->name, m->path, mgr_role_name(r.role),
+		       bad ? "  # does not fit the file" : set ? "" : "  # from the file",
+		       m->load == MGR_EAGER ? "eager" : "lazy",
 		       (long long)m->keep_alive_ms, mgr_mode_name(m->mode), m->quantize_on_load, m->n_threads,
 		       m->n_ctx);
 	}

@@ -90,28 +90,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* A model's role follows its file (engine_file_role) unless the config set
- * one; a set role must fit the file: a decoder generates or embeds, an
- * encoder serves only its own role.  A file that cannot be read now is left
- * alone (its load will say why). */
-static int resolve_role(struct mgr_model_cfg *c, bool role_set, struct dm_err *err)
-{
-	enum mgr_role own;
-	struct dm_err ignored;
-
-	if (engine_file_role(c->path, &own, &ignored))
-		return 0;
-	if (!role_set)
-		c->role = own;
-	else if (c->role != own && !(own == MGR_ROLE_GENERATE && c->role == MGR_ROLE_EMBED))
-		return dm_err_set(err, DM_EINVAL, "model '%s': role %s does not fit %s, which can only %s", c->name,
-				  mgr_role_name(c->role), c->path,
-				  own == MGR_ROLE_GENERATE ? "generate or embed (a decoder)"
-				  : own == MGR_ROLE_RERANK ? "rerank (an encoder with a classification head)"
-							   : "embed (an encoder)");
-	return 0;
-}
-
 int dormant_open(dormant **out, const char *config, const char *profile, char *err, size_t errlen)
 {
 	return dormant_open_log(out, config, profile, NULL, NULL, err, errlen);
@@ -154,7 +132,7 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 	if ((rc = mgr_init(&d->m, &mc, &e)))
 		goto bad;
 	for (size_t i = 0; i < d->cfg->n_models; i++)
-		if ((rc = resolve_role(&d->cfg->models[i], dm_config_role_set(d->cfg, i), &e)) ||
+		if ((rc = engine_role_resolve(&d->cfg->models[i], dm_config_role_set(d->cfg, i), &e)) ||
 		    (rc = mgr_add(d->m, &d->cfg->models[i], &e)))
 			goto bad;
 	if ((rc = mgr_start(d->m, &e)))
@@ -190,7 +168,7 @@ int dormant_add_model(dormant *d, const char *name, const char *path, char *err,
 	pthread_mutex_lock(&d->disc_mu); /* d->cfg: a reload may replace it */
 	model_defaults(d, &c);
 	pthread_mutex_unlock(&d->disc_mu);
-	if ((rc = resolve_role(&c, false, &e)) || (rc = mgr_add(d->m, &c, &e)))
+	if ((rc = engine_role_resolve(&c, false, &e)) || (rc = mgr_add(d->m, &c, &e)))
 		return fail(err, errlen, &e, rc);
 	return 0;
 }
@@ -518,7 +496,7 @@ int dormant_rescan(dormant *d, struct dormant_rescan *st, struct dm_err *err)
 			return dm_err_set(err, DM_ENOMEM, "out of memory");
 		}
 		d->reg = nr;
-		if (resolve_role(&c, false, &e) || mgr_add(d->m, &c, &e)) { /* the file's role: embed, rerank, generate */
+		if (engine_role_resolve(&c, false, &e) || mgr_add(d->m, &c, &e)) { /* the file's role: embed, rerank, generate */
 			r.broken++;
 			continue;
 		}
@@ -599,7 +577,7 @@ static int reload_check(dormant *d, struct dm_config *nc, struct dm_err *err)
 	int rc = 0;
 
 	for (size_t i = 0; i < nc->n_models; i++)
-		if (resolve_role(&nc->models[i], dm_config_role_set(nc, i), &e))
+		if (engine_role_resolve(&nc->models[i], dm_config_role_set(nc, i), &e))
 			return model_problem(nc, i, dm_config_role_set(nc, i) ? "role" : "path", file, &e, err);
 	/* a name registered outside the configuration (--model) stays theirs;
 	 * one discovery registered goes to the configuration */
@@ -745,7 +723,7 @@ static int reload_apply(dormant *d, const struct dm_config *nc, struct dormant_r
 		model_defaults(d, &c);
 		if (m && m->params.num_ctx)
 			c.n_ctx = m->params.num_ctx;
-		resolve_role(&c, false, &e);
+		engine_role_resolve(&c, false, &e);
 		if (!mgr_update(d->m, &c, &diff, &how, &e) && diff) {
 			name_add(r->changed, 32, &r->n_changed, c.name);
 			count_apply(r, how);

@@ -540,3 +540,25 @@ void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg)
 	be->warmup = be_warmup;
 	be->unload = be_unload;
 }
+
+/* A model's role follows its file (engine_file_role) unless the config set
+ * one; a set role must fit the file: a decoder generates or embeds, an
+ * encoder serves only its own role.  A file that cannot be read now is left
+ * alone (its load will say why). */
+int engine_role_resolve(struct mgr_model_cfg *c, bool role_set, struct dm_err *err)
+{
+	enum mgr_role own;
+	struct dm_err ignored;
+
+	if (engine_file_role(c->path, &own, &ignored))
+		return 0;
+	if (!role_set)
+		c->role = own;
+	else if (c->role != own && !(own == MGR_ROLE_GENERATE && c->role == MGR_ROLE_EMBED))
+		return dm_err_set(err, DM_EINVAL, "model '%s': role %s does not fit %s, which can only %s", c->name,
+				  mgr_role_name(c->role), c->path,
+				  own == MGR_ROLE_GENERATE ? "generate or embed (a decoder)"
+				  : own == MGR_ROLE_RERANK ? "rerank (an encoder with a classification head)"
+							   : "embed (an encoder)");
+	return 0;
+}

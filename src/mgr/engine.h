@@ -79,4 +79,10 @@ void engine_unload(struct engine *e, bool drop_page_cache);
  * a decoder generates.  Errors: those of opening and binding the file. */
 int engine_file_role(const char *path, enum mgr_role *role, struct dm_err *err);
 
+/* A model's role follows its file (engine_file_role) unless the config set
+ * one (role_set); a set role must fit the file: a decoder generates or
+ * embeds, an encoder serves only its own role (DM_EINVAL naming both).  A
+ * file that cannot be read now is left alone (its load will say why). */
+int engine_role_resolve(struct mgr_model_cfg *c, bool role_set, struct dm_err *err);
+
 #endif
