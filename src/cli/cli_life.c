@@ -55,7 +55,7 @@ static const struct life_scenario scenarios[] = {
 	{ "threads", "prefill and decode tok/s vs threads", life_threads },
 	{ "batch", "prefill tok/s vs n_batch", life_batch },
 	{ "ctx", "memory and decode tok/s vs n_ctx", life_ctx },
-	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds", life_policies },
+	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds; then a RAG day (embed, rerank, generate per question) under one budget: LRU vs roles vs a pinned chat model", life_policies },
 	{ "chat", "a multi-turn conversation: time to first token per turn, kept loaded or on demand, with and without the prompt cache", life_chat },
 	{ "server", "HTTP overhead vs the in-process call, /health round trip, serve start-up", life_server },
 };

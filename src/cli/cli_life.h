@@ -14,7 +14,8 @@
  * Files: cli_life.c (options, scenario table, shared measuring helpers,
  * JSON), cli_life_scen.c (cold, warm, context, max-tokens, memory),
  * cli_life_sweep.c (warmup, threads, batch, ctx), cli_life_policy.c
- * (policies), cli_life_report.c (HTML + SVG).
+ * (policies) and cli_life_ragday.c (its RAG day), cli_life_report.c
+ * (HTML + SVG).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -175,6 +176,8 @@ int life_threads(struct life *L, json_t *out);
 int life_batch(struct life *L, json_t *out);
 int life_ctx(struct life *L, json_t *out);
 int life_policies(struct life *L, json_t *out);
+/* The RAG day, run by life_policies: out gets "rag_day". */
+int life_rag_day(struct life *L, json_t *out); /* cli_life_ragday.c */
 int life_server(struct life *L, json_t *out);   /* cli_bench_server.c */
 int life_chat(struct life *L, json_t *out);     /* cli_life_chat.c */
 
