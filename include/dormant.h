@@ -143,10 +143,16 @@ struct dormant_embed_opts {
 				  * L2-normalise again (Matryoshka) */
 	int no_truncate;         /* an input longer than the model's context is an
 				  * error (DM_ERANGE) instead of being cut to fit */
+	/* set (to non-zero) from any thread to cancel: polled while the request
+	 * waits for its batch and for the model; may be NULL */
+	const atomic_int *cancel;
 };
 
 /* Embeds texts[0..n) in one call: an encoder runs them as one batch (packed
- * into few forward passes) and pools each by the file's pooling type; a
+ * into few forward passes), together with the embedding calls of other
+ * threads for the same model that wait at the same moment (each gets its
+ * own rows: what it would get alone, up to float rounding), and pools each
+ * by the file's pooling type; a
  * decoder mean-pools each (as dormant_embed always did).  Every vector is
  * L2-normalised.  out receives n × *dim floats (row i: texts[i]); *dim is
  * the model's dimension or o->dimensions.  Errors: the model's role does not
@@ -163,7 +169,8 @@ int dormant_embed_batch(dormant *d, const char *model, const char *const *texts,
  * EOS SEP doc EOS, as llama.cpp builds it), no sigmoid.  A pair longer than
  * the context loses the end of its document (then of its query) unless
  * o->no_truncate (DM_ERANGE); o->dimensions is ignored.  info->n_tokens
- * counts every pair's tokens. */
+ * counts every pair's tokens.  Concurrent rerank calls for one model share
+ * batches as embedding calls do. */
 int dormant_rerank(dormant *d, const char *model, const char *query, const char *const *docs,
 		   size_t n_docs, const struct dormant_embed_opts *o, float *scores,
 		   struct dormant_embed_info *info, char *err, size_t errlen);
@@ -200,6 +207,11 @@ struct dormant_model_status {
 	/* time to first token, summed over requests, split cold / warm */
 	uint64_t n_cold, n_warm;
 	double ttft_cold_s, ttft_warm_s;
+	/* embedding and rerank requests share forward passes (see
+	 * dormant_embed_batch): batches run, requests they answered, requests
+	 * waiting for a batch now */
+	uint64_t encode_batches, encode_requests;
+	uint32_t encode_waiting;
 	char last_error[256];
 };
 

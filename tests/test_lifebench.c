@@ -1,7 +1,8 @@
 /*
  * tests/lifebench — `dormant bench SCENARIO MODEL`, the lifecycle benchmark
  * suite, run as a user runs it: every scenario in --quick mode on the tiny
- * synthetic model, through the CLI, with --json and --report.  The JSON is
+ * synthetic model (the RAG day of `policies` adds two synthetic encoders
+ * of its own), through the CLI, with --json and --report.  The JSON is
  * parsed (jansson) and its documented fields checked for sane values (not
  * for speed: nothing here is timed); the report's HTML and SVG files are
  * checked for well-formedness by a small XML checker (which is itself shown
@@ -525,6 +526,80 @@ static void test_policies(void **state)
 	}
 }
 
+static const json_t *rag_setup(const json_t *setups, const char *name)
+{
+	for (size_t i = 0; i < json_array_size(setups); i++)
+		if (!strcmp(str(json_array_get(setups, i), "setup"), name))
+			return json_array_get(setups, i);
+	fail_msg("RAG day setup '%s' missing", name);
+	return NULL;
+}
+
+/* The RAG day (part of `policies`): per question embed -> rerank ->
+ * generate under one budget.  Counters agree with each other; with room
+ * for all, each model loads once; with room for the chat model and one
+ * encoder, plain LRU lets the reranker evict the chat model every question
+ * while a pinned chat model never reloads. */
+static void test_rag_day(void **state)
+{
+	const json_t *rd = json_object_get(scen("policies"), "rag_day"), *setups;
+	static const char *const names[] = { "room for all", "LRU", "roles", "roles + pin" };
+	static const char *const models[] = { "chat", "embed", "rerank" };
+	int nq;
+	(void)state;
+	assert_non_null(rd);
+	nq = (int)num(rd, "questions");
+	assert_true(nq >= 2);
+	setups = arr(rd, "setups");
+	assert_int_equal(json_array_size(setups), 4);
+	assert_non_null(strstr(all_stdout, "RAG day:"));
+	for (size_t i = 0; i < 4; i++) {
+		const json_t *su = rag_setup(setups, names[i]), *ms = json_object_get(su, "models");
+		const json_t *samples = arr(su, "samples");
+		double est[3], budget = num(su, "max_ram_bytes");
+		assert_int_equal((int)num(su, "questions"), nq);
+		assert_int_equal(json_array_size(samples), (size_t)nq);
+		for (int k = 0; k < 3; k++) {
+			const json_t *m = json_object_get(ms, models[k]);
+			int loads = (int)num(m, "loads"), unloads = (int)num(m, "unloads");
+			assert_non_null(m);
+			est[k] = num(m, "est_bytes");
+			assert_true(est[k] > 0);
+			/* used every question, never expired (keep-alive forever): every
+			 * unload is an eviction, and the model is loaded once more than
+			 * it was unloaded when the day ends ready */
+			assert_true(loads >= 1 && loads <= nq);
+			assert_int_equal(unloads, (int)num(m, "evictions"));
+			assert_int_equal(loads - unloads, strcmp(str(m, "state"), "ready") ? 0 : 1);
+		}
+		assert_int_equal((int)num(su, "chat_reloads"), (int)num(json_object_get(ms, "chat"), "loads") - 1);
+		for (size_t k = 0; k < json_array_size(samples); k++)
+			assert_true(num(json_array_get(samples, k), "latency_s") > 0);
+		assert_true(num(su, "p50_latency_s") > 0 && num(su, "p50_latency_s") <= num(su, "p95_latency_s"));
+		if (MEASURE_RSS)
+			assert_true(num(su, "peak_held_bytes") >= num(su, "mean_held_bytes"));
+		if (i == 0) { /* room for all: each loads once */
+			assert_true(budget >= est[0] + est[1] + est[2]);
+			for (int k = 0; k < 3; k++)
+				assert_int_equal((int)num(json_object_get(ms, models[k]), "loads"), 1);
+			continue;
+		}
+		/* room for the chat model and one encoder, not for all three: the
+		 * encoders evict each other every question */
+		assert_true(budget >= est[0] + (est[1] > est[2] ? est[1] : est[2]));
+		assert_true(budget < est[0] + est[1] + est[2]);
+		assert_int_equal((int)num(json_object_get(ms, "embed"), "loads"), nq);
+		assert_int_equal((int)num(json_object_get(ms, "rerank"), "loads"), nq);
+	}
+	/* LRU: the chat model is the least recently used when the reranker
+	 * loads, every question */
+	assert_int_equal((int)num(rag_setup(setups, "LRU"), "chat_reloads"), nq - 1);
+	/* pinned: never evicted, never reloaded */
+	assert_int_equal((int)num(rag_setup(setups, "roles + pin"), "chat_reloads"), 0);
+	assert_int_equal((int)num(json_object_get(json_object_get(rag_setup(setups, "roles + pin"), "models"), "chat"),
+				  "evictions"), 0);
+}
+
 /* ---- the report ---- */
 
 
@@ -633,6 +708,7 @@ int main(void)
 		cmocka_unit_test(test_sweeps),
 		cmocka_unit_test(test_chat),
 		cmocka_unit_test(test_policies),
+		cmocka_unit_test(test_rag_day),
 		cmocka_unit_test(test_xml_checker),
 		cmocka_unit_test(test_report_wellformed),
 		cmocka_unit_test(test_report_chromium),

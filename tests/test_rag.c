@@ -5,7 +5,11 @@
  * to one finite score per document; response shapes (sorted, top_n,
  * return_documents, usage), dimensions (truncate + renormalise), role
  * refusals naming the role, truncate true / false, and HTTP and CLI answers
- * equal to the C API's.
+ * equal to the C API's.  Requests that wait for a model at the same moment
+ * share one batch (the model held busy, N requests queued, released: one
+ * batch by the runtime's counters, or as many as the batch bound makes),
+ * each answered with its solo result; a cancelled request (or a client
+ * that hangs up) leaves its batch without harming the others.
  *
  * With ../shared/golden/archs (skipped when absent): the golden encoders
  * through the C API (dormant_embed_batch, dormant_rerank), HTTP (/v1/rerank,
@@ -21,10 +25,17 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dormant.h"
+#include "mgr/api.h"
+#include "mgr/mgr.h"
 #include "server/client.h"
 #include "server/server.h"
 #include "tsrv.h"
@@ -1021,6 +1032,448 @@ static void test_rag_scenario(void **state)
 	free(pv);
 }
 
+/* ---- requests sharing a batch ---- */
+
+/* Batched answers are compared with solo answers at 1e-5 absolute, as the
+ * batch against one-by-one checks above: a sequence's rows never mix with
+ * other sequences' (attention stays inside the sequence, every other step
+ * is row by row), so the only difference the kernels may make is the order
+ * of float additions when a matrix product takes another path for another
+ * number of rows: a few float ulps of values at most 1 (unit vectors) or
+ * of a score near 1e-1, well under 1e-5, while a row of another sequence
+ * (or no answer) is off by 1e-2 or more. */
+#define BATCH_TOL 1e-5f
+
+/* One embedding or rerank call on a thread of its own. */
+struct call {
+	const char *model, *query; /* query: a rerank */
+	const char *const *texts;
+	size_t n;
+	struct dormant_embed_opts o;
+	atomic_int cancel;
+	float *out;
+	size_t cap, dim;
+	int rc;
+	char err[256];
+	pthread_t th;
+};
+
+static void *call_main(void *p)
+{
+	struct call *c = p;
+	c->o.cancel = &c->cancel;
+	if (c->query)
+		c->rc = dormant_rerank(D, c->model, c->query, c->texts, c->n, &c->o, c->out, NULL, c->err,
+				       sizeof c->err);
+	else
+		c->rc = dormant_embed_batch(D, c->model, c->texts, c->n, &c->o, c->out, c->cap, &c->dim, NULL, c->err,
+					    sizeof c->err);
+	return NULL;
+}
+
+static void call_start(struct call *c, const char *model, const char *query, const char *const *texts, size_t n,
+		       size_t dims)
+{
+	memset(c, 0, sizeof *c);
+	c->model = model;
+	c->query = query;
+	c->texts = texts;
+	c->n = n;
+	c->o.dimensions = dims;
+	c->cap = n * SE;
+	c->out = calloc(c->cap, sizeof *c->out);
+	assert_non_null(c->out);
+	assert_int_equal(pthread_create(&c->th, NULL, call_main, c), 0);
+}
+
+static void encode_counts(const char *model, uint64_t *batches, uint64_t *requests, uint32_t *waiting)
+{
+	struct dormant_model_status st[16];
+	size_t n = dormant_status(D, st, 16);
+	for (size_t i = 0; i < n && i < 16; i++)
+		if (!strcmp(st[i].name, model)) {
+			*batches = st[i].encode_batches;
+			*requests = st[i].encode_requests;
+			*waiting = st[i].encode_waiting;
+			return;
+		}
+	fail_msg("model %s not listed", model);
+}
+
+/* Waits (at most 30 s) until `want` requests wait for a batch of model. */
+static void wait_waiting(const char *model, uint32_t want)
+{
+	uint64_t b, r;
+	uint32_t w = 0;
+	for (int i = 0; i < 30000; i++) {
+		struct timespec ts = { 0, 1000000 };
+		encode_counts(model, &b, &r, &w);
+		if (w == want)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	fail_msg("%u requests wait for %s, expected %u", w, model, want);
+}
+
+/* Holds model busy (a lease of the manager's, as a running request has). */
+static struct mgr_lease *hold(const char *model)
+{
+	struct mgr_lease *l = NULL;
+	struct dm_err e;
+	assert_int_equal(mgr_acquire(dormant_mgr(D), model, NULL, &l, &e), 0);
+	return l;
+}
+
+static void assert_close(const float *got, const float *want, size_t n)
+{
+	float worst = 0;
+	for (size_t k = 0; k < n; k++)
+		if (fabsf(got[k] - want[k]) > worst)
+			worst = fabsf(got[k] - want[k]);
+	if (worst > BATCH_TOL)
+		fprintf(stderr, "batched vs solo: max |difference| %g\n", (double)worst);
+	assert_true(worst <= BATCH_TOL);
+}
+
+static void test_batch_embed(void **state)
+{
+	/* five requests: texts of their own, other dimensions, an empty input */
+	static const char *const r0[] = { "hello world", "a" };
+	static const char *const r1[] = { "The quick brown fox jumps over the lazy dog." };
+	static const char *const r2[] = { "dormant unloads models that nobody uses", "42 is the answer",
+					  "embeddings map text to vectors" };
+	static const char *const r3[] = { "bad", "" };
+	static const char *const r4[] = { "hello world", "zebra" };
+	const char *const *in[5] = { r0, r1, r2, r3, r4 };
+	const size_t n[5] = { 2, 1, 3, 2, 2 }, dims[5] = { 0, 0, 0, 0, 64 };
+	struct call c[5];
+	float *solo[5];
+	uint64_t b0, q0, b1, q1;
+	uint32_t w;
+	struct mgr_lease *l;
+	size_t dim;
+	char err[256];
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		struct dormant_embed_opts o = { .dimensions = dims[i] };
+		assert_non_null(solo[i] = calloc(n[i] * SE, sizeof(float)));
+		if (i != 3)
+			assert_int_equal(dormant_embed_batch(D, "sbert", in[i], n[i], &o, solo[i], n[i] * SE, &dim, NULL,
+							     err, sizeof err), 0);
+	}
+	encode_counts("sbert", &b0, &q0, &w);
+	l = hold("sbert");
+	for (int i = 0; i < 5; i++) {
+		call_start(&c[i], "sbert", NULL, in[i], n[i], dims[i]);
+		wait_waiting("sbert", (uint32_t)i + 1); /* queued in this order */
+	}
+	mgr_release(l);
+	for (int i = 0; i < 5; i++)
+		pthread_join(c[i].th, NULL);
+	encode_counts("sbert", &b1, &q1, &w);
+	assert_int_equal(b1 - b0, 1); /* one batch answered all five */
+	assert_int_equal(q1 - q0, 5);
+	assert_int_equal(w, 0);
+	for (int i = 0; i < 5; i++) {
+		if (i == 3) { /* its own error, nobody else's */
+			assert_int_equal(c[i].rc, DM_EINVAL);
+			assert_non_null(strstr(c[i].err, "input 1 is empty"));
+		} else {
+			assert_int_equal(c[i].rc, 0);
+			assert_int_equal(c[i].dim, dims[i] ? dims[i] : SE);
+			assert_close(c[i].out, solo[i], n[i] * c[i].dim);
+		}
+		free(c[i].out);
+		free(solo[i]);
+	}
+}
+
+static void test_batch_rerank(void **state)
+{
+	static const char *const queries[3] = { "what does a reranker do", "yellow fruit", "zebra" };
+	struct call c[3];
+	float solo[3][N_DOCS];
+	uint64_t b0, q0, b1, q1;
+	uint32_t w;
+	struct mgr_lease *l;
+	char err[256];
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dormant_rerank(D, "srerank", queries[i], SDOCS + i, N_DOCS - (size_t)i, NULL, solo[i],
+						NULL, err, sizeof err), 0);
+	encode_counts("srerank", &b0, &q0, &w);
+	l = hold("srerank");
+	for (int i = 0; i < 3; i++) {
+		call_start(&c[i], "srerank", queries[i], SDOCS + i, N_DOCS - (size_t)i, 0);
+		wait_waiting("srerank", (uint32_t)i + 1);
+	}
+	mgr_release(l);
+	for (int i = 0; i < 3; i++)
+		pthread_join(c[i].th, NULL);
+	encode_counts("srerank", &b1, &q1, &w);
+	assert_int_equal(b1 - b0, 1);
+	assert_int_equal(q1 - q0, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c[i].rc, 0);
+		assert_close(c[i].out, solo[i], N_DOCS - (size_t)i);
+		free(c[i].out);
+	}
+}
+
+/* Three requests of 100 inputs: a batch holds at most 256 sequences, so
+ * the first two share one and the third runs in the next. */
+static void test_batch_bound(void **state)
+{
+	enum { PER = 100 };
+	static char buf[3 * PER][48];
+	const char *texts[3 * PER];
+	struct call c[3];
+	uint64_t b0, q0, b1, q1;
+	uint32_t w;
+	struct mgr_lease *l;
+	(void)state;
+	for (int i = 0; i < 3 * PER; i++) {
+		snprintf(buf[i], sizeof buf[i], "text number %d of the bound test", i);
+		texts[i] = buf[i];
+	}
+	encode_counts("sbert", &b0, &q0, &w);
+	l = hold("sbert");
+	for (int i = 0; i < 3; i++) {
+		call_start(&c[i], "sbert", NULL, texts + i * PER, PER, 0);
+		wait_waiting("sbert", (uint32_t)i + 1);
+	}
+	mgr_release(l);
+	for (int i = 0; i < 3; i++)
+		pthread_join(c[i].th, NULL);
+	encode_counts("sbert", &b1, &q1, &w);
+	assert_int_equal(b1 - b0, 2); /* ceil(300 / 256) */
+	assert_int_equal(q1 - q0, 3);
+	for (int i = 0; i < 3; i++) {
+		float one[SE];
+		size_t dim;
+		char err[256];
+		assert_int_equal(c[i].rc, 0);
+		/* spot check: the last input of each against itself alone */
+		assert_int_equal(dormant_embed(D, "sbert", texts[i * PER + PER - 1], one, SE, &dim, NULL, err,
+					       sizeof err), 0);
+		assert_close(c[i].out + (size_t)(PER - 1) * SE, one, SE);
+		free(c[i].out);
+	}
+}
+
+/* Requests of long inputs: a batch holds at most 16384 tokens, so a
+ * request that would pass it waits for the next batch (put back at the
+ * front, ahead of younger requests). */
+static void test_batch_tokens(void **state)
+{
+	enum { LONG = 6000 };
+	char *text = malloc(LONG + 1);
+	const char *texts[256];
+	size_t PER;
+	struct call c[3];
+	struct dormant_embed_info info;
+	uint64_t b0, q0, b1, q1, per_req;
+	uint32_t w;
+	struct mgr_lease *l;
+	float *solo;
+	size_t dim;
+	char err[256];
+	(void)state;
+	assert_non_null(text);
+	for (int i = 0; i < LONG; i++)
+		text[i] = "ab c"[i % 4];
+	text[LONG] = '\0';
+	for (int i = 0; i < 256; i++)
+		texts[i] = text; /* each cut to the model's context */
+	/* requests of PER inputs: the bound sits between one and two requests */
+	assert_non_null(solo = malloc(256 * SE * sizeof *solo));
+	assert_int_equal(dormant_embed(D, "sbert", text, solo, SE, &dim, &info, err, sizeof err), 0);
+	PER = 16384 / (size_t)info.n_tokens * 2 / 3 + 1;
+	assert_true(PER >= 2 && PER <= 256);
+	assert_int_equal(dormant_embed_batch(D, "sbert", texts, PER, NULL, solo, (size_t)PER * SE, &dim, &info, err,
+					     sizeof err), 0);
+	per_req = (uint64_t)info.n_tokens;
+	assert_true(per_req <= 16384 && 2 * per_req > 16384);
+	encode_counts("sbert", &b0, &q0, &w);
+	l = hold("sbert");
+	for (int i = 0; i < 3; i++) {
+		call_start(&c[i], "sbert", NULL, texts, PER, 0);
+		wait_waiting("sbert", (uint32_t)i + 1);
+	}
+	mgr_release(l);
+	for (int i = 0; i < 3; i++)
+		pthread_join(c[i].th, NULL);
+	encode_counts("sbert", &b1, &q1, &w);
+	assert_int_equal(b1 - b0, 3);
+	assert_int_equal(q1 - q0, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c[i].rc, 0);
+		assert_close(c[i].out, solo, (size_t)PER * SE);
+		free(c[i].out);
+	}
+	free(solo);
+	free(text);
+}
+
+/* A cancelled request leaves the queue; a cancelled leader (waiting for
+ * the model) hands the batch to the next; the others get their answers. */
+static void test_batch_cancel(void **state)
+{
+	static const char *const r[3][1] = { { "first request" }, { "second request" }, { "third request" } };
+	struct call c[3];
+	float solo[SE];
+	uint64_t b0, q0, b1, q1;
+	uint32_t w;
+	struct mgr_lease *l;
+	size_t dim;
+	char err[256];
+	(void)state;
+	assert_int_equal(dormant_embed(D, "sbert", r[2][0], solo, SE, &dim, NULL, err, sizeof err), 0);
+	encode_counts("sbert", &b0, &q0, &w);
+	l = hold("sbert");
+	for (int i = 0; i < 3; i++) {
+		call_start(&c[i], "sbert", NULL, r[i], 1, 0);
+		wait_waiting("sbert", (uint32_t)i + 1);
+	}
+	atomic_store(&c[1].cancel, 1); /* a follower */
+	pthread_join(c[1].th, NULL);
+	assert_int_equal(c[1].rc, DM_ECANCELED);
+	wait_waiting("sbert", 2);
+	atomic_store(&c[0].cancel, 1); /* the leader, waiting for the model */
+	pthread_join(c[0].th, NULL);
+	assert_int_equal(c[0].rc, DM_ECANCELED);
+	wait_waiting("sbert", 1);
+	mgr_release(l);
+	pthread_join(c[2].th, NULL);
+	assert_int_equal(c[2].rc, 0);
+	assert_close(c[2].out, solo, SE);
+	encode_counts("sbert", &b1, &q1, &w);
+	assert_int_equal(b1 - b0, 1);
+	assert_int_equal(q1 - q0, 1);
+	for (int i = 0; i < 3; i++)
+		free(c[i].out);
+}
+
+/* One HTTP request on a thread of its own. */
+struct hcall {
+	const char *path;
+	char *body;
+	struct srv_http_resp resp;
+	int rc;
+	pthread_t th;
+};
+
+static void *hcall_main(void *p)
+{
+	struct hcall *h = p;
+	struct dm_err e;
+	h->rc = srv_http("127.0.0.1", PORT, "POST", h->path, NULL, h->body, strlen(h->body), 60000, NULL, NULL,
+			 &h->resp, &e);
+	return NULL;
+}
+
+/* Sends an embeddings request on a raw socket and closes it without
+ * reading the answer (a client that hangs up). */
+static void hang_up(const char *body)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(PORT) };
+	char req[1024];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	n = snprintf(req, sizeof req,
+		     "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+	assert_int_equal(send(fd, req, (size_t)n, 0), n);
+	wait_waiting("sbert", 1);
+	close(fd);
+}
+
+/* Concurrent /v1/embeddings and /v1/rerank requests: one batch per model,
+ * each answer its solo (C API) result; a client that hangs up while it
+ * waits leaves the queue and the /metrics counters show it all. */
+static void test_batch_http(void **state)
+{
+	static const char *const t[3][2] = { { "hello world", "a" }, { "zebra", "bananas are yellow" },
+					     { "The quick brown fox", "dormant" } };
+	struct hcall h[5];
+	float solo[3][2 * SE], sc[2][N_DOCS];
+	uint64_t b0, q0, b1, q1, rb0, rq0, rb1, rq1;
+	uint32_t w;
+	struct mgr_lease *l, *lr;
+	size_t dim;
+	char err[256], *m, line[160];
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dormant_embed_batch(D, "sbert", t[i], 2, NULL, solo[i], 2 * SE, &dim, NULL, err,
+						     sizeof err), 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(dormant_rerank(D, "srerank", t[i][0], SDOCS, N_DOCS, NULL, sc[i], NULL, err,
+						sizeof err), 0);
+	encode_counts("sbert", &b0, &q0, &w);
+	encode_counts("srerank", &rb0, &rq0, &w);
+	l = hold("sbert");
+	lr = hold("srerank");
+	hang_up("{\"model\":\"sbert\",\"input\":[\"gone before its answer\"]}");
+	wait_waiting("sbert", 0); /* its watcher noticed and the request left */
+	for (int i = 0; i < 5; i++) {
+		json_t *body = i < 3 ? json_pack("{s:s,s:o,s:s}", "model", "sbert", "input", str_array(t[i], 2),
+						 "encoding_format", "float")
+				     : json_pack("{s:s,s:s,s:o}", "model", "srerank", "query", t[i - 3][0], "documents",
+						 str_array(SDOCS, N_DOCS));
+		memset(&h[i], 0, sizeof h[i]);
+		h[i].path = i < 3 ? "/v1/embeddings" : "/v1/rerank";
+		h[i].body = json_dumps(body, 0);
+		json_decref(body);
+		assert_int_equal(pthread_create(&h[i].th, NULL, hcall_main, &h[i]), 0);
+		wait_waiting(i < 3 ? "sbert" : "srerank", (uint32_t)(i < 3 ? i + 1 : i - 2));
+	}
+	mgr_release(l);
+	mgr_release(lr);
+	for (int i = 0; i < 5; i++) {
+		json_error_t je;
+		json_t *o;
+		pthread_join(h[i].th, NULL);
+		assert_int_equal(h[i].rc, 0);
+		if (h[i].resp.status != 200)
+			fprintf(stderr, "%s -> %u: %s\n", h[i].path, h[i].resp.status, h[i].resp.body);
+		assert_int_equal(h[i].resp.status, 200);
+		assert_non_null(o = json_loadb(h[i].resp.body, h[i].resp.body_len, 0, &je));
+		if (i < 3) {
+			float got[2 * SE];
+			embeddings_of(o, got, 2, SE);
+			assert_close(got, solo[i], 2 * SE);
+		} else {
+			json_t *x;
+			size_t k;
+			json_array_foreach(json_object_get(o, "results"), k, x) {
+				size_t idx = (size_t)json_integer_value(json_object_get(x, "index"));
+				float got = (float)json_real_value(json_object_get(x, "relevance_score"));
+				assert_true(idx < N_DOCS);
+				assert_close(&got, &sc[i - 3][idx], 1);
+			}
+			assert_int_equal(k, N_DOCS);
+		}
+		json_decref(o);
+		srv_http_resp_free(&h[i].resp);
+		free(h[i].body);
+	}
+	encode_counts("sbert", &b1, &q1, &w);
+	encode_counts("srerank", &rb1, &rq1, &w);
+	assert_int_equal(b1 - b0, 1);
+	assert_int_equal(q1 - q0, 3);
+	assert_int_equal(rb1 - rb0, 1);
+	assert_int_equal(rq1 - rq0, 2);
+	m = get_at(PORT, "/metrics");
+	snprintf(line, sizeof line, "dormant_encode_batches_total{model=\"sbert\"} %llu\n", (unsigned long long)b1);
+	assert_non_null(strstr(m, line));
+	snprintf(line, sizeof line, "dormant_encode_requests_total{model=\"srerank\"} %llu\n",
+		 (unsigned long long)rq1);
+	assert_non_null(strstr(m, line));
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1032,6 +1485,10 @@ int main(void)
 		cmocka_unit_test(test_http_rerank_shape), cmocka_unit_test(test_http_roles),
 		cmocka_unit_test(test_http_embeddings),   cmocka_unit_test(test_http_embeddings_synth),
 		cmocka_unit_test(test_cli),               cmocka_unit_test(test_cli_synth),
+		cmocka_unit_test(test_batch_embed),       cmocka_unit_test(test_batch_rerank),
+		cmocka_unit_test(test_batch_bound),       cmocka_unit_test(test_batch_tokens),
+		cmocka_unit_test(test_batch_cancel),
+		cmocka_unit_test(test_batch_http),
 		cmocka_unit_test_teardown(test_rag_scenario, scenario_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,7 @@
 /*
  * bench — the lifecycle benchmark suite behind `dormant bench SCENARIO
- * MODEL [options]` (src/cli/cli_bench_life.c parses the arguments).  Steady-state tokens/s is one figure among many; these
- * scenarios measure what a user trades when choosing a policy and settings:
+ * MODEL [options]` (src/cli/cli_bench_life.c parses the arguments).
+ * Steady-state tokens/s is one figure among many; these scenarios measure what a user trades when choosing a policy and settings:
  * load time, time to first token, latency against prompt length and output
  * length, memory held over time, and memory given back.
  *
@@ -13,9 +13,9 @@
  *
  * Files: life.c (bench_run, scenario table, shared measuring helpers,
  * JSON), scen.c (cold, warm, context, max-tokens, memory), sweep.c
- * (warmup, threads, batch, ctx), policy.c (policies), chat.c (chat),
- * server.c (server: HTTP overhead), report.c (the HTML report), svg.c
- * (its charts, bench_svg_*).
+ * (warmup, threads, batch, ctx), policy.c (policies) and ragday.c (its RAG
+ * day), chat.c (chat), server.c (server: HTTP overhead), report.c (the
+ * HTML report), svg.c (its charts, bench_svg_*).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -176,6 +176,8 @@ int bench_threads(struct bench *L, json_t *out);
 int bench_batch(struct bench *L, json_t *out);
 int bench_ctx(struct bench *L, json_t *out);
 int bench_policies(struct bench *L, json_t *out);
+/* The RAG day, run by bench_policies: out gets "rag_day". */
+int bench_rag_day(struct bench *L, json_t *out); /* ragday.c */
 int bench_server(struct bench *L, json_t *out);   /* bench/server.c */
 int bench_chat(struct bench *L, json_t *out);     /* bench/chat.c */
 
@@ -197,7 +199,7 @@ double bench_median(double *v, int n);
 int bench_server_measure(const char *model, long runs, long threads, bool with_wrk, FILE *print, json_t *out,
 			 struct dm_err *err);
 
-/* ---- report (bench/report.c) ---- */
+/* ---- report (report.c) ---- */
 
 /* Writes DIR/index.html (self-contained: inline SVG, no scripts, no
  * network) and one DIR/NAME.svg per chart, from the tree life builds. */

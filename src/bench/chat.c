@@ -1,5 +1,5 @@
 /*
- * cli/bench_chat — `dormant bench chat`: a multi-turn conversation on the
+ * bench/chat — `dormant bench chat`: a multi-turn conversation on the
  * model, each turn's prompt the whole history (earlier prompts, the
  * model's replies, a new user message), run four ways:
  *   fresh    kept loaded, every turn prefills its whole history (a runtime

@@ -1,7 +1,7 @@
 /*
- * cli/life — the lifecycle benchmark suite: options, the scenario table,
+ * bench/life — the lifecycle benchmark suite: options, the scenario table,
  * the measuring helpers every scenario shares, and the JSON tree (see
- * cli_life.h for the whole picture).
+ * bench.h for the whole picture).
  *
  * Definitions used by every scenario (and written into the JSON):
  *   latency_s  from mgr_acquire (loading included when the model was
@@ -54,7 +54,7 @@ static const struct bench_scenario scenarios[] = {
 	{ "threads", "prefill and decode tok/s vs threads", bench_threads },
 	{ "batch", "prefill tok/s vs n_batch", bench_batch },
 	{ "ctx", "memory and decode tok/s vs n_ctx", bench_ctx },
-	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds", bench_policies },
+	{ "policies", "a scripted day under eager, lazy, on-demand, keep-alive: latency vs memory-seconds; then a RAG day (embed, rerank, generate per question) under one budget: LRU vs roles vs a pinned chat model", bench_policies },
 	{ "chat", "a multi-turn conversation: time to first token per turn, kept loaded or on demand, with and without the prompt cache", bench_chat },
 	{ "server", "HTTP overhead vs the in-process call, /health round trip, serve start-up", bench_server },
 };

@@ -1,8 +1,10 @@
 /*
- * cli/bench_policy — scenario `policies`: a scripted day of requests
+ * bench/policy — scenario `policies`: a scripted day of requests
  * (bursts and idle gaps) replayed under eager, lazy, on-demand (keep-alive
  * 0), keep-alive 30 s and keep-alive 5 min: total latency paid against
  * memory-seconds held.  The chart that tells a user which policy to pick.
+ * Then the RAG day (ragday.c): a chat model and two encoders
+ * under one budget, by residency setup.
  *
  * Time.  The day runs on a virtual clock in seconds (vt) that this file
  * owns and hands to the manager as its clock (mgr_cfg.now_ms); the
@@ -360,6 +362,7 @@ int bench_policies(struct bench *L, json_t *out)
 	fprintf(L->o.out, "(one replay of a %.0f h day with %d requests of %d + %d tokens; idle gaps on a virtual "
 	       "clock, requests, loads and unloads real; memory = RSS above the idle process)\n",
 	       day_s / 3600, n_req, L->o.n_prompt, L->o.n_gen);
+	rc = bench_rag_day(L, out); /* the second half of the scenario: three models, one budget */
 out:
 	mgr_free(p.m);
 	free(times);

@@ -1,6 +1,6 @@
 /*
- * cli/bench_scen — the scenarios of the lifecycle benchmark suite (see
- * cli_life.h and bench/life.c for the definitions of latency, ttft, tok/s).
+ * bench/scen — the scenarios of the lifecycle benchmark suite (see
+ * bench.h and bench/life.c for the definitions of latency, ttft, tok/s).
  *
  * Each scenario makes its own manager(s), measures, prints its table on
  * stdout, and puts every raw sample into `out` (an object: "runs", the

@@ -1,7 +1,7 @@
 /*
- * cli/bench_sweep — settings scenarios of the lifecycle benchmark suite:
+ * bench/sweep — settings scenarios of the lifecycle benchmark suite:
  * warm-up on vs off, and sweeps over threads, n_batch and n_ctx (see
- * cli_life.h).  Each setting is a model of its own in one manager, loaded,
+ * bench.h).  Each setting is a model of its own in one manager, loaded,
  * measured and unloaded before the next, so only one is in memory at a time.
  */
 #include <malloc.h>

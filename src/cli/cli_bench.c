@@ -2,7 +2,8 @@
  * cli/bench — `dormant bench SCENARIO [options]`: benchmarks (never tests).
  *
  * Scenarios `speed` (cli_speed.c) and the lifecycle suite (cold, warm,
- * context, ..., all: cli_life*.c) live in their own files.
+ * context, ..., all: src/bench/, arguments in cli_bench_life.c) live in
+ * their own files.
  *
  * Scenario `kernels` [--threads N (2)] [--runs R (7)] [--isa ref|avx2|avx512]
  * [--types Q4_0,Q4_K,...]: per weight type, on N threads,

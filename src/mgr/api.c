@@ -56,6 +56,7 @@ struct dormant {
 	pthread_mutex_t reload_mu;
 	struct engine_backend_cfg bc;
 	struct mgr *m;
+	struct dormant_rag *rag;     /* embedding and rerank requests waiting for a batch */
 	pthread_mutex_t mu; /* guards ttft */
 	pthread_mutex_t obs_mu; /* serialises changes to obs (read under the manager's lock) */
 	struct {
@@ -116,7 +117,8 @@ int dormant_open_log(dormant **out, const char *config, const char *profile,
 	d->stores = -1;
 	if ((rc = disc_init(&d->disc, &e)))
 		goto bad;
-	if ((rc = dm_config_load(d->cfg, config, profile, &e)))
+	if ((rc = dm_config_load(d->cfg, config, profile, &e)) ||
+	    (rc = dormant_rag_init(&d->rag, d->cfg->max_queue, &e)))
 		goto bad;
 	/* what dormant_reload reads again */
 	if (config && !(d->cfg_path = strdup(config))) {
@@ -178,6 +180,7 @@ void dormant_close(dormant *d)
 	if (!d)
 		return;
 	mgr_free(d->m);
+	dormant_rag_free(d->rag);
 	free(d->cfg);
 	free(d->cfg_path);
 	disc_free(d->disc);
@@ -997,6 +1000,11 @@ struct mgr *dormant_mgr(dormant *d)
 	return d->m;
 }
 
+struct dormant_rag *dormant_rag_state(dormant *d)
+{
+	return d->rag;
+}
+
 /* Which requests each role answers: a row per role, a column per request
  * kind.  A generating decoder still embeds (mean-pooled, as before roles). */
 static const bool role_answers[3][3] = {
@@ -1055,6 +1063,7 @@ size_t dormant_status(dormant *d, struct dormant_model_status *out, size_t cap)
 		o->rss_before_load = s[i].rss_before_load;
 		o->rss_after_unload = s[i].rss_after_unload;
 		memcpy(o->last_error, s[i].last_error, sizeof o->last_error);
+		dormant_rag_counts(d->rag, o->name, &o->encode_batches, &o->encode_requests, &o->encode_waiting);
 		pthread_mutex_lock(&d->mu);
 		for (size_t k = 0; k < d->n_ttft; k++)
 			if (!strcmp(d->ttft[k].name, o->name)) {

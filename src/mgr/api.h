@@ -27,6 +27,16 @@ int dormant_role_check(dormant *d, const char *model, enum mgr_role want, struct
 /* One line for a log: the counts of dormant_reload, the settings that need
  * a restart by name, and the rescan's counts. */
 void dormant_reload_summary(const struct dormant_reload *r, char *buf, size_t cap);
+/* ---- requests sharing an encoder's forward pass (rag.c) ----
+ * Each runtime has one; at most max_waiting jobs wait per model (0: 16). */
+struct dormant_rag;
+int dormant_rag_init(struct dormant_rag **out, uint32_t max_waiting, struct dm_err *err);
+void dormant_rag_free(struct dormant_rag *g);
+/* The runtime's (valid until dormant_close). */
+struct dormant_rag *dormant_rag_state(dormant *d);
+/* For model: batches run, requests they answered, requests waiting now. */
+void dormant_rag_counts(struct dormant_rag *g, const char *model, uint64_t *batches, uint64_t *requests,
+			uint32_t *waiting);
 
 /* ---- discovered models (mgr/discover.h) ----
  * dormant_rescan scans the configuration's models_dir folders, the folders

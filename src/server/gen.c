@@ -114,21 +114,9 @@ static void run(struct srv_gen *g, dormant_text_fn cb, void *ud)
 	}
 }
 
-/* The socket watcher of a non-streamed request: while the connection's
- * thread waits in the model's queue, loads or generates, this one polls the
- * client's socket every 50 ms and sets the request's cancel flag when the
- * client hangs up (a streamed request's reader does the same). */
-struct watch {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool done;
-	int fd;
-	atomic_int *cancel;
-};
-
 static void *watch_main(void *p)
 {
-	struct watch *w = p;
+	struct srv_watch *w = p;
 	pthread_mutex_lock(&w->mu);
 	while (!w->done) {
 		struct timespec ts;
@@ -148,30 +136,42 @@ static void *watch_main(void *p)
 	return NULL;
 }
 
-static void run_watched(struct srv_gen *g)
+void srv_watch_start(struct srv_watch *w, int fd, atomic_int *cancel)
 {
-	struct watch w = { .fd = g->fd, .cancel = &g->cancel };
 	pthread_condattr_t ca;
-	pthread_t th;
-	bool started;
 
-	pthread_mutex_init(&w.mu, NULL);
+	memset(w, 0, sizeof *w);
+	w->fd = fd;
+	w->cancel = cancel;
+	pthread_mutex_init(&w->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w.cv, &ca);
+	pthread_cond_init(&w->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	/* without a watcher (no thread to spare) the token loop still checks */
-	started = g->fd >= 0 && pthread_create(&th, NULL, watch_main, &w) == 0;
-	run(g, on_text_sync, g);
-	if (started) {
-		pthread_mutex_lock(&w.mu);
-		w.done = true;
-		pthread_cond_signal(&w.cv);
-		pthread_mutex_unlock(&w.mu);
-		pthread_join(th, NULL);
+	w->started = fd >= 0 && pthread_create(&w->th, NULL, watch_main, w) == 0;
+}
+
+void srv_watch_stop(struct srv_watch *w)
+{
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->done = true;
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->th, NULL);
 	}
-	pthread_cond_destroy(&w.cv);
-	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+}
+
+static void run_watched(struct srv_gen *g)
+{
+	struct srv_watch w;
+
+	/* without a watcher (no thread to spare) the token loop still checks */
+	srv_watch_start(&w, g->fd, &g->cancel);
+	run(g, on_text_sync, g);
+	srv_watch_stop(&w);
 }
 
 static int on_text_stream(void *ud, const char *t, size_t n)

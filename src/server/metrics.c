@@ -179,6 +179,14 @@ int srv_metrics(struct srv_req *r)
 		  st[i].queued);
 	PER_MODEL("dormant_model_in_use", "gauge", "1 while a request holds the model.", "%d",
 		  st[i].in_use ? 1 : 0);
+	PER_MODEL("dormant_encode_batches_total", "counter",
+		  "Batches of embedding or rerank requests run per model (one encode call each).", "%llu",
+		  (unsigned long long)st[i].encode_batches);
+	PER_MODEL("dormant_encode_requests_total", "counter",
+		  "Embedding and rerank requests those batches answered.", "%llu",
+		  (unsigned long long)st[i].encode_requests);
+	PER_MODEL("dormant_encode_waiting", "gauge", "Embedding and rerank requests waiting for a batch.", "%u",
+		  st[i].encode_waiting);
 #undef PER_MODEL
 	family(&b, "dormant_model_state", "gauge", "1 for the state each model is in.");
 	for (size_t i = 0; i < n; i++) {

@@ -34,11 +34,14 @@ int srv_embed_opts(struct srv_req *r, json_t *b, struct dormant_embed_opts *o)
 	return 0;
 }
 
-int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct dormant_embed_opts *o,
+int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct dormant_embed_opts *opts,
 		  float **vecs, size_t *dim, struct dormant_embed_info *info)
 {
 	size_t n = json_array_size(in), cap;
 	const char **texts = malloc((n ? n : 1) * sizeof *texts);
+	struct dormant_embed_opts o = *opts;
+	struct srv_watch w;
+	atomic_int cancel = 0;
 	char err[256];
 	int rc;
 
@@ -57,7 +60,11 @@ int srv_embed_run(struct srv_req *r, const char *model, json_t *in, const struct
 		srv_reply_error(r, 500, "out of memory for %zu embeddings", n);
 		return -1;
 	}
-	rc = dormant_embed_batch(r->s->d, model, texts, n, o, *vecs, cap, dim, info, err, sizeof err);
+	/* a client that hangs up while its request waits for a batch leaves it */
+	o.cancel = &cancel;
+	srv_watch_start(&w, r->fd, &cancel);
+	rc = dormant_embed_batch(r->s->d, model, texts, n, &o, *vecs, cap, dim, info, err, sizeof err);
+	srv_watch_stop(&w);
 	srv_count_tokens(r->s, rc ? model : info->model, info->n_tokens, 0, rc != 0);
 	free(texts);
 	if (rc) {
@@ -89,6 +96,8 @@ int srv_rerank(struct srv_req *r)
 	struct dormant_embed_opts o;
 	struct dormant_embed_info info;
 	struct ranked *rk = NULL;
+	struct srv_watch w;
+	atomic_int cancel = 0;
 	float *scores = NULL;
 	bool ret_docs = false, has_top = false;
 	int64_t top_n = 0;
@@ -133,7 +142,10 @@ int srv_rerank(struct srv_req *r)
 		srv_reply_error(r, 404, "model '%s' not found", model);
 		goto out;
 	}
+	o.cancel = &cancel;
+	srv_watch_start(&w, r->fd, &cancel);
 	rc = dormant_rerank(r->s->d, model, query, texts, n, &o, scores, &info, err, sizeof err);
+	srv_watch_stop(&w);
 	srv_count_tokens(r->s, rc ? model : info.model, info.n_tokens, 0, rc != 0);
 	if (rc) {
 		srv_reply_rc(r, rc, err);

@@ -119,6 +119,22 @@ json_t *srv_body_json(struct srv_req *r);
 /* True when the client closed its end of the connection. */
 bool srv_client_gone(int fd);
 
+/* The socket watcher of a non-streamed request (gen.c): while the
+ * connection's thread waits for a model, loads, generates or encodes, a
+ * thread of its own polls the client's socket every 50 ms and sets *cancel
+ * when the client hangs up (a streamed request's reader does the same).
+ * Without a thread to spare (or fd < 0) it watches nothing. */
+struct srv_watch {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done, started;
+	int fd;
+	atomic_int *cancel;
+	pthread_t th;
+};
+void srv_watch_start(struct srv_watch *w, int fd, atomic_int *cancel);
+void srv_watch_stop(struct srv_watch *w);
+
 /* ---- streams (server.c) ----
  * A streamed response: a producer thread writes bytes, libmicrohttpd's
  * reader callback sends them.  While nothing arrives the reader polls:
