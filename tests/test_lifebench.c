@@ -594,6 +594,9 @@ static void test_rag_day(void **state)
 	/* LRU: the chat model is the least recently used when the reranker
 	 * loads, every question */
 	assert_int_equal((int)num(rag_setup(setups, "LRU"), "chat_reloads"), nq - 1);
+	/* roles: the encoders make room among themselves (embed and rerank
+	 * are one class), so the chat model is loaded once */
+	assert_int_equal((int)num(rag_setup(setups, "roles"), "chat_reloads"), 0);
 	/* pinned: never evicted, never reloaded */
 	assert_int_equal((int)num(rag_setup(setups, "roles + pin"), "chat_reloads"), 0);
 	assert_int_equal((int)num(json_object_get(json_object_get(rag_setup(setups, "roles + pin"), "models"), "chat"),

@@ -341,19 +341,24 @@ static void test_eviction_by_role_and_pin(void **state)
 	assert_int_equal(st(m, "emb1").state, MGR_DORMANT);
 	assert_int_equal(st(m, "emb2").state, MGR_READY);
 	fake_now += 10;
-	use(m, "rr"); /* no idle reranker: then any role, least recently used: chat */
-	assert_int_equal(st(m, "chat").state, MGR_DORMANT);
-	assert_int_equal(st(m, "emb2").state, MGR_READY);
-	/* a pinned model stays whatever comes: the chat model makes room from
-	 * the encoders, though the pinned one is the least recently used */
+	use(m, "rr"); /* embed and rerank are one class: emb2 goes, not the older chat */
+	assert_int_equal(st(m, "chat").state, MGR_READY);
+	assert_int_equal(st(m, "emb2").state, MGR_DORMANT);
+	assert_int_equal(st(m, "rr").state, MGR_READY);
+	/* a generating model makes room among the generating ones first */
 	fake_now += 10;
 	use(m, "pinned");
 	assert_int_equal(st(m, "pinned").state, MGR_READY);
+	assert_int_equal(st(m, "chat").state, MGR_DORMANT);
+	assert_int_equal(st(m, "rr").state, MGR_READY);
+	/* a pinned model stays whatever comes: with no other generating model
+	 * idle, the chat model takes the retrieval model's room, though the
+	 * pinned one is the least recently used */
 	fake_now += 10;
 	use(m, "chat");
 	assert_int_equal(st(m, "pinned").state, MGR_READY);
 	assert_int_equal(st(m, "chat").state, MGR_READY);
-	assert_int_equal(st(m, "emb2").state, MGR_DORMANT);
+	assert_int_equal(st(m, "rr").state, MGR_DORMANT);
 	assert_int_equal(mgr_acquire(m, "big", NULL, &l, &e), DM_ETOOBIG);
 	assert_non_null(strstr(e.msg, "pinned models hold the rest"));
 	assert_int_equal(st(m, "pinned").state, MGR_READY);

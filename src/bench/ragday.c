@@ -11,7 +11,8 @@
  *                 registered with one role, so eviction is plain least
  *                 recently used
  *   roles         the same budget, roles from the files (generate, embed,
- *                 rerank): eviction tries the loading model's role first
+ *                 rerank): eviction tries the loading model's role class
+ *                 first (generation, or retrieval: embed and rerank)
  *   roles + pin   the same, with the chat model pinned (never evicted)
  *
  * The encoders are synthetic (model/synth: the tiny shape with --quick,

@@ -441,11 +441,17 @@ static void unload_why(struct mgr *m, struct mmodel *x, bool evict, const char *
 	pthread_cond_broadcast(&m->cv);
 }
 
-/* Least recently used idle model other than mm, or NULL. */
+/* Whether a and b serve the same side of an app: generation, or retrieval
+ * (embed and rerank, the two models a RAG app calls before generating). */
+static bool same_role_class(enum mgr_role a, enum mgr_role b)
+{
+	return (a == MGR_ROLE_GENERATE) == (b == MGR_ROLE_GENERATE);
+}
+
 /* The idle model to evict for mm: the least recently used of its own role
- * first (an embedder makes room among the encoders before it touches the
- * chat model the same app uses a second later), then of any role; a pinned
- * model never. */
+ * class first (an embedder or a reranker makes room among the retrieval
+ * models before it touches the chat model the same app uses a second
+ * later), then of any role; a pinned model never. */
 static struct mmodel *lru_idle(struct mgr *m, const struct mmodel *mm)
 {
 	struct mmodel *best = NULL;
@@ -454,7 +460,7 @@ static struct mmodel *lru_idle(struct mgr *m, const struct mmodel *mm)
 			struct mmodel *x = m->models[i];
 			if (x == mm || x->state != MGR_READY || x->in_use || x->queued || x->cfg.pin)
 				continue;
-			if (same && x->cfg.role != mm->cfg.role)
+			if (same && !same_role_class(x->cfg.role, mm->cfg.role))
 				continue;
 			if (!best || x->last_used_ms < best->last_used_ms)
 				best = x;
