@@ -8,7 +8,8 @@
  * known figures, decode's fraction of bandwidth recomputed from the
  * per-round figures, and a clear one-line error for each way a peer can
  * fail.  Nothing is timed: dormant's own figures are only required to be
- * positive.
+ * positive.  Also `bench quantize` (quantize-on-load throughput) on a tiny
+ * F16 file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -323,6 +324,47 @@ static void test_no_peer(void **state)
 	free(out);
 }
 
+/* `bench quantize` on an F16 file: every type quantizes the same float
+ * matrices (the weight count does not depend on the type); a type it
+ * cannot make is refused. */
+static void test_bench_quantize(void **state)
+{
+	char f16[512];
+	char *out;
+	json_t *root, *types;
+	int st;
+	(void)state;
+	snprintf(f16, sizeof f16, "%s", tu_tmp_path("tiny-f16.gguf"));
+	assert_int_equal(tu_system("%s synth --preset tiny --type F16 --seed 5 -o %s", tu_dormant(), f16), 0);
+	out = tu_capture(&st, "%s bench quantize %s --runs 1 --threads 2 --json", tu_dormant(), f16);
+	assert_non_null(out);
+	assert_int_equal(st, 0);
+	root = json_loads(out, 0, NULL);
+	assert_non_null(root);
+	types = json_object_get(root, "types");
+	assert_int_equal(json_array_size(types), 3);
+	for (size_t i = 0; i < 3; i++) {
+		json_t *t = json_array_get(types, i);
+		assert_true(num(t, "weights") > 0);
+		assert_float_equal(num(t, "weights"), num(json_array_get(types, 0), "weights"), 0);
+		assert_true(num(t, "quantize_s") > 0);
+		assert_float_equal(num(t, "weights_per_s"), num(t, "weights") / num(t, "quantize_s"),
+				   1e-3 * num(t, "weights_per_s") + 1);
+	}
+	assert_string_equal(json_string_value(json_object_get(json_array_get(types, 2), "type")), "Q4_K");
+	json_decref(root);
+	free(out);
+	out = tu_capture(&st, "%s bench quantize %s --types Q5_K 2>&1", tu_dormant(), f16);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "type 'Q5_K'"));
+	free(out);
+	/* a quantized file has nothing to quantize */
+	out = tu_capture(&st, "%s bench quantize %s --runs 1 2>&1", tu_dormant(), model);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "no float matrix"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -331,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_vs_broken_peers),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_no_peer),
+		cmocka_unit_test(test_bench_quantize),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -30,6 +30,8 @@ int cli_demo(int argc, char **argv);
 int cli_bench_server(int argc, char **argv);
 /* `dormant bench rag` (cli_bench_rag.c): batched vs one-by-one embed and rerank. */
 int cli_bench_rag(int argc, char **argv);
+/* `dormant bench quantize` (cli_bench_quant.c): quantize-on-load throughput. */
+int cli_bench_quant(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_embed(int argc, char **argv);

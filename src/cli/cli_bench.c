@@ -252,6 +252,7 @@ int cli_bench(int argc, char **argv)
 			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json] [--vs PATH [--vs-args 'ARGS']]...\n"
 			   "                                      beside llama-bench-compatible programs ('dormant bench speed --help')\n"
 			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n"
+			   "       dormant bench quantize MODEL [--types Q8_0,Q4_0,Q4_K] [--threads N] [--runs R] [--json]   quantize-on-load throughput\n"
 			   "       dormant bench rag EMBED_MODEL RERANK_MODEL [--runs N] [--threads T] [--json]   batched vs one-by-one embed and rerank\n");
 		cli_life_usage(f);
 		return argc < 2 ? 2 : 0;
@@ -264,9 +265,11 @@ int cli_bench(int argc, char **argv)
 		return cli_bench_server(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rag"))
 		return cli_bench_rag(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "quantize"))
+		return cli_bench_quant(argc - 1, argv + 1);
 	if (cli_life_is_scenario(argv[1]))
 		return cli_bench_life(argc - 1, argv + 1);
-	return cli_fail("bench: unknown scenario '%s' (kernels, speed, rag, cold, warm, context, max-tokens, "
+	return cli_fail("bench: unknown scenario '%s' (kernels, speed, quantize, rag, cold, warm, context, max-tokens, "
 			"memory, warmup, threads, batch, ctx, policies, all; 'dormant bench --help')",
 			argv[1]),
 	       2;
