@@ -348,6 +348,7 @@ static void test_bench_quantize(void **state)
 		assert_true(num(t, "weights") > 0);
 		assert_float_equal(num(t, "weights"), num(json_array_get(types, 0), "weights"), 0);
 		assert_true(num(t, "quantize_s") > 0);
+		assert_true(num(t, "load_cpu_s") >= 0);
 		assert_float_equal(num(t, "weights_per_s"), num(t, "weights") / num(t, "quantize_s"),
 				   1e-3 * num(t, "weights_per_s") + 1);
 	}

@@ -9,12 +9,15 @@
  * quantize step: mapping the output buffer, reading the float matrices
  * from the file mapping (page faults included), quantizing them on the
  * engine's threads and giving the float pages back.  Figures: the median
- * of the R quantize times, weights quantized per second, and the median of
- * the whole load times for comparison.
+ * of the R quantize times, weights quantized per second, the median of the
+ * whole load times, and the process's CPU time (user + system, all
+ * threads) per whole load: on a machine shared with other jobs the wall
+ * times follow the neighbours, the CPU time much less.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "gguf/gguf.h"
@@ -23,12 +26,20 @@
 
 #define BQ_RUNS_MAX 64
 
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 static int one_load(const char *path, int32_t type, int threads, double *quant_s, double *load_s,
-		    uint64_t *elems, struct dm_err *err)
+		    double *cpu_s, uint64_t *elems, struct dm_err *err)
 {
 	struct mgr_model_cfg cfg;
 	struct engine *e;
-	double t0;
+	double t0, c0;
 	int rc;
 
 	mgr_model_cfg_default(&cfg);
@@ -38,9 +49,11 @@ static int one_load(const char *path, int32_t type, int threads, double *quant_s
 	cfg.n_ctx = 64;
 	cfg.n_batch = 8;
 	t0 = cli_now();
+	c0 = cpu_seconds();
 	if ((rc = engine_load(&e, &cfg, NULL, NULL, err)))
 		return rc;
 	*load_s = cli_now() - t0;
+	*cpu_s = cpu_seconds() - c0;
 	*quant_s = e->quant_s;
 	*elems = e->quant_elems;
 	engine_unload(e, false);
@@ -87,9 +100,9 @@ int cli_bench_quant(int argc, char **argv)
 		printf("{\"model\":");
 	else
 		printf("dormant bench quantize: %s, %ld threads, ISA %s, median of %ld loads after one uncounted\n"
-		       "%-6s %16s %12s %14s %14s\n",
+		       "%-6s %16s %12s %14s %14s %12s\n",
 		       path, threads, kern_isa_name(kern_isa_best()), runs, "type", "weights", "quantize s",
-		       "Mweights/s", "whole load s");
+		       "Mweights/s", "whole load s", "load CPU s");
 	if (json) {
 		cli_json_str(stdout, path, strlen(path));
 		printf(",\"threads\":%ld,\"isa\":\"%s\",\"runs\":%ld,\"types\":[", threads,
@@ -98,7 +111,7 @@ int cli_bench_quant(int argc, char **argv)
 	fflush(stdout);
 	for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		const struct gguf_type_info *ti = NULL;
-		double qs[BQ_RUNS_MAX], ls[BQ_RUNS_MAX], q_med, l_med;
+		double qs[BQ_RUNS_MAX], ls[BQ_RUNS_MAX], cs[BQ_RUNS_MAX], q_med, l_med, c_med;
 		uint64_t elems = 0;
 		int32_t type = -1;
 		for (uint32_t k = 0; k < GGUF_TYPE_COUNT; k++)
@@ -112,8 +125,8 @@ int cli_bench_quant(int argc, char **argv)
 			return cli_fail("bench quantize: type '%s': quantize-on-load makes Q8_0, Q4_0 or Q4_K", t);
 		}
 		for (long r = -1; r < runs; r++) {
-			double q, l;
-			if (one_load(path, type, (int)threads, &q, &l, &elems, &err)) {
+			double q, l, c;
+			if (one_load(path, type, (int)threads, &q, &l, &c, &elems, &err)) {
 				if (json)
 					printf("]}\n");
 				return cli_fail("%s", err.msg);
@@ -121,6 +134,7 @@ int cli_bench_quant(int argc, char **argv)
 			if (r >= 0) {
 				qs[r] = q;
 				ls[r] = l;
+				cs[r] = c;
 			}
 		}
 		if (!elems) {
@@ -130,13 +144,14 @@ int cli_bench_quant(int argc, char **argv)
 		}
 		q_med = cli_median(qs, (int)runs);
 		l_med = cli_median(ls, (int)runs);
+		c_med = cli_median(cs, (int)runs);
 		if (json)
 			printf("%s{\"type\":\"%s\",\"weights\":%llu,\"quantize_s\":%.6f,\"weights_per_s\":%.0f,"
-			       "\"load_s\":%.6f}",
-			       first ? "" : ",", t, (unsigned long long)elems, q_med, (double)elems / q_med, l_med);
+			       "\"load_s\":%.6f,\"load_cpu_s\":%.6f}",
+			       first ? "" : ",", t, (unsigned long long)elems, q_med, (double)elems / q_med, l_med, c_med);
 		else
-			printf("%-6s %16llu %12.3f %14.1f %14.3f\n", t, (unsigned long long)elems, q_med,
-			       (double)elems / q_med / 1e6, l_med);
+			printf("%-6s %16llu %12.3f %14.1f %14.3f %12.3f\n", t, (unsigned long long)elems, q_med,
+			       (double)elems / q_med / 1e6, l_med, c_med);
 		fflush(stdout);
 		first = false;
 	}
