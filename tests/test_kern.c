@@ -563,6 +563,110 @@ static void test_matmul_set(void **state)
 	free(want);
 }
 
+/* Row kinds for the quantizer comparison: ordinary weights and the edge
+ * cases of the reference's searches (all zero, huge, tiny, equal values,
+ * ties of magnitude, one sign only, exact halves that test the rounding
+ * rules). */
+#define QR_KINDS 12
+static void qr_fill(float *x, int64_t n, int kind, uint64_t seed)
+{
+	fill_normal(x, n, seed, 0.02f);
+	for (int64_t i = 0; i < n; i++) {
+		float v = x[i];
+		switch (kind) {
+		case 1: x[i] = 0; break;
+		case 2: x[i] = v * 5e5f; break;            /* near F16's largest */
+		case 3: x[i] = v * 1e30f; break;           /* squares overflow float */
+		case 4: x[i] = v * 1e-4f; break;           /* F16 subnormals */
+		case 5: x[i] = v * 1e-38f; break;          /* float subnormals */
+		case 6: x[i] = (i / 32) % 2 ? 0.5f : -0.25f; break; /* equal values per block */
+		case 7: x[i] = i % 7 == 0 ? (i % 14 ? 3.0f : -3.0f) : 0.0f; break; /* ties of |max| */
+		case 8: x[i] = fabsf(v) + 0.01f; break;    /* positive only: min clamped to 0 */
+		case 9: x[i] = -fabsf(v) - 0.5f; break;    /* negative only */
+		case 10: x[i] = (float)((int)(v * 800) % 17) * 0.25f; break; /* quarters: exact halves */
+		case 11: x[i] = i % 32 == 5 ? 1.0f : (i % 64 == 9 ? -0.0f : 1e-3f * v); break; /* one spike */
+		default: break;
+		}
+	}
+}
+
+/* kern_quantize_rows on every ISA here, with and without threads, against
+ * dequantize + the reference quantizer row by row: the same bytes. */
+static void test_quantize_rows_identical(void **state)
+{
+	const uint32_t dst_types[] = { GGUF_TYPE_Q8_0, GGUF_TYPE_Q4_0, GGUF_TYPE_Q4_K };
+	const uint32_t src_types[] = { GGUF_TYPE_F32, GGUF_TYPE_F16, GGUF_TYPE_BF16 };
+	const int64_t n = 768, rows_per_kind = 6, rows = QR_KINDS * rows_per_kind;
+	float *x = malloc((size_t)(rows * n) * sizeof *x), *row = malloc((size_t)n * sizeof *row);
+	uint8_t *src = malloc((size_t)(rows * n) * 4), *want = malloc((size_t)(rows * n) * 2);
+	uint8_t *got = malloc((size_t)(rows * n) * 2);
+	struct dm_pool *pool;
+	int checked = 0, bad = 0;
+	(void)state;
+
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
+	for (int64_t r = 0; r < rows; r++)
+		qr_fill(x + r * n, n, (int)(r / rows_per_kind), 1000 + (uint64_t)r);
+	for (size_t si = 0; si < sizeof src_types / sizeof src_types[0]; si++) {
+		uint32_t st = src_types[si];
+		size_t sb = kern_row_bytes(st, n);
+		for (int64_t r = 0; r < rows; r++) {
+			if (st == GGUF_TYPE_F32)
+				memcpy(src + (size_t)r * sb, x + r * n, sb);
+			else if (st == GGUF_TYPE_F16)
+				kern_f32_to_f16(x + r * n, (uint16_t *)(void *)(src + (size_t)r * sb), n);
+			else
+				kern_f32_to_bf16(x + r * n, (uint16_t *)(void *)(src + (size_t)r * sb), n);
+		}
+		for (size_t ti = 0; ti < sizeof dst_types / sizeof dst_types[0]; ti++) {
+			uint32_t t = dst_types[ti];
+			size_t ob = kern_row_bytes(t, n);
+			for (int64_t r = 0; r < rows; r++) {
+				assert_int_equal(kern_dequantize(st, src + (size_t)r * sb, row, n, NULL), 0);
+				assert_int_equal(kern_quantize(t, row, want + (size_t)r * ob, n, NULL), 0);
+			}
+			for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+				if (!kern_isa_supported((enum kern_isa)isa))
+					continue;
+				for (int threaded = 0; threaded < 2; threaded++) {
+					memset(got, 0xA5, ob * (size_t)rows);
+					assert_int_equal(kern_quantize_rows(threaded ? pool : NULL, (enum kern_isa)isa, st,
+									    src, t, got, rows, n, NULL), 0);
+					for (int64_t r = 0; r < rows; r++)
+						if (memcmp(got + (size_t)r * ob, want + (size_t)r * ob, ob)) {
+							size_t b = 0;
+							while (got[(size_t)r * ob + b] == want[(size_t)r * ob + b])
+								b++;
+							bad++;
+							print_error("%s -> %s, isa %s%s: row %lld (kind %lld) differs at byte %zu\n",
+								 tname(st), tname(t), kern_isa_name((enum kern_isa)isa),
+								 threaded ? ", 2 threads" : "", (long long)r,
+								 (long long)(r / rows_per_kind), b);
+						}
+					checked++;
+				}
+			}
+		}
+	}
+	print_message("  %d type x source x ISA x threads combinations, %lld rows each\n", checked, (long long)rows);
+	assert_int_equal(bad, 0);
+	/* what it refuses */
+	{
+		struct dm_err e;
+		assert_int_equal(kern_quantize_rows(NULL, KERN_ISA_REF, GGUF_TYPE_Q8_0, src, GGUF_TYPE_Q4_0, got, 1, n, &e),
+				 DM_EUNSUPPORTED);
+		assert_int_equal(kern_quantize_rows(NULL, KERN_ISA_REF, GGUF_TYPE_F32, src, GGUF_TYPE_Q4_K, got, 1, 100, &e),
+				 DM_EINVAL);
+		assert_non_null(strstr(e.msg, "block"));
+	}
+	dm_pool_free(pool);
+	free(x);
+	free(row);
+	free(src);
+	free(want);
+	free(got);
+}
+
 static void test_isa_selection(void **state)
 {
 	(void)state;
@@ -590,6 +694,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_corrupt_block_detected),
 		cmocka_unit_test(test_matmul_threads_identical),
 		cmocka_unit_test(test_matmul_set),
+		cmocka_unit_test(test_quantize_rows_identical),
 		cmocka_unit_test(test_isa_selection),
 	};
 	return cmocka_run_group_tests_name("kern", tests, NULL, NULL);

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "base/pool.h"
 #include "base/rng.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
@@ -369,9 +370,11 @@ static void test_golden_requantize(void **state)
 	struct dm_err e;
 	size_t tsv_n;
 	int mismatches = 0;
+	struct dm_pool *pool;
 	(void)state;
 	if (!dir)
 		skip();
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
 	snprintf(path, sizeof path, "%s/kquant/expected/tensors.tsv", dir);
 	char *tsv = tu_read_file(path, &tsv_n);
 	assert_non_null(tsv);
@@ -399,12 +402,31 @@ static void test_golden_requantize(void **state)
 			print_message("  %-5s %-22s %s\n", cases[c].file, gtensors[t],
 				      ok ? "byte-identical to llama-quantize" : "DIFFERS");
 			mismatches += !ok;
+			/* quantize-on-load's path: straight from the F16 rows, every ISA
+			 * here, on two threads */
+			if (cases[c].type != GGUF_TYPE_Q8_0 && cases[c].type != GGUF_TYPE_Q4_0 &&
+			    cases[c].type != GGUF_TYPE_Q4_K)
+				continue;
+			for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+				if (!kern_isa_supported((enum kern_isa)isa))
+					continue;
+				memset(q, 0, bytes);
+				assert_int_equal(kern_quantize_rows(pool, (enum kern_isa)isa, GGUF_TYPE_F16, ten->data,
+								    cases[c].type, q, ten->ne[1], ten->ne[0], NULL),
+						 0);
+				tu_sha256_hex(q, bytes, got);
+				ok = !strcmp(want, got);
+				print_message("  %-5s %-22s kern_quantize_rows %-6s %s\n", cases[c].file, gtensors[t],
+					      kern_isa_name((enum kern_isa)isa), ok ? "byte-identical" : "DIFFERS");
+				mismatches += !ok;
+			}
 		}
 		free(x);
 		free(q);
 	}
 	gguf_close(g);
 	free(tsv);
+	dm_pool_free(pool);
 	assert_int_equal(mismatches, 0);
 }
 

@@ -347,9 +347,15 @@ static void test_sigterm_cancels_load(void **state)
 	assert_non_null(out);
 	assert_int_equal(tu_system("%s synth --preset 110m --type F32 -o %s", tu_dormant(), big), 0);
 	snprintf(arg, sizeof arg, "big=%.500s", big);
+	/* the reference quantizer on one thread: the SIMD one on two threads
+	 * may be done before the signal comes */
 	setenv("DORMANT_QUANTIZE_ON_LOAD", "Q4_K", 1);
+	setenv("DORMANT_ISA", "ref", 1);
+	setenv("DORMANT_THREADS", "1", 1);
 	assert_int_equal(tu_serve_start(argv, NULL, &pid, &port), 0);
 	unsetenv("DORMANT_QUANTIZE_ON_LOAD");
+	unsetenv("DORMANT_ISA");
+	unsetenv("DORMANT_THREADS");
 	snprintf(req[0], sizeof req[0],
 		 "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s", strlen(nd), nd);
 	snprintf(req[1], sizeof req[1],

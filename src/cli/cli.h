@@ -20,8 +20,10 @@ int cli_perplexity(int argc, char **argv);
 int cli_logits(int argc, char **argv);
 int cli_bench_speed(int argc, char **argv);
 struct dm_pool;
-/* Memory read bandwidth in GB/s (median of runs) with the pool's threads. */
-double cli_bench_bandwidth(struct dm_pool *pool, int runs);
+/* Memory read bandwidth in GB/s (median of runs) with the pool's threads
+ * summing a buffer of `bytes` (0: 1 GiB; rounded up to whole MiB); 0 when
+ * the buffer cannot be allocated. */
+double cli_bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes);
 int cli_tokenize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_demo(int argc, char **argv);
@@ -31,6 +33,8 @@ int cli_bench_server(int argc, char **argv);
 int cli_bench_life(int argc, char **argv);
 /* `dormant bench rag` (cli_bench_rag.c): batched vs one-by-one embed and rerank. */
 int cli_bench_rag(int argc, char **argv);
+/* `dormant bench quantize` (cli_bench_quant.c): quantize-on-load throughput. */
+int cli_bench_quant(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_detokenize(int argc, char **argv);
 int cli_embed(int argc, char **argv);

@@ -81,12 +81,16 @@ static void bw_task(void *arg, int64_t b, int64_t e, int thread)
 	j->sums[thread & 63] += s0 ^ s1 ^ s2 ^ s3;
 }
 
-/* Read bandwidth in GB/s (median of runs): the pool's threads sum a 1 GiB
- * buffer in 1 MiB chunks. */
-double cli_bench_bandwidth(struct dm_pool *pool, int runs)
+/* Read bandwidth in GB/s (median of runs): the pool's threads sum a
+ * buffer of `bytes` (0: 1 GiB) in 1 MiB chunks. */
+double cli_bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes)
 {
-	size_t bytes = (size_t)1 << 30, n = bytes / 8;
-	uint64_t *p = malloc(bytes);
+	size_t n;
+	if (!bytes)
+		bytes = (size_t)1 << 30;
+	bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+	n = bytes / 8;
+	uint64_t *p = aligned_alloc(64, bytes); /* the AVX2 loop's loads are aligned */
 	double t[64];
 	struct bw_job j = { p, n, { 0 } };
 
@@ -173,7 +177,7 @@ static int bench_kernels(int argc, char **argv)
 		if (c > 0)
 			l3 = (size_t)c;
 	}
-	double bw = cli_bench_bandwidth(pool, runs);
+	double bw = cli_bench_bandwidth(pool, runs, 0);
 	printf("dormant bench kernels: isa %s, %d threads, median of %d runs\n", kern_isa_name(isa),
 	       threads, runs);
 	printf("memory read bandwidth: %.1f GB/s (%d threads summing 512 MiB)\n", bw, threads);
@@ -225,7 +229,7 @@ static int bench_kernels(int argc, char **argv)
 			kern_matmul(pool, isa, (uint32_t)type, w, MV_ROWS, MV_COLS, x, MM_TOK, y, NULL);
 			tm[rn] = cli_now() - t0;
 		}
-		double bw_here = cli_bench_bandwidth(pool, runs);
+		double bw_here = cli_bench_bandwidth(pool, runs, 0);
 		double mv = cli_median(tv, runs), mm = cli_median(tm, runs);
 		double gbs = (double)mat / mv / 1e9;
 		double gflops = 2.0 * MV_ROWS * MV_COLS * MM_TOK / mm / 1e9;
@@ -246,8 +250,10 @@ int cli_bench(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		FILE *f = argc < 2 ? stderr : stdout;
 		fprintf(f, "usage: dormant bench kernels [--threads N] [--runs R] [--isa I] [--types T,...]\n"
-			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n"
+			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json] [--vs PATH [--vs-args 'ARGS']]...\n"
+			   "                                      beside llama-bench-compatible programs ('dormant bench speed --help')\n"
 			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n"
+			   "       dormant bench quantize MODEL [--types Q8_0,Q4_0,Q4_K] [--threads N] [--runs R] [--json]   quantize-on-load throughput\n"
 			   "       dormant bench rag EMBED_MODEL RERANK_MODEL [--runs N] [--threads T] [--json]   batched vs one-by-one embed and rerank\n");
 		bench_usage(f);
 		return argc < 2 ? 2 : 0;
@@ -260,9 +266,11 @@ int cli_bench(int argc, char **argv)
 		return cli_bench_server(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "rag"))
 		return cli_bench_rag(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "quantize"))
+		return cli_bench_quant(argc - 1, argv + 1);
 	if (bench_is_scenario(argv[1]))
 		return cli_bench_life(argc - 1, argv + 1);
-	return cli_fail("bench: unknown scenario '%s' (kernels, speed, rag, cold, warm, context, max-tokens, "
+	return cli_fail("bench: unknown scenario '%s' (kernels, speed, quantize, rag, cold, warm, context, max-tokens, "
 			"memory, warmup, threads, batch, ctx, policies, all; 'dormant bench --help')",
 			argv[1]),
 	       2;

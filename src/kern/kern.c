@@ -236,6 +236,77 @@ int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_e
 	return 0;
 }
 
+/* ---- quantizing whole matrices (quantize-on-load) ---- */
+
+struct qrows_job {
+	kern_to_float_fn to_float; /* NULL: the source rows are floats already */
+	kern_from_float_fn quant;
+	const uint8_t *src;
+	uint8_t *dst;
+	size_t src_row, dst_row;
+	int64_t n;
+	float *rows; /* one row of floats per thread */
+};
+
+static void qrows_task(void *arg, int64_t b, int64_t e, int thread)
+{
+	const struct qrows_job *j = arg;
+	float *row = j->rows + (size_t)thread * (size_t)j->n;
+	for (int64_t r = b; r < e; r++) {
+		const uint8_t *s = j->src + (size_t)r * j->src_row;
+		const float *x = (const float *)(const void *)s;
+		if (j->to_float) {
+			j->to_float(s, row, j->n);
+			x = row;
+		}
+		j->quant(x, j->dst + (size_t)r * j->dst_row, j->n);
+	}
+}
+
+int kern_quantize_rows(struct dm_pool *pool, enum kern_isa isa, uint32_t src_type, const void *src,
+		       uint32_t type, void *dst, int64_t n_rows, int64_t n, struct dm_err *err)
+{
+	struct qrows_job j = { 0 };
+	int threads = dm_pool_size(pool);
+
+	if (src_type != GGUF_TYPE_F32 && src_type != GGUF_TYPE_F16 && src_type != GGUF_TYPE_BF16)
+		return dm_err_set(err, DM_EUNSUPPORTED, "cannot quantize from type %u (only F32, F16, BF16)",
+				  src_type);
+	if (type >= GGUF_TYPE_COUNT || !ref_table[type].name || !ref_table[type].from_float)
+		return dm_err_set(err, DM_EUNSUPPORTED, "cannot quantize to type %u", type);
+	if (n_rows < 0)
+		return dm_err_set(err, DM_EINVAL, "%lld rows", (long long)n_rows);
+	if (check_n(type, n, ref_table[type].block_size, err))
+		return DM_EINVAL;
+	if (!kern_isa_supported(isa))
+		isa = KERN_ISA_REF;
+	j.quant = ref_table[type].from_float;
+	j.to_float = src_type == GGUF_TYPE_F32 ? NULL : ref_table[src_type].to_float;
+#if defined(__x86_64__)
+	if (isa >= KERN_ISA_AVX2) {
+		kern_from_float_fn q = kern_quant_avx2(type);
+		if (q)
+			j.quant = q;
+		if (src_type == GGUF_TYPE_F16)
+			j.to_float = kern_f16_to_f32_avx2;
+	}
+#endif
+	if (!n_rows || !n)
+		return 0;
+	j.src = src;
+	j.dst = dst;
+	j.src_row = kern_row_bytes(src_type, n);
+	j.dst_row = kern_row_bytes(type, n);
+	j.n = n;
+	if (j.to_float && !(j.rows = malloc((size_t)threads * (size_t)n * sizeof(float))))
+		return dm_err_set(err, DM_ENOMEM, "cannot allocate %d rows of %lld floats", threads, (long long)n);
+	/* chunks of about 64K elements: enough work per hand-out, and every
+	 * thread gets several chunks of a large matrix */
+	dm_pool_run(pool, n_rows, n >= 65536 ? 1 : 65536 / n, qrows_task, &j);
+	free(j.rows);
+	return 0;
+}
+
 /* ---- matrix products ---- */
 
 /* How one weight matrix is multiplied: the decode matvec (one token), the

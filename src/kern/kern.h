@@ -112,6 +112,18 @@ int kern_dequantize(uint32_t type, const void *x, float *y, int64_t n, struct dm
  * quantize_row_*_ref).  DM_EUNSUPPORTED / DM_EINVAL. */
 int kern_quantize(uint32_t type, const float *x, void *y, int64_t n, struct dm_err *err);
 
+/* Quantizes n_rows rows of n elements of src_type (F32, F16 or BF16) at
+ * src, rows kern_row_bytes(src_type, n) apart, to `type` at dst, rows
+ * kern_row_bytes(type, n) apart, on the pool's threads (NULL: the calling
+ * thread).  The bytes are those of dequantizing each row and calling
+ * kern_quantize, on every ISA: the SIMD quantizers of isa (Q8_0, Q4_0,
+ * Q4_K on AVX2) reproduce the reference's float operations lane by lane
+ * (finite inputs).  Working memory: one row of floats per thread.
+ * DM_EUNSUPPORTED (types), DM_EINVAL (n not a multiple of the block),
+ * DM_ENOMEM. */
+int kern_quantize_rows(struct dm_pool *pool, enum kern_isa isa, uint32_t src_type, const void *src,
+		       uint32_t type, void *dst, int64_t n_rows, int64_t n, struct dm_err *err);
+
 /*
  * Matrix products.  w: n_rows rows of `type`, each n elements.  pool may be
  * NULL (runs on the calling thread).  Their working memory (the

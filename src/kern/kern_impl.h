@@ -48,6 +48,13 @@ void kern_from_float_q5_K_ref(const float *x, void *y, int64_t n);
 void kern_from_float_q6_K_ref(const float *x, void *y, int64_t n);
 void kern_from_float_q8_K_ref(const float *x, void *y, int64_t n);
 
+/* The scale step of the Q4_K/Q5_K quantizers, shared by ref.c and the
+ * SIMD quantizers: the 8 sub-block scales and mins (from the per-sub-block
+ * search) quantized to 6 bits against the largest of each into scales12
+ * (zeroed by the caller), and the block's d and dmin. */
+void kern_q45k_scales(const float scales[8], const float mins[8], uint8_t scales12[12],
+		      uint16_t *d16, uint16_t *dmin16);
+
 /* ---- ref.c: dot products (weight row · activation row) ---- */
 float kern_dot_f32_ref(int64_t n, const void *w, const void *a);
 float kern_dot_f16_ref(int64_t n, const void *w, const void *a);
@@ -110,6 +117,12 @@ struct kern_simd {
 };
 void kern_simd_avx2(uint32_t type, struct kern_simd *s);
 void kern_simd_avx512(uint32_t type, struct kern_simd *s);
+
+/* ---- quant_avx2.c: weight quantizers bit-identical to the reference one
+ * of a type (Q8_0, Q4_0, Q4_K; NULL for others), and F16 rows to float
+ * (exact) ---- */
+kern_from_float_fn kern_quant_avx2(uint32_t type);
+void kern_f16_to_f32_avx2(const void *x, float *y, int64_t n);
 
 /* ---- ops_<isa>.c: activation quantizers bit-identical to the reference
  * one of act_type (NULL where the ISA has none), and attention (contracts

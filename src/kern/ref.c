@@ -53,6 +53,18 @@ static inline int nearest_int(float v)
 	return (bits & 0x007FFFFF) - 0x00400000;
 }
 
+/* (int)v as x86-64's cvttss2si computes it: truncation toward zero, and
+ * INT_MIN for NaN and values outside int's range, where a C cast is
+ * undefined.  ggml's quantizers reach those on blocks whose scale's
+ * inverse overflows (all-subnormal blocks); this keeps their bytes and
+ * makes them defined. */
+static inline int trunc_int(float v)
+{
+	if (!(v > -2147483648.0f && v < 2147483648.0f))
+		return INT32_MIN;
+	return (int)v;
+}
+
 /* ======================= plain float types ======================= */
 
 void kern_to_float_f32_ref(const void *x, float *y, int64_t n)
@@ -213,9 +225,9 @@ void kern_from_float_q4_0_ref(const float *x, void *y, int64_t n)
 		float d = max / -8, id = d != 0 ? 1.0f / d : 0.0f;
 		b[i].d = dm_f32_to_f16(d);
 		for (int j = 0; j < QK4_0 / 2; j++) {
-			int lo = imin(15, (int)(x[j] * id + 8.5f));
-			int hi = imin(15, (int)(x[j + 16] * id + 8.5f));
-			b[i].qs[j] = (uint8_t)(lo | hi << 4);
+			int lo = imin(15, trunc_int(x[j] * id + 8.5f));
+			int hi = imin(15, trunc_int(x[j + 16] * id + 8.5f));
+			b[i].qs[j] = (uint8_t)((unsigned)lo | (unsigned)hi << 4);
 		}
 	}
 }
@@ -307,7 +319,7 @@ static float q8_block(const float *x, int8_t *qs)
 		amax = fmaxf(amax, fabsf(x[j]));
 	float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
 	for (int j = 0; j < 32; j++)
-		qs[j] = (int8_t)roundf(x[j] * id);
+		qs[j] = (int8_t)trunc_int(roundf(x[j] * id)); /* the low byte, as on x86-64 */
 	return d;
 }
 
@@ -850,25 +862,15 @@ void kern_from_float_q3_K_ref(const float *x, void *y, int64_t n)
 	}
 }
 
-/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): per 32-element sub-block an
- * asymmetric search, then the scales and mins are themselves quantized to
- * 6 bits against the block's largest, and the codes re-derived. */
-static void q45k_quantize(const float *x, int nmax, float rmin, int nstep, uint16_t *d16,
-			  uint16_t *dmin16, uint8_t scales12[12], uint8_t L[QK_K])
+/* The second half of the Q4_K/Q5_K search: the 8 sub-block scales and
+ * mins are themselves quantized to 6 bits against the block's largest
+ * (scales12 must be zeroed by the caller). */
+void kern_q45k_scales(const float scales[8], const float mins[8], uint8_t scales12[12],
+		      uint16_t *d16, uint16_t *dmin16)
 {
-	uint8_t Laux[32];
-	float weights[32], mins[8], scales[8];
 	float max_scale = 0, max_min = 0;
 
 	for (int j = 0; j < 8; j++) {
-		float sum_x2 = 0;
-		for (int l = 0; l < 32; l++)
-			sum_x2 += x[32 * j + l] * x[32 * j + l];
-		float av_x = sqrtf(sum_x2 / 32);
-		for (int l = 0; l < 32; l++)
-			weights[l] = av_x + fabsf(x[32 * j + l]);
-		scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
-					     rmin, 0.1f, nstep, false);
 		if (scales[j] > max_scale)
 			max_scale = scales[j];
 		if (mins[j] > max_min)
@@ -890,6 +892,28 @@ static void q45k_quantize(const float *x, int nmax, float rmin, int nstep, uint1
 	}
 	*d16 = dm_f32_to_f16(max_scale / 63.f);
 	*dmin16 = dm_f32_to_f16(max_min / 63.f);
+}
+
+/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): per 32-element sub-block an
+ * asymmetric search, then the scales and mins are themselves quantized to
+ * 6 bits against the block's largest, and the codes re-derived. */
+static void q45k_quantize(const float *x, int nmax, float rmin, int nstep, uint16_t *d16,
+			  uint16_t *dmin16, uint8_t scales12[12], uint8_t L[QK_K])
+{
+	uint8_t Laux[32];
+	float weights[32], mins[8], scales[8];
+
+	for (int j = 0; j < 8; j++) {
+		float sum_x2 = 0;
+		for (int l = 0; l < 32; l++)
+			sum_x2 += x[32 * j + l] * x[32 * j + l];
+		float av_x = sqrtf(sum_x2 / 32);
+		for (int l = 0; l < 32; l++)
+			weights[l] = av_x + fabsf(x[32 * j + l]);
+		scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
+					     rmin, 0.1f, nstep, false);
+	}
+	kern_q45k_scales(scales, mins, scales12, d16, dmin16);
 	for (int j = 0; j < 8; j++) {
 		uint8_t sc, m;
 		kern_k4_scale_min(j, scales12, &sc, &m);

@@ -267,13 +267,18 @@ static int read_file(const char *path, void **out, size_t *n, struct mgr_progres
 	return 0;
 }
 
+/* The quantize-on-load step: every float matrix whose target type
+ * differs is quantized into one anonymous buffer on the engine's pool, a
+ * slice of rows at a time so that cancel is seen within a fraction of a
+ * second; the float pages of each matrix are given back when it is done. */
 static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *prog,
 			    const atomic_int *cancel, struct dm_err *err)
 {
 	struct model_w *ws[4096];
 	size_t n = model_weights(e->m, ws, sizeof ws / sizeof ws[0]), off = 0, need = 0;
-	float *row;
 	bool tied = e->m->output.data == e->m->tok_embd.data;
+	enum kern_isa isa = kern_isa_best();
+	struct timespec t0, t1;
 
 	if (n > sizeof ws / sizeof ws[0])
 		return dm_err_set(err, DM_EUNSUPPORTED, "too many layers for quantize-on-load");
@@ -284,13 +289,11 @@ static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *pr
 	}
 	if (!need)
 		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	e->qbuf = dm_mem_map(need);
 	e->qbuf_bytes = need;
-	row = malloc(sizeof(float) * (size_t)(e->m->hp.n_ff > e->m->hp.n_embd ? e->m->hp.n_ff : e->m->hp.n_embd) * 2 + 4096);
-	if (!e->qbuf || !row) {
-		free(row);
+	if (!e->qbuf)
 		return dm_err_set(err, DM_ENOMEM, "cannot allocate %zu MiB for quantize-on-load", need >> 20);
-	}
 	if (prog) {
 		atomic_store(&prog->total, need);
 		atomic_store(&prog->done, 0);
@@ -300,27 +303,24 @@ static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *pr
 		uint32_t t = target_type(w, q);
 		size_t ib = kern_row_bytes(w->type, w->ne0), ob = kern_row_bytes(t, w->ne0);
 		uint8_t *dst = (uint8_t *)e->qbuf + off;
+		/* slices of about a million weights (a fraction of a second on
+		 * the reference path) */
+		int64_t slice = w->ne0 >= ((int64_t)1 << 20) ? 1 : ((int64_t)1 << 20) / w->ne0;
 		int rc;
 		if (t == w->type)
 			continue;
-		for (int64_t r = 0; r < w->ne1; r++) {
-			/* a large matrix takes a while: look at cancel every 64 rows
-			 * (server shutdown, a client gone) */
-			if (!(r & 63) && cancel && atomic_load(cancel)) {
-				free(row);
+		for (int64_t r = 0; r < w->ne1; r += slice) {
+			int64_t k = w->ne1 - r < slice ? w->ne1 - r : slice;
+			if (cancel && atomic_load(cancel))
 				return dm_err_set(err, DM_ECANCELED, "load cancelled");
-			}
-			if ((rc = kern_dequantize(w->type, (const uint8_t *)w->data + (size_t)r * ib, row, w->ne0, err)) ||
-			    (rc = kern_quantize(t, row, dst + (size_t)r * ob, w->ne0, err))) {
-				free(row);
+			if ((rc = kern_quantize_rows(e->pool, isa, w->type, (const uint8_t *)w->data + (size_t)r * ib, t,
+						     dst + (size_t)r * ob, k, w->ne0, err)))
 				return rc;
-			}
-		}
-		if (cancel && atomic_load(cancel)) {
-			free(row);
-			return dm_err_set(err, DM_ECANCELED, "load cancelled");
+			if (prog)
+				atomic_store(&prog->done, off + (size_t)(r + k) * ob);
 		}
 		e->replaced_bytes += ib * (size_t)w->ne1;
+		e->quant_elems += (uint64_t)w->ne0 * (uint64_t)w->ne1;
 		{
 			/* the float copy of this matrix is not needed any more: give
 			 * its whole pages back now (read mode: anonymous memory;
@@ -336,9 +336,10 @@ static int quantize_weights(struct engine *e, int32_t q, struct mgr_progress *pr
 		if (prog)
 			atomic_store(&prog->done, off);
 	}
-	free(row);
 	if (tied)
 		e->m->output = e->m->tok_embd;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	e->quant_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 	return 0;
 }
 
@@ -379,10 +380,9 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 	}
 	if ((rc = model_bind(&e->m, e->g, err)) || (rc = tok_load(&e->v, e->g, err)))
 		goto fail;
-	if ((rc = quantize_weights(e, cfg->quantize_on_load, prog, cancel, err)))
-		goto fail;
 	nt = cfg->n_threads > 0 ? cfg->n_threads : dm_cpu_physical_cores();
-	if ((rc = dm_pool_init(&e->pool, nt, err)))
+	if ((rc = dm_pool_init(&e->pool, nt, err)) ||
+	    (rc = quantize_weights(e, cfg->quantize_on_load, prog, cancel, err)))
 		goto fail;
 	cp = ctx_params(cfg, e->pool);
 	e->warmup_ctx = cfg->warmup_ctx > 0 ? cfg->warmup_ctx : 1024;

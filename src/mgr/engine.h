@@ -12,8 +12,10 @@
  *   prefetch  mmap, then the kernel is asked to read the file ahead
  *             (MADV_WILLNEED) so the first token does not stall on faults
  * Quantize-on-load: F32/F16/BF16 matrices are quantized to Q8_0, Q4_0 or
- * Q4_K into anonymous memory as they load; the file's float pages are read
- * once and never touched again (in mmap mode the kernel may drop them).
+ * Q4_K into anonymous memory as they load, on the engine's threads (the
+ * bytes the reference quantizer gives; kern_quantize_rows); the file's
+ * float pages are read once and never touched again (in mmap mode the
+ * kernel may drop them).
  *
  * Unload frees in reverse order, unmaps, returns the heap's free pages to
  * the OS (malloc_trim) and, when asked, drops the file from the page cache.
@@ -45,6 +47,8 @@ struct engine {
 	uint64_t ctx_bytes;     /* KV cache + scratch */
 	uint64_t vocab_bytes;
 	uint64_t replaced_bytes; /* file bytes of matrices replaced by quantize-on-load */
+	uint64_t quant_elems;   /* quantize-on-load: weights quantized, and the time it took */
+	double quant_s;
 	int32_t warmup_ctx;     /* KV positions warm-up makes resident */
 	char *kv_path;          /* where the KV cache is saved at unload (kv_persist), or NULL */
 	uint64_t kv_identity;   /* what made it: file path, size, mtime, n_ctx, conversion */
