@@ -133,7 +133,7 @@ struct dormant_embed_info {
 };
 
 /* L2-normalised embedding of one text into out[cap] (dormant_embed_batch
- * of one); *dim gets the model's dimension (-ENOSPC-style error if cap is
+ * of one); *dim gets the model's dimension (DORMANT_ENOSPC if cap is
  * smaller).  info may be NULL. */
 int dormant_embed(dormant *d, const char *model, const char *text, float *out, size_t cap,
 		  size_t *dim, struct dormant_embed_info *info, char *err, size_t errlen);
@@ -142,7 +142,7 @@ struct dormant_embed_opts {
 	size_t dimensions;       /* 0: the model's; else keep the first k values and
 				  * L2-normalise again (Matryoshka) */
 	int no_truncate;         /* an input longer than the model's context is an
-				  * error (DM_ERANGE) instead of being cut to fit */
+				  * error (DORMANT_ERANGE) instead of being cut to fit */
 	/* set (to non-zero) from any thread to cancel: polled while the request
 	 * waits for its batch and for the model; may be NULL */
 	const atomic_int *cancel;
@@ -156,9 +156,9 @@ struct dormant_embed_opts {
  * decoder mean-pools each (as dormant_embed always did).  Every vector is
  * L2-normalised.  out receives n × *dim floats (row i: texts[i]); *dim is
  * the model's dimension or o->dimensions.  Errors: the model's role does not
- * embed (DM_EINVAL, naming the role), an empty text (DM_EINVAL), a text too
- * long with no_truncate (DM_ERANGE), dimensions above the model's
- * (DM_EINVAL), cap < n × dim (DM_ENOSPC).  o and info may be NULL. */
+ * embed (DORMANT_EINVAL, naming the role), an empty text (DORMANT_EINVAL), a text too
+ * long with no_truncate (DORMANT_ERANGE), dimensions above the model's
+ * (DORMANT_EINVAL), cap < n × dim (DORMANT_ENOSPC).  o and info may be NULL. */
 int dormant_embed_batch(dormant *d, const char *model, const char *const *texts, size_t n,
 			const struct dormant_embed_opts *o, float *out, size_t cap, size_t *dim,
 			struct dormant_embed_info *info, char *err, size_t errlen);
@@ -168,7 +168,7 @@ int dormant_embed_batch(dormant *d, const char *model, const char *const *texts,
  * the head's raw output for `[CLS] query [SEP] [SEP] doc [SEP]` (BOS query
  * EOS SEP doc EOS, as llama.cpp builds it), no sigmoid.  A pair longer than
  * the context loses the end of its document (then of its query) unless
- * o->no_truncate (DM_ERANGE); o->dimensions is ignored.  info->n_tokens
+ * o->no_truncate (DORMANT_ERANGE); o->dimensions is ignored.  info->n_tokens
  * counts every pair's tokens.  Concurrent rerank calls for one model share
  * batches as embedding calls do. */
 int dormant_rerank(dormant *d, const char *model, const char *query, const char *const *docs,
