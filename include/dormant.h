@@ -77,17 +77,18 @@ struct dormant_gen_opts {
 	 * waits in the model's queue, while it loads, and between tokens; may be
 	 * NULL */
 	const atomic_int *cancel;
-	int num_ctx;             /* > 0: this request's context, at most the loaded model's
-				  * (a request never reloads a model for its num_ctx);
-				  * 0: the model's */
+	int num_ctx;             /* > 0: this request's context, up to the model's n_ctx_max
+				  * (its trained length unless configured): the KV cache
+				  * grows into it, the model is never reloaded for it;
+				  * 0: the model's n_ctx */
 };
 
 struct dormant_gen_result {
 	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
 	int n_cached;            /* of n_prompt, the tokens whose KV cache a previous request
 				  * left (prompt-prefix reuse): not evaluated again */
-	int n_ctx;               /* the request's context (the model's, or a smaller num_ctx),
-				  * also set on a too-long prompt */
+	int n_ctx;               /* the request's context (num_ctx, else the model's n_ctx,
+				  * at most n_ctx_max), also set on a too-long prompt */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	double ttft_s;           /* from the call to the first token */
 	double prompt_s, gen_s;

@@ -93,7 +93,7 @@ static struct mgr *mk(uint64_t max_ram, uint32_t max_models, uint32_t max_queue)
 	c.max_loaded_models = max_models;
 	c.max_queue = max_queue;
 	c.keep_alive_max_ms = -1;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -210,7 +210,7 @@ static void test_keep_alive_override_clamped(void **state)
 	fake_now = 0;
 	c.keep_alive_min_ms = 1000;
 	c.keep_alive_max_ms = 60000;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -371,7 +371,7 @@ static void test_budget_wait_then_insufficient(void **state)
 	memset(&fk, 0, sizeof fk);
 	c.max_ram = 150u << 20;
 	c.queue_timeout_ms = 100;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -565,7 +565,7 @@ static void test_fallback_on_corrupt_primary(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	c.enable_fallback = true;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -611,7 +611,7 @@ static void test_fallback_chain_and_cycle(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	c.enable_fallback = true;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -713,7 +713,7 @@ static void test_transition_log(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	log_buf[0] = '\0';
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.no_reaper = true;
 	c.log = log_line;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);

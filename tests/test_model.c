@@ -623,6 +623,88 @@ static void test_kv_trim(void **state)
 	fixture_close(&f);
 }
 
+/* A context that reserves more than it starts with grows without a new
+ * allocation: decode refuses to pass the context in force, and once
+ * model_ctx_set_n_ctx raised it, 290 positions give the logits and greedy
+ * tokens of a context made with n_ctx 300; only the pages of the positions
+ * written are resident (mincore), and model_ctx_held_bytes says so.  A
+ * LongRoPE model (phi3: original context 128) switches factor sets with the
+ * context, forgetting the cache then, and matches a fresh context of that
+ * size. */
+static void test_ctx_grow(void **state)
+{
+	static const char *const archs[] = { "llama", "phi3" };
+	(void)state;
+	for (size_t a = 0; a < 2; a++) {
+		struct fixture f;
+		struct model_ctx *grow, *fresh;
+		struct model_ctx_params cg = { .n_ctx = 32, .n_ctx_max = 2048, .n_batch = 16 };
+		struct model_ctx_params cf = { .n_ctx = 300, .n_batch = 16 };
+		struct dm_err e;
+		const size_t pg = dm_mem_page_size();
+		int32_t ids[290], gg[4], gf[4];
+		unsigned char *vec;
+		size_t pages, resident = 0;
+		float *lg, *lf;
+		double mx = 0;
+		int V;
+
+		fixture_open(&f, archs[a], GGUF_TYPE_F32);
+		V = f.m->hp.n_vocab;
+		for (int i = 0; i < 290; i++)
+			ids[i] = (int32_t)((i * 37 + 11) % V);
+		lg = malloc((size_t)V * sizeof *lg);
+		lf = malloc((size_t)V * sizeof *lf);
+		assert_int_equal(model_ctx_init(&grow, f.m, &cg, &e), 0);
+		assert_int_equal(model_ctx_init(&fresh, f.m, &cf, &e), 0);
+		assert_int_equal(grow->n_ctx, 32);
+		assert_int_equal(grow->n_ctx_max, 2048);
+		assert_int_equal(model_decode(grow, ids, 40, NULL, false, &e), DM_ENOSPC);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 0, &e), DM_EINVAL);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 2049, &e), DM_EINVAL);
+		print_message("      %s: %s\n", archs[a], e.msg);
+		assert_int_equal(model_decode(grow, ids, 10, NULL, false, &e), 0);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 100, &e), 0);
+		assert_int_equal(grow->n_past, 10); /* the same factor set: the cache stays */
+		assert_int_equal(model_ctx_set_n_ctx(grow, 300, &e), 0);
+		/* phi3's original context is 128: 300 takes the long factors */
+		assert_int_equal(grow->n_past, a == 1 ? 0 : 10);
+		model_ctx_reset(grow);
+		assert_int_equal(model_decode(grow, ids, 290, lg, false, &e), 0);
+		assert_int_equal(model_decode(fresh, ids, 290, lf, false, &e), 0);
+		for (int s = 0; s < 4; s++) {
+			for (int i = 0; i < V; i++)
+				mx = fmax(mx, fabs((double)lg[i] - lf[i]));
+			gg[s] = argmax_f(lg, V);
+			gf[s] = argmax_f(lf, V);
+			if (s < 3) {
+				assert_int_equal(model_decode(grow, &gg[s], 1, lg, false, &e), 0);
+				assert_int_equal(model_decode(fresh, &gf[s], 1, lf, false, &e), 0);
+			}
+		}
+		assert_true(mx < 1e-5);
+		assert_memory_equal(gg, gf, sizeof gg);
+		/* 293 positions written out of 2048 reserved */
+		pages = (grow->kv_bytes + pg - 1) / pg;
+		vec = malloc(pages);
+		assert_int_equal(mincore(grow->k, grow->kv_bytes, vec), 0);
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+		print_message("      %s: grown to 300 of 2048 positions, max |logit diff| %.2g vs a context made with 300; "
+			      "%zu of %zu KV pages resident\n", archs[a], mx, resident, pages);
+		assert_true(resident <= model_ctx_kv_bytes_for(grow, 293) / pg + 2 * (size_t)f.m->hp.n_layer);
+		assert_true(resident < pages / 4);
+		assert_int_equal(model_ctx_held_bytes(grow), grow->scratch_bytes + model_ctx_kv_bytes_for(grow, 293));
+		assert_int_equal(model_decode(grow, ids, 8, NULL, false, &e), DM_ENOSPC); /* 293 + 8 > 300 */
+		free(vec);
+		free(lg);
+		free(lf);
+		model_ctx_free(grow);
+		model_ctx_free(fresh);
+		fixture_close(&f);
+	}
+}
+
 static void test_llama_f32_vs_reference(void **state)
 {
 	(void)state;
@@ -1108,6 +1190,7 @@ int main(void)
 		cmocka_unit_test(test_arch_metadata_errors),
 		cmocka_unit_test(test_prefix_reuse),
 		cmocka_unit_test(test_kv_trim),
+		cmocka_unit_test(test_ctx_grow),
 		cmocka_unit_test(test_quantized_vs_reference),
 		cmocka_unit_test(test_prefill_vs_decode_and_threads),
 		cmocka_unit_test(test_context_full_and_bad_tokens),

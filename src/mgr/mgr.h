@@ -14,7 +14,9 @@
  *     beyond which they get DM_EBUSY;
  *   - keep-alive timers start when the last lease ends;
  *   - before a load, the estimated cost must fit the budget (max_ram,
- *     max_loaded_models); idle models are evicted least recently used first;
+ *     max_loaded_models); idle models give up their caches first (the
+ *     backend's shrink: prefix snapshots), then idle models are evicted
+ *     least recently used first;
  *     if only busy models stand in the way the request waits (bounded by
  *     queue_timeout_ms, then DM_ETIMEDOUT); if the model can never fit:
  *     DM_ETOOBIG "insufficient memory: need X, have Y" (permanent: the
@@ -71,7 +73,11 @@ struct mgr_model_cfg {
 				    * keep-alive still unloads it) */
 	int32_t warmup_ctx;        /* KV cache positions warm-up makes resident (0: 1024); the
 				    * rest of the cache is committed as a request writes it */
-	int32_t n_ctx, n_batch;    /* 0: defaults */
+	int32_t n_ctx, n_batch;    /* 0: defaults; n_ctx is a request's context unless it asks
+				    * for another (num_ctx) */
+	int32_t n_ctx_max;         /* the largest context a request may ask for: the KV cache
+				    * reserves address space for it and commits pages as
+				    * positions are written; 0: the model's trained length */
 	int n_threads;             /* 0: physical cores */
 	char fallbacks[MGR_MAX_FALLBACKS][MGR_NAME_MAX]; /* "" ends the list */
 };
@@ -100,6 +106,16 @@ struct mgr_backend {
 	/* One short forward pass so the KV cache and scratch pages are touched. */
 	int (*warmup)(void *ud, struct mgr_loaded *l, struct dm_err *err);
 	void (*unload)(void *ud, struct mgr_loaded *l);
+	/* Optional.  Bytes the loaded model holds now (weights, the KV pages
+	 * written so far, scratch, caches): asked after warm-up and when a
+	 * lease ends, so that the budget follows what a model grew to and gave
+	 * back.  NULL: loaded.bytes stays as load reported it. */
+	uint64_t (*held)(void *ud, const struct mgr_loaded *l);
+	/* Optional.  Drops what the loaded model keeps only to be faster
+	 * (prefix snapshots); returns the bytes given back.  Called with the
+	 * manager's lock held, on an idle model or on the caller's own leased
+	 * one, before any model is evicted. */
+	uint64_t (*shrink)(void *ud, struct mgr_loaded *l);
 };
 
 struct mgr_cfg {
@@ -155,6 +171,15 @@ struct mgr_acquire_opts {
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err);
 void *mgr_lease_handle(const struct mgr_lease *l);
+/* Asks that the leased model may hold `bytes` in all while this lease
+ * lasts (a request's KV cache growing to its context): the budget counts
+ * max(held, bytes) for it until mgr_release.  Room is made as for a load:
+ * idle models' caches are dropped (shrink), then idle models evicted,
+ * never a busy one; while busy models stand in the way it waits
+ * (queue_timeout_ms, then DM_ETIMEDOUT); if it can never fit, DM_ETOOBIG
+ * "insufficient memory: model 'x' needs X for this request, have Y", and
+ * the lease keeps its earlier reservation. */
+int mgr_lease_reserve(struct mgr_lease *l, uint64_t bytes, const atomic_int *cancel, struct dm_err *err);
 /* Which model answered (differs from the name asked when a fallback did),
  * and why ("" when no fallback). */
 const char *mgr_lease_model(const struct mgr_lease *l);

@@ -39,7 +39,7 @@ static int fail(char *buf, size_t len, const struct dm_err *e, int rc)
 /* Tokens an encoder (or a decoder) sequence may have in this context. */
 static int32_t max_tokens(const struct engine *en)
 {
-	int32_t n = en->ctx->n_ctx;
+	int32_t n = en->n_ctx_default;
 	if (en->m->hp.encoder && en->ctx->n_batch < n)
 		n = en->ctx->n_batch; /* model_encode runs a sequence in one pass */
 	if (en->m->hp.n_ctx_train > 0 && en->m->hp.n_ctx_train < n)
@@ -172,10 +172,15 @@ int dormant_embed_batch(dormant *d, const char *model, const char *const *texts,
 		if ((rc = model_encode(en->ctx, s.ids, s.lens, (int32_t)n, pool, full, &e)))
 			goto out;
 	} else {
+		/* a decoder: its default context, budgeted as a generation's */
 		size_t off = 0;
+		if ((rc = mgr_lease_reserve(l, engine_bytes_for(en, en->n_ctx_default), NULL, &e)) ||
+		    (rc = model_ctx_set_n_ctx(en->ctx, en->n_ctx_default, &e)))
+			goto out;
 		for (size_t i = 0; i < n; off += (size_t)s.lens[i++])
 			if ((rc = model_embed(en->ctx, s.ids + off, s.lens[i], true, full + i * E, &e)))
 				goto out;
+		model_ctx_trim(en->ctx);
 	}
 	for (size_t i = 0; i < n; i++) {
 		l2_normalise(full + i * E, E);
