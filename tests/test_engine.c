@@ -541,6 +541,76 @@ static void test_held_bytes_follow_rss(void **state)
 	dormant_close(d);
 }
 
+struct text {
+	char buf[4096];
+	size_t n;
+};
+
+static int collect(void *ud, const char *t, size_t n)
+{
+	struct text *x = ud;
+	if (x->n + n < sizeof x->buf) {
+		memcpy(x->buf + x->n, t, n);
+		x->n += n;
+	}
+	return 0;
+}
+
+/* Two conversations taking turns on one loaded model (A, B, A, B, A, B):
+ * every turn after a conversation's first reuses its previous prompt (its
+ * saved prefix comes back although the other conversation ran in
+ * between), and the greedy text of every turn equals that of a model that
+ * keeps no cache at all (loaded for each request, kv_persist off). */
+static void test_alternating_conversations(void **state)
+{
+	const char *model = tu_tmp_path("ctx-conv.gguf");
+	static const char *const start[2] = { "alpha beta gamma delta ", "one two three four five six " };
+	static const char *const more[2] = { "epsilon zeta eta ", "seven eight nine " };
+	char cfg[1024], err[256], prompt[2][2048];
+	int prev[2] = { 0, 0 };
+	dormant *d;
+	(void)state;
+	write_ctx_model(model, 512, 0, 0);
+	snprintf(cfg, sizeof cfg,
+		 "[server]\nkeep_alive = 5m\n\n[model warm]\npath = %s\nthreads = 1\n\n"
+		 "[model cold]\npath = %s\nthreads = 1\nkeep_alive = 0\nkv_persist = off\nprefix_cache_max = 0\n",
+		 model, model);
+	d = open_ini("ctx-conv.ini", cfg);
+	for (int c = 0; c < 2; c++) {
+		prompt[c][0] = '\0';
+		for (int i = 0; i < 6; i++)
+			strcat(prompt[c], start[c]);
+	}
+	for (int turn = 0; turn < 6; turn++) {
+		int c = turn % 2;
+		struct dormant_gen_opts o = { .max_tokens = 8, .temperature = 0, .top_k = -1, .top_p = -1,
+					      .min_p = -1 };
+		struct dormant_gen_result rw, rc;
+		struct text tw = { .n = 0 }, tc = { .n = 0 };
+		if (turn >= 2)
+			strcat(prompt[c], more[c]); /* the conversation's next turn */
+		if (dormant_generate(d, "warm", prompt[c], &o, collect, &tw, &rw, err, sizeof err) ||
+		    dormant_generate(d, "cold", prompt[c], &o, collect, &tc, &rc, err, sizeof err))
+			fail_msg("%s", err);
+		print_message("      turn %d (%c): prompt %d tokens, %d cached (previous prompt %d), text %s\n", turn + 1,
+			      "AB"[c], rw.n_prompt, rw.n_cached, prev[c], tw.n == tc.n && !memcmp(tw.buf, tc.buf, tw.n)
+			      ? "as without a cache" : "DIFFERS");
+		assert_int_equal(rc.n_cached, 0);
+		assert_int_equal(rw.n_prompt, rc.n_prompt);
+		if (turn >= 2) {
+			/* its previous prompt, but for a token or two where the
+			 * words meet, came from the cache */
+			assert_true(rw.n_cached >= prev[c] - 2);
+			assert_true(rw.n_cached < rw.n_prompt);
+		}
+		assert_int_equal(tw.n, tc.n);
+		assert_memory_equal(tw.buf, tc.buf, tw.n);
+		prev[c] = rw.n_prompt;
+	}
+	assert_int_equal(model_status(d, "warm").load_count, 1);
+	dormant_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -555,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_num_ctx_alternate),
 		cmocka_unit_test(test_budget_refuses_growth),
 		cmocka_unit_test(test_held_bytes_follow_rss),
+		cmocka_unit_test(test_alternating_conversations),
 	};
 	return cmocka_run_group_tests_name("engine", tests, setup, NULL);
 }

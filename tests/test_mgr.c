@@ -589,6 +589,106 @@ static void test_fallback_on_corrupt_primary(void **state)
 	mgr_free(m);
 }
 
+/* ---- a backend whose models hold droppable caches: "cache=N" in the path
+ * is what a loaded model holds beyond its size until shrink drops it ---- */
+struct cached_model {
+	uint64_t size, cache;
+};
+
+static int ck_load(void *ud, const struct mgr_model_cfg *c, struct mgr_progress *prog,
+		   const atomic_int *cancel, struct mgr_loaded *out, struct dm_err *err)
+{
+	struct cached_model *cm = calloc(1, sizeof *cm);
+	(void)ud;
+	(void)prog;
+	(void)cancel;
+	if (!cm)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	cm->size = path_num(c->path, "size=", 100);
+	cm->cache = path_num(c->path, "cache=", 0);
+	out->handle = cm;
+	out->bytes = cm->size; /* as a load measures it, before held() is asked */
+	return 0;
+}
+
+static void ck_unload(void *ud, struct mgr_loaded *l)
+{
+	(void)ud;
+	free(l->handle);
+}
+
+static uint64_t ck_held(void *ud, const struct mgr_loaded *l)
+{
+	const struct cached_model *cm = l->handle;
+	(void)ud;
+	return cm->size + cm->cache;
+}
+
+static uint64_t ck_shrink(void *ud, struct mgr_loaded *l)
+{
+	struct cached_model *cm = l->handle;
+	uint64_t freed = cm->cache;
+	(void)ud;
+	cm->cache = 0;
+	return freed;
+}
+
+/* The budget counts what a model holds (held), an idle model's caches go
+ * before any model is evicted, and a lease's reservation (a request's
+ * growth) evicts idle models, never fits past max_ram (DM_ETOOBIG naming
+ * the request) and ends with the lease. */
+static void test_budget_caches_and_growth(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	c.max_ram = 300;
+	c.keep_alive_max_ms = -1;
+	c.queue_timeout_ms = 200;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, ck_load, NULL, ck_unload, ck_held, ck_shrink };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, &e), 0);
+	add(m, "x", "size=100 cache=80", 60000);
+	add(m, "y", "size=150", 60000);
+	use(m, "x");
+	assert_int_equal(st(m, "x").bytes, 180); /* its cache counts */
+	/* 180 + 150 > 300: x's cache goes, x stays */
+	if (mgr_acquire(m, "y", NULL, &l, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(st(m, "x").state, MGR_READY);
+	assert_int_equal(st(m, "x").bytes, 100);
+	assert_int_equal(st(m, "x").evict_count, 0);
+	/* y's request may grow to 190: fits beside x; to 250: x is evicted */
+	assert_int_equal(mgr_lease_reserve(l, 190, NULL, &e), 0);
+	assert_int_equal(st(m, "x").state, MGR_READY);
+	assert_int_equal(mgr_lease_reserve(l, 250, NULL, &e), 0);
+	assert_int_equal(st(m, "x").state, MGR_DORMANT);
+	assert_int_equal(st(m, "x").evict_count, 1);
+	/* past max_ram: never */
+	assert_int_equal(mgr_lease_reserve(l, 301, NULL, &e), DM_ETOOBIG);
+	print_message("      %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "insufficient memory"));
+	assert_non_null(strstr(e.msg, "for this request"));
+	/* the reservation of 250 still holds: x (100) waits for y's request,
+	 * then gives up (queue_timeout) */
+	{
+		struct mgr_lease *lx;
+		assert_int_equal(st(m, "y").bytes, 150);
+		assert_int_equal(mgr_acquire(m, "x", NULL, &lx, &e), DM_ETIMEDOUT);
+		print_message("      %s\n", e.msg);
+		mgr_release(l);
+		/* released: y counts what it holds (150) and x fits again */
+		if (mgr_acquire(m, "x", NULL, &lx, &e))
+			fail_msg("%s", e.msg);
+		assert_int_equal(st(m, "y").state, MGR_READY);
+		mgr_release(lx);
+	}
+	mgr_free(m);
+}
+
 static void add_fb(struct mgr *m, const char *name, const char *path, const char *fb0, const char *fb1)
 {
 	struct mgr_model_cfg c;
@@ -787,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_budget_lru_eviction),
 		cmocka_unit_test(test_eviction_by_role_and_pin),
 		cmocka_unit_test(test_budget_wait_then_insufficient),
+		cmocka_unit_test(test_budget_caches_and_growth),
 		cmocka_unit_test(test_max_loaded_models),
 		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),
 		cmocka_unit_test(test_queue_first_come_first_served),

@@ -705,6 +705,78 @@ static void test_ctx_grow(void **state)
 	}
 }
 
+/* Saved prefixes: three conversations A, B, C of 41 positions (sharing
+ * only their first token) with a bound that holds two copies.  B's prompt
+ * saves A, C's saves B; B's next turn restores B (41 positions reused:
+ * the same logits and greedy token as a fresh context's prefill of the
+ * whole prompt) and saves C, which pushes out A, the least recently used;
+ * A's next turn then finds nothing to reuse but its first token, and C's
+ * next turn still restores C.  model_ctx_snap_drop gives all of it back. */
+static void test_prefix_snapshots(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c, *fresh;
+	struct model_ctx_params cp = { .n_ctx = 128, .n_batch = 64 };
+	struct dm_err e;
+	int32_t conv[3][46];
+	float *lw, *lf;
+	double mx = 0;
+	size_t one;
+	int V;
+	(void)state;
+
+	fixture_open(&f, "llama", GGUF_TYPE_F32);
+	V = f.m->hp.n_vocab;
+	for (int a = 0; a < 3; a++)
+		for (int i = 0; i < 46; i++)
+			conv[a][i] = i == 0 ? 1 : (int32_t)((i * 7 + a * 101 + 3) % (V - 2) + 2);
+	lw = malloc((size_t)V * sizeof *lw);
+	lf = malloc((size_t)V * sizeof *lf);
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	assert_int_equal(model_ctx_init(&fresh, f.m, &cp, &e), 0);
+	/* room for two copies of 41 (or 46) positions, not three */
+	one = model_ctx_snap_bytes_for(c, 41);
+	model_ctx_set_snap_max(c, 2 * one + 2 * dm_mem_page_size());
+	assert_true(model_ctx_snap_bytes_for(c, 46) + one <= c->snap_max);
+	assert_true(3 * one > c->snap_max);
+	for (int a = 0; a < 3; a++) {
+		/* the first turns: 41 tokens each, nothing shared but the first */
+		assert_int_equal(model_ctx_reuse(c, conv[a], 41), a == 0 ? 0 : 1);
+		assert_int_equal(model_decode(c, conv[a] + c->n_past, 41 - c->n_past, NULL, false, &e), 0);
+		assert_int_equal(c->n_snaps, a); /* the previous conversations */
+	}
+	/* B's next turn: B comes back, C is saved, A (least recently used) goes */
+	assert_int_equal(model_ctx_reuse(c, conv[1], 46), 41);
+	assert_int_equal(c->n_snaps, 2);
+	assert_int_equal(model_decode(c, conv[1] + 41, 5, lw, false, &e), 0);
+	assert_int_equal(model_decode(fresh, conv[1], 46, lf, false, &e), 0);
+	for (int i = 0; i < V; i++)
+		mx = fmax(mx, fabs((double)lw[i] - lf[i]));
+	print_message("      B restored: 41 positions reused, max |logit diff| %.2g vs a fresh prefill; %d copies, %zu of %zu bytes\n",
+		      mx, c->n_snaps, c->snap_bytes, c->snap_max);
+	assert_true(mx < 1e-4);
+	assert_int_equal(argmax_f(lw, V), argmax_f(lf, V));
+	assert_true(c->snap_bytes <= c->snap_max);
+	/* A was pushed out: only the shared first token */
+	assert_int_equal(model_ctx_reuse(c, conv[0], 46), 1);
+	assert_int_equal(model_decode(c, conv[0] + 1, 45, NULL, false, &e), 0);
+	/* C was kept */
+	assert_int_equal(model_ctx_reuse(c, conv[2], 46), 41);
+	assert_true(c->snap_bytes <= c->snap_max);
+	assert_int_equal(c->n_snaps, 2);
+	assert_int_equal(model_ctx_held_bytes(c), c->scratch_bytes + model_ctx_kv_bytes_for(c, c->n_touched) + c->snap_bytes);
+	one = c->snap_bytes;
+	assert_true(one > 0);
+	assert_int_equal(model_ctx_snap_drop(c), one);
+	assert_int_equal(c->n_snaps, 0);
+	assert_int_equal(c->snap_bytes, 0);
+	free(lw);
+	free(lf);
+	model_ctx_free(c);
+	model_ctx_free(fresh);
+	fixture_close(&f);
+}
+
 static void test_llama_f32_vs_reference(void **state)
 {
 	(void)state;
@@ -1191,6 +1263,7 @@ int main(void)
 		cmocka_unit_test(test_prefix_reuse),
 		cmocka_unit_test(test_kv_trim),
 		cmocka_unit_test(test_ctx_grow),
+		cmocka_unit_test(test_prefix_snapshots),
 		cmocka_unit_test(test_quantized_vs_reference),
 		cmocka_unit_test(test_prefill_vs_decode_and_threads),
 		cmocka_unit_test(test_context_full_and_bad_tokens),

@@ -95,10 +95,10 @@ int cli_config(int argc, char **argv)
 	for (size_t i = 0; i < c.n_models; i++) {
 		const struct mgr_model_cfg *m = &c.models[i];
 		printf("\n[model %s]\npath = %s\nrole = %s\nload = %s\nkeep_alive_ms = %lld\nmode = %s\n"
-		       "quantize_on_load = %d\nthreads = %d\nn_ctx = %d\nn_ctx_max = %d\n",
+		       "quantize_on_load = %d\nthreads = %d\nn_ctx = %d\nn_ctx_max = %d\nprefix_cache_max = %llu\n",
 		       m->name, m->path, mgr_role_name(m->role), m->load == MGR_EAGER ? "eager" : "lazy",
 		       (long long)m->keep_alive_ms, mgr_mode_name(m->mode), m->quantize_on_load, m->n_threads,
-		       m->n_ctx, m->n_ctx_max);
+		       m->n_ctx, m->n_ctx_max, (unsigned long long)m->prefix_cache_max);
 	}
 	return 0;
 }

@@ -533,6 +533,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	size_t n_ids = 0;
 	double t0 = now_s(), t_run;
 	struct gen_dflt *dflt = NULL;
+	size_t snap_max = 0;
 	int rc;
 
 	if (res)
@@ -556,9 +557,16 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	gp.reuse_prefix = true; /* the conversation the cache holds is reused */
 	gp.n_ctx = request_ctx(en, o);
 	/* the budget holds what this request's cache may grow to (waiting for,
-	 * or refusing with, the manager's "insufficient memory") */
-	if ((rc = mgr_lease_reserve(l, engine_bytes_for(en, gp.n_ctx), ao.cancel, &e)) ||
-	    (rc = model_ctx_set_n_ctx(en->ctx, gp.n_ctx, &e))) {
+	 * or refusing with, the manager's "insufficient memory"); when it
+	 * cannot, this model's saved prefixes go first, and none is saved
+	 * during this request */
+	snap_max = en->ctx->snap_max;
+	rc = mgr_lease_reserve(l, engine_bytes_for(en, gp.n_ctx), ao.cancel, &e);
+	if (rc == DM_ETOOBIG && snap_max) {
+		model_ctx_set_snap_max(en->ctx, 0);
+		rc = mgr_lease_reserve(l, engine_bytes_for(en, gp.n_ctx), ao.cancel, &e);
+	}
+	if (rc || (rc = model_ctx_set_n_ctx(en->ctx, gp.n_ctx, &e))) {
 		if (res)
 			res->n_ctx = gp.n_ctx;
 		goto out;
@@ -615,6 +623,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		}
 	}
 out:
+	model_ctx_set_snap_max(en->ctx, snap_max);
 	free(ids);
 	gen_dflt_free(dflt);
 	mgr_release(l);

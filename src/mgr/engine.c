@@ -67,6 +67,7 @@ static struct model_ctx_params ctx_params(const struct mgr_model_cfg *cfg, const
 {
 	struct model_ctx_params cp = { .n_ctx = cfg->n_ctx, .n_batch = cfg->n_batch, .pool = pool };
 	cp.n_ctx_max = cfg->n_ctx_max > 0 ? cfg->n_ctx_max : m->hp.n_ctx_train;
+	cp.prefix_cache_max = (size_t)cfg->prefix_cache_max;
 	return cp;
 }
 
@@ -415,9 +416,12 @@ uint64_t engine_bytes_for(const struct engine *e, int32_t n_ctx)
 {
 	const struct model_ctx *c = e->ctx;
 	int32_t n = n_ctx > c->n_touched ? n_ctx : c->n_touched;
+	size_t snaps = c->snap_bytes + model_ctx_snap_bytes_for(c, c->n_past); /* the live one may be saved */
 	if (c->m->hp.encoder)
 		return engine_bytes(e);
-	return e->weight_bytes + e->vocab_bytes + c->scratch_bytes + model_ctx_kv_bytes_for(c, n);
+	if (snaps > c->snap_max)
+		snaps = c->snap_max > c->snap_bytes ? c->snap_max : c->snap_bytes;
+	return e->weight_bytes + e->vocab_bytes + c->scratch_bytes + model_ctx_kv_bytes_for(c, n) + snaps;
 }
 
 int engine_warmup(struct engine *e, struct dm_err *err)
@@ -545,6 +549,13 @@ static uint64_t be_held(void *ud, const struct mgr_loaded *l)
 	return engine_bytes(l->handle);
 }
 
+static uint64_t be_shrink(void *ud, struct mgr_loaded *l)
+{
+	struct engine *e = l->handle;
+	(void)ud;
+	return model_ctx_snap_drop(e->ctx);
+}
+
 static int be_warmup(void *ud, struct mgr_loaded *l, struct dm_err *err)
 {
 	(void)ud;
@@ -565,4 +576,5 @@ void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg)
 	be->warmup = be_warmup;
 	be->unload = be_unload;
 	be->held = be_held;
+	be->shrink = be_shrink;
 }

@@ -73,10 +73,12 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 		const atomic_int *cancel, struct dm_err *err);
 int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err);
 int engine_warmup(struct engine *e, struct dm_err *err);
-/* Bytes the engine holds now: weights, vocabulary, scratch and the KV
- * pages of the positions written so far (model_ctx_held_bytes); and what
- * it may hold during a request whose context is n_ctx positions (the KV
- * cache grown to n_ctx, or what it holds already if that is more). */
+/* Bytes the engine holds now: weights, vocabulary, scratch, the KV pages
+ * of the positions written so far and the saved prefixes
+ * (model_ctx_held_bytes); and what it may hold during a request whose
+ * context is n_ctx positions (the KV cache grown to n_ctx, or what it holds
+ * already if that is more, and the saved prefixes with a copy of the live
+ * conversation, within their bound). */
 uint64_t engine_bytes(const struct engine *e);
 uint64_t engine_bytes_for(const struct engine *e, int32_t n_ctx);
 void engine_unload(struct engine *e, bool drop_page_cache);

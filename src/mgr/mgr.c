@@ -98,6 +98,7 @@ void mgr_model_cfg_default(struct mgr_model_cfg *c)
 	c->quantize_on_load = -1;
 	c->warmup = -1;
 	c->kv_persist = -1;
+	c->prefix_cache_max = 32ull << 20;
 }
 
 static uint64_t real_ms(void)

@@ -78,12 +78,15 @@ struct mgr_model_cfg {
 	int32_t n_ctx_max;         /* the largest context a request may ask for: the KV cache
 				    * reserves address space for it and commits pages as
 				    * positions are written; 0: the model's trained length */
+	uint64_t prefix_cache_max; /* bytes of saved conversation prefixes (KV snapshots)
+				    * kept beside the live one (default 32 MiB; 0: none);
+				    * the first thing given back under memory pressure */
 	int n_threads;             /* 0: physical cores */
 	char fallbacks[MGR_MAX_FALLBACKS][MGR_NAME_MAX]; /* "" ends the list */
 };
 
 /* Defaults: lazy, keep_alive 5 min, overrides allowed, mmap, no quantize,
- * warm-up default, engine defaults. */
+ * warm-up default, 32 MiB of saved prefixes, engine defaults. */
 void mgr_model_cfg_default(struct mgr_model_cfg *c);
 
 /* What a backend hands back for a loaded model. */

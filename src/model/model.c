@@ -679,6 +679,7 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	}
 	c->v = c->k + c->kv_bytes / 2 / sizeof(uint16_t);
 	c->rope_factors = rope_factors_for(m, c->n_ctx);
+	c->snap_max = p && !m->hp.encoder ? p->prefix_cache_max : 0;
 	f = c->scratch;
 	c->x = f + s.x;
 	c->xn = f + s.xn;
@@ -700,6 +701,7 @@ void model_ctx_free(struct model_ctx *c)
 {
 	if (!c)
 		return;
+	model_ctx_snap_drop(c);
 	dm_mem_unmap(c->k, c->kv_bytes);
 	dm_mem_unmap(c->scratch, c->scratch_bytes);
 	free(c);
@@ -724,15 +726,6 @@ int model_ctx_set_n_ctx(struct model_ctx *c, int32_t n, struct dm_err *err)
 	return 0;
 }
 
-int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n)
-{
-	int32_t k = 0;
-	while (k < c->n_past && k < n - 1 && c->tokens[k] == prompt[k])
-		k++;
-	c->n_past = k;
-	return k;
-}
-
 /* Bytes of one layer's K (or V) rows for n_pos positions. */
 static size_t kv_row_bytes(const struct model_ctx *c, int32_t n_pos)
 {
@@ -751,7 +744,8 @@ size_t model_ctx_held_bytes(const struct model_ctx *c)
 {
 	if (c->m->hp.encoder) /* each call writes its own passes' rows: count them all */
 		return c->scratch_bytes + c->kv_bytes;
-	return c->scratch_bytes + model_ctx_kv_bytes_for(c, c->n_touched > c->n_past ? c->n_touched : c->n_past);
+	return c->scratch_bytes + model_ctx_kv_bytes_for(c, c->n_touched > c->n_past ? c->n_touched : c->n_past) +
+	       c->snap_bytes;
 }
 
 void model_ctx_prefault(struct model_ctx *c, int32_t n_pos)

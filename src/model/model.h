@@ -156,12 +156,15 @@ struct model_ctx_params {
 	int32_t n_ctx;     /* 0: min(4096, n_ctx_train) */
 	int32_t n_ctx_max; /* positions the KV cache reserves (>= n_ctx): how far
 			    * model_ctx_set_n_ctx may grow the context; 0: n_ctx */
+	size_t prefix_cache_max; /* bytes of saved conversation prefixes (kvsnap.c); 0: none */
 	int32_t n_batch;   /* 0: 512 */
 	struct dm_pool *pool; /* NULL: single-threaded */
 	int n_threads;     /* sizing only, when pool is NULL (model_ctx_bytes before the pool exists) */
 	enum kern_isa isa;
 	bool isa_set;      /* false: kern_isa_best() */
 };
+
+struct model_snap;
 
 struct model_ctx {
 	const struct model *m;
@@ -178,6 +181,10 @@ struct model_ctx {
 	/* KV cache: layer l's K at k + l·n_ctx_max·kv_dim (F16) */
 	uint16_t *k, *v;
 	size_t kv_bytes;   /* the reservation (address space, not memory) */
+	/* saved conversation prefixes (kvsnap.c), most recently used first */
+	struct model_snap *snaps;
+	size_t snap_bytes, snap_max;
+	int32_t n_snaps;
 	/* scratch, one mapping */
 	void *scratch;
 	size_t scratch_bytes;
@@ -211,8 +218,32 @@ int model_ctx_set_n_ctx(struct model_ctx *c, int32_t n, struct dm_err *err);
  * is evaluated again and yields logits — and forgets the rest (n_past
  * becomes that length, which it returns).  The positions kept are exactly
  * what a fresh run of the same tokens would have computed, so decoding
- * prompt[n_past..n) next gives the same logits as decoding all of it. */
+ * prompt[n_past..n) next gives the same logits as decoding all of it.
+ * With saved prefixes (snap_max > 0, kvsnap.c): a saved conversation that
+ * shares more with the prompt than the live one is copied back instead,
+ * and a live conversation the prompt would mostly overwrite (more than half
+ * of it) is saved first. */
 int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n);
+
+/*
+ * Saved prefixes (kvsnap.c): a small LRU of compact copies of earlier
+ * conversations (their token ids and, per layer, the K and V rows of their
+ * positions; nothing else), so that alternating conversations do not evict
+ * each other's cache.  At most snap_max bytes in all: a new copy pushes
+ * out the least recently used ones, and a conversation too long for the
+ * bound keeps its first positions.  A copy records LongRoPE's factor set
+ * and is only restored into a context using the same one.
+ *
+ * model_ctx_set_snap_max changes the bound (dropping least recently used
+ * copies to fit; 0 drops all); model_ctx_snap_drop drops all and returns the
+ * bytes given back; model_ctx_snap_bytes_for is what a copy of n positions
+ * occupies; model_ctx_snap_save saves the live conversation now (what
+ * reuse does before overwriting it).
+ */
+void model_ctx_set_snap_max(struct model_ctx *c, size_t bytes);
+size_t model_ctx_snap_drop(struct model_ctx *c);
+size_t model_ctx_snap_bytes_for(const struct model_ctx *c, int32_t n);
+void model_ctx_snap_save(struct model_ctx *c);
 
 /* Gives the KV cache pages past the positions in use (n_past, rounded up
  * to whole pages per layer) back to the OS; they come back as zero pages
@@ -240,7 +271,7 @@ void model_ctx_prefault(struct model_ctx *c, int32_t n_pos);
 
 /* Bytes of KV cache the positions 0..n_pos-1 occupy (resident after they
  * have been written; capped at n_ctx_max), and what the context holds now:
- * scratch + the KV pages of its n_touched positions. */
+ * scratch + the KV pages of its n_touched positions + saved prefixes. */
 size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos);
 size_t model_ctx_held_bytes(const struct model_ctx *c);
 
