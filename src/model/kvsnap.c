@@ -121,12 +121,13 @@ static void save(struct model_ctx *c, const struct model_snap *keep)
 	 * ones that hold a part of them are replaced */
 	for (pp = &c->snaps; *pp;) {
 		s = *pp;
-		if (s->rope_factors == c->rope_factors && s->n >= n && !memcmp(s->tokens, c->tokens, (size_t)n * 4)) {
+		if (s->rope_factors == c->rope_factors && s->n >= n &&
+		    !memcmp(s->tokens, c->tokens, (size_t)n * sizeof *c->tokens)) {
 			snap_touch(c, s);
 			return;
 		}
 		if (s != keep && s->rope_factors == c->rope_factors && s->n < n &&
-		    !memcmp(s->tokens, c->tokens, (size_t)s->n * 4))
+		    !memcmp(s->tokens, c->tokens, (size_t)s->n * sizeof *c->tokens))
 			snap_free(c, pp);
 		else
 			pp = &s->next;
