@@ -165,7 +165,9 @@ struct dormant_model_status {
 	int64_t keep_alive_ms;   /* negative: forever */
 	int in_use;
 	unsigned queued;
-	uint64_t est_bytes, bytes;
+	uint64_t est_bytes;      /* what a load is budgeted at: weights, scratch, n_ctx's KV cache */
+	uint64_t bytes;          /* what the loaded model holds now (weights, the KV pages of its
+				  * conversation, saved prefixes, scratch while in use) */
 	uint64_t load_count, unload_count, evict_count;
 	double last_load_s;
 	double load_s_total, unload_s_total;

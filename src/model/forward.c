@@ -202,6 +202,7 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 	}
 
 	struct tok_job tj = { .c = c, .rope = &rope };
+	c->scratch_live = true;
 	per_token(c, &tj, TOK_NORM, m->layers[0].attn_norm, NULL, T);
 	for (int32_t l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];

@@ -693,6 +693,8 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->scores_stride = s.scores_stride;
 	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
 	c->tokens = (int32_t *)(void *)(f + s.tokens);
+	/* the token ids are the layout's last buffer: what trim keeps */
+	c->scratch_keep = c->scratch_bytes - s.tokens * sizeof(float) / dm_mem_page_size() * dm_mem_page_size();
 	*out = c;
 	return 0;
 }
@@ -744,8 +746,8 @@ size_t model_ctx_held_bytes(const struct model_ctx *c)
 {
 	if (c->m->hp.encoder) /* each call writes its own passes' rows: count them all */
 		return c->scratch_bytes + c->kv_bytes;
-	return c->scratch_bytes + model_ctx_kv_bytes_for(c, c->n_touched > c->n_past ? c->n_touched : c->n_past) +
-	       c->snap_bytes;
+	return (c->scratch_live ? c->scratch_bytes : c->scratch_keep) +
+	       model_ctx_kv_bytes_for(c, c->n_touched > c->n_past ? c->n_touched : c->n_past) + c->snap_bytes;
 }
 
 void model_ctx_prefault(struct model_ctx *c, int32_t n_pos)
@@ -756,6 +758,7 @@ void model_ctx_prefault(struct model_ctx *c, int32_t n_pos)
 	const size_t used = kv_row_bytes(c, n);
 
 	dm_mem_populate(c->scratch, c->scratch_bytes);
+	c->scratch_live = true;
 	for (int32_t r = 0; r < 2 * layers; r++)
 		dm_mem_populate((uint8_t *)c->k + (size_t)r * region, used);
 	if (n > c->n_touched)
@@ -778,4 +781,7 @@ void model_ctx_trim(struct model_ctx *c)
 			dm_mem_release(from, (size_t)(hi - from) / pg * pg);
 	}
 	c->n_touched = c->n_past;
+	/* the activations of the last batch are not needed between requests */
+	dm_mem_release(c->scratch, c->scratch_bytes - c->scratch_keep);
+	c->scratch_live = false;
 }

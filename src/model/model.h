@@ -185,9 +185,11 @@ struct model_ctx {
 	struct model_snap *snaps;
 	size_t snap_bytes, snap_max;
 	int32_t n_snaps;
-	/* scratch, one mapping */
+	/* scratch, one mapping; the token ids at its end stay when trim gives
+	 * the rest back (scratch_live: pages may be resident since) */
 	void *scratch;
-	size_t scratch_bytes;
+	size_t scratch_bytes, scratch_keep;
+	bool scratch_live;
 	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
 	int32_t scores_stride;
 	struct kern_ws ws; /* the matrix products' working memory */
@@ -246,11 +248,12 @@ size_t model_ctx_snap_bytes_for(const struct model_ctx *c, int32_t n);
 void model_ctx_snap_save(struct model_ctx *c);
 
 /* Gives the KV cache pages past the positions in use (n_past, rounded up
- * to whole pages per layer) back to the OS; they come back as zero pages
- * when written again.  The cache's contents up to n_past are kept
- * (n_touched becomes n_past).  For the end of a request, so that an idle
- * loaded model holds its weights and the conversation it caches, not
- * n_ctx's worth of cache. */
+ * to whole pages per layer) and the scratch (but its token ids) back to
+ * the OS; they come back as zero pages when written again.  The cache's
+ * contents up to n_past are kept (n_touched becomes n_past).  For the end
+ * of a request, so that an idle loaded model holds its weights and the
+ * conversation it caches, not n_ctx's worth of cache or a batch's worth of
+ * activations. */
 void model_ctx_trim(struct model_ctx *c);
 
 /* The KV cache on disk (kvfile.c): save writes positions 0..n_past-1 and
@@ -271,7 +274,8 @@ void model_ctx_prefault(struct model_ctx *c, int32_t n_pos);
 
 /* Bytes of KV cache the positions 0..n_pos-1 occupy (resident after they
  * have been written; capped at n_ctx_max), and what the context holds now:
- * scratch + the KV pages of its n_touched positions + saved prefixes. */
+ * the scratch (its token ids alone after a trim) + the KV pages of its
+ * n_touched positions + saved prefixes. */
 size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos);
 size_t model_ctx_held_bytes(const struct model_ctx *c);
 
