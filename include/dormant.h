@@ -102,17 +102,18 @@ struct dormant_gen_opts {
 	 * waits in the model's queue, while it loads, and between tokens; may be
 	 * NULL */
 	const atomic_int *cancel;
-	int num_ctx;             /* > 0: this request's context, at most the loaded model's
-				  * (a request never reloads a model for its num_ctx);
-				  * 0: the model's */
+	int num_ctx;             /* > 0: this request's context, up to the model's n_ctx_max
+				  * (its trained length unless configured): the KV cache
+				  * grows into it, the model is never reloaded for it;
+				  * 0: the model's n_ctx */
 };
 
 struct dormant_gen_result {
 	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
 	int n_cached;            /* of n_prompt, the tokens whose KV cache a previous request
 				  * left (prompt-prefix reuse): not evaluated again */
-	int n_ctx;               /* the request's context (the model's, or a smaller num_ctx),
-				  * also set on a too-long prompt */
+	int n_ctx;               /* the request's context (num_ctx, else the model's n_ctx,
+				  * at most n_ctx_max), also set on a too-long prompt */
 	double load_s;           /* time spent loading for this call (0 if warm) */
 	double ttft_s;           /* from the call to the first token */
 	double prompt_s, gen_s;
@@ -196,7 +197,9 @@ struct dormant_model_status {
 	int64_t keep_alive_ms;   /* negative: forever */
 	int in_use;
 	unsigned queued;
-	uint64_t est_bytes, bytes;
+	uint64_t est_bytes;      /* what a load is budgeted at: weights, scratch, n_ctx's KV cache */
+	uint64_t bytes;          /* what the loaded model holds now (weights, the KV pages of its
+				  * conversation, saved prefixes, scratch while in use) */
 	uint64_t load_count, unload_count, evict_count;
 	double last_load_s;
 	double load_s_total, unload_s_total;
@@ -270,8 +273,9 @@ struct dormant_reload {
  * problem is returned as "FILE:LINE: ..." and the running configuration
  * stays as it was.  Otherwise, per model of the configuration:
  *   - same settings: untouched (a loaded one stays loaded, its requests run on);
- *   - settings a load reads (path, mode, quantize_on_load, n_ctx, n_batch,
- *     threads, warmup_ctx, kv_persist): from its next load; a loaded idle
+ *   - settings a load reads (path, mode, quantize_on_load, n_ctx, n_ctx_max,
+ *     prefix_cache_max, n_batch, threads, warmup_ctx, kv_persist): from its
+ *     next load; a loaded idle
  *     model is unloaded now, a busy one when its requests end;
  *   - other settings (keep_alive, pin, role, load, fallbacks, ...): at once;
  *   - removed: unknown to new requests at once, unloaded when its requests end;

@@ -2,7 +2,10 @@
  * tests/engine — the real backend under the manager: load a model of over
  * 100 MB in every load mode, answer, unload, and check from /proc that the
  * process is back to its RSS before the load (within 1 MiB), and that the
- * manager's estimate was within 10 % of what the load measured.
+ * manager's estimate was within 10 % of what the load measured; a request's
+ * num_ctx grows the KV cache within its reservation (no reload), the
+ * budget refuses growth past max_ram, and what the manager reports a model
+ * holds follows the RSS after short and long requests.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "base/mem.h"
+#include "dormant.h"
 #include "gguf/gguf.h"
 #include "kern/kern.h"
 #include "mgr/engine.h"
@@ -361,6 +365,252 @@ static void test_kv_persist(void **state)
 	free(lb);
 }
 
+/* ---- context on demand (num_ctx) through the C API ---- */
+
+/* A synthetic model of the tiny shape with a trained context of n_ctx
+ * (and, when vocab > 0, that vocabulary and `layers` layers). */
+static void write_ctx_model(const char *path, uint32_t n_ctx, uint32_t vocab, uint32_t layers)
+{
+	struct synth_opts o = { .seed = 7, .type = GGUF_TYPE_Q8_0 };
+	struct dm_err e;
+	assert_int_equal(synth_preset("tiny", &o.shape, &e), 0);
+	o.shape.n_ctx = n_ctx;
+	if (vocab)
+		o.shape.n_vocab = vocab;
+	if (layers)
+		o.shape.n_layer = layers;
+	if (synth_write(&o, path, &e))
+		fail_msg("%s", e.msg);
+}
+
+static dormant *open_ini(const char *name, const char *text)
+{
+	const char *ini = tu_tmp_path(name);
+	char err[256];
+	dormant *d;
+	assert_int_equal(tu_write_file(ini, text, strlen(text)), 0);
+	if (dormant_open(&d, ini, NULL, err, sizeof err))
+		fail_msg("%s", err);
+	return d;
+}
+
+/* "word word ..." of n words (about 3 tokens each); caller frees. */
+static char *words(int n)
+{
+	char *p = malloc((size_t)n * 5 + 1);
+	assert_non_null(p);
+	for (int i = 0; i < n; i++)
+		memcpy(p + (size_t)i * 5, "word ", 5);
+	p[(size_t)n * 5] = '\0';
+	return p;
+}
+
+static struct dormant_model_status model_status(dormant *d, const char *name)
+{
+	struct dormant_model_status st[4];
+	size_t n = dormant_status(d, st, 4);
+	for (size_t i = 0; i < n && i < 4; i++)
+		if (!strcmp(st[i].name, name))
+			return st[i];
+	fail_msg("model '%s' not registered", name);
+	return st[0];
+}
+
+/* Requests of num_ctx 512, 4096, 2048, 512 and none (n_ctx 512) on one
+ * model trained for 4096: each prompt (longer than any of them) is cut to
+ * its own context and generation stops at its end; a num_ctx above the
+ * trained length gets the trained length; the model loads once. */
+static void test_num_ctx_alternate(void **state)
+{
+	const char *model = tu_tmp_path("ctx4096.gguf");
+	static const int want[] = { 512, 4096, 2048, 512, 0, 8192 };
+	char cfg[1024], err[256];
+	char *text = words(2000);
+	dormant *d;
+	(void)state;
+	write_ctx_model(model, 4096, 0, 0);
+	snprintf(cfg, sizeof cfg, "[server]\nkeep_alive = 5m\n\n[model grow]\npath = %s\nthreads = 1\nn_ctx = 512\n",
+		 model);
+	d = open_ini("ctx4096.ini", cfg);
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+		struct dormant_gen_opts o = { .max_tokens = 8, .temperature = 0, .top_k = -1, .top_p = -1,
+					      .min_p = -1, .truncate = 1, .num_ctx = want[i] };
+		struct dormant_gen_result r;
+		int ctx = want[i] == 0 ? 512 : want[i] > 4096 ? 4096 : want[i];
+		/* a different first word each time: no prefix worth reusing */
+		text[0] = (char)('a' + i);
+		if (dormant_generate(d, "grow", text, &o, NULL, NULL, &r, err, sizeof err))
+			fail_msg("num_ctx %d: %s", want[i], err);
+		print_message("      num_ctx %4d: context %d, prompt %d tokens (%d cached), %d generated (%s)\n", want[i],
+			      r.n_ctx, r.n_prompt, r.n_cached, r.n_gen, r.finish);
+		assert_int_equal(r.n_ctx, ctx);
+		assert_int_equal(r.n_prompt, ctx - 1);
+		/* the cache holds the prompt and every generated token but the
+		 * last (sampled from the last position's logits) */
+		assert_true(r.n_prompt + r.n_gen - 1 <= ctx);
+	}
+	assert_int_equal(model_status(d, "grow").load_count, 1);
+	free(text);
+	dormant_close(d);
+}
+
+/* max_ram admits the model with its n_ctx of 256 but not a request that
+ * would grow the cache to 4096 positions: that request is refused with
+ * "insufficient memory ... for this request" (DM_ETOOBIG, the server's
+ * 507), a smaller one after it runs, nothing is unloaded. */
+static void test_budget_refuses_growth(void **state)
+{
+	const char *model = tu_tmp_path("ctx-budget.gguf");
+	char cfg[1024], err[256];
+	uint64_t est;
+	dormant *d;
+	struct dormant_gen_opts o = { .max_tokens = 4, .temperature = 0, .top_k = -1, .top_p = -1, .min_p = -1,
+				      .truncate = 1 };
+	struct dormant_gen_result r;
+	char *text = words(2000);
+	(void)state;
+	write_ctx_model(model, 4096, 0, 0);
+	snprintf(cfg, sizeof cfg, "[model grow]\npath = %s\nthreads = 1\nn_ctx = 256\n", model);
+	d = open_ini("ctx-budget0.ini", cfg);
+	assert_int_equal(dormant_check_model(d, "grow", &est, err, sizeof err), 0);
+	dormant_close(d);
+	/* the estimate (its 256 positions) and 1 MiB more: 4096 positions of
+	 * 1 KiB each cannot fit, 1024 can */
+	snprintf(cfg, sizeof cfg, "[server]\nmax_ram = %llu\nkeep_alive = 5m\n\n[model grow]\npath = %s\nthreads = 1\nn_ctx = 256\n",
+		 (unsigned long long)(est + (1u << 20)), model);
+	d = open_ini("ctx-budget.ini", cfg);
+	o.num_ctx = 4096;
+	assert_int_equal(dormant_generate(d, "grow", text, &o, NULL, NULL, &r, err, sizeof err), DM_ETOOBIG);
+	print_message("      num_ctx 4096 under max_ram %.1f MiB: %s\n", (est + (1u << 20)) / 1048576.0, err);
+	assert_non_null(strstr(err, "insufficient memory"));
+	assert_non_null(strstr(err, "for this request"));
+	assert_int_equal(r.n_ctx, 4096);
+	o.num_ctx = 1024;
+	if (dormant_generate(d, "grow", text, &o, NULL, NULL, &r, err, sizeof err))
+		fail_msg("num_ctx 1024: %s", err);
+	assert_int_equal(r.n_prompt, 1023);
+	assert_string_equal(model_status(d, "grow").state, "ready");
+	assert_int_equal(model_status(d, "grow").load_count, 1);
+	free(text);
+	dormant_close(d);
+}
+
+/* What the manager says a loaded model holds (dormant_status bytes, /api/ps
+ * size) against the process's RSS above its value before the load, after
+ * the load (warm-up makes 1024 positions resident), a short request, a
+ * long one (num_ctx 4096: the cache grows) and a short one again (the
+ * pages past the conversation go back): within 10 % each time. */
+static void test_held_bytes_follow_rss(void **state)
+{
+	const char *model = tu_tmp_path("ctx-rss.gguf");
+	char cfg[1024], err[256];
+	dormant *d;
+	char *text = words(2000);
+	uint64_t rss0;
+	static const char *const what[] = { "after load", "after a short request", "after a long request",
+					    "after a short request again" };
+	static const int num_ctx[] = { 0, 64, 4096, 64 };
+	(void)state;
+	/* 8 KiB of KV cache per position (8 layers), 8.7 MB of embeddings */
+	write_ctx_model(model, 4096, 32000, 8);
+	snprintf(cfg, sizeof cfg, "[server]\nkeep_alive = 5m\n\n[model m]\npath = %s\nthreads = 1\nn_ctx = 512\n", model);
+	d = open_ini("ctx-rss.ini", cfg);
+	rss0 = rss_now();
+	assert_int_equal(dormant_load(d, "m", err, sizeof err), 0);
+	for (int k = 0; k < 4; k++) {
+		struct dormant_gen_opts o = { .max_tokens = 4, .temperature = 0, .top_k = -1, .top_p = -1,
+					      .min_p = -1, .truncate = 1, .num_ctx = num_ctx[k] };
+		struct dormant_gen_result r;
+		struct dormant_model_status st;
+		uint64_t rss;
+		double ratio;
+		if (k > 0) {
+			text[0] = (char)('a' + k);
+			if (dormant_generate(d, "m", text, &o, NULL, NULL, &r, err, sizeof err))
+				fail_msg("%s", err);
+		}
+		rss = rss_now();
+		st = model_status(d, "m");
+		ratio = (double)st.bytes / (double)(rss - rss0);
+		print_message("      %-28s held %.1f MiB, RSS +%.1f MiB (ratio %.3f)\n", what[k], st.bytes / 1048576.0,
+			      (rss - rss0) / 1048576.0, ratio);
+		if (MEASURE_RSS)
+			assert_true(ratio > 0.9 && ratio < 1.1);
+	}
+	free(text);
+	dormant_close(d);
+}
+
+struct text {
+	char buf[4096];
+	size_t n;
+};
+
+static int collect(void *ud, const char *t, size_t n)
+{
+	struct text *x = ud;
+	if (x->n + n < sizeof x->buf) {
+		memcpy(x->buf + x->n, t, n);
+		x->n += n;
+	}
+	return 0;
+}
+
+/* Two conversations taking turns on one loaded model (A, B, A, B, A, B):
+ * every turn after a conversation's first reuses its previous prompt (its
+ * saved prefix comes back although the other conversation ran in
+ * between), and the greedy text of every turn equals that of a model that
+ * keeps no cache at all (loaded for each request, kv_persist off). */
+static void test_alternating_conversations(void **state)
+{
+	const char *model = tu_tmp_path("ctx-conv.gguf");
+	static const char *const start[2] = { "alpha beta gamma delta ", "one two three four five six " };
+	static const char *const more[2] = { "epsilon zeta eta ", "seven eight nine " };
+	char cfg[1024], err[256], prompt[2][2048];
+	int prev[2] = { 0, 0 };
+	dormant *d;
+	(void)state;
+	write_ctx_model(model, 512, 0, 0);
+	snprintf(cfg, sizeof cfg,
+		 "[server]\nkeep_alive = 5m\n\n[model warm]\npath = %s\nthreads = 1\n\n"
+		 "[model cold]\npath = %s\nthreads = 1\nkeep_alive = 0\nkv_persist = off\nprefix_cache_max = 0\n",
+		 model, model);
+	d = open_ini("ctx-conv.ini", cfg);
+	for (int c = 0; c < 2; c++) {
+		prompt[c][0] = '\0';
+		for (int i = 0; i < 6; i++)
+			strcat(prompt[c], start[c]);
+	}
+	for (int turn = 0; turn < 6; turn++) {
+		int c = turn % 2;
+		struct dormant_gen_opts o = { .max_tokens = 8, .temperature = 0, .top_k = -1, .top_p = -1,
+					      .min_p = -1 };
+		struct dormant_gen_result rw, rc;
+		struct text tw = { .n = 0 }, tc = { .n = 0 };
+		if (turn >= 2)
+			strcat(prompt[c], more[c]); /* the conversation's next turn */
+		if (dormant_generate(d, "warm", prompt[c], &o, collect, &tw, &rw, err, sizeof err) ||
+		    dormant_generate(d, "cold", prompt[c], &o, collect, &tc, &rc, err, sizeof err))
+			fail_msg("%s", err);
+		print_message("      turn %d (%c): prompt %d tokens, %d cached (previous prompt %d), text %s\n", turn + 1,
+			      "AB"[c], rw.n_prompt, rw.n_cached, prev[c], tw.n == tc.n && !memcmp(tw.buf, tc.buf, tw.n)
+			      ? "as without a cache" : "DIFFERS");
+		assert_int_equal(rc.n_cached, 0);
+		assert_int_equal(rw.n_prompt, rc.n_prompt);
+		if (turn >= 2) {
+			/* its previous prompt, but for a token or two where the
+			 * words meet, came from the cache */
+			assert_true(rw.n_cached >= prev[c] - 2);
+			assert_true(rw.n_cached < rw.n_prompt);
+		}
+		assert_int_equal(tw.n, tc.n);
+		assert_memory_equal(tw.buf, tc.buf, tw.n);
+		prev[c] = rw.n_prompt;
+	}
+	assert_int_equal(model_status(d, "warm").load_count, 1);
+	dormant_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +622,10 @@ int main(void)
 		cmocka_unit_test(test_kv_persist),
 		cmocka_unit_test(test_baseline_quantize_on_load),
 		cmocka_unit_test(test_quantize_on_load_matches_file),
+		cmocka_unit_test(test_num_ctx_alternate),
+		cmocka_unit_test(test_budget_refuses_growth),
+		cmocka_unit_test(test_held_bytes_follow_rss),
+		cmocka_unit_test(test_alternating_conversations),
 	};
 	return cmocka_run_group_tests_name("engine", tests, setup, NULL);
 }

@@ -93,7 +93,7 @@ static struct mgr *mk(uint64_t max_ram, uint32_t max_models, uint32_t max_queue)
 	c.max_loaded_models = max_models;
 	c.max_queue = max_queue;
 	c.keep_alive_max_ms = -1;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -210,7 +210,7 @@ static void test_keep_alive_override_clamped(void **state)
 	fake_now = 0;
 	c.keep_alive_min_ms = 1000;
 	c.keep_alive_max_ms = 60000;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -376,7 +376,7 @@ static void test_budget_wait_then_insufficient(void **state)
 	memset(&fk, 0, sizeof fk);
 	c.max_ram = 150u << 20;
 	c.queue_timeout_ms = 100;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -570,7 +570,7 @@ static void test_fallback_on_corrupt_primary(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	c.enable_fallback = true;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -590,6 +590,106 @@ static void test_fallback_on_corrupt_primary(void **state)
 	{
 		struct mgr_acquire_opts o = { .no_fallback = true };
 		assert_int_equal(mgr_acquire(m, "primary", &o, &l, &e), DM_EFORMAT);
+	}
+	mgr_free(m);
+}
+
+/* ---- a backend whose models hold droppable caches: "cache=N" in the path
+ * is what a loaded model holds beyond its size until shrink drops it ---- */
+struct cached_model {
+	uint64_t size, cache;
+};
+
+static int ck_load(void *ud, const struct mgr_model_cfg *c, struct mgr_progress *prog,
+		   const atomic_int *cancel, struct mgr_loaded *out, struct dm_err *err)
+{
+	struct cached_model *cm = calloc(1, sizeof *cm);
+	(void)ud;
+	(void)prog;
+	(void)cancel;
+	if (!cm)
+		return dm_err_set(err, DM_ENOMEM, "out of memory");
+	cm->size = path_num(c->path, "size=", 100);
+	cm->cache = path_num(c->path, "cache=", 0);
+	out->handle = cm;
+	out->bytes = cm->size; /* as a load measures it, before held() is asked */
+	return 0;
+}
+
+static void ck_unload(void *ud, struct mgr_loaded *l)
+{
+	(void)ud;
+	free(l->handle);
+}
+
+static uint64_t ck_held(void *ud, const struct mgr_loaded *l)
+{
+	const struct cached_model *cm = l->handle;
+	(void)ud;
+	return cm->size + cm->cache;
+}
+
+static uint64_t ck_shrink(void *ud, struct mgr_loaded *l)
+{
+	struct cached_model *cm = l->handle;
+	uint64_t freed = cm->cache;
+	(void)ud;
+	cm->cache = 0;
+	return freed;
+}
+
+/* The budget counts what a model holds (held), an idle model's caches go
+ * before any model is evicted, and a lease's reservation (a request's
+ * growth) evicts idle models, never fits past max_ram (DM_ETOOBIG naming
+ * the request) and ends with the lease. */
+static void test_budget_caches_and_growth(void **state)
+{
+	struct mgr_cfg c = { 0 };
+	struct mgr *m;
+	struct mgr_lease *l;
+	struct dm_err e;
+	(void)state;
+	c.max_ram = 300;
+	c.keep_alive_max_ms = -1;
+	c.queue_timeout_ms = 200;
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, ck_load, NULL, ck_unload, ck_held, ck_shrink };
+	c.now_ms = clock_fn;
+	c.no_reaper = true;
+	assert_int_equal(mgr_init(&m, &c, &e), 0);
+	add(m, "x", "size=100 cache=80", 60000);
+	add(m, "y", "size=150", 60000);
+	use(m, "x");
+	assert_int_equal(st(m, "x").bytes, 180); /* its cache counts */
+	/* 180 + 150 > 300: x's cache goes, x stays */
+	if (mgr_acquire(m, "y", NULL, &l, &e))
+		fail_msg("%s", e.msg);
+	assert_int_equal(st(m, "x").state, MGR_READY);
+	assert_int_equal(st(m, "x").bytes, 100);
+	assert_int_equal(st(m, "x").evict_count, 0);
+	/* y's request may grow to 190: fits beside x; to 250: x is evicted */
+	assert_int_equal(mgr_lease_reserve(l, 190, NULL, &e), 0);
+	assert_int_equal(st(m, "x").state, MGR_READY);
+	assert_int_equal(mgr_lease_reserve(l, 250, NULL, &e), 0);
+	assert_int_equal(st(m, "x").state, MGR_DORMANT);
+	assert_int_equal(st(m, "x").evict_count, 1);
+	/* past max_ram: never */
+	assert_int_equal(mgr_lease_reserve(l, 301, NULL, &e), DM_ETOOBIG);
+	print_message("      %s\n", e.msg);
+	assert_non_null(strstr(e.msg, "insufficient memory"));
+	assert_non_null(strstr(e.msg, "for this request"));
+	/* the reservation of 250 still holds: x (100) waits for y's request,
+	 * then gives up (queue_timeout) */
+	{
+		struct mgr_lease *lx;
+		assert_int_equal(st(m, "y").bytes, 150);
+		assert_int_equal(mgr_acquire(m, "x", NULL, &lx, &e), DM_ETIMEDOUT);
+		print_message("      %s\n", e.msg);
+		mgr_release(l);
+		/* released: y counts what it holds (150) and x fits again */
+		if (mgr_acquire(m, "x", NULL, &lx, &e))
+			fail_msg("%s", e.msg);
+		assert_int_equal(st(m, "y").state, MGR_READY);
+		mgr_release(lx);
 	}
 	mgr_free(m);
 }
@@ -616,7 +716,7 @@ static void test_fallback_chain_and_cycle(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	c.enable_fallback = true;
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.now_ms = clock_fn;
 	c.no_reaper = true;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -718,7 +818,7 @@ static void test_transition_log(void **state)
 	(void)state;
 	memset(&fk, 0, sizeof fk);
 	log_buf[0] = '\0';
-	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload };
+	c.backend = (struct mgr_backend){ NULL, fk_estimate, fk_load, NULL, fk_unload, NULL, NULL };
 	c.no_reaper = true;
 	c.log = log_line;
 	assert_int_equal(mgr_init(&m, &c, NULL), 0);
@@ -794,6 +894,34 @@ static struct mgr_model_cfg cfg_of(const char *name, const char *path, int64_t k
 /* New settings for registered models: none, live ones (in place), load
  * ones on an idle, a busy (its queue loads the new ones) and a loading
  * model. */
+/* Which settings need a reload: everything a load reads (the KV cache's
+ * reservation and the saved-prefix bound included), and nothing else. */
+static void test_cfg_diff(void **state)
+{
+	struct mgr_model_cfg a, b;
+	(void)state;
+	mgr_model_cfg_default(&a);
+	snprintf(a.name, sizeof a.name, "m");
+	snprintf(a.path, sizeof a.path, "x.gguf");
+	b = a;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b), 0);
+	b.n_ctx_max = 8192;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b), MGR_DIFF_LOAD);
+	b = a;
+	b.prefix_cache_max = 1u << 20;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b), MGR_DIFF_LOAD);
+	b = a;
+	b.n_ctx = 1024;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b), MGR_DIFF_LOAD);
+	b = a;
+	b.keep_alive_ms = 1000;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b) & MGR_DIFF_LOAD, 0);
+	assert_true(mgr_model_cfg_diff(&a, &b) & MGR_DIFF_LIVE);
+	b = a;
+	b.pin = !a.pin;
+	assert_int_equal(mgr_model_cfg_diff(&a, &b), MGR_DIFF_LIVE);
+}
+
 static void test_update(void **state)
 {
 	struct mgr *m = mk(0, 0, 4);
@@ -1034,6 +1162,7 @@ int main(void)
 		cmocka_unit_test(test_budget_lru_eviction),
 		cmocka_unit_test(test_eviction_by_role_and_pin),
 		cmocka_unit_test(test_budget_wait_then_insufficient),
+		cmocka_unit_test(test_budget_caches_and_growth),
 		cmocka_unit_test(test_max_loaded_models),
 		cmocka_unit_test(test_queue_limit_and_cancel_while_queued),
 		cmocka_unit_test(test_queue_first_come_first_served),
@@ -1045,6 +1174,7 @@ int main(void)
 		cmocka_unit_test(test_eager_and_explicit),
 		cmocka_unit_test(test_transition_log),
 		cmocka_unit_test(test_observer),
+		cmocka_unit_test(test_cfg_diff),
 		cmocka_unit_test(test_update),
 		cmocka_unit_test(test_retire),
 		cmocka_unit_test(test_set_limits),

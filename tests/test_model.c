@@ -623,6 +623,160 @@ static void test_kv_trim(void **state)
 	fixture_close(&f);
 }
 
+/* A context that reserves more than it starts with grows without a new
+ * allocation: decode refuses to pass the context in force, and once
+ * model_ctx_set_n_ctx raised it, 290 positions give the logits and greedy
+ * tokens of a context made with n_ctx 300; only the pages of the positions
+ * written are resident (mincore), and model_ctx_held_bytes says so.  A
+ * LongRoPE model (phi3: original context 128) switches factor sets with the
+ * context, forgetting the cache then, and matches a fresh context of that
+ * size. */
+static void test_ctx_grow(void **state)
+{
+	static const char *const archs[] = { "llama", "phi3" };
+	(void)state;
+	for (size_t a = 0; a < 2; a++) {
+		struct fixture f;
+		struct model_ctx *grow, *fresh;
+		struct model_ctx_params cg = { .n_ctx = 32, .n_ctx_max = 2048, .n_batch = 16 };
+		struct model_ctx_params cf = { .n_ctx = 300, .n_batch = 16 };
+		struct dm_err e;
+		const size_t pg = dm_mem_page_size();
+		int32_t ids[290], gg[4], gf[4];
+		unsigned char *vec;
+		size_t pages, resident = 0;
+		float *lg, *lf;
+		double mx = 0;
+		int V;
+
+		fixture_open(&f, archs[a], GGUF_TYPE_F32);
+		V = f.m->hp.n_vocab;
+		for (int i = 0; i < 290; i++)
+			ids[i] = (int32_t)((i * 37 + 11) % V);
+		lg = malloc((size_t)V * sizeof *lg);
+		lf = malloc((size_t)V * sizeof *lf);
+		assert_int_equal(model_ctx_init(&grow, f.m, &cg, &e), 0);
+		assert_int_equal(model_ctx_init(&fresh, f.m, &cf, &e), 0);
+		assert_int_equal(grow->n_ctx, 32);
+		assert_int_equal(grow->n_ctx_max, 2048);
+		assert_int_equal(model_decode(grow, ids, 40, NULL, false, &e), DM_ENOSPC);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 0, &e), DM_EINVAL);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 2049, &e), DM_EINVAL);
+		print_message("      %s: %s\n", archs[a], e.msg);
+		assert_int_equal(model_decode(grow, ids, 10, NULL, false, &e), 0);
+		assert_int_equal(model_ctx_set_n_ctx(grow, 100, &e), 0);
+		assert_int_equal(grow->n_past, 10); /* the same factor set: the cache stays */
+		assert_int_equal(model_ctx_set_n_ctx(grow, 300, &e), 0);
+		/* phi3's original context is 128: 300 takes the long factors */
+		assert_int_equal(grow->n_past, a == 1 ? 0 : 10);
+		model_ctx_reset(grow);
+		assert_int_equal(model_decode(grow, ids, 290, lg, false, &e), 0);
+		assert_int_equal(model_decode(fresh, ids, 290, lf, false, &e), 0);
+		for (int s = 0; s < 4; s++) {
+			for (int i = 0; i < V; i++)
+				mx = fmax(mx, fabs((double)lg[i] - lf[i]));
+			gg[s] = argmax_f(lg, V);
+			gf[s] = argmax_f(lf, V);
+			if (s < 3) {
+				assert_int_equal(model_decode(grow, &gg[s], 1, lg, false, &e), 0);
+				assert_int_equal(model_decode(fresh, &gf[s], 1, lf, false, &e), 0);
+			}
+		}
+		assert_true(mx < 1e-5);
+		assert_memory_equal(gg, gf, sizeof gg);
+		/* 293 positions written out of 2048 reserved */
+		pages = (grow->kv_bytes + pg - 1) / pg;
+		vec = malloc(pages);
+		assert_int_equal(mincore(grow->k, grow->kv_bytes, vec), 0);
+		for (size_t i = 0; i < pages; i++)
+			resident += vec[i] & 1;
+		print_message("      %s: grown to 300 of 2048 positions, max |logit diff| %.2g vs a context made with 300; "
+			      "%zu of %zu KV pages resident\n", archs[a], mx, resident, pages);
+		assert_true(resident <= model_ctx_kv_bytes_for(grow, 293) / pg + 2 * (size_t)f.m->hp.n_layer);
+		assert_true(resident < pages / 4);
+		assert_int_equal(model_ctx_held_bytes(grow), grow->scratch_bytes + model_ctx_kv_bytes_for(grow, 293));
+		assert_int_equal(model_decode(grow, ids, 8, NULL, false, &e), DM_ENOSPC); /* 293 + 8 > 300 */
+		free(vec);
+		free(lg);
+		free(lf);
+		model_ctx_free(grow);
+		model_ctx_free(fresh);
+		fixture_close(&f);
+	}
+}
+
+/* Saved prefixes: three conversations A, B, C of 41 positions (sharing
+ * only their first token) with a bound that holds two copies.  B's prompt
+ * saves A, C's saves B; B's next turn restores B (41 positions reused:
+ * the same logits and greedy token as a fresh context's prefill of the
+ * whole prompt) and saves C, which pushes out A, the least recently used;
+ * A's next turn then finds nothing to reuse but its first token, and C's
+ * next turn still restores C.  model_ctx_snap_drop gives all of it back. */
+static void test_prefix_snapshots(void **state)
+{
+	struct fixture f;
+	struct model_ctx *c, *fresh;
+	struct model_ctx_params cp = { .n_ctx = 128, .n_batch = 64 };
+	struct dm_err e;
+	int32_t conv[3][46];
+	float *lw, *lf;
+	double mx = 0;
+	size_t one;
+	int V;
+	(void)state;
+
+	fixture_open(&f, "llama", GGUF_TYPE_F32);
+	V = f.m->hp.n_vocab;
+	for (int a = 0; a < 3; a++)
+		for (int i = 0; i < 46; i++)
+			conv[a][i] = i == 0 ? 1 : (int32_t)((i * 7 + a * 101 + 3) % (V - 2) + 2);
+	lw = malloc((size_t)V * sizeof *lw);
+	lf = malloc((size_t)V * sizeof *lf);
+	assert_int_equal(model_ctx_init(&c, f.m, &cp, &e), 0);
+	assert_int_equal(model_ctx_init(&fresh, f.m, &cp, &e), 0);
+	/* room for two copies of 41 (or 46) positions, not three */
+	one = model_ctx_snap_bytes_for(c, 41);
+	model_ctx_set_snap_max(c, 2 * one + 2 * dm_mem_page_size());
+	assert_true(model_ctx_snap_bytes_for(c, 46) + one <= c->snap_max);
+	assert_true(3 * one > c->snap_max);
+	for (int a = 0; a < 3; a++) {
+		/* the first turns: 41 tokens each, nothing shared but the first */
+		assert_int_equal(model_ctx_reuse(c, conv[a], 41), a == 0 ? 0 : 1);
+		assert_int_equal(model_decode(c, conv[a] + c->n_past, 41 - c->n_past, NULL, false, &e), 0);
+		assert_int_equal(c->n_snaps, a); /* the previous conversations */
+	}
+	/* B's next turn: B comes back, C is saved, A (least recently used) goes */
+	assert_int_equal(model_ctx_reuse(c, conv[1], 46), 41);
+	assert_int_equal(c->n_snaps, 2);
+	assert_int_equal(model_decode(c, conv[1] + 41, 5, lw, false, &e), 0);
+	assert_int_equal(model_decode(fresh, conv[1], 46, lf, false, &e), 0);
+	for (int i = 0; i < V; i++)
+		mx = fmax(mx, fabs((double)lw[i] - lf[i]));
+	print_message("      B restored: 41 positions reused, max |logit diff| %.2g vs a fresh prefill; %d copies, %zu of %zu bytes\n",
+		      mx, c->n_snaps, c->snap_bytes, c->snap_max);
+	assert_true(mx < 1e-4);
+	assert_int_equal(argmax_f(lw, V), argmax_f(lf, V));
+	assert_true(c->snap_bytes <= c->snap_max);
+	/* A was pushed out: only the shared first token */
+	assert_int_equal(model_ctx_reuse(c, conv[0], 46), 1);
+	assert_int_equal(model_decode(c, conv[0] + 1, 45, NULL, false, &e), 0);
+	/* C was kept */
+	assert_int_equal(model_ctx_reuse(c, conv[2], 46), 41);
+	assert_true(c->snap_bytes <= c->snap_max);
+	assert_int_equal(c->n_snaps, 2);
+	assert_int_equal(model_ctx_held_bytes(c), c->scratch_bytes + model_ctx_kv_bytes_for(c, c->n_touched) + c->snap_bytes);
+	one = c->snap_bytes;
+	assert_true(one > 0);
+	assert_int_equal(model_ctx_snap_drop(c), one);
+	assert_int_equal(c->n_snaps, 0);
+	assert_int_equal(c->snap_bytes, 0);
+	free(lw);
+	free(lf);
+	model_ctx_free(c);
+	model_ctx_free(fresh);
+	fixture_close(&f);
+}
+
 static void test_llama_f32_vs_reference(void **state)
 {
 	(void)state;
@@ -1108,6 +1262,8 @@ int main(void)
 		cmocka_unit_test(test_arch_metadata_errors),
 		cmocka_unit_test(test_prefix_reuse),
 		cmocka_unit_test(test_kv_trim),
+		cmocka_unit_test(test_ctx_grow),
+		cmocka_unit_test(test_prefix_snapshots),
 		cmocka_unit_test(test_quantized_vs_reference),
 		cmocka_unit_test(test_prefill_vs_decode_and_threads),
 		cmocka_unit_test(test_context_full_and_bad_tokens),

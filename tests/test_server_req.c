@@ -391,8 +391,8 @@ static long long gen_loads(void)
 	return n;
 }
 
-/* A request's num_ctx limits that request (below the loaded context of
- * 64) and never reloads the model; a larger one gets the model's. */
+/* A request's num_ctx is that request's context, below the model's n_ctx
+ * of 64 or above it, and never reloads the model. */
 static void test_num_ctx_per_request(void **state)
 {
 	char w[600] = "", body[1024];
@@ -421,7 +421,25 @@ static void test_num_ctx_per_request(void **state)
 	o = call("/v1/completions", body, 400);
 	assert_string_equal(jstr(o, "error.code"), "context_length_exceeded");
 	json_decref(o);
-	/* larger than the loaded context, then smaller again: the model's, no reload */
+	/* above the model's n_ctx of 64 (up to its trained 512): the same
+	 * prompt fits whole, on both APIs, without a reload */
+	snprintf(body, sizeof body, "{\"model\":\"gen\",\"prompt\":\"%s\",\"max_tokens\":2,\"num_ctx\":256}", w);
+	o = call("/v1/completions", body, 200);
+	print_message("      num_ctx 256: prompt_tokens %lld\n", jint(o, "usage.prompt_tokens"));
+	assert_true(jint(o, "usage.prompt_tokens") > 64);
+	json_decref(o);
+	/* Ollama without truncation: 400 in the model's 64, answered in 256 */
+	snprintf(body, sizeof body,
+		 "{\"model\":\"gen\",\"prompt\":\"%s\",\"stream\":false,\"truncate\":false,"
+		 "\"options\":{\"temperature\":0,\"num_predict\":2%s}}", w, "");
+	o = call("/api/generate", body, 400);
+	json_decref(o);
+	snprintf(body, sizeof body,
+		 "{\"model\":\"gen\",\"prompt\":\"%s\",\"stream\":false,\"truncate\":false,"
+		 "\"options\":{\"temperature\":0,\"num_predict\":2%s}}", w, ",\"num_ctx\":256");
+	o = call("/api/generate", body, 200);
+	json_decref(o);
+	/* larger than the trained context, then smaller again: no reload */
 	o = call("/api/generate", "{\"model\":\"gen\",\"prompt\":\"hi\",\"stream\":false,"
 				  "\"options\":{\"temperature\":0,\"num_predict\":2,\"num_ctx\":4096}}", 200);
 	json_decref(o);

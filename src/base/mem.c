@@ -21,6 +21,15 @@ void *dm_mem_map(size_t n)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+void *dm_mem_reserve(size_t n)
+{
+	void *p;
+	if (n == 0)
+		return NULL;
+	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 void dm_mem_unmap(void *p, size_t n)
 {
 	if (p && n)

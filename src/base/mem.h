@@ -14,7 +14,12 @@
 
 /* Zero-filled anonymous mapping of n bytes (n > 0), or NULL. */
 void *dm_mem_map(size_t n);
-/* Unmaps what dm_mem_map returned; NULL is a no-op. */
+/* The same for address space to grow into (a KV cache reserved for a
+ * long context): MAP_NORESERVE, so that the kernel commits memory page by
+ * page as it is written, not for the whole range at once.  Unmapped with
+ * dm_mem_unmap. */
+void *dm_mem_reserve(size_t n);
+/* Unmaps what dm_mem_map or dm_mem_reserve returned; NULL is a no-op. */
 void dm_mem_unmap(void *p, size_t n);
 /* Makes every page of p[0..n) (from dm_mem_map) resident now, so later
  * use takes no page faults: MADV_POPULATE_WRITE where the kernel has it

@@ -159,7 +159,7 @@ static int measure_setting(struct bench *L, struct mgr *m, const struct mgr_mode
 		goto out;
 	{
 		struct engine *en = mgr_lease_handle(l);
-		res->kv_bytes = en->ctx->kv_bytes;
+		res->kv_bytes = model_ctx_kv_bytes_for(en->ctx, en->n_ctx_default); /* when full */
 		res->scratch_bytes = en->ctx->scratch_bytes;
 	}
 	mgr_release(l);

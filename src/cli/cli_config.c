@@ -114,12 +114,12 @@ int cli_config(int argc, char **argv)
 		struct mgr_model_cfg r = *m; /* the role as the runtime settles it */
 		bool set = dm_config_role_set(&c, i), bad = engine_role_resolve(&r, set, &err) != 0;
 		printf("\n[model %s]\npath = %s\nrole = %s%s\nload = %s\nkeep_alive_ms = %lld\nmode = %s\n"
-		       "quantize_on_load = %d\nthreads = %d\nn_ctx = %d\n",
+		       "quantize_on_load = %d\nthreads = %d\nn_ctx = %d\nn_ctx_max = %d\nprefix_cache_max = %llu\n",
 		       m->name, m->path, mgr_role_name(r.role),
 		       bad ? "  # does not fit the file" : set ? "" : "  # from the file",
 		       m->load == MGR_EAGER ? "eager" : "lazy",
 		       (long long)m->keep_alive_ms, mgr_mode_name(m->mode), m->quantize_on_load, m->n_threads,
-		       m->n_ctx);
+		       m->n_ctx, m->n_ctx_max, (unsigned long long)m->prefix_cache_max);
 	}
 	return 0;
 }

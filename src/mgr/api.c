@@ -282,11 +282,13 @@ static int prompt_build(struct engine *en, const struct dormant_gen_opts *o, con
  * messages go first (the latest turn always stays), and what still does not
  * fit loses the middle of its tokens (the first one, BOS or the template's
  * start, stays), as Ollama truncates. */
-/* The context a request gets: its num_ctx when smaller than the loaded
- * model's, else the model's (a larger one never reloads the model). */
+/* The context a request gets: its num_ctx, else the model's n_ctx, at
+ * most what the KV cache reserves (n_ctx_max): the cache grows into its
+ * reservation, the model is never reloaded for it. */
 static int32_t request_ctx(const struct engine *en, const struct dormant_gen_opts *o)
 {
-	return o && o->num_ctx > 0 && o->num_ctx < en->ctx->n_ctx ? o->num_ctx : en->ctx->n_ctx;
+	int32_t n = o && o->num_ctx > 0 ? o->num_ctx : en->n_ctx_default;
+	return n < en->ctx->n_ctx_max ? n : en->ctx->n_ctx_max;
 }
 
 static int prompt_fit(struct engine *en, const struct dormant_gen_opts *o, const char *prompt,
@@ -830,6 +832,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	size_t n_ids = 0;
 	double t0 = now_s(), t_run;
 	struct gen_dflt *dflt = NULL;
+	size_t snap_max = 0;
 	int rc;
 
 	if (res)
@@ -852,6 +855,21 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	gen_params_default(&gp);
 	gp.reuse_prefix = true; /* the conversation the cache holds is reused */
 	gp.n_ctx = request_ctx(en, o);
+	/* the budget holds what this request's cache may grow to (waiting for,
+	 * or refusing with, the manager's "insufficient memory"); when it
+	 * cannot, this model's saved prefixes go first, and none is saved
+	 * during this request */
+	snap_max = en->ctx->snap_max;
+	rc = mgr_lease_reserve(l, engine_bytes_for(en, gp.n_ctx), ao.cancel, &e);
+	if (rc == DM_ETOOBIG && snap_max) {
+		model_ctx_set_snap_max(en->ctx, 0);
+		rc = mgr_lease_reserve(l, engine_bytes_for(en, gp.n_ctx), ao.cancel, &e);
+	}
+	if (rc || (rc = model_ctx_set_n_ctx(en->ctx, gp.n_ctx, &e))) {
+		if (res)
+			res->n_ctx = gp.n_ctx;
+		goto out;
+	}
 	if (o) {
 		if (o->max_tokens > 0)
 			gp.n_predict = o->max_tokens;
@@ -904,6 +922,7 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 		}
 	}
 out:
+	model_ctx_set_snap_max(en->ctx, snap_max);
 	free(ids);
 	gen_dflt_free(dflt);
 	mgr_release(l);

@@ -289,6 +289,13 @@ static int apply_model(struct dm_config *c, struct mgr_model_cfg *m, const char 
 		if (parse_uint(v, 1 << 24, &l))
 			return *why = "is not a whole number (0 = default)", DM_EINVAL;
 		*(key[2] == 'c' ? &m->n_ctx : &m->n_batch) = (int32_t)l;
+	} else if (!strcmp(key, "n_ctx_max")) {
+		if (parse_uint(v, 1 << 24, &l))
+			return *why = "is not a whole number of positions (0 = the model's trained context)", DM_EINVAL;
+		m->n_ctx_max = (int32_t)l;
+	} else if (!strcmp(key, "prefix_cache_max")) {
+		if (dm_parse_size(v, &m->prefix_cache_max))
+			return *why = "is not a size (e.g. 0, 32MiB, 1GiB)", DM_EINVAL;
 	} else if (!strcmp(key, "threads")) {
 		if (parse_uint(v, 1024, &l))
 			return *why = "is not a whole number", DM_EINVAL;

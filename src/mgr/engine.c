@@ -59,9 +59,15 @@ static int check_quant(int32_t q, struct dm_err *err)
 	return 0;
 }
 
-static struct model_ctx_params ctx_params(const struct mgr_model_cfg *cfg, struct dm_pool *pool)
+/* The context: n_ctx for requests that ask for none, and a reservation
+ * for the largest one a request may ask for (n_ctx_max, else the trained
+ * length). */
+static struct model_ctx_params ctx_params(const struct mgr_model_cfg *cfg, const struct model *m,
+					  struct dm_pool *pool)
 {
 	struct model_ctx_params cp = { .n_ctx = cfg->n_ctx, .n_batch = cfg->n_batch, .pool = pool };
+	cp.n_ctx_max = cfg->n_ctx_max > 0 ? cfg->n_ctx_max : m->hp.n_ctx_train;
+	cp.prefix_cache_max = (size_t)cfg->prefix_cache_max;
 	return cp;
 }
 
@@ -210,7 +216,7 @@ int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_
 				kern_row_bytes(t, ws[i]->ne0) * (uint64_t)ws[i]->ne1;
 	}
 	nt = cfg->n_threads > 0 ? cfg->n_threads : dm_cpu_physical_cores();
-	cp = ctx_params(cfg, NULL);
+	cp = ctx_params(cfg, m, NULL);
 	cp.n_threads = nt; /* the pool does not exist yet; size scratch for it */
 	total += model_ctx_bytes(m, &cp);
 	total += tok_vocab_bytes(v);
@@ -384,11 +390,11 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 	if ((rc = dm_pool_init(&e->pool, nt, err)) ||
 	    (rc = quantize_weights(e, cfg->quantize_on_load, prog, cancel, err)))
 		goto fail;
-	cp = ctx_params(cfg, e->pool);
+	cp = ctx_params(cfg, e->m, e->pool);
 	e->warmup_ctx = cfg->warmup_ctx > 0 ? cfg->warmup_ctx : 1024;
 	if ((rc = model_ctx_init(&e->ctx, e->m, &cp, err)))
 		goto fail;
-	e->ctx_bytes = e->ctx->kv_bytes + e->ctx->scratch_bytes;
+	e->n_ctx_default = e->ctx->n_ctx;
 	kv_setup(e, cfg);
 	e->vocab_bytes = tok_vocab_bytes(e->v);
 	e->weight_bytes = e->m->weight_bytes;
@@ -399,6 +405,23 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 fail:
 	engine_unload(e, false);
 	return rc;
+}
+
+uint64_t engine_bytes(const struct engine *e)
+{
+	return e->weight_bytes + e->vocab_bytes + model_ctx_held_bytes(e->ctx);
+}
+
+uint64_t engine_bytes_for(const struct engine *e, int32_t n_ctx)
+{
+	const struct model_ctx *c = e->ctx;
+	int32_t n = n_ctx > c->n_touched ? n_ctx : c->n_touched;
+	size_t snaps = c->snap_bytes + model_ctx_snap_bytes_for(c, c->n_past); /* the live one may be saved */
+	if (c->m->hp.encoder)
+		return engine_bytes(e);
+	if (snaps > c->snap_max)
+		snaps = c->snap_max > c->snap_bytes ? c->snap_max : c->snap_bytes;
+	return e->weight_bytes + e->vocab_bytes + c->scratch_bytes + model_ctx_kv_bytes_for(c, n) + snaps;
 }
 
 int engine_warmup(struct engine *e, struct dm_err *err)
@@ -516,8 +539,21 @@ static int be_load(void *ud, const struct mgr_model_cfg *cfg, struct mgr_progres
 	if (rc)
 		return rc;
 	out->handle = e;
-	out->bytes = e->weight_bytes + e->ctx_bytes + e->vocab_bytes;
+	out->bytes = engine_bytes(e);
 	return 0;
+}
+
+static uint64_t be_held(void *ud, const struct mgr_loaded *l)
+{
+	(void)ud;
+	return engine_bytes(l->handle);
+}
+
+static uint64_t be_shrink(void *ud, struct mgr_loaded *l)
+{
+	struct engine *e = l->handle;
+	(void)ud;
+	return model_ctx_snap_drop(e->ctx);
 }
 
 static int be_warmup(void *ud, struct mgr_loaded *l, struct dm_err *err)
@@ -539,6 +575,8 @@ void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg)
 	be->load = be_load;
 	be->warmup = be_warmup;
 	be->unload = be_unload;
+	be->held = be_held;
+	be->shrink = be_shrink;
 }
 
 /* A model's role follows its file (engine_file_role) unless the config set

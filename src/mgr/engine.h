@@ -43,8 +43,9 @@ struct engine {
 	struct tok_vocab *v;
 	struct dm_pool *pool;
 	struct model_ctx *ctx;
+	int32_t n_ctx_default;  /* a request's context when it asks for none (the configured
+				 * n_ctx); ctx->n_ctx is the last request's */
 	uint64_t weight_bytes;  /* as loaded (after quantize-on-load) */
-	uint64_t ctx_bytes;     /* KV cache + scratch */
 	uint64_t vocab_bytes;
 	uint64_t replaced_bytes; /* file bytes of matrices replaced by quantize-on-load */
 	uint64_t quant_elems;   /* quantize-on-load: weights quantized, and the time it took */
@@ -76,6 +77,14 @@ int engine_load(struct engine **out, const struct mgr_model_cfg *cfg, struct mgr
 		const atomic_int *cancel, struct dm_err *err);
 int engine_estimate(const struct mgr_model_cfg *cfg, uint64_t *bytes, struct dm_err *err);
 int engine_warmup(struct engine *e, struct dm_err *err);
+/* Bytes the engine holds now: weights, vocabulary, scratch, the KV pages
+ * of the positions written so far and the saved prefixes
+ * (model_ctx_held_bytes); and what it may hold during a request whose
+ * context is n_ctx positions (the KV cache grown to n_ctx, or what it holds
+ * already if that is more, and the saved prefixes with a copy of the live
+ * conversation, within their bound). */
+uint64_t engine_bytes(const struct engine *e);
+uint64_t engine_bytes_for(const struct engine *e, int32_t n_ctx);
 void engine_unload(struct engine *e, bool drop_page_cache);
 
 /* The role a model file serves (reads its header and binds it; loads

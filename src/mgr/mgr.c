@@ -35,6 +35,7 @@ struct mmodel {
 	struct ticket *line, *line_tail; /* arrival order; the head is served next */
 	struct mgr_loaded loaded;
 	uint64_t est_bytes;
+	uint64_t reserved;         /* what the lease may grow to (mgr_lease_reserve); 0: none */
 	uint64_t last_used_ms;
 	int64_t expires_ms; /* -1: none */
 	int64_t lease_keep_alive_ms;
@@ -101,6 +102,7 @@ void mgr_model_cfg_default(struct mgr_model_cfg *c)
 	c->quantize_on_load = -1;
 	c->warmup = -1;
 	c->kv_persist = -1;
+	c->prefix_cache_max = 32ull << 20;
 }
 
 static uint64_t real_ms(void)
@@ -367,9 +369,13 @@ static bool holds_memory(const struct mmodel *x)
 	return x->state == MGR_LOADING || x->state == MGR_READY || x->state == MGR_UNLOADING;
 }
 
+/* What x counts in the budget: while loading its estimate; once ready what
+ * it holds, or what its lease may grow to if that is more. */
 static uint64_t held_bytes(const struct mmodel *x)
 {
-	return x->state == MGR_READY && x->loaded.bytes ? x->loaded.bytes : x->est_bytes;
+	if (x->state != MGR_READY || !x->loaded.bytes)
+		return x->est_bytes;
+	return x->reserved > x->loaded.bytes ? x->reserved : x->loaded.bytes;
 }
 
 static void usage(struct mgr *m, const struct mmodel *skip, uint64_t *bytes, uint32_t *count)
@@ -385,16 +391,38 @@ static void usage(struct mgr *m, const struct mmodel *skip, uint64_t *bytes, uin
 	}
 }
 
-static bool fits(struct mgr *m, const struct mmodel *mm)
+/* Whether mm can hold `need` bytes beside what the others hold. */
+static bool fits(struct mgr *m, const struct mmodel *mm, uint64_t need)
 {
 	uint64_t b;
 	uint32_t c;
 	usage(m, mm, &b, &c);
-	return (!m->cfg.max_ram || b + mm->est_bytes <= m->cfg.max_ram) &&
+	return (!m->cfg.max_ram || b + need <= m->cfg.max_ram) &&
 	       (!m->cfg.max_loaded_models || c + 1 <= m->cfg.max_loaded_models);
 }
 
 static void unload_why(struct mgr *m, struct mmodel *x, bool evict, const char *why);
+/* Drops the caches of one idle loaded model other than mm (the backend's
+ * shrink); true if that gave anything back. */
+static bool shrink_idle(struct mgr *m, const struct mmodel *mm)
+{
+	const struct mgr_backend *be = &m->cfg.backend;
+	if (!be->shrink)
+		return false;
+	for (size_t i = 0; i < m->n; i++) {
+		struct mmodel *x = m->models[i];
+		uint64_t freed;
+		if (x == mm || x->state != MGR_READY || x->in_use || x->queued)
+			continue;
+		if ((freed = be->shrink(be->ud, &x->loaded)) > 0) {
+			x->loaded.bytes = be->held ? be->held(be->ud, &x->loaded)
+				: x->loaded.bytes > freed ? x->loaded.bytes - freed : 0;
+			logf_(m, x, "caches dropped to make room: %.1f MiB", freed / 1048576.0);
+			return true;
+		}
+	}
+	return false;
+}
 
 /* Unloads x (READY, idle) with the mutex released meanwhile. */
 static void unload_locked(struct mgr *m, struct mmodel *x, bool evict)
@@ -491,22 +519,27 @@ static void human(char *buf, size_t cap, uint64_t b)
 	snprintf(buf, cap, "%.1f MiB", (double)b / 1048576.0);
 }
 
-/* Makes room for mm: evicts idle models (LRU), or waits for busy ones.
- * Called and returns with the mutex held. */
-static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *deadline,
-		     const atomic_int *cancel, struct dm_err *err)
+/* Makes room for mm to hold `bytes` (its load's estimate, or what a
+ * lease's request may grow to: `growth`): drops idle models' caches, then
+ * evicts idle models (LRU), or waits for busy ones.  Called and returns
+ * with the mutex held. */
+static int make_room(struct mgr *m, struct mmodel *mm, uint64_t bytes, bool growth,
+		     const struct timespec *deadline, const atomic_int *cancel, struct dm_err *err)
 {
+	const char *what = growth ? " for this request" : "";
 	char need[32], have[32];
 
-	if (m->cfg.max_ram && mm->est_bytes > m->cfg.max_ram) {
-		human(need, sizeof need, mm->est_bytes);
+	if (m->cfg.max_ram && bytes > m->cfg.max_ram) {
+		human(need, sizeof need, bytes);
 		human(have, sizeof have, m->cfg.max_ram);
-		return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s (max_ram) for model '%s'",
-				  need, have, mm->cfg.name);
+		return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s (max_ram) for model '%s'%s",
+				  need, have, mm->cfg.name, what);
 	}
-	while (!fits(m, mm)) {
-		struct mmodel *v = lru_idle(m, mm);
-		if (v) {
+	while (!fits(m, mm, bytes)) {
+		struct mmodel *v;
+		if (m->cfg.max_ram && shrink_idle(m, mm))
+			continue;
+		if ((v = lru_idle(m, mm))) {
 			unload_locked(m, v, true);
 			continue;
 		}
@@ -514,11 +547,11 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 			uint64_t b;
 			uint32_t c;
 			usage(m, mm, &b, &c);
-			human(need, sizeof need, mm->est_bytes);
+			human(need, sizeof need, bytes);
 			human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
 			/* nothing else holds memory but pinned models: it can never fit */
-			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'%s",
-					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
+			return dm_err_set(err, DM_ETOOBIG, "insufficient memory: need %s, have %s for model '%s'%s%s",
+					  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name, what,
 					  pinned_hold(m, mm) ? " (pinned models hold the rest)" : "");
 		}
 		if (cancel && atomic_load(cancel))
@@ -535,13 +568,13 @@ static int make_room(struct mgr *m, struct mmodel *mm, const struct timespec *de
 					uint64_t b;
 					uint32_t c;
 					usage(m, mm, &b, &c);
-					human(need, sizeof need, mm->est_bytes);
+					human(need, sizeof need, bytes);
 					human(have, sizeof have, m->cfg.max_ram > b ? m->cfg.max_ram - b : 0);
 					/* transient: the models in use will end */
 					return dm_err_set(err, DM_ETIMEDOUT,
-							  "insufficient memory: need %s, have %s for model '%s' (waited %.0f s for models in use)",
+							  "insufficient memory: need %s, have %s for model '%s'%s (waited %.0f s for models in use)",
 							  need, m->cfg.max_ram ? have : "no free model slot", mm->cfg.name,
-							  m->cfg.queue_timeout_ms / 1000.0);
+							  what, m->cfg.queue_timeout_ms / 1000.0);
 				}
 			}
 		}
@@ -577,6 +610,7 @@ static int new_lease(struct mgr *m, struct mmodel *mm, bool cold, double load_s,
 	l->cold = cold;
 	l->load_s = load_s;
 	mm->in_use = true;
+	mm->reserved = 0;
 	mm->expires_ms = -1;
 	mm->lease_keep_alive_ms = effective_keep_alive(m, mm, o);
 	*out = l;
@@ -602,7 +636,7 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	pthread_mutex_lock(&m->mu);
 	if (rc)
 		goto failed;
-	if ((rc = make_room(m, mm, deadline, o ? o->cancel : NULL, err)))
+	if ((rc = make_room(m, mm, mm->est_bytes, false, deadline, o ? o->cancel : NULL, err)))
 		goto failed;
 	atomic_store(&mm->prog.done, 0);
 	atomic_store(&mm->prog.total, 0);
@@ -616,6 +650,8 @@ static int load_locked(struct mgr *m, struct mmodel *mm, const struct mgr_acquir
 	rc = be->load(be->ud, &mm->cfg, &mm->prog, o ? o->cancel : NULL, &l, err);
 	if (!rc && warm && be->warmup && (rc = be->warmup(be->ud, &l, err)))
 		be->unload(be->ud, &l);
+	if (!rc && be->held)
+		l.bytes = be->held(be->ud, &l); /* what warm-up made resident counts too */
 	pthread_mutex_lock(&m->mu);
 	if (rc) {
 		memset(&mm->loaded, 0, sizeof mm->loaded);
@@ -927,6 +963,22 @@ double mgr_lease_load_s(const struct mgr_lease *l)
 	return l->load_s;
 }
 
+int mgr_lease_reserve(struct mgr_lease *l, uint64_t bytes, const atomic_int *cancel, struct dm_err *err)
+{
+	struct mgr *m = l->m;
+	struct mmodel *mm = l->mm;
+	struct timespec deadline;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	deadline_in(&deadline, m->cfg.queue_timeout_ms);
+	/* the model is READY and in use by this lease: nobody unloads it */
+	if ((rc = make_room(m, mm, bytes, true, &deadline, cancel, err)) == 0)
+		mm->reserved = bytes;
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
 void mgr_release(struct mgr_lease *l)
 {
 	struct mgr *m;
@@ -937,6 +989,9 @@ void mgr_release(struct mgr_lease *l)
 	m = l->m;
 	mm = l->mm;
 	pthread_mutex_lock(&m->mu);
+	if (m->cfg.backend.held && mm->state == MGR_READY)
+		mm->loaded.bytes = m->cfg.backend.held(m->cfg.backend.ud, &mm->loaded);
+	mm->reserved = 0;
 	mm->in_use = false;
 	mm->last_used_ms = mgr_now_ms(m);
 	settle(m, mm); /* what a reload left for this moment */
@@ -967,8 +1022,9 @@ unsigned mgr_model_cfg_diff(const struct mgr_model_cfg *a, const struct mgr_mode
 {
 	unsigned d = 0;
 	if (strcmp(a->path, b->path) || a->mode != b->mode || a->quantize_on_load != b->quantize_on_load ||
-	    a->n_ctx != b->n_ctx || a->n_batch != b->n_batch || a->n_threads != b->n_threads ||
-	    a->warmup_ctx != b->warmup_ctx || kv_on_disk(a) != kv_on_disk(b))
+	    a->n_ctx != b->n_ctx || a->n_ctx_max != b->n_ctx_max || a->prefix_cache_max != b->prefix_cache_max ||
+	    a->n_batch != b->n_batch || a->n_threads != b->n_threads || a->warmup_ctx != b->warmup_ctx ||
+	    kv_on_disk(a) != kv_on_disk(b))
 		d |= MGR_DIFF_LOAD;
 	if (a->role != b->role || a->load != b->load || a->keep_alive_ms != b->keep_alive_ms ||
 	    a->allow_override != b->allow_override || a->warmup != b->warmup || a->pin != b->pin ||

@@ -14,7 +14,9 @@
  *     beyond which they get DM_EBUSY;
  *   - keep-alive timers start when the last lease ends;
  *   - before a load, the estimated cost must fit the budget (max_ram,
- *     max_loaded_models); idle models are evicted least recently used first;
+ *     max_loaded_models); idle models give up their caches first (the
+ *     backend's shrink: prefix snapshots), then idle models are evicted
+ *     least recently used first;
  *     if only busy models stand in the way the request waits (bounded by
  *     queue_timeout_ms, then DM_ETIMEDOUT); if the model can never fit:
  *     DM_ETOOBIG "insufficient memory: need X, have Y" (permanent: the
@@ -75,13 +77,20 @@ struct mgr_model_cfg {
 				    * keep-alive still unloads it) */
 	int32_t warmup_ctx;        /* KV cache positions warm-up makes resident (0: 1024); the
 				    * rest of the cache is committed as a request writes it */
-	int32_t n_ctx, n_batch;    /* 0: defaults */
+	int32_t n_ctx, n_batch;    /* 0: defaults; n_ctx is a request's context unless it asks
+				    * for another (num_ctx) */
+	int32_t n_ctx_max;         /* the largest context a request may ask for: the KV cache
+				    * reserves address space for it and commits pages as
+				    * positions are written; 0: the model's trained length */
+	uint64_t prefix_cache_max; /* bytes of saved conversation prefixes (KV snapshots)
+				    * kept beside the live one (default 32 MiB; 0: none);
+				    * the first thing given back under memory pressure */
 	int n_threads;             /* 0: physical cores */
 	char fallbacks[MGR_MAX_FALLBACKS][MGR_NAME_MAX]; /* "" ends the list */
 };
 
 /* Defaults: lazy, keep_alive 5 min, overrides allowed, mmap, no quantize,
- * warm-up default, engine defaults. */
+ * warm-up default, 32 MiB of saved prefixes, engine defaults. */
 void mgr_model_cfg_default(struct mgr_model_cfg *c);
 
 /* What a backend hands back for a loaded model. */
@@ -104,6 +113,16 @@ struct mgr_backend {
 	/* One short forward pass so the KV cache and scratch pages are touched. */
 	int (*warmup)(void *ud, struct mgr_loaded *l, struct dm_err *err);
 	void (*unload)(void *ud, struct mgr_loaded *l);
+	/* Optional.  Bytes the loaded model holds now (weights, the KV pages
+	 * written so far, scratch, caches): asked after warm-up and when a
+	 * lease ends, so that the budget follows what a model grew to and gave
+	 * back.  NULL: loaded.bytes stays as load reported it. */
+	uint64_t (*held)(void *ud, const struct mgr_loaded *l);
+	/* Optional.  Drops what the loaded model keeps only to be faster
+	 * (prefix snapshots); returns the bytes given back.  Called with the
+	 * manager's lock held, on an idle model or on the caller's own leased
+	 * one, before any model is evicted. */
+	uint64_t (*shrink)(void *ud, struct mgr_loaded *l);
 };
 
 struct mgr_cfg {
@@ -147,7 +166,8 @@ int mgr_start(struct mgr *m, struct dm_err *err);
 /* ---- reload (a new configuration while requests run) ---- */
 
 /* What differs between two settings of one model: MGR_DIFF_LOAD for one a
- * load reads (path, mode, quantize_on_load, n_ctx, n_batch, threads,
+ * load reads (path, mode, quantize_on_load, n_ctx, n_ctx_max,
+ * prefix_cache_max, n_batch, threads,
  * warmup_ctx, whether the KV cache goes to disk), MGR_DIFF_LIVE for one
  * that applies to a loaded model as it is (role, load, keep_alive,
  * allow_override, warmup, pin, fallbacks); 0: the same. */
@@ -199,6 +219,15 @@ struct mgr_acquire_opts {
 int mgr_acquire(struct mgr *m, const char *name, const struct mgr_acquire_opts *o,
 		struct mgr_lease **out, struct dm_err *err);
 void *mgr_lease_handle(const struct mgr_lease *l);
+/* Asks that the leased model may hold `bytes` in all while this lease
+ * lasts (a request's KV cache growing to its context): the budget counts
+ * max(held, bytes) for it until mgr_release.  Room is made as for a load:
+ * idle models' caches are dropped (shrink), then idle models evicted,
+ * never a busy one; while busy models stand in the way it waits
+ * (queue_timeout_ms, then DM_ETIMEDOUT); if it can never fit, DM_ETOOBIG
+ * "insufficient memory: model 'x' needs X for this request, have Y", and
+ * the lease keeps its earlier reservation. */
+int mgr_lease_reserve(struct mgr_lease *l, uint64_t bytes, const atomic_int *cancel, struct dm_err *err);
 /* Which model answered (differs from the name asked when a fallback did),
  * and why ("" when no fallback). */
 const char *mgr_lease_model(const struct mgr_lease *l);

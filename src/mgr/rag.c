@@ -59,7 +59,7 @@ static int fail(char *buf, size_t len, const struct dm_err *e, int rc)
 /* Tokens an encoder (or a decoder) sequence may have in this context. */
 static int32_t max_tokens(const struct engine *en)
 {
-	int32_t n = en->ctx->n_ctx;
+	int32_t n = en->n_ctx_default;
 	if (en->m->hp.encoder && en->ctx->n_batch < n)
 		n = en->ctx->n_batch; /* model_encode runs a sequence in one pass */
 	if (en->m->hp.n_ctx_train > 0 && en->m->hp.n_ctx_train < n)
@@ -403,9 +403,14 @@ static bool batch_run(struct mgr_lease *l, struct rag_job *list, size_t n_seq, s
 						       : (hp->pooling ? MODEL_POOL_NONE : MODEL_POOL_MEAN);
 			rc = model_encode(en->ctx, s.ids, s.lens, (int32_t)s.n, pool, res, &e);
 		} else {
+			/* a decoder: its default context, budgeted as a generation's */
 			size_t off = 0;
-			for (size_t i = 0; i < s.n && !rc; off += (size_t)s.lens[i++])
-				rc = model_embed(en->ctx, s.ids + off, s.lens[i], true, res + i * dim, &e);
+			if (!(rc = mgr_lease_reserve(l, engine_bytes_for(en, en->n_ctx_default), NULL, &e)) &&
+			    !(rc = model_ctx_set_n_ctx(en->ctx, en->n_ctx_default, &e))) {
+				for (size_t i = 0; i < s.n && !rc; off += (size_t)s.lens[i++])
+					rc = model_embed(en->ctx, s.ids + off, s.lens[i], true, res + i * dim, &e);
+				model_ctx_trim(en->ctx);
+			}
 		}
 	}
 	for (j = list; j; j = j->next) {

@@ -202,14 +202,15 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 	}
 
 	struct tok_job tj = { .c = c, .rope = &rope };
+	c->scratch_live = true;
 	per_token(c, &tj, TOK_NORM, m->layers[0].attn_norm, NULL, T);
 	for (int32_t l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *L = &m->layers[l];
 		tj.L = L;
 		rope.freq_base = L->rope_base;
 		rope.freq_scale = L->rope_scale;
-		tj.kc = c->k + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
-		tj.vc = c->v + (size_t)l * (size_t)c->n_ctx * (size_t)KVD;
+		tj.kc = c->k + (size_t)l * (size_t)c->n_ctx_max * (size_t)KVD;
+		tj.vc = c->v + (size_t)l * (size_t)c->n_ctx_max * (size_t)KVD;
 
 		/* attention block (xn = the normed x) */
 		const struct model_w *qkv[] = { &L->wq, &L->wk, &L->wv };
@@ -268,6 +269,8 @@ static int forward(struct model_ctx *c, const int32_t *tok, int32_t T, enum out_
 	}
 	memcpy(c->tokens + c->n_past, tok, (size_t)T * sizeof *tok);
 	c->n_past += T;
+	if (c->n_past > c->n_touched)
+		c->n_touched = c->n_past;
 	return 0;
 }
 

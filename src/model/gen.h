@@ -33,7 +33,7 @@ struct gen_params {
 	bool reuse_prefix;                 /* (without keep_cache) keep the cached prefix the
 					    * prompt starts with, prefill only the rest */
 	int32_t n_ctx;                     /* > 0: stop when this many positions are filled
-					    * (a request's context below the ctx's); 0: n_ctx */
+					    * (at most the ctx's n_ctx); 0: the ctx's n_ctx */
 };
 
 void gen_params_default(struct gen_params *p);

@@ -8,8 +8,9 @@
  * File layout (little-endian):
  *   "DMKV"  u32 version (1)
  *   u64 identity      the caller's hash of what made the cache (model file
- *                     path, size, mtime, context size, weight conversion):
- *                     a file made by another model is never used
+ *                     path, size, mtime, reservation, weight conversion),
+ *                     with the LongRoPE factor set in use folded in: a file
+ *                     made by another model or factor set is never used
  *   u32 regions       2 · layers (every layer's K, then every layer's V)
  *   u32 row_bytes     one position of one region (n_head_kv · head_dim F16)
  *   u32 n_vocab, n_past
@@ -63,6 +64,17 @@ static size_t row_bytes_of(const struct model_ctx *c)
 	return (size_t)c->m->hp.n_head_kv * (size_t)c->m->hp.head_dim * sizeof(uint16_t);
 }
 
+/* The identity as written: the caller's, and which of LongRoPE's factor
+ * sets computed the positions (a context whose n_ctx picks the other set
+ * cannot use them). */
+static uint64_t identity_of(const struct model_ctx *c, uint64_t identity)
+{
+	return c->m->rope_factors_long && c->rope_factors == c->m->rope_factors_long &&
+			       c->m->rope_factors_long != c->m->rope_factors_short
+		       ? identity ^ 0x9e3779b97f4a7c15ull
+		       : identity;
+}
+
 /* Writes all of p[0..n) to fd, folding it into *h. */
 static int write_all(int fd, const void *p, size_t n, uint64_t *h)
 {
@@ -101,12 +113,13 @@ static int read_all(int fd, void *p, size_t n, uint64_t *h)
 int model_ctx_save(const struct model_ctx *c, const char *path, uint64_t identity, struct dm_err *err)
 {
 	const int32_t regions = regions_of(c);
-	const size_t rb = row_bytes_of(c), region = rb * (size_t)c->n_ctx;
+	const size_t rb = row_bytes_of(c), region = rb * (size_t)c->n_ctx_max;
 	uint8_t head[KV_HEAD];
 	uint64_t h = 1469598103934665603ull;
 	char tmp[4200];
 	int fd;
 
+	identity = identity_of(c, identity);
 	if (c->n_past < 1)
 		return dm_err_set(err, DM_EINVAL, "%s: nothing cached to save", path);
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -160,13 +173,14 @@ io:
 int model_ctx_restore(struct model_ctx *c, const char *path, uint64_t identity, struct dm_err *err)
 {
 	const int32_t regions = regions_of(c);
-	const size_t rb = row_bytes_of(c), region = rb * (size_t)c->n_ctx;
+	const size_t rb = row_bytes_of(c), region = rb * (size_t)c->n_ctx_max;
 	uint8_t head[KV_HEAD], t[8];
 	uint64_t h = 1469598103934665603ull, want;
 	uint32_t n_past;
 	struct stat st;
 	int fd, rc;
 
+	identity = identity_of(c, identity);
 	model_ctx_reset(c);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -190,8 +204,9 @@ int model_ctx_restore(struct model_ctx *c, const char *path, uint64_t identity, 
 				get32(head + 16), get32(head + 20));
 		goto out;
 	}
-	if (n_past < 1 || n_past > (uint32_t)c->n_ctx) {
-		rc = dm_err_set(err, DM_EFORMAT, "%s: %u positions do not fit a context of %d", path, n_past, c->n_ctx);
+	if (n_past < 1 || n_past > (uint32_t)c->n_ctx_max) {
+		rc = dm_err_set(err, DM_EFORMAT, "%s: %u positions do not fit a context of %d", path, n_past,
+				c->n_ctx_max);
 		goto out;
 	}
 	if ((uint64_t)st.st_size != KV_HEAD + 4 + (uint64_t)n_past * 4 + (uint64_t)regions * n_past * rb + 8) {
@@ -208,6 +223,8 @@ int model_ctx_restore(struct model_ctx *c, const char *path, uint64_t identity, 
 			rc = dm_err_set(err, DM_EFORMAT, "%s: token %u is out of range", path, i);
 			goto out;
 		}
+	if (n_past > (uint32_t)c->n_touched)
+		c->n_touched = (int32_t)n_past; /* the rows below are written now */
 	for (int32_t r = 0; r < regions; r++)
 		if (read_all(fd, (uint8_t *)c->k + (size_t)r * region, (size_t)n_past * rb, &h)) {
 			rc = dm_err_set(err, DM_EFORMAT, "%s: truncated", path);

@@ -530,9 +530,11 @@ void model_free(struct model *m)
 /* ---- context ---- */
 
 static void resolve(const struct model *m, const struct model_ctx_params *p, int32_t *n_ctx,
-		    int32_t *n_batch)
+		    int32_t *n_ctx_max, int32_t *n_batch)
 {
 	*n_ctx = p && p->n_ctx > 0 ? p->n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+	/* an encoder keeps nothing between calls: nothing to grow into */
+	*n_ctx_max = p && p->n_ctx_max > *n_ctx && !m->hp.encoder ? p->n_ctx_max : *n_ctx;
 	*n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
 	if (*n_batch > *n_ctx)
 		*n_batch = *n_ctx;
@@ -617,14 +619,30 @@ static size_t kv_bytes(const struct model *m, int32_t n_ctx)
 	       (size_t)m->hp.head_dim * sizeof(uint16_t);
 }
 
-size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p)
+size_t model_ctx_scratch_bytes(const struct model *m, const struct model_ctx_params *p)
 {
 	struct scratch_layout s;
-	int32_t n_ctx, n_batch;
-	resolve(m, p, &n_ctx, &n_batch);
-	layout(m, p && p->isa_set ? p->isa : kern_isa_best(), n_ctx, n_batch,
+	int32_t n_ctx, n_ctx_max, n_batch;
+	resolve(m, p, &n_ctx, &n_ctx_max, &n_batch);
+	/* scores and token ids are sized for the whole reservation */
+	layout(m, p && p->isa_set ? p->isa : kern_isa_best(), n_ctx_max, n_batch,
 	       p && p->pool ? dm_pool_size(p->pool) : (p && p->n_threads > 1 ? p->n_threads : 1), &s);
-	return kv_bytes(m, n_ctx) + s.total;
+	return s.total;
+}
+
+size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p)
+{
+	int32_t n_ctx, n_ctx_max, n_batch;
+	resolve(m, p, &n_ctx, &n_ctx_max, &n_batch);
+	return kv_bytes(m, n_ctx) + model_ctx_scratch_bytes(m, p);
+}
+
+/* The LongRoPE factor set a context of n positions uses: the long factors
+ * iff it is longer than the training context they extend (the reference
+ * engine's rule). */
+static const float *rope_factors_for(const struct model *m, int32_t n)
+{
+	return m->rope_factors_long && n > m->hp.n_ctx_orig ? m->rope_factors_long : m->rope_factors_short;
 }
 
 int model_ctx_init(struct model_ctx **out, const struct model *m, const struct model_ctx_params *p,
@@ -638,30 +656,30 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	if (!c)
 		return dm_err_set(err, DM_ENOMEM, "out of memory");
 	c->m = m;
-	resolve(m, p, &c->n_ctx, &c->n_batch);
-	if (c->n_ctx < 1 || c->n_ctx > (1 << 24)) {
-		int32_t n_ctx = c->n_ctx;
+	resolve(m, p, &c->n_ctx, &c->n_ctx_max, &c->n_batch);
+	if (c->n_ctx < 1 || c->n_ctx_max > (1 << 24)) {
+		int32_t n_ctx = c->n_ctx < 1 ? c->n_ctx : c->n_ctx_max;
 		free(c);
 		return dm_err_set(err, DM_EINVAL, "n_ctx %d is out of range", n_ctx);
 	}
 	c->pool = p ? p->pool : NULL;
 	c->isa = p && p->isa_set ? p->isa : kern_isa_best();
-	layout(m, c->isa, c->n_ctx, c->n_batch, c->pool ? dm_pool_size(c->pool) : 1, &s);
-	c->kv_bytes = kv_bytes(m, c->n_ctx);
+	layout(m, c->isa, c->n_ctx_max, c->n_batch, c->pool ? dm_pool_size(c->pool) : 1, &s);
+	c->kv_bytes = kv_bytes(m, c->n_ctx_max);
 	c->scratch_bytes = s.total;
-	c->k = dm_mem_map(c->kv_bytes);
+	/* the reservation: address space only until positions are written */
+	c->k = dm_mem_reserve(c->kv_bytes);
 	c->scratch = dm_mem_map(c->scratch_bytes);
 	if (!c->k || !c->scratch) {
 		size_t need = c->kv_bytes + c->scratch_bytes;
+		int32_t n_max = c->n_ctx_max;
 		model_ctx_free(c);
-		return dm_err_set(err, DM_ENOMEM, "cannot allocate %zu MiB for the KV cache and scratch",
-				  need >> 20);
+		return dm_err_set(err, DM_ENOMEM, "cannot map %zu MiB for the KV cache (%d positions) and scratch",
+				  need >> 20, n_max);
 	}
 	c->v = c->k + c->kv_bytes / 2 / sizeof(uint16_t);
-	/* LongRoPE: the long factors iff the context is longer than the
-	 * training context they extend (the reference engine's rule) */
-	c->rope_factors = m->rope_factors_long && c->n_ctx > m->hp.n_ctx_orig ? m->rope_factors_long
-									       : m->rope_factors_short;
+	c->rope_factors = rope_factors_for(m, c->n_ctx);
+	c->snap_max = p && !m->hp.encoder ? p->prefix_cache_max : 0;
 	f = c->scratch;
 	c->x = f + s.x;
 	c->xn = f + s.xn;
@@ -675,6 +693,8 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->scores_stride = s.scores_stride;
 	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
 	c->tokens = (int32_t *)(void *)(f + s.tokens);
+	/* the token ids are the layout's last buffer: what trim keeps */
+	c->scratch_keep = c->scratch_bytes - s.tokens * sizeof(float) / dm_mem_page_size() * dm_mem_page_size();
 	*out = c;
 	return 0;
 }
@@ -683,6 +703,7 @@ void model_ctx_free(struct model_ctx *c)
 {
 	if (!c)
 		return;
+	model_ctx_snap_drop(c);
 	dm_mem_unmap(c->k, c->kv_bytes);
 	dm_mem_unmap(c->scratch, c->scratch_bytes);
 	free(c);
@@ -693,13 +714,18 @@ void model_ctx_reset(struct model_ctx *c)
 	c->n_past = 0;
 }
 
-int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n)
+int model_ctx_set_n_ctx(struct model_ctx *c, int32_t n, struct dm_err *err)
 {
-	int32_t k = 0;
-	while (k < c->n_past && k < n - 1 && c->tokens[k] == prompt[k])
-		k++;
-	c->n_past = k;
-	return k;
+	const float *f;
+	if (n < 1 || n > c->n_ctx_max)
+		return dm_err_set(err, DM_EINVAL, "a context of %d positions is out of range (1 to %d)", n,
+				  c->n_ctx_max);
+	f = rope_factors_for(c->m, n);
+	if (f != c->rope_factors)
+		c->n_past = 0; /* computed with the other factor set */
+	c->rope_factors = f;
+	c->n_ctx = n;
+	return 0;
 }
 
 /* Bytes of one layer's K (or V) rows for n_pos positions. */
@@ -711,30 +737,42 @@ static size_t kv_row_bytes(const struct model_ctx *c, int32_t n_pos)
 size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos)
 {
 	const size_t pg = dm_mem_page_size();
-	size_t per = (kv_row_bytes(c, n_pos) + pg - 1) / pg * pg, all = kv_row_bytes(c, c->n_ctx);
+	size_t per = (kv_row_bytes(c, n_pos) + pg - 1) / pg * pg, all = kv_row_bytes(c, c->n_ctx_max);
 	int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
 	return 2 * (size_t)layers * (per < all ? per : all);
 }
 
+size_t model_ctx_held_bytes(const struct model_ctx *c)
+{
+	if (c->m->hp.encoder) /* each call writes its own passes' rows: count them all */
+		return c->scratch_bytes + c->kv_bytes;
+	return (c->scratch_live ? c->scratch_bytes : c->scratch_keep) +
+	       model_ctx_kv_bytes_for(c, c->n_touched > c->n_past ? c->n_touched : c->n_past) + c->snap_bytes;
+}
+
 void model_ctx_prefault(struct model_ctx *c, int32_t n_pos)
 {
-	const size_t region = kv_row_bytes(c, c->n_ctx);
+	const size_t region = kv_row_bytes(c, c->n_ctx_max);
 	const int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
-	const size_t used = kv_row_bytes(c, n_pos < c->n_ctx ? n_pos : c->n_ctx);
+	const int32_t n = n_pos < c->n_ctx ? n_pos : c->n_ctx;
+	const size_t used = kv_row_bytes(c, n);
 
 	dm_mem_populate(c->scratch, c->scratch_bytes);
+	c->scratch_live = true;
 	for (int32_t r = 0; r < 2 * layers; r++)
 		dm_mem_populate((uint8_t *)c->k + (size_t)r * region, used);
+	if (n > c->n_touched)
+		c->n_touched = n;
 }
 
 void model_ctx_trim(struct model_ctx *c)
 {
-	const size_t pg = dm_mem_page_size(), region = kv_row_bytes(c, c->n_ctx);
+	const size_t pg = dm_mem_page_size(), region = kv_row_bytes(c, c->n_ctx_max);
 	const int32_t layers = c->m->hp.encoder ? 1 : c->m->hp.n_layer;
 	uint8_t *base = (uint8_t *)c->k;
 
 	/* K of layer l, then (after all K) V of layer l: 2 · layers regions of
-	 * n_ctx rows; each keeps its first n_past rows' pages */
+	 * n_ctx_max rows; each keeps its first n_past rows' pages */
 	for (int32_t r = 0; r < 2 * layers; r++) {
 		uint8_t *lo = base + (size_t)r * region, *hi = lo + region;
 		uint8_t *from = lo + kv_row_bytes(c, c->n_past);
@@ -742,4 +780,8 @@ void model_ctx_trim(struct model_ctx *c)
 		if (from < hi)
 			dm_mem_release(from, (size_t)(hi - from) / pg * pg);
 	}
+	c->n_touched = c->n_past;
+	/* the activations of the last batch are not needed between requests */
+	dm_mem_release(c->scratch, c->scratch_bytes - c->scratch_keep);
+	c->scratch_live = false;
 }

@@ -12,9 +12,11 @@
  * Ownership: struct model borrows the struct gguf_file it was bound to (the
  * weights stay where the loader put them: mapped file pages or memory the
  * lifecycle manager owns; nothing is copied).  The gguf file must outlive
- * the model.  struct model_ctx owns its KV cache and scratch, allocated once
- * at init with exactly the sizes model_ctx_bytes() reports, mapped
- * anonymously so that model_ctx_free() returns them to the OS.
+ * the model.  struct model_ctx owns its KV cache and scratch, mapped once at
+ * init, anonymously, so that model_ctx_free() returns them to the OS.  The
+ * KV cache reserves address space for n_ctx_max positions; a page becomes
+ * memory only when a position on it is written (or prefaulted), so a context
+ * grows within the reservation (model_ctx_set_n_ctx) without a reload.
  *
  * Shapes (ne[0] = row length = input dimension; hd = head size):
  *   token_embd   (n_embd, n_vocab)      output (n_embd, n_vocab), or tied
@@ -26,9 +28,10 @@
  *     or ffn_up  (n_embd, 2·n_ff): rows gate, then up (phi3)
  *   norms        (n_embd)  F32          qwen2 biases bq (n_head·hd), bk/bv (n_head_kv·hd)
  *   rope_freqs / rope_factors_long / rope_factors_short (n_rot / 2)
- *   KV cache     per layer: n_ctx rows of n_head_kv·hd F16 values for K, same for V
+ *   KV cache     per layer: n_ctx_max rows of n_head_kv·hd F16 values for K, same
+ *                for V: positions 0..n touch a prefix of each layer's rows
  *                (windowed layers mask positions outside their window; they
- *                keep all n_ctx rows, so a window saves no memory yet)
+ *                keep all rows, so a window saves no memory yet)
  */
 #ifndef DM_MODEL_MODEL_H
 #define DM_MODEL_MODEL_H
@@ -151,6 +154,9 @@ void model_free(struct model *m);
 
 struct model_ctx_params {
 	int32_t n_ctx;     /* 0: min(4096, n_ctx_train) */
+	int32_t n_ctx_max; /* positions the KV cache reserves (>= n_ctx): how far
+			    * model_ctx_set_n_ctx may grow the context; 0: n_ctx */
+	size_t prefix_cache_max; /* bytes of saved conversation prefixes (kvsnap.c); 0: none */
 	int32_t n_batch;   /* 0: 512 */
 	struct dm_pool *pool; /* NULL: single-threaded */
 	int n_threads;     /* sizing only, when pool is NULL (model_ctx_bytes before the pool exists) */
@@ -158,54 +164,105 @@ struct model_ctx_params {
 	bool isa_set;      /* false: kern_isa_best() */
 };
 
+struct model_snap;
+
 struct model_ctx {
 	const struct model *m;
-	int32_t n_ctx, n_batch;
+	int32_t n_ctx;     /* the context in force: decode refuses to go past it */
+	int32_t n_ctx_max; /* the positions reserved: n_ctx can be set up to it */
+	int32_t n_batch;
 	int32_t n_past;    /* positions filled in the KV cache */
+	int32_t n_touched; /* positions whose pages may be resident (written or
+			    * prefaulted since the last trim), >= n_past */
 	int32_t *tokens;   /* the ids at positions 0..n_past-1 (what the cache holds) */
 	const float *rope_factors; /* chosen for n_ctx from the model's long/short */
 	struct dm_pool *pool;
 	enum kern_isa isa;
-	/* KV cache: layer l's K at k + l·n_ctx·kv_dim (F16) */
+	/* KV cache: layer l's K at k + l·n_ctx_max·kv_dim (F16) */
 	uint16_t *k, *v;
-	size_t kv_bytes;
-	/* scratch, one mapping */
+	size_t kv_bytes;   /* the reservation (address space, not memory) */
+	/* saved conversation prefixes (kvsnap.c), most recently used first */
+	struct model_snap *snaps;
+	size_t snap_bytes, snap_max;
+	int32_t n_snaps;
+	/* scratch, one mapping; the token ids at its end stay when trim gives
+	 * the rest back (scratch_live: pages may be resident since) */
 	void *scratch;
-	size_t scratch_bytes;
+	size_t scratch_bytes, scratch_keep;
+	bool scratch_live;
 	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
 	int32_t scores_stride;
 	struct kern_ws ws; /* the matrix products' working memory */
 };
 
-/* Bytes a context of these parameters will allocate (KV cache + scratch),
- * for budgeting before the allocation happens. */
+/* Bytes a context of these parameters holds when its n_ctx positions are
+ * full (scratch + that much KV cache), for budgeting before the allocation
+ * happens; model_ctx_scratch_bytes is the scratch alone (resident from the
+ * first request on). */
 size_t model_ctx_bytes(const struct model *m, const struct model_ctx_params *p);
+size_t model_ctx_scratch_bytes(const struct model *m, const struct model_ctx_params *p);
 int model_ctx_init(struct model_ctx **out, const struct model *m,
 		   const struct model_ctx_params *p, struct dm_err *err);
 void model_ctx_free(struct model_ctx *c);
 /* Forgets the KV cache contents (n_past = 0). */
 void model_ctx_reset(struct model_ctx *c);
 
+/* Sets the context in force to n positions (1..n_ctx_max; DM_EINVAL
+ * otherwise), as if the context had been made with n_ctx = n: decode
+ * refuses to go past it, and LongRoPE's factor set is the one n picks.
+ * When that set changes, the cache is forgotten (its positions were
+ * computed with the other one).  Positions past n that the cache holds are
+ * kept until the next reuse or reset; nothing is allocated here. */
+int model_ctx_set_n_ctx(struct model_ctx *c, int32_t n, struct dm_err *err);
+
 /* Prompt-prefix reuse: keeps the longest prefix of the cache that equals
  * prompt[0..n) — at most n − 1 positions, so that the prompt's last token
  * is evaluated again and yields logits — and forgets the rest (n_past
  * becomes that length, which it returns).  The positions kept are exactly
  * what a fresh run of the same tokens would have computed, so decoding
- * prompt[n_past..n) next gives the same logits as decoding all of it. */
+ * prompt[n_past..n) next gives the same logits as decoding all of it.
+ * With saved prefixes (snap_max > 0, kvsnap.c): a saved conversation that
+ * shares more with the prompt than the live one is copied back instead,
+ * and a live conversation the prompt would mostly overwrite (more than half
+ * of it) is saved first. */
 int32_t model_ctx_reuse(struct model_ctx *c, const int32_t *prompt, int32_t n);
 
+/*
+ * Saved prefixes (kvsnap.c): a small LRU of compact copies of earlier
+ * conversations (their token ids and, per layer, the K and V rows of their
+ * positions; nothing else), so that alternating conversations do not evict
+ * each other's cache.  At most snap_max bytes in all: a new copy pushes
+ * out the least recently used ones, and a conversation too long for the
+ * bound keeps its first positions.  A copy records LongRoPE's factor set
+ * and is only restored into a context using the same one.
+ *
+ * model_ctx_set_snap_max changes the bound (dropping least recently used
+ * copies to fit; 0 drops all); model_ctx_snap_drop drops all and returns the
+ * bytes given back; model_ctx_snap_bytes_for is what a copy of n positions
+ * occupies; model_ctx_snap_save saves the live conversation now (what
+ * reuse does before overwriting it).
+ */
+void model_ctx_set_snap_max(struct model_ctx *c, size_t bytes);
+size_t model_ctx_snap_drop(struct model_ctx *c);
+size_t model_ctx_snap_bytes_for(const struct model_ctx *c, int32_t n);
+void model_ctx_snap_save(struct model_ctx *c);
+
 /* Gives the KV cache pages past the positions in use (n_past, rounded up
- * to whole pages per layer) back to the OS; they come back as zero pages
- * when written again.  The cache's contents up to n_past are kept.  For
- * the end of a request, so that an idle loaded model holds its weights and
- * the conversation it caches, not n_ctx's worth of cache. */
+ * to whole pages per layer) and the scratch (but its token ids) back to
+ * the OS; they come back as zero pages when written again.  The cache's
+ * contents up to n_past are kept (n_touched becomes n_past).  For the end
+ * of a request, so that an idle loaded model holds its weights and the
+ * conversation it caches, not n_ctx's worth of cache or a batch's worth of
+ * activations. */
 void model_ctx_trim(struct model_ctx *c);
 
 /* The KV cache on disk (kvfile.c): save writes positions 0..n_past-1 and
  * their token ids (to path.tmp, then renamed over path); restore reads
- * them into a context of the same model and n_ctx, setting n_past.
- * identity is the caller's hash of what made the cache (file, size, mtime,
- * context, weight conversion).  Restore checks magic, version, identity,
+ * them into a context of the same model (at most n_ctx_max positions),
+ * setting n_past.  identity is the caller's hash of what made the cache
+ * (file, size, mtime, reservation, weight conversion); the file also
+ * records which LongRoPE factor set the positions were computed with, and
+ * a context using the other set refuses it as stale.  Restore checks magic, version, identity,
  * layout, size, token range and a checksum: DM_EFORMAT naming the failed
  * check (the context is then empty), DM_ENOTFOUND without a file. */
 int model_ctx_save(const struct model_ctx *c, const char *path, uint64_t identity, struct dm_err *err);
@@ -216,8 +273,11 @@ int model_ctx_restore(struct model_ctx *c, const char *path, uint64_t identity, 
 void model_ctx_prefault(struct model_ctx *c, int32_t n_pos);
 
 /* Bytes of KV cache the positions 0..n_pos-1 occupy (resident after they
- * have been written). */
+ * have been written; capped at n_ctx_max), and what the context holds now:
+ * the scratch (its token ids alone after a trim) + the KV pages of its
+ * n_touched positions + saved prefixes. */
 size_t model_ctx_kv_bytes_for(const struct model_ctx *c, int32_t n_pos);
+size_t model_ctx_held_bytes(const struct model_ctx *c);
 
 /*
  * Runs tokens[0..n) at positions n_past.. n_past+n-1, appending to the KV
