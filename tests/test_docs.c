@@ -11,7 +11,8 @@
  * it as well), and the stores of the machine's user are not scanned
  * (DORMANT_DISCOVER=false).  Processes a block leaves in the background
  * are stopped at the end.  A failing block fails the test with the
- * script's output. */
+ * script's output, and so does a file whose blocks run past 10 minutes
+ * (examples must be quick: measurements are marked to skip). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -149,7 +150,7 @@ static int run_doc(const char *path)
 		free(full.p);
 	}
 	free(script);
-	char *out = tu_capture(&st, "bash -x '%s' >'%s.out' 2>&1; rc=$?; cat -v '%s.out'; exit $rc", sh, sh, sh);
+	char *out = tu_capture(&st, "timeout 600 bash -x '%s' >'%s.out' 2>&1; rc=$?; cat -v '%s.out'; exit $rc", sh, sh, sh);
 	if (st != 0) { /* the end of the output: where it failed */
 		size_t n = out ? strlen(out) : 0;
 		fprintf(stderr, "%s: its shell blocks failed (exit %d); the end of their output:\n%s\n", path, st,
