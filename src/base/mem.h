@@ -24,7 +24,7 @@ void dm_mem_unmap(void *p, size_t n);
 /* Makes every page of p[0..n) (from dm_mem_map) resident now, so later
  * use takes no page faults: MADV_POPULATE_WRITE where the kernel has it
  * (5.14+; the kernel zeroes each page once), else a write to each page.
- * Contents stay zero. */
+ * Contents are unchanged (zero for memory never written). */
 void dm_mem_populate(void *p, size_t n);
 /* Gives the pages of p[0..n) (page-aligned, from dm_mem_map) back to the
  * OS at once; they read as zeros afterwards. */

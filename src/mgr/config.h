@@ -16,7 +16,8 @@
  * (DORMANT_KEEP_ALIVE, DORMANT_MAX_RAM, DORMANT_THREADS,
  * DORMANT_ENABLE_FALLBACK, DORMANT_QUANTIZE_ON_LOAD, DORMANT_MAX_LOADED_MODELS,
  * DORMANT_MAX_QUEUE, DORMANT_QUEUE_TIMEOUT, DORMANT_DROP_PAGE_CACHE, DORMANT_HOST,
- * DORMANT_PORT, DORMANT_API_KEY, DORMANT_DISCOVER).  The API key's value is never shown by
+ * DORMANT_PORT, DORMANT_API_KEY, DORMANT_MAX_CONNECTIONS_PER_IP,
+ * DORMANT_DISCOVER).  The API key's value is never shown by
  * `dormant config` (only that it is set and where).  The
  * profile comes from the caller (--profile) or DORMANT_ENV; one that is
  * neither built in nor a [profile NAME] of the file is an error listing the
@@ -86,7 +87,7 @@ struct dm_config {
 int dm_config_load(struct dm_config *c, const char *path, const char *profile, struct dm_err *err);
 
 /* Whether model i's role was written in the configuration (else the
- * runtime takes it from the file: see engine_role). */
+ * runtime takes it from the file: see engine_role_resolve). */
 bool dm_config_role_set(const struct dm_config *c, size_t i);
 
 /* The manager configuration (backend and clock left to the caller). */

@@ -58,7 +58,8 @@ struct engine {
 };
 
 /* The directory KV caches are saved in: $DORMANT_KV_DIR, else
- * $XDG_CACHE_HOME/dormant/kv, else ~/.cache/dormant/kv; and its bound in
+ * $XDG_CACHE_HOME/dormant/kv, else $HOME/.cache/dormant/kv (/tmp without
+ * HOME); and its bound in
  * bytes ($DORMANT_KV_MAX, default 4 GiB): after a save the least recently
  * written files go until the rest fit. */
 const char *engine_kv_dir(char *buf, size_t cap);

@@ -16,7 +16,9 @@
  *   - before a load, the estimated cost must fit the budget (max_ram,
  *     max_loaded_models); idle models give up their caches first (the
  *     backend's shrink: prefix snapshots), then idle models are evicted
- *     least recently used first;
+ *     least recently used first, those of the loading model's role class
+ *     (generation; retrieval: embed and rerank) before others, pinned ones
+ *     never;
  *     if only busy models stand in the way the request waits (bounded by
  *     queue_timeout_ms, then DM_ETIMEDOUT); if the model can never fit:
  *     DM_ETOOBIG "insufficient memory: need X, have Y" (permanent: the
@@ -34,7 +36,7 @@
  * Loading, warm-up and unloading run outside the mutex.
  *
  * The work of loading is done by a backend (struct mgr_backend): the real
- * one (mgr_backend_engine) maps GGUF files and builds the engine; tests use
+ * one (mgr_engine_backend, mgr/engine.h) maps GGUF files and builds the engine; tests use
  * fakes.  Time comes from a clock callback so keep-alive can be tested
  * without sleeping.
  */
@@ -245,8 +247,9 @@ void mgr_release(struct mgr_lease *l);
  * *est_bytes (may be NULL), or the first problem. */
 int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err);
 
-/* Explicit load (as if a request came and went) and unload (waits for an
- * in-use model to be released first unless it is idle). */
+/* Explicit load (as if a request came and went) and unload (waits up to
+ * queue_timeout_ms for an in-use, loading or unloading model, then
+ * DM_ETIMEDOUT; DM_ENOTFOUND for an unknown name). */
 int mgr_load(struct mgr *m, const char *name, struct dm_err *err);
 int mgr_unload(struct mgr *m, const char *name, struct dm_err *err);
 

@@ -33,7 +33,7 @@
 
 #define KV_MAGIC "DMKV"
 #define KV_VERSION 1u
-#define KV_HEAD 28 /* magic, version, identity, regions, row_bytes, n_vocab, n_past */
+#define KV_HEAD 28 /* magic, version, identity, regions, row_bytes, n_vocab (n_past follows) */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {

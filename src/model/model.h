@@ -1,8 +1,8 @@
 /*
  * model — the transformer engine: binds a GGUF file's tensors to a decoder
  * architecture (llama incl. Llama 3.x and Mistral, qwen2, qwen3, gemma2,
- * gemma3, phi3), owns the KV cache and scratch of a context, and runs the
- * forward pass.
+ * gemma3, phi3) or an encoder (bert, nomic-bert; encode.c), owns the KV
+ * cache and scratch of a context, and runs the forward pass.
  *
  * What an architecture adds is data chosen at load (model.c's table of
  * architectures, then per-layer fields: norm placement, activation,
@@ -285,7 +285,10 @@ size_t model_ctx_held_bytes(const struct model_ctx *c);
  * of n_vocab floats (row i after token i); otherwise one row, after the last
  * token.  logits may be NULL (only fill the cache).  DM_ENOSPC when the
  * context would overflow ("context full: 4090 + 10 tokens > n_ctx 4096");
- * DM_EINVAL for token ids out of range.  Nothing is written on error.
+ * DM_EINVAL for token ids out of range, DM_EUNSUPPORTED for an encoder.
+ * Checked before anything runs; if a forward pass fails after earlier
+ * chunks, n_past is restored (cache rows and logits past it may have been
+ * overwritten).
  */
 int model_decode(struct model_ctx *c, const int32_t *tokens, int32_t n, float *logits,
 		 bool all_logits, struct dm_err *err);
@@ -298,15 +301,17 @@ int model_embed(struct model_ctx *c, const int32_t *tokens, int32_t n, bool mean
 
 /*
  * Encoders (encode.c): runs n_seq sequences (tokens concatenated, lens[i]
- * tokens each, every one at most n_ctx) as few forward passes as fit the
+ * tokens each, every one at most min(n_ctx, n_batch, n_ctx_train)) as few
+ * forward passes as fit the
  * context, each token seeing every token of its own sequence, and pools
  * each by `pool` (MODEL_POOL_NONE: the model's own pooling_type):
  *   MEAN / CLS / LAST  out[i] = n_embd floats, not normalised
  *   RANK               out[i] = n_cls_out floats (the head's raw output:
  *                      no sigmoid, as the reference engine returns it)
  * out holds n_seq × model_pooled_dim() floats.  DM_EINVAL for an empty
- * sequence or bad ids, DM_ENOSPC for one longer than n_ctx, DM_EUNSUPPORTED
- * for a decoder or RANK without a classification head.
+ * sequence or bad ids, DM_ENOSPC for one longer than that limit,
+ * DM_EUNSUPPORTED for a decoder, a model with no pooling type, or RANK
+ * without a classification head.
  */
 int model_encode(struct model_ctx *c, const int32_t *tokens, const int32_t *lens, int32_t n_seq,
 		 enum model_pooling pool, float *out, struct dm_err *err);
