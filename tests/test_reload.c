@@ -278,9 +278,10 @@ static void test_reload_http(void **state)
 	assert_string_equal(c.state, "ready");
 	assert_true(a.bytes > 0 && c.bytes > 0);
 	{
-		uint64_t max_ram = a.bytes + c.bytes - 1, big = a.est_bytes > c.est_bytes ? a.est_bytes : c.est_bytes;
-		/* the estimate must fit alone, or the file is refused */
-		assert_true(big <= max_ram);
+		/* room for the larger estimate alone (a smaller budget refuses the
+		 * file): the busy model's request reserves its context's growth, so
+		 * with the idle one's pages beside it that does not fit */
+		uint64_t max_ram = a.est_bytes > c.est_bytes ? a.est_bytes : c.est_bytes;
 		snprintf(server, sizeof server, "max_ram = %llu\nport = 1\n", (unsigned long long)max_ram);
 	}
 	tsrv_hold(&hold, d, "charlie");
