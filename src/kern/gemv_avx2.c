@@ -17,11 +17,26 @@
  * lanes, and −Σ a added to each lane makes the lanes sum to the exact
  * integer above.  No sign tricks and no fp16 conversion of the activation
  * scale per weight row; four blocks per step into four accumulators.
+ *
+ * Q4_K, Q5_K, Q6_K.  The activation is the Q8_K block laid out 64-byte
+ * aligned (codes in element order, d, the 16-element sums bsum).  Each 32
+ * weight codes (unsigned: 0..15, 0..31, 0..63) meet their 32 activation
+ * codes in one vpmaddubsw (2·63·127 < 2^15), and a vpmaddwd against the
+ * sub-block scale as int16 words (vpshufb out of the block's 8 or 16
+ * scales) sums pairs into int32 lanes, so the 8 lanes of a block sum to
+ *   Q4_K/Q5_K:  Σ_j sc_j·Σ q·a        and the mins  Σ_j m_j·(bsum_2j + bsum_2j+1)
+ *                                     by one vpmaddwd of the mins, each
+ *                                     repeated twice, with the 16 bsums
+ *   Q6_K:       Σ_j sc_j·Σ q·a − 32·Σ_j sc_j·bsum_j     (one vpmaddwd)
+ * exactly ref.c's integers; then acc += lanes·(d·d_a) (and, for the mins,
+ * accm += lanes·(dmin·d_a)), float rounding being the only difference.
  */
 #include "kern/kern_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "gguf/gguf.h"
@@ -103,9 +118,211 @@ static float q4_0_dot(int64_t n, const void *w, const void *act)
 
 static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot };
 
+/* ---- Q4_K, Q5_K, Q6_K: one packed activation ----
+ * Per 256-element block (KQ_ACT_BYTES, so that every block's codes start
+ * 64-byte aligned; the call's buffer is):
+ *   int8  codes[256]   natural element order (the Q8_K codes)
+ *   float d            the Q8_K scale
+ *   int16 bsum[16]     Σ of each 16 codes (the Q8_K bsums)
+ *   zeros to 320
+ * The three types share act_pack, so a product set mixing them (a Q4_K_M
+ * layer's wq, wk, wv) quantizes its input once. */
+#define KQ_ACT_BYTES 320
+
+static size_t kq_act_bytes(int64_t n)
+{
+	return (size_t)(n / QK_K) * KQ_ACT_BYTES;
+}
+
+static void kq_act_pack(const float *x, void *out, int64_t n)
+{
+	kern_from_float_fn q8 = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
+	uint8_t *o = out;
+
+	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
+		struct block_q8_K blk;
+		q8(x + b * QK_K, &blk, QK_K);
+		memcpy(o, blk.qs, QK_K);
+		memcpy(o + QK_K, &blk.d, sizeof blk.d);
+		memcpy(o + QK_K + 4, blk.bsums, sizeof blk.bsums);
+		memset(o + QK_K + 36, 0, KQ_ACT_BYTES - QK_K - 36);
+	}
+}
+
+/* vpshufb indices putting one int16 word of each 128-bit lane into every
+ * word of that lane: row j (0..7) takes word j in both lanes (a Q4_K
+ * sub-block's scale), row 8 + g (0..3) word 2g in the low lane and 2g + 1
+ * in the high one (Q6_K's two 16-element sub-blocks of a 32-code vector).
+ * Loaded from memory as vpshufb operands: built in registers they cost
+ * more than the kernels' other work. */
+#define W2(b) (b), (b) + 1, (b), (b) + 1, (b), (b) + 1, (b), (b) + 1
+#define WLANE(b) W2(b), W2(b)
+static const uint8_t word_bcast[12][32] __attribute__((aligned(32))) = {
+	{ WLANE(0), WLANE(0) },   { WLANE(2), WLANE(2) },	{ WLANE(4), WLANE(4) },
+	{ WLANE(6), WLANE(6) },   { WLANE(8), WLANE(8) },	{ WLANE(10), WLANE(10) },
+	{ WLANE(12), WLANE(12) }, { WLANE(14), WLANE(14) }, { WLANE(0), WLANE(2) },
+	{ WLANE(4), WLANE(6) },   { WLANE(8), WLANE(10) },  { WLANE(12), WLANE(14) },
+};
+#undef WLANE
+#undef W2
+
+static inline __attribute__((always_inline)) __m256i bcast_idx(int row)
+{
+	return _mm256_load_si256((const __m256i *)word_bcast[row]);
+}
+
+static inline __attribute__((always_inline)) float hsum_ps(__m256 t)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
+
+/* Q4_K (five = false, 144-byte blocks: d, dmin, scales[12], qs[128]) or
+ * Q5_K (176: the same header, qh[32], qs[128]).  Chunk k of qs (32 bytes)
+ * holds sub-block 2k (elements 64k + l) in its low nibbles and 2k + 1
+ * (64k + 32 + l) in its high ones; Q5_K's bit 4 of those is bit 2k, 2k + 1
+ * of qh[l], moved to bit 4 by a 16-bit shift left by 4 (3) of qh >> 2k and
+ * a mask (a byte's bits never cross into bit 4 of its neighbour). */
+static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const uint8_t *x,
+							      const uint8_t *a, bool five)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
+	const size_t bb = five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K);
+	const size_t qs = five ? offsetof(struct block_q5_K, qs) : offsetof(struct block_q4_K, qs);
+	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+
+	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += KQ_ACT_BYTES) {
+		uint32_t dd, wa, wb, wc;
+		kern_pf_stream(x, bb);
+		memcpy(&dd, x, 4);
+		memcpy(&wa, x + 4, 4);
+		memcpy(&wb, x + 8, 4);
+		memcpy(&wc, x + 12, 4);
+		/* the 12 scale bytes as words a | b | c: scales 0-3 = a & 63,
+		 * 4-7 = (c & 15) | (a >> 6) << 4; mins 0-3 = b & 63,
+		 * 4-7 = (c >> 4) | (b >> 6) << 4 (per byte) */
+		const uint64_t sc = (uint64_t)((wc & 0x0F0F0F0Fu) | ((wa >> 2) & 0x30303030u)) << 32 |
+				    (wa & 0x3F3F3F3Fu);
+		const uint64_t mn = (uint64_t)(((wc >> 4) & 0x0F0F0F0Fu) | ((wb >> 2) & 0x30303030u))
+					    << 32 |
+				    (wb & 0x3F3F3F3Fu);
+		/* the 8 scales as words, in both lanes; the mins as 16 words
+		 * m0 m0 m1 m1 .. m7 m7 against the 16-element bsums */
+		const __m256i scw = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+		const __m128i m8 = _mm_cvtsi64_si128((long long)mn);
+		const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+		__m256i qh = five ? _mm256_loadu_si256((const __m256i *)(x + 16)) : _mm256_setzero_si256();
+		__m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			const __m256i raw = _mm256_loadu_si256((const __m256i *)(x + qs + 32 * k));
+			__m256i lo = _mm256_and_si256(raw, m4);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+			if (five) {
+				lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), m10));
+				hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), m10));
+				qh = _mm256_srli_epi16(qh, 2);
+			}
+			const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)(a + 64 * k)));
+			const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(a + 64 * k + 32)));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scw, bcast_idx(2 * k))));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scw, bcast_idx(2 * k + 1))));
+		}
+		/* 8 lanes summing to Σ_j min_j · Σ a of sub-block j */
+		const __m256i msum = _mm256_madd_epi16(mw, _mm256_loadu_si256((const __m256i *)(a + QK_K + 4)));
+		float da;
+		memcpy(&da, a + QK_K, 4);
+		/* [d·d_a, dmin·d_a] */
+		const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(da));
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(f), acc);
+		accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
+				       _mm256_broadcastss_ps(_mm_movehdup_ps(f)), accm);
+	}
+	return hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+static float q4_K_dot(int64_t n, const void *w, const void *act)
+{
+	return q45_K_dot(n, w, act, false);
+}
+
+static float q5_K_dot(int64_t n, const void *w, const void *act)
+{
+	return q45_K_dot(n, w, act, true);
+}
+
+/* Q6_K (210-byte blocks: ql[128], qh[64], int8 scales[16], d).  Half h
+ * (128 elements) is four 32-element groups g: the low (g = 0, 1) or high
+ * (g = 2, 3) nibbles of ql[64h + 32(g & 1) + l] with bits 2g, 2g + 1 of
+ * qh[32h + l] on top, element 128h + 32g + l; a group's low 128-bit lane
+ * is 16-element sub-block 8h + 2g, its high lane 8h + 2g + 1. */
+static float q6_K_dot(int64_t n, const void *w, const void *act)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+	const uint8_t *x = w, *a = act;
+	__m256 acc = _mm256_setzero_ps();
+
+	for (int64_t b = 0; b < n / QK_K; b++, x += sizeof(struct block_q6_K), a += KQ_ACT_BYTES) {
+		kern_pf_stream(x, sizeof(struct block_q6_K));
+		/* the 16 scales as words; each half's 8 in both lanes */
+		const __m256i sc16 = _mm256_cvtepi8_epi16(
+			_mm_loadu_si128((const __m128i *)(x + offsetof(struct block_q6_K, scales))));
+		__m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			const __m256i sw = h ? _mm256_permute4x64_epi64(sc16, 0xEE)
+					     : _mm256_permute4x64_epi64(sc16, 0x44);
+			const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
+			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
+			const __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+			__m256i q[4];
+			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+					       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+					       _mm256_and_si256(hb, m30));
+			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
+			for (int g = 0; g < 4; g++) {
+				const __m256i p = _mm256_maddubs_epi16(
+					q[g], _mm256_load_si256((const __m256i *)(a + 128 * h + 32 * g)));
+				isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sw, bcast_idx(8 + g))));
+			}
+		}
+		/* − 32 · Σ_j scale_j · bsum_j */
+		const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a + QK_K + 4)));
+		isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
+		uint16_t dh;
+		float da;
+		memcpy(&dh, x + offsetof(struct block_q6_K, d), 2);
+		memcpy(&da, a + QK_K, 4);
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(dh) * da), acc);
+	}
+	return hsum_ps(acc);
+}
+
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, kq_act_pack, q4_K_dot };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, kq_act_pack, q5_K_dot };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, kq_act_pack, q6_K_dot };
+
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
 {
-	return type == GGUF_TYPE_Q4_0 ? &gemv_q4_0 : NULL;
+	switch (type) {
+	case GGUF_TYPE_Q4_0:
+		return &gemv_q4_0;
+	case GGUF_TYPE_Q4_K:
+		return &gemv_q4_K;
+	case GGUF_TYPE_Q5_K:
+		return &gemv_q5_K;
+	case GGUF_TYPE_Q6_K:
+		return &gemv_q6_K;
+	default:
+		return NULL;
+	}
 }
 #else
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
