@@ -157,11 +157,13 @@ static void kq_act_pack(const float *x, void *out, int64_t n)
  * more than the kernels' other work. */
 #define W2(b) (b), (b) + 1, (b), (b) + 1, (b), (b) + 1, (b), (b) + 1
 #define WLANE(b) W2(b), W2(b)
-static const uint8_t word_bcast[12][32] __attribute__((aligned(32))) = {
+static const uint8_t word_bcast[16][32] __attribute__((aligned(32))) = {
 	{ WLANE(0), WLANE(0) },   { WLANE(2), WLANE(2) },	{ WLANE(4), WLANE(4) },
 	{ WLANE(6), WLANE(6) },   { WLANE(8), WLANE(8) },	{ WLANE(10), WLANE(10) },
 	{ WLANE(12), WLANE(12) }, { WLANE(14), WLANE(14) }, { WLANE(0), WLANE(2) },
 	{ WLANE(4), WLANE(6) },   { WLANE(8), WLANE(10) },  { WLANE(12), WLANE(14) },
+	{ WLANE(0), WLANE(4) },   { WLANE(2), WLANE(6) },	{ WLANE(8), WLANE(12) },
+	{ WLANE(10), WLANE(14) },
 };
 #undef WLANE
 #undef W2
@@ -180,18 +182,59 @@ static inline __attribute__((always_inline)) float hsum_ps(__m256 t)
 }
 
 /* Q4_K (five = false, 144-byte blocks: d, dmin, scales[12], qs[128]) or
- * Q5_K (176: the same header, qh[32], qs[128]).  Chunk k of qs (32 bytes)
- * holds sub-block 2k (elements 64k + l) in its low nibbles and 2k + 1
- * (64k + 32 + l) in its high ones; Q5_K's bit 4 of those is bit 2k, 2k + 1
- * of qh[l], moved to bit 4 by a 16-bit shift left by 4 (3) of qh >> 2k and
- * a mask (a byte's bits never cross into bit 4 of its neighbour). */
+ * Q5_K (176: the same header, qh[32], qs[128]).  Chunk c of qs (32 bytes)
+ * holds sub-block 2c (elements 64c + l) in its low nibbles and 2c + 1
+ * (64c + 32 + l) in its high ones.  A vector is loaded as bytes 16h..16h+15
+ * of chunks 2P (low lane) and 2P + 1 (high lane), P, h = 0, 1: its low
+ * nibbles are sub-blocks 4P | 4P + 2 and its high ones 4P + 1 | 4P + 3,
+ * the same pair for h = 0 and 1.  So the two halves' vpmaddubsw words,
+ * each at most 2·31·127, are added as int16 (at most 15748: exact) before
+ * one vpmaddwd with the pair's scales: 4 vpmaddwd and 4 vpshufb per block
+ * instead of 8 (on a core with one 128-bit integer multiplier the
+ * multiplies are what bounds this loop).  The activation codes are packed
+ * in that order (q45_act_pack).  Q5_K's bit 4 of element 64c + l is bit 2c
+ * of qh[l] and of 64c + 32 + l bit 2c + 1: with qh[16h..] in the low lane
+ * and qh[16h..] >> 2 in the high one, both lanes want bit 4P (low nibbles)
+ * and 4P + 1 (high), moved to bit 4 by one 16-bit shift and a mask (a
+ * byte's bits never cross into bit 4 of its neighbour). */
+
+/* Packed Q4_K/Q5_K activation, per 256-element block (KQ_ACT_BYTES):
+ *   int8  codes[256]  vector 4P + 2·nib + h (nib: low 0, high 1) is
+ *                     elements 64·2P + 32·nib + 16h + (0..15), then
+ *                     64·(2P + 1) + 32·nib + 16h + (0..15)
+ *   float d           the Q8_K scale
+ *   int16 bsum[8]     Σ of each 32 codes (sub-block j, natural order)
+ *   zeros to 320 */
+static void q45_act_pack(const float *x, void *out, int64_t n)
+{
+	kern_from_float_fn q8 = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
+	uint8_t *o = out;
+
+	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
+		struct block_q8_K blk;
+		int16_t bsum[8];
+		q8(x + b * QK_K, &blk, QK_K);
+		for (int v = 0; v < 8; v++) {
+			const int P = v / 4, nib = (v / 2) % 2, h = v % 2;
+			memcpy(o + 32 * v, blk.qs + 128 * P + 32 * nib + 16 * h, 16);
+			memcpy(o + 32 * v + 16, blk.qs + 128 * P + 64 + 32 * nib + 16 * h, 16);
+		}
+		for (int j = 0; j < 8; j++)
+			bsum[j] = (int16_t)(blk.bsums[2 * j] + blk.bsums[2 * j + 1]);
+		memcpy(o + QK_K, &blk.d, sizeof blk.d);
+		memcpy(o + QK_K + 4, bsum, sizeof bsum);
+		memset(o + QK_K + 20, 0, KQ_ACT_BYTES - QK_K - 20);
+	}
+}
+
 static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const uint8_t *x,
 							      const uint8_t *a, bool five)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
 	const size_t bb = five ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K);
 	const size_t qs = five ? offsetof(struct block_q5_K, qs) : offsetof(struct block_q4_K, qs);
-	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
+	__m128 accm = _mm_setzero_ps();
 
 	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += KQ_ACT_BYTES) {
 		uint32_t dd, wa, wb, wc;
@@ -208,39 +251,47 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 		const uint64_t mn = (uint64_t)(((wc >> 4) & 0x0F0F0F0Fu) | ((wb >> 2) & 0x30303030u))
 					    << 32 |
 				    (wb & 0x3F3F3F3Fu);
-		/* the 8 scales as words, in both lanes; the mins as 16 words
-		 * m0 m0 m1 m1 .. m7 m7 against the 16-element bsums */
+		/* the 8 scales as words, in both lanes */
 		const __m256i scw = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
-		const __m128i m8 = _mm_cvtsi64_si128((long long)mn);
-		const __m256i mw = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-		__m256i qh = five ? _mm256_loadu_si256((const __m256i *)(x + 16)) : _mm256_setzero_si256();
 		__m256i isum = _mm256_setzero_si256();
-#pragma GCC unroll 4
-		for (int k = 0; k < 4; k++) {
-			const __m256i raw = _mm256_loadu_si256((const __m256i *)(x + qs + 32 * k));
-			__m256i lo = _mm256_and_si256(raw, m4);
-			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-			if (five) {
-				lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), m10));
-				hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), m10));
-				qh = _mm256_srli_epi16(qh, 2);
+#pragma GCC unroll 2
+		for (int P = 0; P < 2; P++) {
+			__m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+			for (int h = 0; h < 2; h++) {
+				const uint8_t *q = x + qs + 64 * P + 16 * h;
+				const __m256i raw = _mm256_loadu2_m128i((const __m128i *)(q + 32),
+									(const __m128i *)q);
+				__m256i lo = _mm256_and_si256(raw, m4);
+				__m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+				if (five) {
+					const __m128i q16 = _mm_loadu_si128((const __m128i *)(x + 16 + 16 * h));
+					const __m256i qh = _mm256_inserti128_si256(_mm256_castsi128_si256(q16),
+										   _mm_srli_epi16(q16, 2), 1);
+					lo = _mm256_or_si256(lo, _mm256_and_si256(P ? qh : _mm256_slli_epi16(qh, 4), m10));
+					hi = _mm256_or_si256(hi, _mm256_and_si256(P ? _mm256_srli_epi16(qh, 1)
+										    : _mm256_slli_epi16(qh, 3),
+										m10));
+				}
+				const uint8_t *av = a + 128 * P + 32 * h;
+				plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)av)));
+				phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(av + 64))));
 			}
-			const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)(a + 64 * k)));
-			const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(a + 64 * k + 32)));
-			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(scw, bcast_idx(2 * k))));
-			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(scw, bcast_idx(2 * k + 1))));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(scw, bcast_idx(12 + 2 * P))));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(scw, bcast_idx(13 + 2 * P))));
 		}
-		/* 8 lanes summing to Σ_j min_j · Σ a of sub-block j */
-		const __m256i msum = _mm256_madd_epi16(mw, _mm256_loadu_si256((const __m256i *)(a + QK_K + 4)));
+		/* 4 lanes summing to Σ_j min_j · Σ a of sub-block j */
+		const __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)),
+						    _mm_loadu_si128((const __m128i *)(a + QK_K + 4)));
 		float da;
 		memcpy(&da, a + QK_K, 4);
 		/* [d·d_a, dmin·d_a] */
 		const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_set1_ps(da));
 		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(f), acc);
-		accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
-				       _mm256_broadcastss_ps(_mm_movehdup_ps(f)), accm);
+		accm = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), _mm_shuffle_ps(f, f, 0x55), accm);
 	}
-	return hsum_ps(_mm256_sub_ps(acc, accm));
+	accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+	return hsum_ps(acc) - _mm_cvtss_f32(_mm_add_ss(accm, _mm_movehdup_ps(accm)));
 }
 
 static float q4_K_dot(int64_t n, const void *w, const void *act)
@@ -305,8 +356,8 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(acc);
 }
 
-static const struct kern_gemv gemv_q4_K = { kq_act_bytes, kq_act_pack, q4_K_dot };
-static const struct kern_gemv gemv_q5_K = { kq_act_bytes, kq_act_pack, q5_K_dot };
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot };
 static const struct kern_gemv gemv_q6_K = { kq_act_bytes, kq_act_pack, q6_K_dot };
 
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
