@@ -312,6 +312,11 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
 static float q6_K_dot(int64_t n, const void *w, const void *act)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+	/* nibble v of qh → (v & 3) << 4 and (v >> 2) << 4 */
+	const __m256i t01 = _mm256_setr_epi8(0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
+					     0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48);
+	const __m256i t23 = _mm256_setr_epi8(0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48,
+					     0, 0, 0, 0, 16, 16, 16, 16, 32, 32, 32, 32, 48, 48, 48, 48);
 	const uint8_t *x = w, *a = act;
 	__m256 acc = _mm256_setzero_ps();
 
@@ -328,15 +333,15 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 			const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x + 64 * h));
 			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x + 64 * h + 32));
 			const __m256i hb = _mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h));
+			const __m256i hl = _mm256_and_si256(hb, m4);
+			const __m256i hh = _mm256_and_si256(_mm256_srli_epi16(hb, 4), m4);
 			__m256i q[4];
-			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
-			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-					       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+			q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_shuffle_epi8(t01, hl));
+			q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_shuffle_epi8(t23, hl));
 			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
 					       _mm256_and_si256(hb, m30));
 			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-					       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
+					       _mm256_shuffle_epi8(t23, hh));
 #pragma GCC unroll 4
 			for (int g = 0; g < 4; g++) {
 				const __m256i p = _mm256_maddubs_epi16(
