@@ -41,6 +41,14 @@
 
 #include "gguf/gguf.h"
 
+static inline __attribute__((always_inline)) float hsum_ps(__m256 t)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
+}
+
 /* Packed activation of n elements (nb = n / 32 blocks):
  *   int8  codes[nb][32]
  *   float d[nb]        the block's scale
@@ -109,14 +117,47 @@ static float q4_0_dot(int64_t n, const void *w, const void *act)
 		__m256i s = q4_0_block(x + b, codes + b * 32, neg[b]);
 		acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(x[b].d) * d[b]), acc[0]);
 	}
-	__m256 t = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	return _mm_cvtss_f32(h);
+	return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
 static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot };
+
+/* Q8_0 on Q4_0's activation layout (its −Σ a unused): signed weights w
+ * and codes a, so vpmaddubsw takes |w| and a with w's sign (vpsignb; a
+ * zero w gives a zero product either way), 2·128·127 < 2^15; then as
+ * Q4_0, with the activation scale already a float. */
+static inline __attribute__((always_inline)) __m256i q8_0_block(const struct block_q8_0 *x,
+								const uint8_t *codes)
+{
+	const __m256i w = _mm256_loadu_si256((const __m256i *)x->qs);
+	const __m256i p = _mm256_maddubs_epi16(
+		_mm256_sign_epi8(w, w), _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)codes), w));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static float q8_0_dot(int64_t n, const void *w, const void *act)
+{
+	const struct block_q8_0 *x = w;
+	const int64_t nb = n / 32;
+	const uint8_t *codes = act;
+	const float *d = (const float *)(const void *)(codes + (size_t)nb * 32);
+	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+	int64_t b = 0;
+
+	for (; b + 4 <= nb; b += 4) {
+		kern_pf_stream(x + b, 4 * sizeof *x);
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++)
+			acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(x + b + k, codes + (b + k) * 32)),
+						 _mm256_set1_ps(_cvtsh_ss(x[b + k].d) * d[b + k]), acc[k]);
+	}
+	for (; b < nb; b++)
+		acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(x + b, codes + b * 32)),
+					 _mm256_set1_ps(_cvtsh_ss(x[b].d) * d[b]), acc[0]);
+	return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+}
+
+static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot };
 
 /* ---- Q4_K, Q5_K, Q6_K: one packed activation ----
  * Per 256-element block (KQ_ACT_BYTES, so that every block's codes start
@@ -171,14 +212,6 @@ static const uint8_t word_bcast[16][32] __attribute__((aligned(32))) = {
 static inline __attribute__((always_inline)) __m256i bcast_idx(int row)
 {
 	return _mm256_load_si256((const __m256i *)word_bcast[row]);
-}
-
-static inline __attribute__((always_inline)) float hsum_ps(__m256 t)
-{
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_add_ss(h, _mm_movehdup_ps(h));
-	return _mm_cvtss_f32(h);
 }
 
 /* Q4_K (five = false, 144-byte blocks: d, dmin, scales[12], qs[128]) or
@@ -370,6 +403,8 @@ const struct kern_gemv *kern_gemv_avx2(uint32_t type)
 	switch (type) {
 	case GGUF_TYPE_Q4_0:
 		return &gemv_q4_0;
+	case GGUF_TYPE_Q8_0:
+		return &gemv_q8_0;
 	case GGUF_TYPE_Q4_K:
 		return &gemv_q4_K;
 	case GGUF_TYPE_Q5_K:
