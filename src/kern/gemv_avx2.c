@@ -18,18 +18,33 @@
  * integer above.  No sign tricks and no fp16 conversion of the activation
  * scale per weight row; four blocks per step into four accumulators.
  *
- * Q4_K, Q5_K, Q6_K.  The activation is the Q8_K block laid out 64-byte
- * aligned (codes in element order, d, the 16-element sums bsum).  Each 32
- * weight codes (unsigned: 0..15, 0..31, 0..63) meet their 32 activation
- * codes in one vpmaddubsw (2·63·127 < 2^15), and a vpmaddwd against the
- * sub-block scale as int16 words (vpshufb out of the block's 8 or 16
- * scales) sums pairs into int32 lanes, so the 8 lanes of a block sum to
- *   Q4_K/Q5_K:  Σ_j sc_j·Σ q·a        and the mins  Σ_j m_j·(bsum_2j + bsum_2j+1)
- *                                     by one vpmaddwd of the mins, each
- *                                     repeated twice, with the 16 bsums
- *   Q6_K:       Σ_j sc_j·Σ q·a − 32·Σ_j sc_j·bsum_j     (one vpmaddwd)
- * exactly ref.c's integers; then acc += lanes·(d·d_a) (and, for the mins,
- * accm += lanes·(dmin·d_a)), float rounding being the only difference.
+ * Q8_0.  The same layout (−Σ a unused); the weights are signed, so
+ * vpmaddubsw takes |w| and a with w's sign (2·128·127 < 2^15).
+ *
+ * Q4_K, Q5_K, Q6_K.  The activation is quantized to Q8_K (scale d_a, codes
+ * a with |a| <= 127) and laid out per 256-element block, 64-byte aligned,
+ * in the order the weight codes come out of their loads (each kernel's
+ * comment has the order).  32 unsigned weight codes (Q4_K 0..15, Q5_K
+ * 0..31, Q6_K 0..63) meet 32 activation codes in one vpmaddubsw
+ * (2·63·127 < 2^15), and a vpmaddwd against the sub-block scales as int16
+ * words (vpshufb out of one register of the block's scales, a different
+ * scale per 128-bit lane) sums word pairs into int32 lanes.  Per block the
+ * 8 int32 lanes sum to
+ *   Q4_K/Q5_K:  Σ_j sc_j·Σ_{i in j} q·a            sub-blocks j of 32
+ *     and, by one 128-bit vpmaddwd of the 8 mins with the 8 sub-block sums
+ *     of a, Σ_j m_j·Σ_{i in j} a
+ *   Q6_K:       Σ_j sc_j·Σ_{i in j} q·a − 32·Σ_j sc_j·Σ_{i in j} a
+ *                                                  sub-blocks j of 16
+ * exactly ref.c's integers (sum and summ); then acc += lanes·(d·d_a) and,
+ * for the mins, accm += lanes·(dmin·d_a), so results differ from ref.c's
+ * only in float rounding and the order of the float additions.
+ *
+ * Shape: on the AVX2 machines this is for (first-generation EPYC), a
+ * 256-bit instruction is two 128-bit µops, vpmaddubsw and vpmaddwd go to
+ * one pipe and 16-bit shifts to one other, each 2 cycles per 256-bit
+ * instruction: the kernels are bound by µop count, not by memory, so they
+ * spend µops sparingly (int16 adds before a shared vpmaddwd, vpshufb
+ * tables instead of shifts, scale shuffle indices from memory).
  */
 #include "kern/kern_impl.h"
 
@@ -101,7 +116,8 @@ static float q4_0_dot(int64_t n, const void *w, const void *act)
 	const uint8_t *codes = act;
 	const float *d = (const float *)(const void *)(codes + (size_t)nb * 32);
 	const int32_t *neg = (const int32_t *)(const void *)(d + nb);
-	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+			  _mm256_setzero_ps() };
 	int64_t b = 0;
 
 	for (; b + 4 <= nb; b += 4) {
@@ -141,15 +157,17 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 	const int64_t nb = n / 32;
 	const uint8_t *codes = act;
 	const float *d = (const float *)(const void *)(codes + (size_t)nb * 32);
-	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+	__m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+			  _mm256_setzero_ps() };
 	int64_t b = 0;
 
 	for (; b + 4 <= nb; b += 4) {
 		kern_pf_stream(x + b, 4 * sizeof *x);
 #pragma GCC unroll 4
 		for (int k = 0; k < 4; k++)
-			acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(x + b + k, codes + (b + k) * 32)),
-						 _mm256_set1_ps(_cvtsh_ss(x[b + k].d) * d[b + k]), acc[k]);
+			acc[k] = _mm256_fmadd_ps(
+				_mm256_cvtepi32_ps(q8_0_block(x + b + k, codes + (b + k) * 32)),
+				_mm256_set1_ps(_cvtsh_ss(x[b + k].d) * d[b + k]), acc[k]);
 	}
 	for (; b < nb; b++)
 		acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(x + b, codes + b * 32)),
@@ -159,15 +177,8 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 
 static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot };
 
-/* ---- Q4_K, Q5_K, Q6_K: one packed activation ----
- * Per 256-element block (KQ_ACT_BYTES, so that every block's codes start
- * 64-byte aligned; the call's buffer is):
- *   int8  codes[256]   natural element order (the Q8_K codes)
- *   float d            the Q8_K scale
- *   int16 bsum[16]     Σ of each 16 codes (the Q8_K bsums)
- *   zeros to 320
- * The three types share act_pack, so a product set mixing them (a Q4_K_M
- * layer's wq, wk, wv) quantizes its input once. */
+/* Q4_K, Q5_K, Q6_K: bytes of a packed activation per 256-element block
+ * (the codes, the float scale and int16 sums; 64-byte aligned codes). */
 #define KQ_ACT_BYTES 320
 
 static size_t kq_act_bytes(int64_t n)
@@ -175,36 +186,19 @@ static size_t kq_act_bytes(int64_t n)
 	return (size_t)(n / QK_K) * KQ_ACT_BYTES;
 }
 
-static void kq_act_pack(const float *x, void *out, int64_t n)
-{
-	kern_from_float_fn q8 = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
-	uint8_t *o = out;
-
-	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
-		struct block_q8_K blk;
-		q8(x + b * QK_K, &blk, QK_K);
-		memcpy(o, blk.qs, QK_K);
-		memcpy(o + QK_K, &blk.d, sizeof blk.d);
-		memcpy(o + QK_K + 4, blk.bsums, sizeof blk.bsums);
-		memset(o + QK_K + 36, 0, KQ_ACT_BYTES - QK_K - 36);
-	}
-}
-
 /* vpshufb indices putting one int16 word of each 128-bit lane into every
- * word of that lane: row j (0..7) takes word j in both lanes (a Q4_K
- * sub-block's scale), row 8 + g (0..3) word 2g in the low lane and 2g + 1
- * in the high one (Q6_K's two 16-element sub-blocks of a 32-code vector).
- * Loaded from memory as vpshufb operands: built in registers they cost
- * more than the kernels' other work. */
+ * word of that lane, out of a register holding 8 scales as words: row g
+ * (0..3) word 2g in the low lane and 2g + 1 in the high one (Q6_K's two
+ * 16-element sub-blocks of a 32-code vector), row 4 + 2P + nib word
+ * 4P + nib | 4P + 2 + nib (a Q4_K/Q5_K vector's two sub-blocks).  Loaded
+ * from memory as vpshufb operands: built in registers they cost more than
+ * the kernels' other work. */
 #define W2(b) (b), (b) + 1, (b), (b) + 1, (b), (b) + 1, (b), (b) + 1
 #define WLANE(b) W2(b), W2(b)
-static const uint8_t word_bcast[16][32] __attribute__((aligned(32))) = {
-	{ WLANE(0), WLANE(0) },   { WLANE(2), WLANE(2) },	{ WLANE(4), WLANE(4) },
-	{ WLANE(6), WLANE(6) },   { WLANE(8), WLANE(8) },	{ WLANE(10), WLANE(10) },
-	{ WLANE(12), WLANE(12) }, { WLANE(14), WLANE(14) }, { WLANE(0), WLANE(2) },
-	{ WLANE(4), WLANE(6) },   { WLANE(8), WLANE(10) },  { WLANE(12), WLANE(14) },
-	{ WLANE(0), WLANE(4) },   { WLANE(2), WLANE(6) },	{ WLANE(8), WLANE(12) },
-	{ WLANE(10), WLANE(14) },
+static const uint8_t word_bcast[8][32] __attribute__((aligned(32))) = {
+	{ WLANE(0), WLANE(2) },	 { WLANE(4), WLANE(6) },   { WLANE(8), WLANE(10) },
+	{ WLANE(12), WLANE(14) }, { WLANE(0), WLANE(4) },   { WLANE(2), WLANE(6) },
+	{ WLANE(8), WLANE(12) },  { WLANE(10), WLANE(14) },
 };
 #undef WLANE
 #undef W2
@@ -223,9 +217,8 @@ static inline __attribute__((always_inline)) __m256i bcast_idx(int row)
  * the same pair for h = 0 and 1.  So the two halves' vpmaddubsw words,
  * each at most 2·31·127, are added as int16 (at most 15748: exact) before
  * one vpmaddwd with the pair's scales: 4 vpmaddwd and 4 vpshufb per block
- * instead of 8 (on a core with one 128-bit integer multiplier the
- * multiplies are what bounds this loop).  The activation codes are packed
- * in that order (q45_act_pack).  Q5_K's bit 4 of element 64c + l is bit 2c
+ * instead of 8 (the 128-bit inserts cost less than the µops saved).  The
+ * activation codes are packed in that order (q45_act_pack).  Q5_K's bit 4 of element 64c + l is bit 2c
  * of qh[l] and of 64c + 32 + l bit 2c + 1: with qh[16h..] in the low lane
  * and qh[16h..] >> 2 in the high one, both lanes want bit 4P (low nibbles)
  * and 4P + 1 (high), moved to bit 4 by one 16-bit shift and a mask (a
@@ -285,7 +278,8 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 					    << 32 |
 				    (wb & 0x3F3F3F3Fu);
 		/* the 8 scales as words, in both lanes */
-		const __m256i scw = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+		const __m256i scw =
+			_mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
 		__m256i isum = _mm256_setzero_si256();
 #pragma GCC unroll 2
 		for (int P = 0; P < 2; P++) {
@@ -301,17 +295,21 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 					const __m128i q16 = _mm_loadu_si128((const __m128i *)(x + 16 + 16 * h));
 					const __m256i qh = _mm256_inserti128_si256(_mm256_castsi128_si256(q16),
 										   _mm_srli_epi16(q16, 2), 1);
-					lo = _mm256_or_si256(lo, _mm256_and_si256(P ? qh : _mm256_slli_epi16(qh, 4), m10));
-					hi = _mm256_or_si256(hi, _mm256_and_si256(P ? _mm256_srli_epi16(qh, 1)
-										    : _mm256_slli_epi16(qh, 3),
-										m10));
+					const __m256i hl = P ? qh : _mm256_slli_epi16(qh, 4);
+					const __m256i hh = P ? _mm256_srli_epi16(qh, 1) : _mm256_slli_epi16(qh, 3);
+					lo = _mm256_or_si256(lo, _mm256_and_si256(hl, m10));
+					hi = _mm256_or_si256(hi, _mm256_and_si256(hh, m10));
 				}
 				const uint8_t *av = a + 128 * P + 32 * h;
-				plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, _mm256_load_si256((const __m256i *)av)));
-				phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, _mm256_load_si256((const __m256i *)(av + 64))));
+				const __m256i alo = _mm256_load_si256((const __m256i *)av);
+				const __m256i ahi = _mm256_load_si256((const __m256i *)(av + 64));
+				plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, alo));
+				phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, ahi));
 			}
-			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, _mm256_shuffle_epi8(scw, bcast_idx(12 + 2 * P))));
-			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, _mm256_shuffle_epi8(scw, bcast_idx(13 + 2 * P))));
+			const __m256i slo = _mm256_shuffle_epi8(scw, bcast_idx(4 + 2 * P));
+			const __m256i shi = _mm256_shuffle_epi8(scw, bcast_idx(5 + 2 * P));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(plo, slo));
+			isum = _mm256_add_epi32(isum, _mm256_madd_epi16(phi, shi));
 		}
 		/* 4 lanes summing to Σ_j min_j · Σ a of sub-block j */
 		const __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)),
@@ -341,7 +339,31 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
  * (128 elements) is four 32-element groups g: the low (g = 0, 1) or high
  * (g = 2, 3) nibbles of ql[64h + 32(g & 1) + l] with bits 2g, 2g + 1 of
  * qh[32h + l] on top, element 128h + 32g + l; a group's low 128-bit lane
- * is 16-element sub-block 8h + 2g, its high lane 8h + 2g + 1. */
+ * is 16-element sub-block 8h + 2g, its high lane 8h + 2g + 1.  The high
+ * bits of groups 0 and 1 come from a vpshufb table on qh's low nibble, of
+ * group 3 on its high nibble (one shift instead of three), of group 2 by a
+ * mask. */
+
+/* Packed Q6_K activation, per 256-element block (KQ_ACT_BYTES):
+ *   int8  codes[256]  natural element order (the Q8_K codes)
+ *   float d           the Q8_K scale
+ *   int16 bsum[16]    Σ of each 16 codes (the Q8_K bsums)
+ *   zeros to 320 */
+static void q6_K_act_pack(const float *x, void *out, int64_t n)
+{
+	kern_from_float_fn q8 = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
+	uint8_t *o = out;
+
+	for (int64_t b = 0; b < n / QK_K; b++, o += KQ_ACT_BYTES) {
+		struct block_q8_K blk;
+		q8(x + b * QK_K, &blk, QK_K);
+		memcpy(o, blk.qs, QK_K);
+		memcpy(o + QK_K, &blk.d, sizeof blk.d);
+		memcpy(o + QK_K + 4, blk.bsums, sizeof blk.bsums);
+		memset(o + QK_K + 36, 0, KQ_ACT_BYTES - QK_K - 36);
+	}
+}
+
 static float q6_K_dot(int64_t n, const void *w, const void *act)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
@@ -379,11 +401,13 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 			for (int g = 0; g < 4; g++) {
 				const __m256i p = _mm256_maddubs_epi16(
 					q[g], _mm256_load_si256((const __m256i *)(a + 128 * h + 32 * g)));
-				isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sw, bcast_idx(8 + g))));
+				const __m256i sv = _mm256_shuffle_epi8(sw, bcast_idx(g));
+				isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, sv));
 			}
 		}
 		/* − 32 · Σ_j scale_j · bsum_j */
-		const __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a + QK_K + 4)));
+		const __m256i bsum = _mm256_loadu_si256((const __m256i *)(a + QK_K + 4));
+		const __m256i corr = _mm256_madd_epi16(sc16, bsum);
 		isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
 		uint16_t dh;
 		float da;
@@ -396,7 +420,7 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 
 static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot };
 static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot };
-static const struct kern_gemv gemv_q6_K = { kq_act_bytes, kq_act_pack, q6_K_dot };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot };
 
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
 {
