@@ -42,9 +42,10 @@
  * Shape: on the AVX2 machines this is for (first-generation EPYC), a
  * 256-bit instruction is two 128-bit µops, vpmaddubsw and vpmaddwd go to
  * one pipe and 16-bit shifts to one other, each 2 cycles per 256-bit
- * instruction: the kernels are bound by µop count, not by memory, so they
- * spend µops sparingly (int16 adds before a shared vpmaddwd, vpshufb
- * tables instead of shifts, scale shuffle indices from memory).
+ * instruction: written plainly these kernels are bound by µop count well
+ * below memory speed, so they spend µops sparingly (int16 adds before a
+ * shared vpmaddwd, vpshufb tables instead of shifts, scale shuffle indices
+ * from memory, the activation scale as a float).
  */
 #include "kern/kern_impl.h"
 
