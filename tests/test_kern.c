@@ -14,6 +14,7 @@
 #include "base/pool.h"
 #include "base/rng.h"
 #include "gguf/gguf.h"
+#include "kern/blocks.h"
 #include "kern/kern.h"
 
 static const uint32_t types[] = {
@@ -432,6 +433,107 @@ static void test_matmul_corrupt_block_detected(void **state)
 	}
 }
 
+/* Byte offsets of a quant block's fp16 scale fields (d, then m or dmin
+ * where the type has one; -1: none). */
+static void fp16_fields(uint32_t type, int off[2])
+{
+	off[0] = off[1] = -1;
+	switch (type) {
+	case GGUF_TYPE_Q4_0: case GGUF_TYPE_Q5_0: case GGUF_TYPE_Q8_0: off[0] = 0; break;
+	case GGUF_TYPE_Q4_1: case GGUF_TYPE_Q5_1: case GGUF_TYPE_Q4_K: case GGUF_TYPE_Q5_K:
+		off[0] = 0;
+		off[1] = 2;
+		break;
+	case GGUF_TYPE_Q2_K:
+		off[0] = (int)offsetof(struct block_q2_K, d);
+		off[1] = (int)offsetof(struct block_q2_K, dmin);
+		break;
+	case GGUF_TYPE_Q3_K: off[0] = (int)offsetof(struct block_q3_K, d); break;
+	case GGUF_TYPE_Q6_K: off[0] = (int)offsetof(struct block_q6_K, d); break;
+	default: break;
+	}
+}
+
+/* matvec at the ends of the integer ranges, where a SIMD kernel that adds
+ * int16 products before widening them would wrap: weight rows of all-ones
+ * bytes (every code and scale at its maximum; Q8_0 codes −1), of 0x80
+ * bytes (Q8_0 codes −128), of random bytes, and quantized ones, fp16 scale
+ * fields set to 1 in the first three; activations all +1 (codes ±127 in
+ * every position, all one sign), random ±1, and normal.  Long rows (4096,
+ * 11008) on every ISA, against the reference dot of each row. */
+static void test_matvec_extremes(void **state)
+{
+	static const int64_t ns[] = { 4096, 11008 };
+	const int64_t rows = 4;
+	struct dm_pool *pool;
+	struct dm_rng rng;
+	(void)state;
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
+	dm_rng_seed(&rng, 77);
+	for (size_t ti = 0; ti < N_TYPES; ti++) {
+		struct kern_traits r;
+		int off[2];
+		assert_int_equal(kern_traits_get(types[ti], KERN_ISA_REF, &r), 0);
+		if (r.block_size == 1)
+			continue; /* float types: no codes */
+		fp16_fields(types[ti], off);
+		assert_true(off[0] >= 0);
+		for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+			const int64_t n = ns[ni];
+			const size_t wr = kern_row_bytes(types[ti], n), ar = kern_act_row_bytes(types[ti], n);
+			uint8_t *w = malloc(wr * (size_t)rows), *a = malloc(ar);
+			float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)rows * sizeof(float));
+			float *wd = malloc((size_t)n * sizeof(float)), *ad = malloc((size_t)n * sizeof(float));
+			memset(w, 0xFF, wr);
+			memset(w + wr, 0x80, wr);
+			for (size_t i = 0; i < wr; i++)
+				w[2 * wr + i] = (uint8_t)dm_rng_u64(&rng);
+			fill_normal(x, n, 900 + ti, 0.02f);
+			r.from_float(x, w + 3 * wr, n);
+			for (int64_t k = 0; k < 3; k++)
+				for (size_t b = 0; b < wr; b += r.block_bytes)
+					for (int f = 0; f < 2; f++)
+						if (off[f] >= 0) {
+							const uint16_t one = 0x3C00;
+							memcpy(w + (size_t)k * wr + b + (size_t)off[f], &one, 2);
+						}
+			for (int xk = 0; xk < 3; xk++) {
+				if (xk == 2)
+					fill_normal(x, n, 950 + ti, 1.0f);
+				else
+					for (int64_t i = 0; i < n; i++)
+						x[i] = xk == 0 || dm_rng_u64(&rng) & 1 ? 1.0f : -1.0f;
+				r.act_from_float(x, a, n);
+				assert_int_equal(kern_dequantize(r.act_type, a, ad, n, NULL), 0);
+				for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+					if (!kern_isa_supported((enum kern_isa)isa))
+						continue;
+					assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, types[ti], w, rows, n,
+								     x, y, NULL),
+							 0);
+					for (int64_t k = 0; k < rows; k++) {
+						double S = 0, ex, ref = r.vec_dot(n, w + (size_t)k * wr, a);
+						r.to_float(w + (size_t)k * wr, wd, n);
+						for (int64_t i = 0; i < n; i++)
+							S += fabs((double)wd[i]) * fabs((double)ad[i]);
+						if (!dot_close(ref, y[k], S, n, &ex))
+							fail_msg("%s %s matvec n %lld, row %lld, activation %d: ref %.9g got %.9g (%.2f× tol)",
+								 tname(types[ti]), kern_isa_name((enum kern_isa)isa),
+								 (long long)n, (long long)k, xk, ref, (double)y[k], ex);
+					}
+				}
+			}
+			free(w);
+			free(a);
+			free(x);
+			free(y);
+			free(wd);
+			free(ad);
+		}
+	}
+	dm_pool_free(pool);
+}
+
 /* SIMD matmul results are the same for 1, 2 and 3 threads (bit for bit:
  * each output is computed by exactly one thread in a fixed order), on the
  * dot_cols path (Q4_K) and the panel gemm (Q4_0, Q8_0, F16). */
@@ -692,6 +794,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_rmse),
 		cmocka_unit_test(test_matvec_matmul),
 		cmocka_unit_test(test_matmul_corrupt_block_detected),
+		cmocka_unit_test(test_matvec_extremes),
 		cmocka_unit_test(test_matmul_threads_identical),
 		cmocka_unit_test(test_matmul_set),
 		cmocka_unit_test(test_quantize_rows_identical),

@@ -177,7 +177,7 @@ struct kern_gemv {
 	kern_vec_dot_fn dot;
 };
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
-/* gemv_avx2.c: the same for AVX2 machines (Q4_0). */
+/* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K). */
 const struct kern_gemv *kern_gemv_avx2(uint32_t type);
 
 #endif
