@@ -166,7 +166,7 @@ struct kern_gemm {
 };
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
-/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K). */
+/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q6_K). */
 const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 
 /* ---- gemv_avx512.c: decode matvec with a type-specific activation
