@@ -329,11 +329,12 @@ static int mm_case_bad(const struct mm_case *c, const float *y, char *msg, size_
 
 /* matvec and matmul, threaded, against per-row reference dots, with the
  * tolerance of the dot test (S from the actual operands).  Shapes cover the
- * AVX-512 panel gemm's edges: n with an even and an odd number of 32-blocks,
- * a single block, an odd number of 256-blocks (768), and two 512-element
- * groups (1024, the Q4_0 matvec's 16-block step); rows below, at and past
- * its 16-row panels; token counts below its threshold, odd ones, and past
- * its 8-token passes. */
+ * panel gemms' edges (AVX2 works in 8-row halves of the 16-row panels and
+ * 4-token tiles of the 8-token passes): n with an even and an odd number of
+ * 32-blocks, a single block, an odd number of 256-blocks (768), and two
+ * 512-element groups (1024, the Q4_0 matvec's 16-block step); rows below,
+ * at and past the 16-row panels; token counts below the gemm threshold, odd
+ * ones, and past the 8-token passes. */
 static void test_matvec_matmul(void **state)
 {
 	struct dm_pool *pool;
@@ -390,7 +391,7 @@ static void test_matvec_matmul(void **state)
 }
 
 /* The matmul and matvec checks can fail: one corrupted block in one weight
- * row (row 17, in the second, partial 16-row panel of the AVX-512 gemm)
+ * row (row 17, in the second, partial 16-row panel of the panel gemms)
  * must be caught in that row for every token, and must not show in any
  * other row. */
 static void test_matmul_corrupt_block_detected(void **state)

@@ -310,7 +310,7 @@ int kern_quantize_rows(struct dm_pool *pool, enum kern_isa isa, uint32_t src_typ
 /* ---- matrix products ---- */
 
 /* How one weight matrix is multiplied: the decode matvec (one token), the
- * panel gemm (AVX-512, from its min_tok tokens up), or dot_cols / vec_dot
+ * panel gemm (AVX-512, AVX2 for some types; from its min_tok tokens up), or dot_cols / vec_dot
  * over token groups.  Every mode packs the activations once per call. */
 enum mm_mode { MM_VEC, MM_GEMM, MM_COLS };
 
@@ -387,6 +387,16 @@ static void gemm_task(struct mm_job *j, int64_t b, int64_t e, int thread)
 	}
 }
 
+/* The panel gemm an ISA has for a weight type (NULL: none). */
+static const struct kern_gemm *gemm_for(enum kern_isa isa, uint32_t type)
+{
+	if (isa >= KERN_ISA_AVX512)
+		return kern_gemm_avx512(type);
+	if (isa == KERN_ISA_AVX2)
+		return kern_gemm_avx2(type);
+	return NULL;
+}
+
 /* Chooses the mode and sizes of one product; allocates nothing (w may be
  * NULL when only sizing). */
 static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, uint32_t type,
@@ -422,7 +432,7 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 			j->act_row = gv->act_bytes(n);
 			j->dot = gv->dot;
 		}
-	} else if (isa >= KERN_ISA_AVX512 && n > 0 && (j->gemm = kern_gemm_avx512(type)) &&
+	} else if (n > 0 && (j->gemm = gemm_for(isa, type)) &&
 		   n_tok >= j->gemm->min_tok) {
 		/* the panel gemm repacks its weights once per call: from min_tok up */
 		j->mode = MM_GEMM;
@@ -598,7 +608,7 @@ int kern_ws_bytes(enum kern_isa isa, const uint32_t *types, int count, int64_t n
 	at[n_at++] = 1;
 	at[n_at++] = n_tok_max;
 	for (int i = 0; i < count; i++) {
-		const struct kern_gemm *g = isa >= KERN_ISA_AVX512 ? kern_gemm_avx512(types[i]) : NULL;
+		const struct kern_gemm *g = gemm_for(isa, types[i]);
 		if (g && g->min_tok - 1 > 1 && g->min_tok - 1 < n_tok_max)
 			at[n_at++] = g->min_tok - 1;
 	}

@@ -142,7 +142,7 @@ void kern_swiglu_avx512(float *g, const float *u, int64_t n);
 void kern_geglu_avx512(float *g, const float *u, int64_t n);
 void kern_softcap_avx512(float *y, const float *x, float c, int64_t n);
 
-/* ---- gemm_avx512.c: the prefill matmul over repacked weight panels ----
+/* ---- gemm_<isa>.c: the prefill matmul over repacked weight panels ----
  * Weight rows are multiplied KERN_PANEL_ROWS at a time (a "panel"): panel()
  * repacks rows w[0..nr) (nr <= KERN_PANEL_ROWS, rows w_row bytes apart)
  * into per-thread scratch (scratch_bytes(n) bytes, 64-byte aligned) and
@@ -166,6 +166,8 @@ struct kern_gemm {
 };
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
+/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q6_K). */
+const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 
 /* ---- gemv_avx512.c: decode matvec with a type-specific activation
  * layout: act_pack makes act_bytes(n) bytes from n floats once per call,

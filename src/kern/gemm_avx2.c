@@ -1,0 +1,541 @@
+/*
+ * kern/gemm_avx2 — the prefill matmul on AVX2 machines (no VNNI): weight
+ * rows go through in panels of KERN_PANEL_ROWS = 16 rows, each repacked
+ * once per call into per-thread scratch so that one 256-bit vector holds
+ * the same 4 elements ("group") of 8 rows, then multiplied against every
+ * token.  Only called after kern_isa_supported(AVX2).  Q4_0 Q8_0 Q4_K Q6_K.
+ *
+ * Why this shape: with rows across the vector one token's 4 activation
+ * bytes are broadcast to 8 rows, so there is no horizontal sum and the
+ * float work (convert, scale, add) is one instruction per 8 rows per block.
+ * vpmaddubsw (unsigned × signed bytes, pairs added in int16) needs small
+ * unsigned weights: codes are kept as 4-bit values 0..15, so a pair is at
+ * most 2·15·127 = 3810 (2·15·128 = 3840 for an activation of −128) and the
+ * 8 groups of a block add up in int16 (8·3840 = 30720 < 32767) before one
+ * vpmaddwd widens them to int32 (Q6_K's units of 16: 4 groups).  A tile
+ * is 8 rows × up to 4 tokens (× 2 planes for Q8_0 and Q6_K) of int16 and
+ * float accumulators, which fits the 16 ymm registers with the weight and
+ * broadcast operands (Q8_0/Q6_K keep 3 float accumulators in L1).
+ *
+ * Panel layout, per unit of U elements (a Q4_0/Q8_0 block, or one
+ * sub-block of a Q4_K (U = 32) or Q6_K (U = 16) block), P planes (Q4_0,
+ * Q4_K: 1, Q8_0, Q6_K: 2):
+ *
+ *   codes  [U/4 groups][P planes][16 rows][4 bytes]  group g = elements 4g..4g+3
+ *   scale  [16 rows] float                 Q4_0/Q8_0: d; Q4_K, Q6_K: d·sc
+ *   min    [16 rows] float                 Q4_K only: −dmin·m
+ *
+ * Q4_0's and Q4_K's plane is their codes q (values d·(q − 8) and
+ * d·sc·q − dmin·m).  Q8_0's signed codes w become u = w + 128 = 16·h + l,
+ * and its planes are h then l (0..15 each); Q6_K's stored 6-bit codes
+ * u = q + 32 = 16·h + l likewise (h 0..3).
+ *
+ * Activations are quantized once per call by the reference-exact Q8_0
+ * (Q4_K, Q6_K: Q8_K) quantizer and packed in blocks of KERN_GEMM_TOK = 8 tokens,
+ * per unit one record:
+ *
+ *   int8  codes[8][U]   token c's codes of the unit, element order
+ *   float d[8]          the token's activation scale (fp16 d as float; Q8_K's d)
+ *   int32 corr[8]       −offset·Σ codes (offset 8 Q4_0, 128 Q8_0, 32 Q6_K, 0)
+ *   float s[8]          Q4_K only: d·Σ codes of the unit (from Q8_K's bsums)
+ *
+ * so that per unit, row r and token t (a = activation codes):
+ *   Q4_0: isum = Σ q·a + corr                     = Σ (q − 8)·a
+ *   Q8_0: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 128)·a = Σ w·a
+ *   Q4_K: isum = Σ q·a
+ *   Q6_K: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 32)·a
+ *   y   += isum·(scale_r·d_t)  [+ min_r·s_t for Q4_K]
+ * which is ref.c's integer sum per block (per sub-block for the K-quants, whose
+ * scales are applied in float per unit instead of in int per block), exact
+ * in int32; results differ from the reference only in float rounding and
+ * the order of additions.
+ */
+#include "kern/kern_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gguf/gguf.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define PR KERN_PANEL_ROWS /* 16: two 8-row halves */
+#define PC KERN_GEMM_TOK   /* 8 tokens per activation block */
+#define PREFETCH 512       /* repack: bytes ahead in each weight row */
+
+_Static_assert(PR == 16 && PC == 8, "gemm_avx2 assumes 16-row panels and 8-token blocks");
+
+/* Bytes of one unit of the panel with P planes (and a min). */
+INLINE size_t unit_bytes(int P, int U, bool min)
+{
+	return (size_t)P * (size_t)(U / 4) * 64 + 64 + (min ? 64 : 0);
+}
+
+/* Bytes of one unit's activation record: codes, d, corr (and s). */
+INLINE size_t rec_bytes(int U, bool min)
+{
+	return (size_t)PC * (size_t)U + PC * 4 * (min ? 3 : 2);
+}
+
+INLINE int32_t ld32(const uint8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+INLINE float ldf(const uint8_t *p)
+{
+	float v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/* r[i] = [row i | row i + 4] (4 dwords each, i < 4); on return r[k] holds
+ * dword k of rows 0..7 in order. */
+INLINE void transpose8x4(__m256i r[4])
+{
+	__m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]); /* 0.0 1.0 0.1 1.1 */
+	__m256i t1 = _mm256_unpackhi_epi32(r[0], r[1]); /* 0.2 1.2 0.3 1.3 */
+	__m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+	__m256i t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+	r[0] = _mm256_unpacklo_epi64(t0, t2);
+	r[1] = _mm256_unpackhi_epi64(t0, t2);
+	r[2] = _mm256_unpacklo_epi64(t1, t3);
+	r[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+INLINE __m256i load2x128(const uint8_t *lo, const uint8_t *hi)
+{
+	return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)hi),
+				_mm_loadu_si128((const __m128i *)lo));
+}
+
+/* One block of 8 rows (row[0..8), block at byte off) into the panel unit p
+ * at row half h (bytes 32h of each 64-byte group/plane slot). */
+INLINE void repack_q4_0_half(const uint8_t *const row[8], size_t off, uint8_t *p, int h)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F);
+	__m256i r[4];
+	for (int i = 0; i < 4; i++) /* the 16 code bytes, past the 2-byte d */
+		r[i] = load2x128(row[i] + off + 2, row[i + 4] + off + 2);
+	transpose8x4(r);
+	/* dword k: low nibbles are elements 4k.., high nibbles 16 + 4k.. */
+	for (int k = 0; k < 4; k++) {
+		_mm256_store_si256((__m256i *)(p + 64 * k + 32 * h), _mm256_and_si256(r[k], m4));
+		_mm256_store_si256((__m256i *)(p + 64 * (k + 4) + 32 * h),
+				   _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4));
+	}
+}
+
+INLINE void repack_q8_0_half(const uint8_t *const row[8], size_t off, uint8_t *p, int h)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), x80 = _mm256_set1_epi8((char)0x80);
+	for (int half = 0; half < 2; half++) { /* dwords 0..3, then 4..7 */
+		__m256i r[4];
+		for (int i = 0; i < 4; i++)
+			r[i] = load2x128(row[i] + off + 2 + 16 * half, row[i + 4] + off + 2 + 16 * half);
+		transpose8x4(r);
+		for (int k = 0; k < 4; k++) {
+			const int g = 4 * half + k;
+			__m256i u = _mm256_xor_si256(r[k], x80); /* w + 128 */
+			_mm256_store_si256((__m256i *)(p + 128 * g + 32 * h),
+					   _mm256_and_si256(_mm256_srli_epi16(u, 4), m4));
+			_mm256_store_si256((__m256i *)(p + 128 * g + 64 + 32 * h),
+					   _mm256_and_si256(u, m4));
+		}
+	}
+}
+
+/* Q4_K: one 256-block of 8 rows into the panel's 8 units (ub bytes apart).
+ * qs chunk c (32 bytes) holds elements 64c.. in its low nibbles (unit 2c)
+ * and 64c + 32.. in its high nibbles (unit 2c + 1); byte 4g + i of a
+ * chunk is element 4g + i of both units, so a dword transpose of each
+ * 16-byte half gives groups 4·half + k directly. */
+INLINE void repack_q4_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
+			     int h)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F);
+	const size_t qs = offsetof(struct block_q4_K, qs);
+	for (int c = 0; c < 4; c++)
+		for (int half = 0; half < 2; half++) {
+			__m256i r[4];
+			const size_t o = off + qs + 32 * (size_t)c + 16 * (size_t)half;
+			for (int i = 0; i < 4; i++)
+				r[i] = load2x128(row[i] + o, row[i + 4] + o);
+			transpose8x4(r);
+			for (int k = 0; k < 4; k++) {
+				const int g = 4 * half + k;
+				uint8_t *lo = p + (size_t)(2 * c) * ub + 64 * g + 32 * h;
+				_mm256_store_si256((__m256i *)lo, _mm256_and_si256(r[k], m4));
+				_mm256_store_si256((__m256i *)(lo + ub),
+						   _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4));
+			}
+		}
+}
+
+/* Q6_K: one 256-block of 8 rows into the panel's 16 units of 16 (ub bytes
+ * apart), planes h (the 2 high bits) then l (the 4 low bits) of the stored
+ * 6-bit code u = q + 32 = 16·h + l.  Span s = 4i + k
+ * (elements 32s..32s+31) takes its low bits from ql + 64i + 32(k % 2)
+ * (shifted by 4(k / 2)) and its high bits from qh + 32i (shifted by 2k);
+ * its 16-byte halves are units 2s and 2s + 1. */
+INLINE void repack_q6_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
+			     int h)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+	for (int s = 0; s < 8; s++) {
+		const int i = s / 4, k = s % 4;
+		for (int half = 0; half < 2; half++) {
+			__m256i lo[4], hi[4];
+			const size_t ol = off + 64 * (size_t)i + 32 * (size_t)(k % 2) + 16 * (size_t)half;
+			const size_t oh = off + QK_K / 2 + 32 * (size_t)i + 16 * (size_t)half;
+			for (int r = 0; r < 4; r++) {
+				lo[r] = load2x128(row[r] + ol, row[r + 4] + ol);
+				hi[r] = load2x128(row[r] + oh, row[r + 4] + oh);
+			}
+			transpose8x4(lo);
+			transpose8x4(hi);
+			uint8_t *u = p + (size_t)(2 * s + half) * ub + 32 * h;
+			for (int g = 0; g < 4; g++) {
+				__m256i l4 = _mm256_and_si256(_mm256_srli_epi16(lo[g], 4 * (k / 2)), m4);
+				__m256i h2 = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * k), m2);
+				_mm256_store_si256((__m256i *)(u + 128 * g), h2);
+				_mm256_store_si256((__m256i *)(u + 128 * g + 64), l4);
+			}
+		}
+	}
+}
+
+/* Repacks rows w[0..nr) (rows past nr repeat row nr − 1; their results are
+ * never stored) into the panel layout above; bb bytes per block, P planes. */
+INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t *w, size_t w_row,
+		   int nr, uint8_t *panel)
+{
+	const uint8_t *row[PR];
+	const bool min = type == GGUF_TYPE_Q4_K;
+	const size_t ub = unit_bytes(P, 32, min);
+	for (int r = 0; r < PR; r++)
+		row[r] = w + (size_t)(r < nr ? r : nr - 1) * w_row;
+	if (type == GGUF_TYPE_Q6_K) {
+		const size_t ub6 = unit_bytes(2, 16, false);
+		for (int64_t b = 0; b < n / QK_K; b++) {
+			uint8_t *p = panel + (size_t)b * 16 * ub6;
+			const size_t off = (size_t)b * (size_t)bb;
+			for (int r = 0; r < PR; r++)
+				for (int l = 0; l < bb; l += 64)
+					_mm_prefetch((const char *)row[r] + off + l + 4 * PREFETCH,
+						     _MM_HINT_T0);
+			for (int h = 0; h < 2; h++)
+				repack_q6_K_half(row + 8 * h, off, p, ub6, h);
+			for (int r = 0; r < PR; r++) {
+				const struct block_q6_K *k = (const struct block_q6_K *)(row[r] + off);
+				const float d = _cvtsh_ss(k->d);
+				for (int j = 0; j < 16; j++)
+					((float *)(p + (size_t)j * ub6 + 2 * 4 * 64))[r] = d * (float)k->scales[j];
+			}
+		}
+		return;
+	}
+	if (type == GGUF_TYPE_Q4_K) {
+		for (int64_t b = 0; b < n / QK_K; b++) {
+			uint8_t *p = panel + (size_t)b * 8 * ub;
+			const size_t off = (size_t)b * (size_t)bb;
+			for (int r = 0; r < PR; r++)
+				for (int l = 0; l < bb; l += 64)
+					_mm_prefetch((const char *)row[r] + off + l + 4 * PREFETCH,
+						     _MM_HINT_T0);
+			for (int h = 0; h < 2; h++)
+				repack_q4_K_half(row + 8 * h, off, p, ub, h);
+			/* unit j: scale d·sc_j, min −dmin·m_j of each row */
+			for (int r = 0; r < PR; r++) {
+				const struct block_q4_K *k = (const struct block_q4_K *)(row[r] + off);
+				const float d = _cvtsh_ss(k->d), dmin = _cvtsh_ss(k->dmin);
+				for (int j = 0; j < 8; j++) {
+					uint8_t s6, m6;
+					kern_k4_scale_min(j, k->scales, &s6, &m6);
+					float *sc = (float *)(p + (size_t)j * ub + 512);
+					sc[r] = d * (float)s6;
+					sc[PR + r] = -dmin * (float)m6;
+				}
+			}
+		}
+		return;
+	}
+	for (int64_t b = 0; b < n / 32; b++) {
+		uint8_t *p = panel + (size_t)b * ub;
+		const size_t off = (size_t)b * (size_t)bb;
+		/* the rows come from DRAM once per call: fetch ahead of the loads */
+		for (int r = 0; r < PR; r++)
+			_mm_prefetch((const char *)row[r] + off + PREFETCH, _MM_HINT_T0);
+		for (int h = 0; h < 2; h++) {
+			if (P == 1)
+				repack_q4_0_half(row + 8 * h, off, p, h);
+			else
+				repack_q8_0_half(row + 8 * h, off, p, h);
+		}
+		/* the 16 rows' d (first in both block types), fp16 → float */
+		uint16_t d[PR];
+		for (int r = 0; r < PR; r++)
+			memcpy(&d[r], row[r] + off, 2);
+		float *sc = (float *)(p + (size_t)P * 512);
+		_mm256_store_ps(sc, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+		_mm256_store_ps(sc + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + 8))));
+	}
+}
+
+INLINE size_t act_bytes_int(int U, bool min, int64_t n)
+{
+	return (size_t)(n / U) * rec_bytes(U, min);
+}
+
+/* Σ of 32 int8 codes. */
+INLINE int sum32(const int8_t *p)
+{
+	__m256i a = _mm256_loadu_si256((const __m256i *)p);
+	__m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), a),
+				      _mm256_set1_epi16(1));
+	__m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+	s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+	s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+	return _mm_cvtsi128_si32(s4);
+}
+
+/* Quantizes one token (n floats) into slot `slot` of the token block blk. */
+INLINE void act_pack_int(uint32_t type, int offset, const float *x, uint8_t *blk, int64_t n,
+			 int slot)
+{
+	if (type == GGUF_TYPE_Q6_K) { /* Q8_K, units of 16: corr −32·bsums */
+		kern_from_float_fn quant = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
+		struct block_q8_K bk;
+		for (int64_t k = 0; k < n / QK_K; k++) {
+			quant(x + k * QK_K, &bk, QK_K);
+			for (int j = 0; j < 16; j++) {
+				uint8_t *rec = blk + (size_t)(16 * k + j) * rec_bytes(16, false);
+				const int32_t corr = -offset * bk.bsums[j];
+				memcpy(rec + 16 * slot, bk.qs + 16 * j, 16);
+				memcpy(rec + PC * 16 + 4 * slot, &bk.d, 4);
+				memcpy(rec + PC * 16 + PC * 4 + 4 * slot, &corr, 4);
+			}
+		}
+		return;
+	}
+	if (type == GGUF_TYPE_Q4_K) { /* Q8_K: d per 256, Σ per 16 (bsums) */
+		kern_from_float_fn quant = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
+		struct block_q8_K bk;
+		for (int64_t k = 0; k < n / QK_K; k++) {
+			quant(x + k * QK_K, &bk, QK_K);
+			for (int j = 0; j < 8; j++) {
+				uint8_t *rec = blk + (size_t)(8 * k + j) * rec_bytes(32, true);
+				const int32_t corr = 0;
+				const float s = bk.d * (float)(bk.bsums[2 * j] + bk.bsums[2 * j + 1]);
+				memcpy(rec + 32 * slot, bk.qs + 32 * j, 32);
+				memcpy(rec + PC * 32 + 4 * slot, &bk.d, 4);
+				memcpy(rec + PC * 32 + PC * 4 + 4 * slot, &corr, 4);
+				memcpy(rec + PC * 32 + PC * 8 + 4 * slot, &s, 4);
+			}
+		}
+		return;
+	}
+	kern_from_float_fn quant = kern_act_quant_avx2(GGUF_TYPE_Q8_0);
+	struct block_q8_0 b;
+	for (int64_t u = 0; u < n / 32; u++) {
+		uint8_t *rec = blk + (size_t)u * rec_bytes(32, false);
+		quant(x + u * 32, &b, 32);
+		const float d = _cvtsh_ss(b.d);
+		const int32_t corr = -offset * sum32(b.qs);
+		memcpy(rec + 32 * slot, b.qs, 32);
+		memcpy(rec + PC * 32 + 4 * slot, &d, 4);
+		memcpy(rec + PC * 32 + PC * 4 + 4 * slot, &corr, 4);
+	}
+}
+
+/* Keeps *v in a register as it is: GCC otherwise reassociates the 8
+ * in-order int16 additions of a block into a tree of all 8 products,
+ * which needs 8 live registers per accumulator and spills (measured). */
+INLINE void pin(__m256i *v)
+{
+	__asm__("" : "+x"(*v));
+}
+
+/* One 8-row half (hv) of a panel × NT tokens (c0.. of the token block at
+ * act) over the whole row: y[c·ys + r] for r < nr of that half. */
+INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool MIN, int64_t nb,
+		     const uint8_t *act, int hv, int c0, const int NT, float *y, size_t ys, int nr)
+{
+	const size_t ub = unit_bytes(P, U, MIN), rb = rec_bytes(U, MIN);
+	const int G = U / 4;
+	const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+	__m256 acc[4];
+#pragma GCC unroll 4
+	for (int c = 0; c < NT; c++)
+		acc[c] = _mm256_setzero_ps();
+	for (int64_t b = 0; b < nb; b++) {
+		const uint8_t *p = panel + (size_t)b * ub + 32 * hv;
+		const uint8_t *a = act + (size_t)b * rb;
+		__m256i s16[2][4];
+#pragma GCC unroll 8
+		for (int g = 0; g < G; g++) {
+			__m256i av[4];
+#pragma GCC unroll 4
+			for (int c = 0; c < NT; c++)
+				av[c] = _mm256_set1_epi32(ld32(a + U * (c0 + c) + 4 * g));
+#pragma GCC unroll 2
+			for (int pl = 0; pl < P; pl++) {
+				const __m256i wv = _mm256_load_si256((const __m256i *)(p + 64 * (P * g + pl)));
+#pragma GCC unroll 4
+				for (int c = 0; c < NT; c++) {
+					__m256i m = _mm256_maddubs_epi16(wv, av[c]);
+					s16[pl][c] = g ? _mm256_add_epi16(s16[pl][c], m) : m;
+					pin(&s16[pl][c]);
+				}
+			}
+		}
+		const __m256 sc = _mm256_load_ps((const float *)(p - 32 * hv + P * G * 64) + 8 * hv);
+#pragma GCC unroll 4
+		for (int c = 0; c < NT; c++) {
+			__m256i isum = P == 2 ? _mm256_add_epi32(_mm256_madd_epi16(s16[0][c], sixteen),
+								 _mm256_madd_epi16(s16[1][c], ones))
+					      : _mm256_madd_epi16(s16[0][c], ones);
+			isum = _mm256_add_epi32(isum,
+						_mm256_set1_epi32(ld32(a + PC * U + PC * 4 + 4 * (c0 + c))));
+			const __m256 s = _mm256_mul_ps(sc, _mm256_set1_ps(ldf(a + PC * U + 4 * (c0 + c))));
+			acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc[c]);
+		}
+		if (MIN) {
+			const __m256 mn = _mm256_load_ps((const float *)(p - 32 * hv + P * G * 64 + 64) + 8 * hv);
+#pragma GCC unroll 4
+			for (int c = 0; c < NT; c++)
+				acc[c] = _mm256_fmadd_ps(mn, _mm256_set1_ps(ldf(a + PC * U + PC * 8 + 4 * (c0 + c))),
+							 acc[c]);
+		}
+	}
+	const int rows = nr - 8 * hv;
+#pragma GCC unroll 4
+	for (int c = 0; c < NT; c++) {
+		float *yc = y + (size_t)c * ys + 8 * hv;
+		if (rows >= 8) {
+			_mm256_storeu_ps(yc, acc[c]);
+		} else {
+			float tmp[8];
+			_mm256_storeu_ps(tmp, acc[c]);
+			memcpy(yc, tmp, (size_t)rows * sizeof(float));
+		}
+	}
+}
+
+/* One tile kernel per kind (Q4_0: 1 plane; Q8_0: 2 planes; Q4_K: 1 plane
+ * with a min; Q6_K: 2 planes, 16-element units) × token count. */
+#define TILE_FN(name, P, U, MIN, NT)                                                      \
+	static void name(const uint8_t *panel, int64_t nb, const uint8_t *act, int hv, int c0, \
+			 float *y, size_t ys, int nr)                                     \
+	{                                                                                \
+		int_tile(panel, P, U, MIN, nb, act, hv, c0, NT, y, ys, nr);              \
+	}
+#define TILE_KIND(k, P, U, MIN)                                                           \
+	TILE_FN(tile##k##_1, P, U, MIN, 1)                                               \
+	TILE_FN(tile##k##_2, P, U, MIN, 2)                                               \
+	TILE_FN(tile##k##_3, P, U, MIN, 3)                                               \
+	TILE_FN(tile##k##_4, P, U, MIN, 4)
+TILE_KIND(0, 1, 32, false)
+TILE_KIND(1, 2, 32, false)
+TILE_KIND(2, 1, 32, true)
+TILE_KIND(3, 2, 16, false)
+
+typedef void (*tile_fn)(const uint8_t *, int64_t, const uint8_t *, int, int, float *, size_t, int);
+static const tile_fn tiles[4][4] = { { tile0_1, tile0_2, tile0_3, tile0_4 },
+				     { tile1_1, tile1_2, tile1_3, tile1_4 },
+				     { tile2_1, tile2_2, tile2_3, tile2_4 },
+				     { tile3_1, tile3_2, tile3_3, tile3_4 } };
+
+/* The cache lines [l0, l1) of the 16 rows after this panel (line l: row
+ * l / lpr, its line l % lpr), towards L2 for the next panel's repack.
+ * Past the matrix's last row this touches nothing that faults. */
+INLINE void prefetch_next(const uint8_t *w, size_t w_row, int64_t lpr, int64_t l0, int64_t l1)
+{
+	const uint8_t *next = w + PR * w_row;
+	for (int64_t l = l0; l < l1; l++)
+		_mm_prefetch((const char *)next + (size_t)(l / lpr) * w_row + (size_t)(l % lpr) * 64,
+			     _MM_HINT_T1);
+}
+
+INLINE void panel_int(uint32_t type, const int P, int bb, int64_t n, const uint8_t *w,
+		      size_t w_row, int nr, const uint8_t *act, size_t a_blk, int64_t n_tok, float *y,
+		      size_t ys, uint8_t *scratch)
+{
+	const int U = type == GGUF_TYPE_Q6_K ? 16 : 32;
+	const int64_t nb = n / U, passes = (n_tok + PC - 1) / PC;
+	const int64_t lpr = (int64_t)(w_row + 63) / 64;
+	const int kind = type == GGUF_TYPE_Q6_K ? 3 : type == GGUF_TYPE_Q4_K ? 2 : P - 1;
+	repack(type, P, bb, n, w, w_row, nr, scratch);
+	for (int64_t i = 0; i < passes; i++) {
+		const int64_t t0 = i * PC;
+		const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
+		const uint8_t *a = act + (size_t)i * a_blk;
+		if (nr == PR)
+			prefetch_next(w, w_row, lpr, PR * lpr * i / passes, PR * lpr * (i + 1) / passes);
+		for (int c0 = 0; c0 < nc; c0 += 4) {
+			const int nt = nc - c0 < 4 ? nc - c0 : 4;
+			float *yt = y + (size_t)(t0 + c0) * ys;
+			for (int hv = 0; hv < 2 && 8 * hv < nr; hv++)
+				tiles[kind][nt - 1](scratch, nb, a, hv, c0, yt, ys, nr);
+		}
+	}
+}
+
+/* Panel gemm from MINTOK tokens up (below it the per-call repack costs more
+ * than dot_cols spends). */
+#define INT_TYPE(ty, TY, P, U, BB, OFF, MIN, MINTOK)                                         \
+	static size_t act_bytes_##ty(int64_t n)                                           \
+	{                                                                                \
+		return act_bytes_int(U, MIN, n);                                            \
+	}                                                                                \
+	static void pack_##ty(const float *x, uint8_t *blk, int64_t n, int slot)          \
+	{                                                                                \
+		act_pack_int(GGUF_TYPE_##TY, OFF, x, blk, n, slot);                      \
+	}                                                                                \
+	static size_t scratch_##ty(int64_t n)                                             \
+	{                                                                                \
+		return (size_t)(n / U) * unit_bytes(P, U, MIN);                            \
+	}                                                                                \
+	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
+			       const uint8_t *act, size_t a_blk, int64_t n_tok, float *y,  \
+			       size_t ys, uint8_t *scratch)                               \
+	{                                                                                \
+		panel_int(GGUF_TYPE_##TY, P, BB, n, w, w_row, nr, act, a_blk, n_tok, y, ys, \
+			  scratch);                                                      \
+	}                                                                                \
+	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
+						    scratch_##ty, panel_##ty };
+
+/*       type  TYPE  planes unit block bytes offset min   min tokens */
+INT_TYPE(q4_0, Q4_0, 1, 32, 18, 8, false, 4)
+INT_TYPE(q8_0, Q8_0, 2, 32, 34, 128, false, 4)
+INT_TYPE(q4_K, Q4_K, 1, 32, 144, 0, true, 8)
+INT_TYPE(q6_K, Q6_K, 2, 16, 210, 32, false, 8)
+
+const struct kern_gemm *kern_gemm_avx2(uint32_t type)
+{
+	switch (type) {
+	case GGUF_TYPE_Q4_0:
+		return &gemm_q4_0;
+	case GGUF_TYPE_Q8_0:
+		return &gemm_q8_0;
+	case GGUF_TYPE_Q4_K:
+		return &gemm_q4_K;
+	case GGUF_TYPE_Q6_K:
+		return &gemm_q6_K;
+	default:
+		return NULL;
+	}
+}
+#else
+const struct kern_gemm *kern_gemm_avx2(uint32_t type)
+{
+	(void)type;
+	return NULL;
+}
+#endif
