@@ -919,6 +919,23 @@ static int scenario_teardown(void **state)
  * the prompt.  All three models stay loaded: each is loaded exactly once
  * and never evicted (/health's load_count / unload_count, /metrics'
  * dormant_model_evictions_total). */
+/* The server finds a model however many are registered (its lookup once
+ * stopped at the first 64): the 80th of 80 extra models answers. */
+static void test_http_many_models(void **state)
+{
+	char name[32], err[256];
+	json_t *o;
+	(void)state;
+	for (int i = 0; i < 80; i++) {
+		snprintf(name, sizeof name, "many%02d", i);
+		assert_int_equal(dormant_add_model(D, name, tu_tmp_path("rag-tiny.gguf"), err, sizeof err), 0);
+	}
+	o = call("/api/show", json_pack("{s:s}", "model", "many79"), 200);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(o, "capabilities"), 0)), "completion");
+	json_decref(o);
+	json_decref(call("/api/show", json_pack("{s:s}", "model", "many80"), 404));
+}
+
 static void test_rag_scenario(void **state)
 {
 	static const char *const topics[] = { "rivers", "volcanoes", "bread", "trains", "bees" };
@@ -1489,6 +1506,7 @@ int main(void)
 		cmocka_unit_test(test_batch_bound),       cmocka_unit_test(test_batch_tokens),
 		cmocka_unit_test(test_batch_cancel),
 		cmocka_unit_test(test_batch_http),
+		cmocka_unit_test(test_http_many_models),
 		cmocka_unit_test_teardown(test_rag_scenario, scenario_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
