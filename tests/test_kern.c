@@ -332,13 +332,14 @@ static int mm_case_bad(const struct mm_case *c, const float *y, char *msg, size_
  * panel gemms' edges (AVX2 works in 8-row halves of the 16-row panels and
  * 4-token tiles of the 8-token passes): n with an even and an odd number of
  * 32-blocks, a single block, an odd number of 256-blocks (768), and two
- * 512-element groups (1024, the Q4_0 matvec's 16-block step); rows below,
+ * 512-element groups (1024, the Q4_0 matvec's 16-block step), 100 (float
+ * types only: a row ending inside an 8-element step); rows below,
  * at and past the 16-row panels; token counts below the gemm threshold, odd
  * ones, and past the 8-token passes. */
 static void test_matvec_matmul(void **state)
 {
 	struct dm_pool *pool;
-	static const int64_t ns[] = { 512, 544, 32, 768, 1024 };
+	static const int64_t ns[] = { 512, 544, 32, 768, 1024, 100 };
 	static const int64_t shapes[][2] = { /* rows, tokens */
 		{ 67, 11 }, { 1, 5 }, { 15, 2 }, { 16, 3 }, { 17, 4 }, { 33, 8 }, { 48, 9 }, { 5, 17 },
 	};
@@ -429,6 +430,14 @@ static void test_matmul_corrupt_block_detected(void **state)
 			if (dot_close(c.ref[i], y[i], c.S[i], n, NULL) != (i != bad_row))
 				fail_msg("%s matvec row %lld: corrupted block %s", tname(types[ti]),
 					 (long long)i, i == bad_row ? "not detected" : "leaks");
+		/* and a row inside an 8-row step of the matvecs that take 8 rows
+		 * at once (rows 0..15 here; 17 is left to the one-row kernel) */
+		memset(c.w + (size_t)5 * c.wr + 2 * bb, 0x5A, bb);
+		assert_int_equal(kern_matvec(NULL, isa, types[ti], c.w, rows, n, c.x, y, NULL), 0);
+		for (int64_t i = 0; i < rows; i++)
+			if (dot_close(c.ref[i], y[i], c.S[i], n, NULL) != (i != bad_row && i != 5))
+				fail_msg("%s matvec row %lld: corrupted block %s", tname(types[ti]),
+					 (long long)i, i == bad_row || i == 5 ? "not detected" : "leaks");
 		free(y);
 		mm_case_free(&c);
 	}

@@ -3,7 +3,8 @@
  * rows go through in panels of KERN_PANEL_ROWS = 16 rows, each repacked
  * once per call into per-thread scratch so that one 256-bit vector holds
  * the same 4 elements ("group") of 8 rows, then multiplied against every
- * token.  Only called after kern_isa_supported(AVX2).  Q4_0 Q8_0 Q4_K Q6_K.
+ * token.  Only called after kern_isa_supported(AVX2).  Q4_0 Q8_0 Q4_K Q6_K,
+ * and F32 F16 BF16 (float panels, at the end of this file).
  *
  * Why this shape: with rows across the vector one token's 4 activation
  * bytes are broadcast to 8 rows, so there is no horizontal sum and the
@@ -59,7 +60,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "gguf/gguf.h"
+#include "kern/rows_avx2.h"
 
 #define INLINE static inline __attribute__((always_inline))
 #define PR KERN_PANEL_ROWS /* 16: two 8-row halves */
@@ -94,26 +97,6 @@ INLINE float ldf(const uint8_t *p)
 	return v;
 }
 
-/* r[i] = [row i | row i + 4] (4 dwords each, i < 4); on return r[k] holds
- * dword k of rows 0..7 in order. */
-INLINE void transpose8x4(__m256i r[4])
-{
-	__m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]); /* 0.0 1.0 0.1 1.1 */
-	__m256i t1 = _mm256_unpackhi_epi32(r[0], r[1]); /* 0.2 1.2 0.3 1.3 */
-	__m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]);
-	__m256i t3 = _mm256_unpackhi_epi32(r[2], r[3]);
-	r[0] = _mm256_unpacklo_epi64(t0, t2);
-	r[1] = _mm256_unpackhi_epi64(t0, t2);
-	r[2] = _mm256_unpacklo_epi64(t1, t3);
-	r[3] = _mm256_unpackhi_epi64(t1, t3);
-}
-
-INLINE __m256i load2x128(const uint8_t *lo, const uint8_t *hi)
-{
-	return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)hi),
-				_mm_loadu_si128((const __m128i *)lo));
-}
-
 /* One block of 8 rows (row[0..8), block at byte off) into the panel unit p
  * at row half h (bytes 32h of each 64-byte group/plane slot). */
 INLINE void repack_q4_0_half(const uint8_t *const row[8], size_t off, uint8_t *p, int h)
@@ -121,8 +104,8 @@ INLINE void repack_q4_0_half(const uint8_t *const row[8], size_t off, uint8_t *p
 	const __m256i m4 = _mm256_set1_epi8(0x0F);
 	__m256i r[4];
 	for (int i = 0; i < 4; i++) /* the 16 code bytes, past the 2-byte d */
-		r[i] = load2x128(row[i] + off + 2, row[i + 4] + off + 2);
-	transpose8x4(r);
+		r[i] = kern_load2x128(row[i] + off + 2, row[i + 4] + off + 2);
+	kern_transpose8x4(r);
 	/* dword k: low nibbles are elements 4k.., high nibbles 16 + 4k.. */
 	for (int k = 0; k < 4; k++) {
 		_mm256_store_si256((__m256i *)(p + 64 * k + 32 * h), _mm256_and_si256(r[k], m4));
@@ -137,8 +120,8 @@ INLINE void repack_q8_0_half(const uint8_t *const row[8], size_t off, uint8_t *p
 	for (int half = 0; half < 2; half++) { /* dwords 0..3, then 4..7 */
 		__m256i r[4];
 		for (int i = 0; i < 4; i++)
-			r[i] = load2x128(row[i] + off + 2 + 16 * half, row[i + 4] + off + 2 + 16 * half);
-		transpose8x4(r);
+			r[i] = kern_load2x128(row[i] + off + 2 + 16 * half, row[i + 4] + off + 2 + 16 * half);
+		kern_transpose8x4(r);
 		for (int k = 0; k < 4; k++) {
 			const int g = 4 * half + k;
 			__m256i u = _mm256_xor_si256(r[k], x80); /* w + 128 */
@@ -165,8 +148,8 @@ INLINE void repack_q4_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 			__m256i r[4];
 			const size_t o = off + qs + 32 * (size_t)c + 16 * (size_t)half;
 			for (int i = 0; i < 4; i++)
-				r[i] = load2x128(row[i] + o, row[i + 4] + o);
-			transpose8x4(r);
+				r[i] = kern_load2x128(row[i] + o, row[i + 4] + o);
+			kern_transpose8x4(r);
 			for (int k = 0; k < 4; k++) {
 				const int g = 4 * half + k;
 				uint8_t *lo = p + (size_t)(2 * c) * ub + 64 * g + 32 * h;
@@ -194,11 +177,11 @@ INLINE void repack_q6_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 			const size_t ol = off + 64 * (size_t)i + 32 * (size_t)(k % 2) + 16 * (size_t)half;
 			const size_t oh = off + QK_K / 2 + 32 * (size_t)i + 16 * (size_t)half;
 			for (int r = 0; r < 4; r++) {
-				lo[r] = load2x128(row[r] + ol, row[r + 4] + ol);
-				hi[r] = load2x128(row[r] + oh, row[r + 4] + oh);
+				lo[r] = kern_load2x128(row[r] + ol, row[r + 4] + ol);
+				hi[r] = kern_load2x128(row[r] + oh, row[r + 4] + oh);
 			}
-			transpose8x4(lo);
-			transpose8x4(hi);
+			kern_transpose8x4(lo);
+			kern_transpose8x4(hi);
 			uint8_t *u = p + (size_t)(2 * s + half) * ub + 32 * h;
 			for (int g = 0; g < 4; g++) {
 				__m256i l4 = _mm256_and_si256(_mm256_srli_epi16(lo[g], 4 * (k / 2)), m4);
@@ -517,9 +500,212 @@ INT_TYPE(q8_0, Q8_0, 2, 32, 34, 128, false, 4)
 INT_TYPE(q4_K, Q4_K, 1, 32, 144, 0, true, 8)
 INT_TYPE(q6_K, Q6_K, 2, 16, 210, 32, false, 8)
 
+/* ================= float types (F32, F16, BF16) =================
+ * The panel is [k][16 rows] floats for a chunk of KC elements (converted
+ * once per call; F16 and BF16 convert to F32 exactly), and the float
+ * activations, packed x[k][8 tokens] per block of 8 tokens, are broadcast
+ * from there: per element, two weight vectors (16 rows) meet up to 4
+ * broadcast tokens in 8 multiply-adds into 8 accumulators, so loads stay
+ * below one per multiply-add.  y is accumulated over the chunks.  The
+ * order of additions differs from the reference dot (per element, in
+ * chunks), the products do not: F32 arithmetic on exactly converted
+ * weights. */
+
+#define KC 256 /* elements per chunk: a 16 KiB panel, in L1 beside the activations */
+
+/* 8 floats of a row from element k: 8, or the first `left` and zeros. */
+INLINE __m256 row8f(uint32_t type, const uint8_t *row, int64_t k, int64_t left)
+{
+	if (left < 8) {
+		float t[8] = { 0 };
+		for (int64_t i = 0; i < left; i++) {
+			uint16_t h;
+			if (type == GGUF_TYPE_F32) {
+				memcpy(&t[i], row + (size_t)(k + i) * 4, 4);
+				continue;
+			}
+			memcpy(&h, row + (size_t)(k + i) * 2, 2);
+			t[i] = type == GGUF_TYPE_F16 ? dm_f16_to_f32(h) : dm_bf16_to_f32(h);
+		}
+		return _mm256_loadu_ps(t);
+	}
+	switch (type) {
+	case GGUF_TYPE_F32:
+		return _mm256_loadu_ps((const float *)(const void *)row + k);
+	case GGUF_TYPE_F16:
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + (size_t)k * 2)));
+	default: { /* BF16: the high half of an F32 */
+		const __m128i h = _mm_loadu_si128((const __m128i *)(row + (size_t)k * 2));
+		return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+	}
+	}
+}
+
+/* r[i] = 8 floats of row i; on return r[k] = element k of rows 0..7. */
+INLINE void transpose8x8_ps(__m256 r[8])
+{
+	__m256 t[8], u[8];
+	for (int i = 0; i < 4; i++) {
+		t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);     /* i0 j0 i1 j1 | i4 j4 i5 j5 */
+		t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]); /* i2 j2 i3 j3 | i6 j6 i7 j7 */
+	}
+	for (int q = 0; q < 2; q++) { /* rows 4q..4q+3 */
+		u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);     /* element 0 | 4 */
+		u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE); /* 1 | 5 */
+		u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44); /* 2 | 6 */
+		u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE); /* 3 | 7 */
+	}
+	for (int e = 0; e < 4; e++) {
+		r[e] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x20);
+		r[e + 4] = _mm256_permute2f128_ps(u[e], u[4 + e], 0x31);
+	}
+}
+
+/* Elements [k0, k0 + kc) of the 16 rows → panel[k][16] (to a multiple of 8
+ * elements, zeros past the row's end). */
+INLINE void repack_float(uint32_t type, const uint8_t *const row[PR], int64_t n, int64_t k0,
+			 int64_t kc, float *panel)
+{
+	for (int64_t k = 0; k < kc; k += 8)
+		for (int h = 0; h < 2; h++) {
+			__m256 v[8];
+			for (int i = 0; i < 8; i++)
+				v[i] = row8f(type, row[8 * h + i], k0 + k, n - k0 - k);
+			transpose8x8_ps(v);
+			for (int g = 0; g < 8; g++)
+				_mm256_store_ps(panel + (k + g) * PR + 8 * h, v[g]);
+		}
+}
+
+/* Rows 8h.. of y (the first `rows` of 8 when fewer remain). */
+INLINE __m256 y_load(const float *y, int rows)
+{
+	float t[8] = { 0 };
+	if (rows >= 8)
+		return _mm256_loadu_ps(y);
+	memcpy(t, y, (size_t)(rows > 0 ? rows : 0) * sizeof(float));
+	return _mm256_loadu_ps(t);
+}
+
+INLINE void y_store(float *y, __m256 v, int rows)
+{
+	float t[8];
+	if (rows >= 8) {
+		_mm256_storeu_ps(y, v);
+		return;
+	}
+	_mm256_storeu_ps(t, v);
+	if (rows > 0)
+		memcpy(y, t, (size_t)rows * sizeof(float));
+}
+
+/* Tokens c0..c0 + NT − 1 of a block (xb: its x[k][8] from the chunk's
+ * first element) against kc panel elements, added to y (stored when
+ * first); nr rows of the panel are real. */
+INLINE void float_tile(const float *panel, int64_t kc, const float *xb, int c0, float *y, size_t ys,
+		       int nr, bool first, const int NT)
+{
+	__m256 a0[4], a1[4];
+#pragma GCC unroll 4
+	for (int c = 0; c < NT; c++) {
+		a0[c] = first ? _mm256_setzero_ps() : y_load(y + (size_t)c * ys, nr);
+		a1[c] = first ? _mm256_setzero_ps() : y_load(y + (size_t)c * ys + 8, nr - 8);
+	}
+#pragma GCC unroll 2
+	for (int64_t k = 0; k < kc; k++) {
+		const __m256 w0 = _mm256_load_ps(panel + k * PR), w1 = _mm256_load_ps(panel + k * PR + 8);
+#pragma GCC unroll 4
+		for (int c = 0; c < NT; c++) {
+			const __m256 b = _mm256_broadcast_ss(xb + k * PC + c0 + c);
+			a0[c] = _mm256_fmadd_ps(w0, b, a0[c]);
+			a1[c] = _mm256_fmadd_ps(w1, b, a1[c]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int c = 0; c < NT; c++) {
+		y_store(y + (size_t)c * ys, a0[c], nr);
+		y_store(y + (size_t)c * ys + 8, a1[c], nr - 8);
+	}
+}
+
+#define FTILE_FN(NT)                                                                      \
+	static void ftile_##NT(const float *panel, int64_t kc, const float *xb, int c0, float *y, \
+			       size_t ys, int nr, bool first)                             \
+	{                                                                                \
+		float_tile(panel, kc, xb, c0, y, ys, nr, first, NT);                     \
+	}
+FTILE_FN(1)
+FTILE_FN(2)
+FTILE_FN(3)
+FTILE_FN(4)
+typedef void (*ftile_fn)(const float *, int64_t, const float *, int, float *, size_t, int, bool);
+static const ftile_fn ftiles[4] = { ftile_1, ftile_2, ftile_3, ftile_4 };
+
+INLINE void panel_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
+			const uint8_t *act, size_t a_blk, int64_t n_tok, float *y, size_t ys,
+			uint8_t *scratch)
+{
+	const uint8_t *row[PR];
+	float *panel = (float *)(void *)scratch;
+	for (int r = 0; r < PR; r++)
+		row[r] = w + (size_t)(r < nr ? r : nr - 1) * w_row;
+	for (int64_t k0 = 0; k0 < n; k0 += KC) {
+		const int64_t kc = n - k0 < KC ? n - k0 : KC;
+		repack_float(type, row, n, k0, kc, panel);
+		for (int64_t t0 = 0; t0 < n_tok; t0 += PC) {
+			const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
+			const float *xb = (const float *)(const void *)(act + (size_t)(t0 / PC) * a_blk) +
+					  (size_t)k0 * PC;
+			for (int c0 = 0; c0 < nc; c0 += 4) {
+				const int nt = nc - c0 < 4 ? nc - c0 : 4;
+				ftiles[nt - 1](panel, kc, xb, c0, y + (size_t)(t0 + c0) * ys, ys, nr, k0 == 0);
+			}
+		}
+	}
+}
+
+/* Float activations, per block of PC tokens: x[k][PC]. */
+static size_t act_bytes_float(int64_t n)
+{
+	return (size_t)n * PC * sizeof(float);
+}
+
+static void pack_float(const float *x, uint8_t *blk, int64_t n, int slot)
+{
+	float *b = (float *)(void *)blk;
+	for (int64_t k = 0; k < n; k++)
+		b[(size_t)k * PC + (size_t)slot] = x[k];
+}
+
+static size_t scratch_float(int64_t n)
+{
+	(void)n;
+	return (size_t)KC * PR * sizeof(float);
+}
+
+#define FLOAT_TYPE(ty, TY)                                                                \
+	static void panel_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,         \
+			       const uint8_t *act, size_t a_blk, int64_t n_tok, float *y,  \
+			       size_t ys, uint8_t *scratch)                               \
+	{                                                                                \
+		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, y, ys, scratch); \
+	}                                                                                \
+	static const struct kern_gemm gemm_##ty = { 4, act_bytes_float, pack_float, scratch_float, \
+						    panel_##ty };
+
+FLOAT_TYPE(f32, F32)
+FLOAT_TYPE(f16, F16)
+FLOAT_TYPE(bf16, BF16)
+
 const struct kern_gemm *kern_gemm_avx2(uint32_t type)
 {
 	switch (type) {
+	case GGUF_TYPE_F32:
+		return &gemm_f32;
+	case GGUF_TYPE_F16:
+		return &gemm_f16;
+	case GGUF_TYPE_BF16:
+		return &gemm_bf16;
 	case GGUF_TYPE_Q4_0:
 		return &gemm_q4_0;
 	case GGUF_TYPE_Q8_0:

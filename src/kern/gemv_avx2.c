@@ -56,6 +56,21 @@
 #include <string.h>
 
 #include "gguf/gguf.h"
+#include "kern/rows_avx2.h"
+
+static inline __attribute__((always_inline)) int32_t ld32(const uint8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline __attribute__((always_inline)) uint64_t ld16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
 
 static inline __attribute__((always_inline)) float hsum_ps(__m256 t)
 {
@@ -137,7 +152,64 @@ static float q4_0_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot };
+/* Eight rows at once, rows across the vector (lane i = row i): per block,
+ * the rows' 16 code bytes are dword-transposed (kern_transpose8x4) so that
+ * one vector holds the same 4 bytes of every row; its low nibbles are
+ * elements 4k..4k+3 and its high nibbles 16 + 4k.., each multiplied by that
+ * group's 4 activation codes broadcast to all rows.  The 8 vpmaddubsw
+ * results of a block add up in int16 (8·2·15·127 = 30480 < 2^15) before
+ * one vpmaddwd gives each row's Σ q·a, and 8·(−Σ a) completes
+ * Σ (q − 8)·a: one vpmaddwd, one conversion and one multiply-add per 8
+ * rows and block where q4_0_dot spends one each per row.  On cores with a
+ * single 128-bit integer-multiply pipe that is what bounds decode. */
+static void q4_0_dot8(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+	const int64_t nb = n / 32;
+	const uint8_t *codes = act;
+	const float *d = (const float *)(const void *)(codes + (size_t)nb * 32);
+	const int32_t *neg = (const int32_t *)(const void *)(d + nb);
+	const uint8_t *row[8];
+	__m256 acc = _mm256_setzero_ps();
+
+	for (int i = 0; i < 8; i++)
+		row[i] = w + (size_t)i * w_row;
+	for (int64_t b = 0; b < nb; b++) {
+		const size_t off = (size_t)b * sizeof(struct block_q4_0);
+		const uint8_t *a = codes + b * 32;
+		__m256i r[4], s = _mm256_setzero_si256();
+		__m128i dh;
+		if ((b & 3) == 0)
+#pragma GCC unroll 8
+			for (int i = 0; i < 8; i++)
+				kern_pf_stream(row[i] + off, 4 * sizeof(struct block_q4_0));
+#pragma GCC unroll 4
+		for (int i = 0; i < 4; i++)
+			r[i] = kern_load2x128(row[i] + off + 2, row[i + 4] + off + 2);
+		kern_transpose8x4(r);
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++) {
+			const __m256i lo = _mm256_and_si256(r[k], m4);
+			const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4);
+			s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(ld32(a + 4 * k))));
+			s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(ld32(a + 16 + 4 * k))));
+		}
+		const __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(8 * neg[b]));
+		/* the rows' fp16 scales, put together in general registers (the
+		 * vector pipes are the busy ones; stored as words and loaded as a
+		 * vector they would stall on store forwarding) */
+		const uint64_t d03 = ld16(row[0] + off) | ld16(row[1] + off) << 16 |
+				     ld16(row[2] + off) << 32 | ld16(row[3] + off) << 48;
+		const uint64_t d47 = ld16(row[4] + off) | ld16(row[5] + off) << 16 |
+				     ld16(row[6] + off) << 32 | ld16(row[7] + off) << 48;
+		dh = _mm_insert_epi64(_mm_cvtsi64_si128((long long)d03), (long long)d47, 1);
+		const __m256 dw = _mm256_cvtph_ps(dh);
+		acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d[b])), dw, acc);
+	}
+	_mm256_storeu_ps(y, acc);
+}
+
+static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, q4_0_dot8 };
 
 /* Q8_0 on Q4_0's activation layout (its −Σ a unused): signed weights w
  * and codes a, so vpmaddubsw takes |w| and a with w's sign (vpsignb; a
@@ -176,7 +248,7 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot };
+static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot, NULL };
 
 /* Q4_K, Q5_K, Q6_K: bytes of a packed activation per 256-element block
  * (the codes, the float scale and int16 sums; 64-byte aligned codes). */
@@ -419,9 +491,9 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(acc);
 }
 
-static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot };
-static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot };
-static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot };
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot, NULL };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot, NULL };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL };
 
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
 {

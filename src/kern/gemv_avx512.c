@@ -222,7 +222,7 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 	return _mm512_reduce_add_ps(acc);
 }
 
-static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot };
+static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, NULL };
 
 /* ---- Q4_K ----
  * A 144-byte block: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128
@@ -365,8 +365,8 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
 	return q45_K_dot(n, w, act, true);
 }
 
-static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q4_K_act_pack, q4_K_dot };
-static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q4_K_act_pack, q5_K_dot };
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q4_K_act_pack, q4_K_dot, NULL };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q4_K_act_pack, q5_K_dot, NULL };
 
 /* ---- Q6_K ----
  * A 210-byte block: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 int8
@@ -453,7 +453,7 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return _mm512_reduce_add_ps(acc);
 }
 
-static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL };
 
 const struct kern_gemv *kern_gemv_avx512(uint32_t type)
 {

@@ -322,6 +322,8 @@ struct mm_job {
 	int64_t n, n_rows, n_tok;
 	const struct kern_gemm *gemm; /* MM_GEMM: panel kernel (kern_impl.h) */
 	kern_vec_dot_fn dot;          /* MM_VEC: the row kernel */
+	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act,
+		     float *y);           /* MM_VEC: 8 rows at once, or NULL */
 	kern_from_float_fn pack;      /* MM_VEC, MM_COLS: packs one token row */
 	const float *x;     /* n_tok × n floats */
 	uint8_t *act;       /* packed activations (another job's when shared) */
@@ -346,9 +348,16 @@ static void act_task(void *arg, int64_t b, int64_t e, int thread)
 	}
 }
 
+/* Rows [b, e); with dot8, b is a multiple of 8 and only the matrix's last
+ * group can be partial, so a row takes the same kernel (and gives the same
+ * bits) however the rows are split over threads. */
 static void matvec_task(struct mm_job *j, int64_t b, int64_t e)
 {
-	for (int64_t r = b; r < e; r++)
+	int64_t r = b;
+	if (j->dot8)
+		for (; r + 8 <= e; r += 8)
+			j->dot8(j->n, j->w + (size_t)r * j->w_row, j->w_row, j->act, j->y + r);
+	for (; r < e; r++)
 		j->y[r] = j->dot(j->n, j->w + (size_t)r * j->w_row, j->act);
 }
 
@@ -431,6 +440,7 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 			j->pack = gv->act_pack;
 			j->act_row = gv->act_bytes(n);
 			j->dot = gv->dot;
+			j->dot8 = gv->dot8;
 		}
 	} else if (n > 0 && (j->gemm = gemm_for(isa, type)) &&
 		   n_tok >= j->gemm->min_tok) {
@@ -506,15 +516,19 @@ static void mm_pack(struct mm_job *jobs, int count, struct dm_pool *pool, const 
 }
 
 /* Several products as one pool job: job i's work items (rows, or panels
- * for MM_GEMM) are [first[i], first[i + 1]) of one range. */
+ * for MM_GEMM, 8-row groups for MM_VEC with dot8) are [first[i],
+ * first[i + 1]) of one range. */
 struct mm_set {
 	struct mm_job *jobs;
 	int count;
 	int64_t first[KERN_SET_MAX + 1];
 };
 
+/* Work items of a job: rows, 8-row groups (MM_VEC with dot8) or panels. */
 static int64_t mm_items(const struct mm_job *j)
 {
+	if (j->mode == MM_VEC && j->dot8)
+		return (j->n_rows + 7) / 8;
 	return j->mode == MM_GEMM ? (j->n_rows + KERN_PANEL_ROWS - 1) / KERN_PANEL_ROWS : j->n_rows;
 }
 
@@ -529,7 +543,10 @@ static void set_task(void *arg, int64_t b, int64_t e, int thread)
 			continue;
 		lo -= s->first[i];
 		hi -= s->first[i];
-		if (j->mode == MM_VEC) {
+		if (j->mode == MM_VEC && j->dot8) {
+			hi *= 8;
+			matvec_task(j, lo * 8, hi < j->n_rows ? hi : j->n_rows);
+		} else if (j->mode == MM_VEC) {
 			matvec_task(j, lo, hi);
 		} else if (j->mode == MM_COLS) {
 			matmul_task(j, lo, hi);
@@ -583,7 +600,9 @@ int kern_matmul_set(struct dm_pool *pool, enum kern_isa isa, const struct kern_m
 	{
 		/* ~8 chunks per thread for balance, and not below a size whose
 		 * scheduling costs more than it balances */
-		const int64_t min = jobs[0].mode == MM_VEC ? 16 : jobs[0].mode == MM_COLS ? 8 : 1;
+		const int64_t min = jobs[0].mode == MM_VEC ? (jobs[0].dot8 ? 2 : 16)
+				    : jobs[0].mode == MM_COLS ? 8
+							      : 1;
 		int64_t chunk = s.first[count] / ((int64_t)threads * 8);
 		dm_pool_run(pool, s.first[count], chunk < min ? min : chunk, set_task, &s);
 	}

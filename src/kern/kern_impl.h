@@ -166,7 +166,7 @@ struct kern_gemm {
 };
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
-/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q6_K). */
+/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q6_K, F32, F16, BF16). */
 const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 
 /* ---- gemv_avx512.c: decode matvec with a type-specific activation
@@ -177,9 +177,12 @@ struct kern_gemv {
 	size_t (*act_bytes)(int64_t n);
 	kern_from_float_fn act_pack;
 	kern_vec_dot_fn dot;
+	/* NULL, or 8 rows at once (w_row bytes apart) into y[0..8), each
+	 * row's result as dot's to float rounding */
+	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y);
 };
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
-/* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K). */
+/* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; Q4_0 also 8 rows at once). */
 const struct kern_gemv *kern_gemv_avx2(uint32_t type);
 
 #endif
