@@ -272,6 +272,78 @@ static void check_attention(enum kern_isa isa, int nkv, int hd, int stride)
 	free(q), free(kf), free(p), free(sc), free(sr), free(out), free(outr), free(k), free(v);
 }
 
+/* The grouped kernels: g heads (strided q, scores, probabilities and
+ * outputs) against one K/V head, each head within the bound of check_attention
+ * from a double-precision sum, on every ISA (AVX2: the grouped path for
+ * head sizes that are multiples of 8, one head at a time otherwise). */
+static void check_attention_grp(enum kern_isa isa, int g, int nkv, int hd, int stride)
+{
+	const size_t qs = (size_t)hd + 3, ss = (size_t)nkv + 5, os = (size_t)hd + 7;
+	const int64_t nk = (int64_t)nkv * stride;
+	float *q = malloc((size_t)g * qs * sizeof *q), *kf = malloc((size_t)(nk + 1) * sizeof *kf);
+	float *sc = malloc((size_t)g * ss * sizeof *sc), *p = malloc((size_t)g * ss * sizeof *p);
+	float *out = malloc((size_t)g * os * sizeof *out);
+	uint16_t *k = malloc((size_t)(nk + 1) * sizeof *k), *v = malloc((size_t)(nk + 1) * sizeof *v);
+
+	fill(q, (int)((size_t)g * qs), 11);
+	fill(kf, (int)nk, 12);
+	fill(p, (int)((size_t)g * ss), 13);
+	kern_f32_to_f16(kf, k, nk);
+	for (int64_t i = 0; i < nk; i++)
+		v[i] = k[(i * 5) % nk];
+	for (size_t i = 0; i < (size_t)g * ss; i++)
+		sc[i] = -1e30f;
+	kern_attn_scores_grp(isa, sc, ss, q, qs, g, k, nkv, hd, (size_t)stride, 0.25f);
+	kern_attn_values_grp(isa, out, os, p, ss, g, v, nkv, hd, (size_t)stride);
+	for (int j = 0; j < g; j++) {
+		const float *qj = q + (size_t)j * qs, *pj = p + (size_t)j * ss;
+		for (int t = 0; t < nkv; t++) {
+			double s = 0, a = 0;
+			for (int i = 0; i < hd; i++) {
+				double x = (double)qj[i] * dm_f16_to_f32(k[(size_t)t * stride + i]);
+				s += x;
+				a += fabs(x);
+			}
+			if (!(fabs(sc[(size_t)j * ss + t] - 0.25 * s) <= 0.25 * a * hd * 1.2e-7 + 1e-7))
+				fail_msg("%s g=%d n_kv=%d hd=%d: head %d score %d is %g, want %g",
+					 kern_isa_name(isa), g, nkv, hd, j, t, sc[(size_t)j * ss + t], 0.25 * s);
+		}
+		/* nothing written past the head's n_kv scores */
+		for (size_t t = (size_t)nkv; t < ss; t++)
+			assert_true(sc[(size_t)j * ss + t] == -1e30f);
+		for (int i = 0; i < hd; i++) {
+			double s = 0, a = 0;
+			for (int t = 0; t < nkv; t++) {
+				double x = (double)pj[t] * dm_f16_to_f32(v[(size_t)t * stride + i]);
+				s += x;
+				a += fabs(x);
+			}
+			if (!(fabs(out[(size_t)j * os + i] - s) <= a * nkv * 1.2e-7 + 1e-7))
+				fail_msg("%s g=%d n_kv=%d hd=%d: head %d output %d is %g, want %g",
+					 kern_isa_name(isa), g, nkv, hd, j, i, out[(size_t)j * os + i], s);
+		}
+	}
+	free(q), free(kf), free(sc), free(p), free(out), free(k), free(v);
+}
+
+static void test_attention_grp(void **state)
+{
+	static const int shapes[][3] = { /* n_kv, head_dim, stride */
+		{ 19, 40, 56 }, { 1, 64, 64 }, { 7, 64, 256 }, { 33, 128, 128 }, { 5, 17, 20 },
+		{ 130, 80, 96 }, { 16, 8, 8 }, { 0, 64, 64 }, { 250, 256, 512 }, { 9, 264, 264 },
+	};
+	static const int groups[] = { 1, 3, 8 };
+	(void)state;
+	for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+		if (!kern_isa_supported((enum kern_isa)isa))
+			continue;
+		for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+			for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+				check_attention_grp((enum kern_isa)isa, groups[gi], shapes[s][0], shapes[s][1],
+						    shapes[s][2]);
+	}
+}
+
 static void test_attention(void **state)
 {
 	static const int shapes[][3] = { /* n_kv, head_dim, stride */
@@ -344,6 +416,7 @@ int main(void)
 		cmocka_unit_test(test_geglu_softcap_isa),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_attention),
+		cmocka_unit_test(test_attention_grp),
 		cmocka_unit_test(test_act_quant_bit_exact),
 	};
 	return cmocka_run_group_tests_name("kern_ops", tests, NULL, NULL);

@@ -3,7 +3,7 @@
  * rows go through in panels of KERN_PANEL_ROWS = 16 rows, each repacked
  * once per call into per-thread scratch so that one 256-bit vector holds
  * the same 4 elements ("group") of 8 rows, then multiplied against every
- * token.  Only called after kern_isa_supported(AVX2).  Q4_0 Q8_0 Q4_K Q6_K,
+ * token.  Only called after kern_isa_supported(AVX2).  Q4_0 Q8_0 Q4_K Q5_K Q6_K,
  * and F32 F16 BF16 (float panels, at the end of this file).
  *
  * Why this shape: with rows across the vector one token's 4 activation
@@ -16,36 +16,38 @@
  * vpmaddwd widens them to int32 (Q6_K's units of 16: 4 groups).  A tile
  * is 8 rows × up to 4 tokens (× 2 planes for Q8_0 and Q6_K) of int16 and
  * float accumulators, which fits the 16 ymm registers with the weight and
- * broadcast operands (Q8_0/Q6_K keep 3 float accumulators in L1).
+ * broadcast operands (Q8_0/Q5_K/Q6_K keep 3 float accumulators in L1).
  *
  * Panel layout, per unit of U elements (a Q4_0/Q8_0 block, or one
- * sub-block of a Q4_K (U = 32) or Q6_K (U = 16) block), P planes (Q4_0,
- * Q4_K: 1, Q8_0, Q6_K: 2):
+ * sub-block of a Q4_K/Q5_K (U = 32) or Q6_K (U = 16) block), P planes
+ * (Q4_0, Q4_K: 1, Q8_0, Q5_K, Q6_K: 2):
  *
  *   codes  [U/4 groups][P planes][16 rows][4 bytes]  group g = elements 4g..4g+3
- *   scale  [16 rows] float                 Q4_0/Q8_0: d; Q4_K, Q6_K: d·sc
- *   min    [16 rows] float                 Q4_K only: −dmin·m
+ *   scale  [16 rows] float                 Q4_0/Q8_0: d; K-quants: d·sc
+ *   min    [16 rows] float                 Q4_K, Q5_K only: −dmin·m
  *
  * Q4_0's and Q4_K's plane is their codes q (values d·(q − 8) and
  * d·sc·q − dmin·m).  Q8_0's signed codes w become u = w + 128 = 16·h + l,
  * and its planes are h then l (0..15 each); Q6_K's stored 6-bit codes
- * u = q + 32 = 16·h + l likewise (h 0..3).
+ * u = q + 32 = 16·h + l likewise (h 0..3), and Q5_K's 5-bit codes
+ * q = 16·h + l (h 0..1: the bit from qh).
  *
  * Activations are quantized once per call by the reference-exact Q8_0
- * (Q4_K, Q6_K: Q8_K) quantizer and packed in blocks of KERN_GEMM_TOK = 8 tokens,
+ * (K-quants: Q8_K) quantizer and packed in blocks of KERN_GEMM_TOK = 8 tokens,
  * per unit one record:
  *
  *   int8  codes[8][U]   token c's codes of the unit, element order
  *   float d[8]          the token's activation scale (fp16 d as float; Q8_K's d)
  *   int32 corr[8]       −offset·Σ codes (offset 8 Q4_0, 128 Q8_0, 32 Q6_K, 0)
- *   float s[8]          Q4_K only: d·Σ codes of the unit (from Q8_K's bsums)
+ *   float s[8]          Q4_K, Q5_K only: d·Σ codes of the unit (from Q8_K's bsums)
  *
  * so that per unit, row r and token t (a = activation codes):
  *   Q4_0: isum = Σ q·a + corr                     = Σ (q − 8)·a
  *   Q8_0: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 128)·a = Σ w·a
  *   Q4_K: isum = Σ q·a
+ *   Q5_K: isum = 16·Σ h·a + Σ l·a                  = Σ q·a
  *   Q6_K: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 32)·a
- *   y   += isum·(scale_r·d_t)  [+ min_r·s_t for Q4_K]
+ *   y   += isum·(scale_r·d_t)  [+ min_r·s_t for Q4_K, Q5_K]
  * which is ref.c's integer sum per block (per sub-block for the K-quants, whose
  * scales are applied in float per unit instead of in int per block), exact
  * in int32; results differ from the reference only in float rounding and
@@ -160,6 +162,42 @@ INLINE void repack_q4_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 		}
 }
 
+/* Q5_K: as Q4_K, with the codes' low 4 bits as plane l and bit 4 as
+ * plane h.  Element l of chunk c's units 2c and 2c + 1 (l = 0..31) takes
+ * its bit 4 from bits 2c and 2c + 1 of qh[l], so the same dword transpose
+ * of each 16-byte half of qh gives the h bytes of the same groups. */
+INLINE void repack_q5_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
+			     int h)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(1);
+	const size_t qs = offsetof(struct block_q5_K, qs), qho = offsetof(struct block_q5_K, qh);
+	for (int half = 0; half < 2; half++) {
+		__m256i hb[4];
+		for (int i = 0; i < 4; i++)
+			hb[i] = kern_load2x128(row[i] + off + qho + 16 * (size_t)half,
+					       row[i + 4] + off + qho + 16 * (size_t)half);
+		kern_transpose8x4(hb);
+		for (int c = 0; c < 4; c++) {
+			__m256i r[4];
+			const size_t o = off + qs + 32 * (size_t)c + 16 * (size_t)half;
+			for (int i = 0; i < 4; i++)
+				r[i] = kern_load2x128(row[i] + o, row[i + 4] + o);
+			kern_transpose8x4(r);
+			for (int k = 0; k < 4; k++) {
+				const int g = 4 * half + k;
+				uint8_t *lo = p + (size_t)(2 * c) * ub + 128 * g + 32 * h;
+				const __m256i bits = _mm256_srli_epi16(hb[k], 2 * c);
+				_mm256_store_si256((__m256i *)lo, _mm256_and_si256(bits, m1));
+				_mm256_store_si256((__m256i *)(lo + 64), _mm256_and_si256(r[k], m4));
+				_mm256_store_si256((__m256i *)(lo + ub),
+						   _mm256_and_si256(_mm256_srli_epi16(bits, 1), m1));
+				_mm256_store_si256((__m256i *)(lo + ub + 64),
+						   _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4));
+			}
+		}
+	}
+}
+
 /* Q6_K: one 256-block of 8 rows into the panel's 16 units of 16 (ub bytes
  * apart), planes h (the 2 high bits) then l (the 4 low bits) of the stored
  * 6-bit code u = q + 32 = 16·h + l.  Span s = 4i + k
@@ -199,7 +237,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 		   int nr, uint8_t *panel)
 {
 	const uint8_t *row[PR];
-	const bool min = type == GGUF_TYPE_Q4_K;
+	const bool min = type == GGUF_TYPE_Q4_K || type == GGUF_TYPE_Q5_K;
 	const size_t ub = unit_bytes(P, 32, min);
 	for (int r = 0; r < PR; r++)
 		row[r] = w + (size_t)(r < nr ? r : nr - 1) * w_row;
@@ -223,7 +261,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 		}
 		return;
 	}
-	if (type == GGUF_TYPE_Q4_K) {
+	if (min) { /* Q4_K, Q5_K: d, dmin and the 12 scale bytes first in both */
 		for (int64_t b = 0; b < n / QK_K; b++) {
 			uint8_t *p = panel + (size_t)b * 8 * ub;
 			const size_t off = (size_t)b * (size_t)bb;
@@ -231,8 +269,12 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 				for (int l = 0; l < bb; l += 64)
 					_mm_prefetch((const char *)row[r] + off + l + 4 * PREFETCH,
 						     _MM_HINT_T0);
-			for (int h = 0; h < 2; h++)
-				repack_q4_K_half(row + 8 * h, off, p, ub, h);
+			for (int h = 0; h < 2; h++) {
+				if (P == 1)
+					repack_q4_K_half(row + 8 * h, off, p, ub, h);
+				else
+					repack_q5_K_half(row + 8 * h, off, p, ub, h);
+			}
 			/* unit j: scale d·sc_j, min −dmin·m_j of each row */
 			for (int r = 0; r < PR; r++) {
 				const struct block_q4_K *k = (const struct block_q4_K *)(row[r] + off);
@@ -240,7 +282,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 				for (int j = 0; j < 8; j++) {
 					uint8_t s6, m6;
 					kern_k4_scale_min(j, k->scales, &s6, &m6);
-					float *sc = (float *)(p + (size_t)j * ub + 512);
+					float *sc = (float *)(p + (size_t)j * ub + (size_t)P * 512);
 					sc[r] = d * (float)s6;
 					sc[PR + r] = -dmin * (float)m6;
 				}
@@ -306,7 +348,7 @@ INLINE void act_pack_int(uint32_t type, int offset, const float *x, uint8_t *blk
 		}
 		return;
 	}
-	if (type == GGUF_TYPE_Q4_K) { /* Q8_K: d per 256, Σ per 16 (bsums) */
+	if (type == GGUF_TYPE_Q4_K || type == GGUF_TYPE_Q5_K) { /* Q8_K: d per 256, Σ per 16 (bsums) */
 		kern_from_float_fn quant = kern_act_quant_avx2(GGUF_TYPE_Q8_K);
 		struct block_q8_K bk;
 		for (int64_t k = 0; k < n / QK_K; k++) {
@@ -427,12 +469,14 @@ TILE_KIND(0, 1, 32, false)
 TILE_KIND(1, 2, 32, false)
 TILE_KIND(2, 1, 32, true)
 TILE_KIND(3, 2, 16, false)
+TILE_KIND(4, 2, 32, true)
 
 typedef void (*tile_fn)(const uint8_t *, int64_t, const uint8_t *, int, int, float *, size_t, int);
-static const tile_fn tiles[4][4] = { { tile0_1, tile0_2, tile0_3, tile0_4 },
+static const tile_fn tiles[5][4] = { { tile0_1, tile0_2, tile0_3, tile0_4 },
 				     { tile1_1, tile1_2, tile1_3, tile1_4 },
 				     { tile2_1, tile2_2, tile2_3, tile2_4 },
-				     { tile3_1, tile3_2, tile3_3, tile3_4 } };
+				     { tile3_1, tile3_2, tile3_3, tile3_4 },
+				     { tile4_1, tile4_2, tile4_3, tile4_4 } };
 
 /* The cache lines [l0, l1) of the 16 rows after this panel (line l: row
  * l / lpr, its line l % lpr), towards L2 for the next panel's repack.
@@ -452,7 +496,10 @@ INLINE void panel_int(uint32_t type, const int P, int bb, int64_t n, const uint8
 	const int U = type == GGUF_TYPE_Q6_K ? 16 : 32;
 	const int64_t nb = n / U, passes = (n_tok + PC - 1) / PC;
 	const int64_t lpr = (int64_t)(w_row + 63) / 64;
-	const int kind = type == GGUF_TYPE_Q6_K ? 3 : type == GGUF_TYPE_Q4_K ? 2 : P - 1;
+	const int kind = type == GGUF_TYPE_Q6_K	  ? 3
+			 : type == GGUF_TYPE_Q5_K ? 4
+			 : type == GGUF_TYPE_Q4_K ? 2
+						  : P - 1;
 	repack(type, P, bb, n, w, w_row, nr, scratch);
 	for (int64_t i = 0; i < passes; i++) {
 		const int64_t t0 = i * PC;
@@ -498,6 +545,7 @@ INLINE void panel_int(uint32_t type, const int P, int bb, int64_t n, const uint8
 INT_TYPE(q4_0, Q4_0, 1, 32, 18, 8, false, 4)
 INT_TYPE(q8_0, Q8_0, 2, 32, 34, 128, false, 4)
 INT_TYPE(q4_K, Q4_K, 1, 32, 144, 0, true, 8)
+INT_TYPE(q5_K, Q5_K, 2, 32, 176, 0, true, 8)
 INT_TYPE(q6_K, Q6_K, 2, 16, 210, 32, false, 8)
 
 /* ================= float types (F32, F16, BF16) =================
@@ -712,6 +760,8 @@ const struct kern_gemm *kern_gemm_avx2(uint32_t type)
 		return &gemm_q8_0;
 	case GGUF_TYPE_Q4_K:
 		return &gemm_q4_K;
+	case GGUF_TYPE_Q5_K:
+		return &gemm_q5_K;
 	case GGUF_TYPE_Q6_K:
 		return &gemm_q6_K;
 	default:

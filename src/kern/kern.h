@@ -248,5 +248,17 @@ void kern_attn_scores(enum kern_isa isa, float *scores, const float *q, const ui
 /* out[i] = Σ_t p[t]·v[t][i]  (out is overwritten). */
 void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint16_t *v,
 		      int64_t n_kv, int64_t head_dim, size_t stride);
+/* The same for g query heads that share one K/V head (grouped-query
+ * attention): head j's q at q + j·q_stride, its scores at scores +
+ * j·s_stride, its probabilities at p + j·p_stride and its output at out +
+ * j·o_stride (strides in floats).  Each head's result is what the one-head
+ * call gives, to float rounding; the AVX2 path converts each K and V row
+ * once for all g heads. */
+void kern_attn_scores_grp(enum kern_isa isa, float *scores, size_t s_stride, const float *q,
+			  size_t q_stride, int g, const uint16_t *k, int64_t n_kv, int64_t head_dim,
+			  size_t stride, float scale);
+void kern_attn_values_grp(enum kern_isa isa, float *out, size_t o_stride, const float *p,
+			  size_t p_stride, int g, const uint16_t *v, int64_t n_kv, int64_t head_dim,
+			  size_t stride);
 
 #endif

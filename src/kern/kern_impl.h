@@ -133,6 +133,13 @@ void kern_attn_scores_avx2(float *scores, const float *q, const uint16_t *k, int
 			   int64_t head_dim, size_t stride, float scale);
 void kern_attn_values_avx2(float *out, const float *p, const uint16_t *v, int64_t n_kv,
 			   int64_t head_dim, size_t stride);
+/* Grouped (kern_attn_scores_grp / kern_attn_values_grp), head_dim a
+ * multiple of 8 and at most KERN_GRP_HD. */
+#define KERN_GRP_HD 256
+void kern_attn_scores_grp_avx2(float *scores, size_t s_stride, const float *q, size_t q_stride, int g,
+			       const uint16_t *k, int64_t n_kv, int64_t head_dim, size_t stride, float scale);
+void kern_attn_values_grp_avx2(float *out, size_t o_stride, const float *p, size_t p_stride, int g,
+			       const uint16_t *v, int64_t n_kv, int64_t head_dim, size_t stride);
 void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, int64_t n_kv,
 			     int64_t head_dim, size_t stride, float scale);
 void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
@@ -166,7 +173,7 @@ struct kern_gemm {
 };
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
-/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q6_K, F32, F16, BF16). */
+/* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16). */
 const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 
 /* ---- gemv_avx512.c: decode matvec with a type-specific activation

@@ -253,3 +253,47 @@ void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint1
 	(void)isa;
 	attn_values_ref(out, p, v, n_kv, head_dim, stride);
 }
+
+/* The grouped kernels where the ISA has them and the head fits their
+ * buffers; elsewhere (the reference, AVX-512, odd head sizes) one head at
+ * a time. */
+static bool grp_fast(enum kern_isa isa, int64_t head_dim)
+{
+#if defined(__x86_64__)
+	return isa == KERN_ISA_AVX2 && head_dim % 8 == 0 && head_dim <= KERN_GRP_HD;
+#else
+	(void)isa;
+	(void)head_dim;
+	return false;
+#endif
+}
+
+void kern_attn_scores_grp(enum kern_isa isa, float *scores, size_t s_stride, const float *q,
+			  size_t q_stride, int g, const uint16_t *k, int64_t n_kv, int64_t head_dim,
+			  size_t stride, float scale)
+{
+#if defined(__x86_64__)
+	if (grp_fast(isa, head_dim)) {
+		kern_attn_scores_grp_avx2(scores, s_stride, q, q_stride, g, k, n_kv, head_dim, stride, scale);
+		return;
+	}
+#endif
+	for (int j = 0; j < g; j++)
+		kern_attn_scores(isa, scores + (size_t)j * s_stride, q + (size_t)j * q_stride, k, n_kv,
+				 head_dim, stride, scale);
+}
+
+void kern_attn_values_grp(enum kern_isa isa, float *out, size_t o_stride, const float *p,
+			  size_t p_stride, int g, const uint16_t *v, int64_t n_kv, int64_t head_dim,
+			  size_t stride)
+{
+#if defined(__x86_64__)
+	if (grp_fast(isa, head_dim)) {
+		kern_attn_values_grp_avx2(out, o_stride, p, p_stride, g, v, n_kv, head_dim, stride);
+		return;
+	}
+#endif
+	for (int j = 0; j < g; j++)
+		kern_attn_values(isa, out + (size_t)j * o_stride, p + (size_t)j * p_stride, v, n_kv,
+				 head_dim, stride);
+}

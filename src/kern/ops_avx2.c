@@ -220,6 +220,118 @@ void kern_attn_values_avx2(float *out, const float *p, const uint16_t *v, int64_
 		out[i] = s;
 	}
 }
+/* ---- grouped-query attention: g heads against one K/V head ----
+ * Each block of keys (values) is converted from F16 once into a float
+ * buffer on the stack and then used by all g heads, where the one-head
+ * kernels above convert every row once per head.  Scores: 8 keys × one
+ * head are 8 accumulators of 8 lanes (a multiply-add per 8 elements and
+ * key, the key rows as memory operands), summed into one vector of 8
+ * scores by a horizontal-add tree.  Values: per head up to 8 vectors of
+ * its output stay in registers over a block, each key a broadcast
+ * probability times its float row.  head_dim must be a multiple of 8, at
+ * most KERN_GRP_HD (the caller's contract, checked in ops.c). */
+#define GRP_KB 8  /* keys per scores block */
+#define GRP_VB 16 /* keys per values block */
+
+static inline void f16_row_to_f32(float *dst, const uint16_t *src, int64_t n)
+{
+	for (int64_t i = 0; i < n; i += 8)
+		_mm256_store_ps(dst + i, load_h8(src + i));
+}
+
+/* [Σ a[0], Σ a[1], ..., Σ a[7]] */
+static inline __m256 hsum8x8(const __m256 a[8])
+{
+	const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+	const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+	const __m256 h03 = _mm256_hadd_ps(h01, h23), h47 = _mm256_hadd_ps(h45, h67);
+	/* h03 = [a0..a3 low halves | a0..a3 high halves], h47 the same for a4..a7 */
+	return _mm256_add_ps(_mm256_permute2f128_ps(h03, h47, 0x20), _mm256_permute2f128_ps(h03, h47, 0x31));
+}
+
+void kern_attn_scores_grp_avx2(float *scores, size_t s_stride, const float *q, size_t q_stride, int g,
+			       const uint16_t *k, int64_t n_kv, int64_t head_dim, size_t stride, float scale)
+{
+	float kb[GRP_KB * KERN_GRP_HD] __attribute__((aligned(32)));
+	const __m256 sv = _mm256_set1_ps(scale);
+
+	for (int64_t t0 = 0; t0 < n_kv; t0 += GRP_KB) {
+		const int nk = n_kv - t0 < GRP_KB ? (int)(n_kv - t0) : GRP_KB;
+		for (int r = 0; r < GRP_KB; r++) {
+			if (r < nk)
+				f16_row_to_f32(kb + r * head_dim, k + (size_t)(t0 + r) * stride, head_dim);
+			else
+				memset(kb + r * head_dim, 0, (size_t)head_dim * sizeof(float));
+		}
+		for (int j = 0; j < g; j++) {
+			const float *qj = q + (size_t)j * q_stride;
+			__m256 a[GRP_KB];
+#pragma GCC unroll 8
+			for (int r = 0; r < GRP_KB; r++)
+				a[r] = _mm256_setzero_ps();
+			for (int64_t i = 0; i < head_dim; i += 8) {
+				const __m256 qv = _mm256_loadu_ps(qj + i);
+#pragma GCC unroll 8
+				for (int r = 0; r < GRP_KB; r++)
+					a[r] = _mm256_fmadd_ps(qv, _mm256_load_ps(kb + r * head_dim + i), a[r]);
+			}
+			const __m256 sc = _mm256_mul_ps(hsum8x8(a), sv);
+			float *out = scores + (size_t)j * s_stride + t0;
+			if (nk == GRP_KB) {
+				_mm256_storeu_ps(out, sc);
+			} else {
+				float tmp[GRP_KB];
+				_mm256_storeu_ps(tmp, sc);
+				memcpy(out, tmp, (size_t)nk * sizeof(float));
+			}
+		}
+	}
+}
+
+/* Head j's outputs [i0, i0 + 8·NV) over the block's nk keys. */
+static inline __attribute__((always_inline)) void grp_values_span(float *o, const float *pj, const float *vb,
+								  int64_t head_dim, int nk, const int NV)
+{
+	__m256 a[8];
+#pragma GCC unroll 8
+	for (int c = 0; c < NV; c++)
+		a[c] = _mm256_loadu_ps(o + 8 * c);
+	for (int r = 0; r < nk; r++) {
+		const __m256 pb = _mm256_broadcast_ss(pj + r);
+		const float *vr = vb + (size_t)r * (size_t)head_dim;
+#pragma GCC unroll 8
+		for (int c = 0; c < NV; c++)
+			a[c] = _mm256_fmadd_ps(pb, _mm256_load_ps(vr + 8 * c), a[c]);
+	}
+#pragma GCC unroll 8
+	for (int c = 0; c < NV; c++)
+		_mm256_storeu_ps(o + 8 * c, a[c]);
+}
+
+void kern_attn_values_grp_avx2(float *out, size_t o_stride, const float *p, size_t p_stride, int g,
+			       const uint16_t *v, int64_t n_kv, int64_t head_dim, size_t stride)
+{
+	float vb[GRP_VB * KERN_GRP_HD] __attribute__((aligned(32)));
+
+	for (int j = 0; j < g; j++)
+		memset(out + (size_t)j * o_stride, 0, (size_t)head_dim * sizeof(float));
+	for (int64_t t0 = 0; t0 < n_kv; t0 += GRP_VB) {
+		const int nk = n_kv - t0 < GRP_VB ? (int)(n_kv - t0) : GRP_VB;
+		for (int r = 0; r < nk; r++)
+			f16_row_to_f32(vb + r * head_dim, v + (size_t)(t0 + r) * stride, head_dim);
+		for (int j = 0; j < g; j++) {
+			float *o = out + (size_t)j * o_stride;
+			const float *pj = p + (size_t)j * p_stride + t0;
+			int64_t i0 = 0;
+			for (; i0 + 64 <= head_dim; i0 += 64)
+				grp_values_span(o + i0, pj, vb + i0, head_dim, nk, 8);
+			for (; i0 + 32 <= head_dim; i0 += 32)
+				grp_values_span(o + i0, pj, vb + i0, head_dim, nk, 4);
+			for (; i0 < head_dim; i0 += 8)
+				grp_values_span(o + i0, pj, vb + i0, head_dim, nk, 1);
+		}
+	}
+}
 #else
 kern_from_float_fn kern_act_quant_avx2(uint32_t act_type)
 {

@@ -46,13 +46,17 @@ static int mm_set(struct model_ctx *c, const struct model_w *const *w, float *co
 	return kern_matmul_set(c->pool, c->isa, m, count, w[0]->ne0, x, T, &c->ws, err);
 }
 
-/* Causal attention of T new tokens (at positions n_past..) for one layer:
- * (token, head) pairs are independent and spread over the pool; each
- * thread has its own row of scores. */
+/* Causal attention of T new tokens (at positions n_past..) for one layer.
+ * A work item is one token and G query heads that share a K/V head (G
+ * divides n_head / n_head_kv: the whole group, or fewer heads where there
+ * would be too few items for the pool), so each K and V row is read once
+ * per item rather than once per head; items spread over the pool, each
+ * thread with its own G rows of scores. */
 struct attn_job {
 	struct model_ctx *c;
 	const uint16_t *kc, *vc;
 	int32_t n_swa; /* the layer's window; 0: none */
+	int32_t G;     /* query heads per item */
 };
 
 static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
@@ -61,32 +65,43 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
 	struct model_ctx *c = j->c;
 	const struct model_hparams *hp = &c->m->hp;
 	const int64_t hd = hp->head_dim, QD = (int64_t)hp->n_head * hd, KVD = (int64_t)hp->n_head_kv * hd;
-	const int32_t gqa = hp->n_head / hp->n_head_kv;
-	float *sc = c->scores + (size_t)thread * (size_t)c->scores_stride;
+	const int32_t gqa = hp->n_head / hp->n_head_kv, G = j->G;
+	const int64_t per_tok = hp->n_head / G;
+	const size_t ss = (size_t)c->scores_stride;
+	float *sc = c->scores + (size_t)thread * (size_t)gqa * ss;
 
 	for (int64_t i = begin; i < end; i++) {
-		const int64_t t = i / hp->n_head, h = i % hp->n_head;
+		const int64_t t = i / per_tok, h0 = (i % per_tok) * G;
 		const int64_t pos = (int64_t)c->n_past + t;
 		/* causal: positions 0..pos; a windowed layer sees the last n_swa of them */
 		const int64_t first = j->n_swa > 0 && pos + 1 > j->n_swa ? pos + 1 - j->n_swa : 0;
 		const int64_t n_kv = pos + 1 - first;
-		const int64_t kvh = h / gqa;
-		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
-		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h * (size_t)hd;
+		const int64_t kvh = h0 / gqa;
+		const float *q = c->q + (size_t)t * (size_t)QD + (size_t)h0 * (size_t)hd;
+		float *out = c->att + (size_t)t * (size_t)QD + (size_t)h0 * (size_t)hd;
 		const size_t row0 = (size_t)first * (size_t)KVD + (size_t)kvh * (size_t)hd;
-		kern_attn_scores(c->isa, sc, q, j->kc + row0, n_kv, hd, (size_t)KVD, hp->attn_scale);
-		if (hp->attn_softcap > 0)
-			kern_softcap(c->isa, sc, sc, hp->attn_softcap, n_kv);
-		kern_softmax(c->isa, sc, n_kv);
-		kern_attn_values(c->isa, out, sc, j->vc + row0, n_kv, hd, (size_t)KVD);
+		kern_attn_scores_grp(c->isa, sc, ss, q, (size_t)hd, G, j->kc + row0, n_kv, hd, (size_t)KVD,
+				     hp->attn_scale);
+		for (int32_t g = 0; g < G; g++) {
+			float *s = sc + (size_t)g * ss;
+			if (hp->attn_softcap > 0)
+				kern_softcap(c->isa, s, s, hp->attn_softcap, n_kv);
+			kern_softmax(c->isa, s, n_kv);
+		}
+		kern_attn_values_grp(c->isa, out, (size_t)hd, sc, ss, G, j->vc + row0, n_kv, hd, (size_t)KVD);
 	}
 }
 
 static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *vc, int32_t n_swa,
 		      int32_t T)
 {
-	struct attn_job j = { c, kc, vc, n_swa };
-	int64_t n = (int64_t)T * c->m->hp.n_head;
+	const struct model_hparams *hp = &c->m->hp;
+	const int threads = c->pool ? dm_pool_size(c->pool) : 1;
+	struct attn_job j = { c, kc, vc, n_swa, hp->n_head / hp->n_head_kv };
+	/* at least two items per thread where halving the groups can give them */
+	while (j.G % 2 == 0 && (int64_t)T * (hp->n_head / j.G) < 2 * (int64_t)threads)
+		j.G /= 2;
+	const int64_t n = (int64_t)T * (hp->n_head / j.G);
 	if (c->pool)
 		dm_pool_run(c->pool, n, 1, attention_range, &j);
 	else

@@ -601,8 +601,10 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 	TAKE(g, B * F);
 	TAKE(u, B * F);
 	s->scores_stride = (int32_t)(((size_t)n_ctx + 15) / 16 * 16);
-	/* attention scores: one row of n_ctx per thread */
-	TAKE(scores, (size_t)s->scores_stride * (size_t)n_threads);
+	/* attention scores: per thread one row of n_ctx per query head of a
+	 * K/V group (forward.c scores a group's heads together) */
+	TAKE(scores, (size_t)s->scores_stride * (size_t)n_threads *
+			     (size_t)(hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 1));
 	/* the matrix products' packed activations and weight panels */
 	s->ws_bytes = ws_bytes(m, isa, n_batch, n_threads);
 	TAKE(ws, (s->ws_bytes + sizeof(float) - 1) / sizeof(float));
