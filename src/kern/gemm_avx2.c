@@ -13,24 +13,26 @@
  * unsigned weights: codes are kept as 4-bit values 0..15, so a pair is at
  * most 2·15·127 = 3810 (2·15·128 = 3840 for an activation of −128) and the
  * 8 groups of a block add up in int16 (8·3840 = 30720 < 32767) before one
- * vpmaddwd widens them to int32 (Q6_K's units of 16: 4 groups).  A tile
- * is 8 rows × up to 4 tokens (× 2 planes for Q8_0 and Q6_K) of int16 and
- * float accumulators, which fits the 16 ymm registers with the weight and
- * broadcast operands (Q8_0/Q5_K/Q6_K keep 3 float accumulators in L1).
+ * vpmaddwd widens them to int32.  Wider codes run shorter int16 sums:
+ * Q5_K's 0..31 over 4 groups (4·2·31·127 = 31496), Q6_K's 0..63 over 2
+ * (2·2·63·127 = 32004; the K-quant activations are within ±127), one
+ * vpmaddubsw per group either way.  A tile is 8 rows × up to 4 tokens (× 2
+ * planes for Q8_0) of int16, int32 and float accumulators, which fits the
+ * 16 ymm registers with the weight and broadcast operands (Q8_0 keeps 3
+ * float accumulators in L1).
  *
  * Panel layout, per unit of U elements (a Q4_0/Q8_0 block, or one
  * sub-block of a Q4_K/Q5_K (U = 32) or Q6_K (U = 16) block), P planes
- * (Q4_0, Q4_K: 1, Q8_0, Q5_K, Q6_K: 2):
+ * (Q8_0: 2, the others 1):
  *
  *   codes  [U/4 groups][P planes][16 rows][4 bytes]  group g = elements 4g..4g+3
  *   scale  [16 rows] float                 Q4_0/Q8_0: d; K-quants: d·sc
  *   min    [16 rows] float                 Q4_K, Q5_K only: −dmin·m
  *
- * Q4_0's and Q4_K's plane is their codes q (values d·(q − 8) and
- * d·sc·q − dmin·m).  Q8_0's signed codes w become u = w + 128 = 16·h + l,
- * and its planes are h then l (0..15 each); Q6_K's stored 6-bit codes
- * u = q + 32 = 16·h + l likewise (h 0..3), and Q5_K's 5-bit codes
- * q = 16·h + l (h 0..1: the bit from qh).
+ * The plane of Q4_0, Q4_K and Q5_K is their codes q (values d·(q − 8) and
+ * d·sc·q − dmin·m), Q6_K's its stored 6-bit codes u = q + 32.  Q8_0's
+ * signed codes w become u = w + 128 = 16·h + l, and its planes are h then
+ * l (0..15 each).
  *
  * Activations are quantized once per call by the reference-exact Q8_0
  * (K-quants: Q8_K) quantizer and packed in blocks of KERN_GEMM_TOK = 8 tokens,
@@ -45,8 +47,8 @@
  *   Q4_0: isum = Σ q·a + corr                     = Σ (q − 8)·a
  *   Q8_0: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 128)·a = Σ w·a
  *   Q4_K: isum = Σ q·a
- *   Q5_K: isum = 16·Σ h·a + Σ l·a                  = Σ q·a
- *   Q6_K: isum = 16·Σ h·a + Σ l·a + corr          = Σ (u − 32)·a
+ *   Q5_K: isum = Σ q·a
+ *   Q6_K: isum = Σ u·a + corr                     = Σ (u − 32)·a
  *   y   += isum·(scale_r·d_t)  [+ min_r·s_t for Q4_K, Q5_K]
  * which is ref.c's integer sum per block (per sub-block for the K-quants, whose
  * scales are applied in float per unit instead of in int per block), exact
@@ -162,14 +164,21 @@ INLINE void repack_q4_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 		}
 }
 
-/* Q5_K: as Q4_K, with the codes' low 4 bits as plane l and bit 4 as
- * plane h.  Element l of chunk c's units 2c and 2c + 1 (l = 0..31) takes
- * its bit 4 from bits 2c and 2c + 1 of qh[l], so the same dword transpose
- * of each 16-byte half of qh gives the h bytes of the same groups. */
+/* Q5_K: as Q4_K, with bit 4 of each code added.  Element l of chunk c's
+ * units 2c and 2c + 1 (l = 0..31) takes its bit 4 from bits 2c and 2c + 1
+ * of qh[l], so the same dword transpose of each 16-byte half of qh gives
+ * the high bits of the same groups. */
+/* Bit pos of every byte moved to bit 4 (the other bits are masked off by
+ * the caller; with 16-bit shifts no neighbouring byte's bit lands there). */
+INLINE __m256i bit_to4(__m256i v, int pos)
+{
+	return pos < 4 ? _mm256_slli_epi16(v, 4 - pos) : _mm256_srli_epi16(v, pos - 4);
+}
+
 INLINE void repack_q5_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
 			     int h)
 {
-	const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(1);
+	const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
 	const size_t qs = offsetof(struct block_q5_K, qs), qho = offsetof(struct block_q5_K, qh);
 	for (int half = 0; half < 2; half++) {
 		__m256i hb[4];
@@ -185,22 +194,22 @@ INLINE void repack_q5_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 			kern_transpose8x4(r);
 			for (int k = 0; k < 4; k++) {
 				const int g = 4 * half + k;
-				uint8_t *lo = p + (size_t)(2 * c) * ub + 128 * g + 32 * h;
-				const __m256i bits = _mm256_srli_epi16(hb[k], 2 * c);
-				_mm256_store_si256((__m256i *)lo, _mm256_and_si256(bits, m1));
-				_mm256_store_si256((__m256i *)(lo + 64), _mm256_and_si256(r[k], m4));
+				uint8_t *lo = p + (size_t)(2 * c) * ub + 64 * g + 32 * h;
+				/* bit 2c (2c + 1) of qh moved to bit 4 */
+				const __m256i h0 = bit_to4(hb[k], 2 * c), h1 = bit_to4(hb[k], 2 * c + 1);
+				_mm256_store_si256((__m256i *)lo,
+						   _mm256_or_si256(_mm256_and_si256(r[k], m4), _mm256_and_si256(h0, m10)));
 				_mm256_store_si256((__m256i *)(lo + ub),
-						   _mm256_and_si256(_mm256_srli_epi16(bits, 1), m1));
-				_mm256_store_si256((__m256i *)(lo + ub + 64),
-						   _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4));
+						   _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4),
+								   _mm256_and_si256(h1, m10)));
 			}
 		}
 	}
 }
 
 /* Q6_K: one 256-block of 8 rows into the panel's 16 units of 16 (ub bytes
- * apart), planes h (the 2 high bits) then l (the 4 low bits) of the stored
- * 6-bit code u = q + 32 = 16·h + l.  Span s = 4i + k
+ * apart), the stored 6-bit codes u = q + 32 = 16·h + l put together from
+ * their 2 high bits h and 4 low bits l.  Span s = 4i + k
  * (elements 32s..32s+31) takes its low bits from ql + 64i + 32(k % 2)
  * (shifted by 4(k / 2)) and its high bits from qh + 32i (shifted by 2k);
  * its 16-byte halves are units 2s and 2s + 1. */
@@ -224,8 +233,8 @@ INLINE void repack_q6_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 			for (int g = 0; g < 4; g++) {
 				__m256i l4 = _mm256_and_si256(_mm256_srli_epi16(lo[g], 4 * (k / 2)), m4);
 				__m256i h2 = _mm256_and_si256(_mm256_srli_epi16(hi[g], 2 * k), m2);
-				_mm256_store_si256((__m256i *)(u + 128 * g), h2);
-				_mm256_store_si256((__m256i *)(u + 128 * g + 64), l4);
+				_mm256_store_si256((__m256i *)(u + 64 * g),
+						   _mm256_or_si256(l4, _mm256_slli_epi16(h2, 4)));
 			}
 		}
 	}
@@ -242,7 +251,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 	for (int r = 0; r < PR; r++)
 		row[r] = w + (size_t)(r < nr ? r : nr - 1) * w_row;
 	if (type == GGUF_TYPE_Q6_K) {
-		const size_t ub6 = unit_bytes(2, 16, false);
+		const size_t ub6 = unit_bytes(1, 16, false);
 		for (int64_t b = 0; b < n / QK_K; b++) {
 			uint8_t *p = panel + (size_t)b * 16 * ub6;
 			const size_t off = (size_t)b * (size_t)bb;
@@ -256,7 +265,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 				const struct block_q6_K *k = (const struct block_q6_K *)(row[r] + off);
 				const float d = _cvtsh_ss(k->d);
 				for (int j = 0; j < 16; j++)
-					((float *)(p + (size_t)j * ub6 + 2 * 4 * 64))[r] = d * (float)k->scales[j];
+					((float *)(p + (size_t)j * ub6 + 4 * 64))[r] = d * (float)k->scales[j];
 			}
 		}
 		return;
@@ -270,7 +279,7 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 					_mm_prefetch((const char *)row[r] + off + l + 4 * PREFETCH,
 						     _MM_HINT_T0);
 			for (int h = 0; h < 2; h++) {
-				if (P == 1)
+				if (type == GGUF_TYPE_Q4_K)
 					repack_q4_K_half(row + 8 * h, off, p, ub, h);
 				else
 					repack_q5_K_half(row + 8 * h, off, p, ub, h);
@@ -388,8 +397,9 @@ INLINE void pin(__m256i *v)
 
 /* One 8-row half (hv) of a panel × NT tokens (c0.. of the token block at
  * act) over the whole row: y[c·ys + r] for r < nr of that half. */
-INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool MIN, int64_t nb,
-		     const uint8_t *act, int hv, int c0, const int NT, float *y, size_t ys, int nr)
+INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool MIN, const int GS,
+		     int64_t nb, const uint8_t *act, int hv, int c0, const int NT, float *y, size_t ys,
+		     int nr)
 {
 	const size_t ub = unit_bytes(P, U, MIN), rb = rec_bytes(U, MIN);
 	const int G = U / 4;
@@ -401,7 +411,7 @@ INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool 
 	for (int64_t b = 0; b < nb; b++) {
 		const uint8_t *p = panel + (size_t)b * ub + 32 * hv;
 		const uint8_t *a = act + (size_t)b * rb;
-		__m256i s16[2][4];
+		__m256i s16[2][4], i32[4];
 #pragma GCC unroll 8
 		for (int g = 0; g < G; g++) {
 			__m256i av[4];
@@ -414,17 +424,23 @@ INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool 
 #pragma GCC unroll 4
 				for (int c = 0; c < NT; c++) {
 					__m256i m = _mm256_maddubs_epi16(wv, av[c]);
-					s16[pl][c] = g ? _mm256_add_epi16(s16[pl][c], m) : m;
+					s16[pl][c] = g % GS ? _mm256_add_epi16(s16[pl][c], m) : m;
 					pin(&s16[pl][c]);
 				}
 			}
+			if (P == 1 && g % GS == GS - 1) /* one plane: widen every GS groups */
+#pragma GCC unroll 4
+				for (int c = 0; c < NT; c++) {
+					const __m256i w32 = _mm256_madd_epi16(s16[0][c], ones);
+					i32[c] = g == GS - 1 ? w32 : _mm256_add_epi32(i32[c], w32);
+				}
 		}
 		const __m256 sc = _mm256_load_ps((const float *)(p - 32 * hv + P * G * 64) + 8 * hv);
 #pragma GCC unroll 4
 		for (int c = 0; c < NT; c++) {
 			__m256i isum = P == 2 ? _mm256_add_epi32(_mm256_madd_epi16(s16[0][c], sixteen),
 								 _mm256_madd_epi16(s16[1][c], ones))
-					      : _mm256_madd_epi16(s16[0][c], ones);
+					      : i32[c];
 			isum = _mm256_add_epi32(isum,
 						_mm256_set1_epi32(ld32(a + PC * U + PC * 4 + 4 * (c0 + c))));
 			const __m256 s = _mm256_mul_ps(sc, _mm256_set1_ps(ldf(a + PC * U + 4 * (c0 + c))));
@@ -453,23 +469,24 @@ INLINE void int_tile(const uint8_t *panel, const int P, const int U, const bool 
 }
 
 /* One tile kernel per kind (Q4_0: 1 plane; Q8_0: 2 planes; Q4_K: 1 plane
- * with a min; Q6_K: 2 planes, 16-element units) × token count. */
-#define TILE_FN(name, P, U, MIN, NT)                                                      \
+ * with a min; Q6_K: 16-element units, int16 sums of 2 groups; Q5_K: with
+ * a min, sums of 4 groups) × token count. */
+#define TILE_FN(name, P, U, MIN, GS, NT)                                                  \
 	static void name(const uint8_t *panel, int64_t nb, const uint8_t *act, int hv, int c0, \
 			 float *y, size_t ys, int nr)                                     \
 	{                                                                                \
-		int_tile(panel, P, U, MIN, nb, act, hv, c0, NT, y, ys, nr);              \
+		int_tile(panel, P, U, MIN, GS, nb, act, hv, c0, NT, y, ys, nr);          \
 	}
-#define TILE_KIND(k, P, U, MIN)                                                           \
-	TILE_FN(tile##k##_1, P, U, MIN, 1)                                               \
-	TILE_FN(tile##k##_2, P, U, MIN, 2)                                               \
-	TILE_FN(tile##k##_3, P, U, MIN, 3)                                               \
-	TILE_FN(tile##k##_4, P, U, MIN, 4)
-TILE_KIND(0, 1, 32, false)
-TILE_KIND(1, 2, 32, false)
-TILE_KIND(2, 1, 32, true)
-TILE_KIND(3, 2, 16, false)
-TILE_KIND(4, 2, 32, true)
+#define TILE_KIND(k, P, U, MIN, GS)                                                       \
+	TILE_FN(tile##k##_1, P, U, MIN, GS, 1)                                           \
+	TILE_FN(tile##k##_2, P, U, MIN, GS, 2)                                           \
+	TILE_FN(tile##k##_3, P, U, MIN, GS, 3)                                           \
+	TILE_FN(tile##k##_4, P, U, MIN, GS, 4)
+TILE_KIND(0, 1, 32, false, 8)
+TILE_KIND(1, 2, 32, false, 8)
+TILE_KIND(2, 1, 32, true, 8)
+TILE_KIND(3, 1, 16, false, 2)
+TILE_KIND(4, 1, 32, true, 4)
 
 typedef void (*tile_fn)(const uint8_t *, int64_t, const uint8_t *, int, int, float *, size_t, int);
 static const tile_fn tiles[5][4] = { { tile0_1, tile0_2, tile0_3, tile0_4 },
@@ -545,8 +562,8 @@ INLINE void panel_int(uint32_t type, const int P, int bb, int64_t n, const uint8
 INT_TYPE(q4_0, Q4_0, 1, 32, 18, 8, false, 4)
 INT_TYPE(q8_0, Q8_0, 2, 32, 34, 128, false, 4)
 INT_TYPE(q4_K, Q4_K, 1, 32, 144, 0, true, 8)
-INT_TYPE(q5_K, Q5_K, 2, 32, 176, 0, true, 8)
-INT_TYPE(q6_K, Q6_K, 2, 16, 210, 32, false, 8)
+INT_TYPE(q5_K, Q5_K, 1, 32, 176, 0, true, 8)
+INT_TYPE(q6_K, Q6_K, 1, 16, 210, 32, false, 8)
 
 /* ================= float types (F32, F16, BF16) =================
  * The panel is [k][16 rows] floats for a chunk of KC elements (converted
