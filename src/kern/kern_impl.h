@@ -144,6 +144,10 @@ void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, i
 			     int64_t head_dim, size_t stride, float scale);
 void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
 			     int64_t head_dim, size_t stride);
+void kern_softmax_avx2(float *x, int64_t n);
+void kern_swiglu_avx2(float *g, const float *u, int64_t n);
+void kern_geglu_avx2(float *g, const float *u, int64_t n);
+void kern_softcap_avx2(float *y, const float *x, float c, int64_t n);
 void kern_softmax_avx512(float *x, int64_t n);
 void kern_swiglu_avx512(float *g, const float *u, int64_t n);
 void kern_geglu_avx512(float *g, const float *u, int64_t n);

@@ -1,9 +1,9 @@
 /*
  * kern/ops — element-wise operations of a transformer (see kern.h), scalar
  * and readable; the compiler vectorises the simple loops.  Attention
- * dispatches to ops_avx2.c / ops_avx512.c; softmax, SwiGLU, GeGLU and
- * soft-capping (expf and tanhf do not vectorise) to ops_avx512.c; the
- * scalar versions here are the reference.  Reductions
+ * dispatches to ops_avx2.c / ops_avx512.c, and so do softmax, SwiGLU,
+ * GeGLU and soft-capping (expf and tanhf do not vectorise); the scalar
+ * versions here are the reference.  Reductions
  * (RMSNorm, softmax) sum in double so their result does not depend on n's
  * size in any visible way.
  */
@@ -82,6 +82,10 @@ void kern_softmax(enum kern_isa isa, float *x, int64_t n)
 		kern_softmax_avx512(x, n);
 		return;
 	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_softmax_avx2(x, n);
+		return;
+	}
 #endif
 	(void)isa;
 	float max = -INFINITY;
@@ -120,6 +124,10 @@ void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 		kern_swiglu_avx512(g, u, n);
 		return;
 	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_swiglu_avx2(g, u, n);
+		return;
+	}
 #endif
 	(void)isa;
 	for (int64_t i = 0; i < n; i++)
@@ -131,6 +139,10 @@ void kern_geglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 #if defined(__x86_64__)
 	if (isa == KERN_ISA_AVX512) {
 		kern_geglu_avx512(g, u, n);
+		return;
+	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_geglu_avx2(g, u, n);
 		return;
 	}
 #endif
@@ -145,6 +157,10 @@ void kern_softcap(enum kern_isa isa, float *y, const float *x, float c, int64_t 
 #if defined(__x86_64__)
 	if (isa == KERN_ISA_AVX512) {
 		kern_softcap_avx512(y, x, c, n);
+		return;
+	}
+	if (isa == KERN_ISA_AVX2) {
+		kern_softcap_avx2(y, x, c, n);
 		return;
 	}
 #endif

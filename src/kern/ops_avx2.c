@@ -1,7 +1,8 @@
 /*
  * kern/ops_avx2 — AVX2 + FMA + F16C versions of the hot per-token
- * operations: activation quantization (Q8_0, Q8_1, Q8_K) and attention over
- * the F16 KV cache.  Only called after kern_isa_supported(AVX2).
+ * operations: activation quantization (Q8_0, Q8_1, Q8_K), attention over
+ * the F16 KV cache, and softmax / SwiGLU / GeGLU / soft-capping on a vector
+ * e^x (exp8).  Only called after kern_isa_supported(AVX2).
  *
  * Same contract as ops_avx512.c: the quantizers are bit-identical to ref.c
  * (same single float operations, exact maxima, the reference's two
@@ -12,6 +13,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "base/half.h"
@@ -331,6 +333,150 @@ void kern_attn_values_grp_avx2(float *out, size_t o_stride, const float *p, size
 				grp_values_span(o + i0, pj, vb + i0, head_dim, nk, 1);
 		}
 	}
+}
+/* ---- e^x and the operations built on it ---- */
+
+/* e^x on 8 lanes, within 2 ulp of the exact value for normal results, the
+ * same method as ops_avx512.c's exp16: x = n·ln2 + r with n = round(x·log2
+ * e) and |r| <= ln2/2 (ln2 as a float plus its remainder, each subtraction
+ * one FMA), e^r by its Taylor series to r⁷, then ·2ⁿ as two exact
+ * power-of-two factors 2^⌊n/2⌋·2^(n − ⌊n/2⌋) (each within the normal
+ * exponents, so a result past the float range still overflows to inf and
+ * one below it still rounds once into the denormals or to 0).  x is
+ * clamped to [−104, 89] first; a NaN passes the clamps (the second operand
+ * of vmaxps/vminps) and comes out NaN. */
+static inline __m256 exp8(__m256 x)
+{
+	const __m256 ln2_hi = _mm256_set1_ps(0.693147182464599609375f); /* (float)ln 2 */
+	const __m256 ln2_lo = _mm256_set1_ps(-1.904654323148236e-9f);   /* ln 2 − ln2_hi */
+	x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
+	x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
+	const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.4426950408889634f)),
+					 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, ln2_hi, x);
+	r = _mm256_fnmadd_ps(n, ln2_lo, r);
+	__m256 p = _mm256_set1_ps(1.0f / 5040);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	const __m256i ni = _mm256_cvtps_epi32(n), n1 = _mm256_srai_epi32(ni, 1);
+	const __m256i n2 = _mm256_sub_epi32(ni, n1), bias = _mm256_set1_epi32(127);
+	const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+	const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+	return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* The tails below go through an 8-float buffer: masked loads are cheap,
+ * but a masked store (vmaskmovps) is microcoded on some of the AVX2 cores
+ * this is for, and costs more than the whole vector of work. */
+static inline __m256 tail_load(const float *x, int64_t left, float pad)
+{
+	float t[8];
+	for (int i = 0; i < 8; i++)
+		t[i] = i < left ? x[i] : pad;
+	return _mm256_loadu_ps(t);
+}
+
+static inline void tail_store(float *x, __m256 v, int64_t left)
+{
+	float t[8];
+	_mm256_storeu_ps(t, v);
+	memcpy(x, t, (size_t)left * sizeof(float));
+}
+
+/* ops.c's kern_softmax with exp8; the sum still in double. */
+void kern_softmax_avx2(float *x, int64_t n)
+{
+	const int64_t n8 = n & ~(int64_t)7, left = n - n8;
+	__m256 mx = _mm256_set1_ps(-INFINITY);
+	int64_t i = 0;
+	for (; i < n8; i += 8)
+		mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + i));
+	if (left)
+		mx = _mm256_max_ps(mx, tail_load(x + n8, left, -INFINITY));
+	const __m256 max = _mm256_set1_ps(hmax8(mx));
+	__m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+	for (i = 0; i < n; i += 8) {
+		/* the tail's padding is −inf: e^−inf = 0 adds nothing */
+		const __m256 v = i < n8 ? _mm256_loadu_ps(x + i) : tail_load(x + i, left, -INFINITY);
+		const __m256 e = exp8(_mm256_sub_ps(v, max));
+		if (i < n8)
+			_mm256_storeu_ps(x + i, e);
+		else
+			tail_store(x + i, e, left);
+		s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+		s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+	}
+	const __m256d s = _mm256_add_pd(s0, s1);
+	const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+	const double sum = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+	const float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
+	const __m256 iv = _mm256_set1_ps(inv);
+	for (i = 0; i < n8; i += 8)
+		_mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), iv));
+	for (; i < n; i++)
+		x[i] *= inv;
+}
+
+/* ops.c's kern_swiglu with exp8: g = g / (1 + e^−g) · u. */
+static inline __m256 swiglu8(__m256 gv, __m256 uv)
+{
+	const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv)));
+	return _mm256_mul_ps(_mm256_div_ps(gv, d), uv);
+}
+
+void kern_swiglu_avx2(float *g, const float *u, int64_t n)
+{
+	const int64_t n8 = n & ~(int64_t)7;
+	for (int64_t i = 0; i < n8; i += 8)
+		_mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+	if (n > n8)
+		tail_store(g + n8, swiglu8(tail_load(g + n8, n - n8, 0), tail_load(u + n8, n - n8, 0)), n - n8);
+}
+
+/* tanh(z) = 1 − 2 / (1 + e^(2z)), z clamped to ±10 (tanh is ±1 to float
+ * precision there, and e^(2z) cannot overflow). */
+static inline __m256 tanh8(__m256 z)
+{
+	z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-10.0f)), _mm256_set1_ps(10.0f));
+	const __m256 e = exp8(_mm256_add_ps(z, z));
+	return _mm256_sub_ps(_mm256_set1_ps(1.0f),
+			     _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+}
+
+/* ops.c's kern_geglu with tanh8 (GELU's tanh form, times u). */
+static inline __m256 geglu8(__m256 x, __m256 uv)
+{
+	const __m256 c = _mm256_set1_ps(0.7978845608028654f), k = _mm256_set1_ps(0.044715f);
+	const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+	const __m256 t = tanh8(_mm256_mul_ps(c, _mm256_fmadd_ps(k, x3, x)));
+	const __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), t));
+	return _mm256_mul_ps(y, uv);
+}
+
+void kern_geglu_avx2(float *g, const float *u, int64_t n)
+{
+	const int64_t n8 = n & ~(int64_t)7;
+	for (int64_t i = 0; i < n8; i += 8)
+		_mm256_storeu_ps(g + i, geglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+	if (n > n8)
+		tail_store(g + n8, geglu8(tail_load(g + n8, n - n8, 0), tail_load(u + n8, n - n8, 0)), n - n8);
+}
+
+/* ops.c's kern_softcap with tanh8: y = c·tanh(x / c). */
+void kern_softcap_avx2(float *y, const float *x, float c, int64_t n)
+{
+	const int64_t n8 = n & ~(int64_t)7;
+	const __m256 cv = _mm256_set1_ps(c), inv = _mm256_set1_ps(1.0f / c);
+	for (int64_t i = 0; i < n8; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(cv, tanh8(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv))));
+	if (n > n8)
+		tail_store(y + n8, _mm256_mul_ps(cv, tanh8(_mm256_mul_ps(tail_load(x + n8, n - n8, 0), inv))),
+			   n - n8);
 }
 #else
 kern_from_float_fn kern_act_quant_avx2(uint32_t act_type)
