@@ -137,37 +137,6 @@ INLINE void repack_q8_0_half(const uint8_t *const row[8], size_t off, uint8_t *p
 	}
 }
 
-/* Q4_K: one 256-block of 8 rows into the panel's 8 units (ub bytes apart).
- * qs chunk c (32 bytes) holds elements 64c.. in its low nibbles (unit 2c)
- * and 64c + 32.. in its high nibbles (unit 2c + 1); byte 4g + i of a
- * chunk is element 4g + i of both units, so a dword transpose of each
- * 16-byte half gives groups 4·half + k directly. */
-INLINE void repack_q4_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
-			     int h)
-{
-	const __m256i m4 = _mm256_set1_epi8(0x0F);
-	const size_t qs = offsetof(struct block_q4_K, qs);
-	for (int c = 0; c < 4; c++)
-		for (int half = 0; half < 2; half++) {
-			__m256i r[4];
-			const size_t o = off + qs + 32 * (size_t)c + 16 * (size_t)half;
-			for (int i = 0; i < 4; i++)
-				r[i] = kern_load2x128(row[i] + o, row[i + 4] + o);
-			kern_transpose8x4(r);
-			for (int k = 0; k < 4; k++) {
-				const int g = 4 * half + k;
-				uint8_t *lo = p + (size_t)(2 * c) * ub + 64 * g + 32 * h;
-				_mm256_store_si256((__m256i *)lo, _mm256_and_si256(r[k], m4));
-				_mm256_store_si256((__m256i *)(lo + ub),
-						   _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4));
-			}
-		}
-}
-
-/* Q5_K: as Q4_K, with bit 4 of each code added.  Element l of chunk c's
- * units 2c and 2c + 1 (l = 0..31) takes its bit 4 from bits 2c and 2c + 1
- * of qh[l], so the same dword transpose of each 16-byte half of qh gives
- * the high bits of the same groups. */
 /* Bit pos of every byte moved to bit 4 (the other bits are masked off by
  * the caller; with 16-bit shifts no neighbouring byte's bit lands there). */
 INLINE __m256i bit_to4(__m256i v, int pos)
@@ -175,17 +144,28 @@ INLINE __m256i bit_to4(__m256i v, int pos)
 	return pos < 4 ? _mm256_slli_epi16(v, 4 - pos) : _mm256_srli_epi16(v, pos - 4);
 }
 
-INLINE void repack_q5_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
-			     int h)
+/* Q4_K (five false) or Q5_K: one 256-block of 8 rows into the panel's 8
+ * units (ub bytes apart).  qs chunk c (32 bytes) holds elements 64c.. in
+ * its low nibbles (unit 2c) and 64c + 32.. in its high nibbles (unit
+ * 2c + 1); byte 4g + i of a chunk is element 4g + i of both units, so a
+ * dword transpose of each 16-byte half gives groups 4·half + k directly.
+ * Q5_K adds bit 4 of each code: element l of units 2c and 2c + 1 takes it
+ * from bits 2c and 2c + 1 of qh[l], so the same transpose of each 16-byte
+ * half of qh gives the high bits of the same groups. */
+INLINE void repack_q45_K_half(const uint8_t *const row[8], size_t off, uint8_t *p, size_t ub,
+			      int h, const bool five)
 {
 	const __m256i m4 = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
-	const size_t qs = offsetof(struct block_q5_K, qs), qho = offsetof(struct block_q5_K, qh);
+	const size_t qs = five ? offsetof(struct block_q5_K, qs) : offsetof(struct block_q4_K, qs);
+	const size_t qho = offsetof(struct block_q5_K, qh);
 	for (int half = 0; half < 2; half++) {
 		__m256i hb[4];
-		for (int i = 0; i < 4; i++)
-			hb[i] = kern_load2x128(row[i] + off + qho + 16 * (size_t)half,
-					       row[i + 4] + off + qho + 16 * (size_t)half);
-		kern_transpose8x4(hb);
+		if (five) {
+			for (int i = 0; i < 4; i++)
+				hb[i] = kern_load2x128(row[i] + off + qho + 16 * (size_t)half,
+						       row[i + 4] + off + qho + 16 * (size_t)half);
+			kern_transpose8x4(hb);
+		}
 		for (int c = 0; c < 4; c++) {
 			__m256i r[4];
 			const size_t o = off + qs + 32 * (size_t)c + 16 * (size_t)half;
@@ -195,13 +175,14 @@ INLINE void repack_q5_K_half(const uint8_t *const row[8], size_t off, uint8_t *p
 			for (int k = 0; k < 4; k++) {
 				const int g = 4 * half + k;
 				uint8_t *lo = p + (size_t)(2 * c) * ub + 64 * g + 32 * h;
-				/* bit 2c (2c + 1) of qh moved to bit 4 */
-				const __m256i h0 = bit_to4(hb[k], 2 * c), h1 = bit_to4(hb[k], 2 * c + 1);
-				_mm256_store_si256((__m256i *)lo,
-						   _mm256_or_si256(_mm256_and_si256(r[k], m4), _mm256_and_si256(h0, m10)));
-				_mm256_store_si256((__m256i *)(lo + ub),
-						   _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4),
-								   _mm256_and_si256(h1, m10)));
+				__m256i q0 = _mm256_and_si256(r[k], m4);
+				__m256i q1 = _mm256_and_si256(_mm256_srli_epi16(r[k], 4), m4);
+				if (five) { /* bit 2c (2c + 1) of qh moved to bit 4 */
+					q0 = _mm256_or_si256(q0, _mm256_and_si256(bit_to4(hb[k], 2 * c), m10));
+					q1 = _mm256_or_si256(q1, _mm256_and_si256(bit_to4(hb[k], 2 * c + 1), m10));
+				}
+				_mm256_store_si256((__m256i *)lo, q0);
+				_mm256_store_si256((__m256i *)(lo + ub), q1);
 			}
 		}
 	}
@@ -278,12 +259,8 @@ INLINE void repack(uint32_t type, const int P, int bb, int64_t n, const uint8_t 
 				for (int l = 0; l < bb; l += 64)
 					_mm_prefetch((const char *)row[r] + off + l + 4 * PREFETCH,
 						     _MM_HINT_T0);
-			for (int h = 0; h < 2; h++) {
-				if (type == GGUF_TYPE_Q4_K)
-					repack_q4_K_half(row + 8 * h, off, p, ub, h);
-				else
-					repack_q5_K_half(row + 8 * h, off, p, ub, h);
-			}
+			for (int h = 0; h < 2; h++)
+				repack_q45_K_half(row + 8 * h, off, p, ub, h, type == GGUF_TYPE_Q5_K);
 			/* unit j: scale d·sc_j, min −dmin·m_j of each row */
 			for (int r = 0; r < PR; r++) {
 				const struct block_q4_K *k = (const struct block_q4_K *)(row[r] + off);
@@ -729,19 +706,6 @@ INLINE void panel_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row
 	}
 }
 
-/* Float activations, per block of PC tokens: x[k][PC]. */
-static size_t act_bytes_float(int64_t n)
-{
-	return (size_t)n * PC * sizeof(float);
-}
-
-static void pack_float(const float *x, uint8_t *blk, int64_t n, int slot)
-{
-	float *b = (float *)(void *)blk;
-	for (int64_t k = 0; k < n; k++)
-		b[(size_t)k * PC + (size_t)slot] = x[k];
-}
-
 static size_t scratch_float(int64_t n)
 {
 	(void)n;
@@ -755,7 +719,8 @@ static size_t scratch_float(int64_t n)
 	{                                                                                \
 		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, y, ys, scratch); \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { 4, act_bytes_float, pack_float, scratch_float, \
+	static const struct kern_gemm gemm_##ty = { 4, kern_gemm_float_act_bytes,          \
+						    kern_gemm_float_pack, scratch_float, \
 						    panel_##ty };
 
 FLOAT_TYPE(f32, F32)

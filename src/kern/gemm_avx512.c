@@ -638,22 +638,6 @@ INLINE void repack_float(uint32_t type, const uint8_t *const row[PR], int64_t n,
 	}
 }
 
-/* NC tokens (float rows x, xs floats apart, from element k0) against kc
- * panel elements, added to y (or stored when first). */
-/* Float activations, per block of PC tokens: x[k][PC] (element k of the 8
- * tokens side by side), so the tile broadcasts from one pointer. */
-static size_t act_bytes_float(int64_t n)
-{
-	return (size_t)n * PC * sizeof(float);
-}
-
-static void pack_float(const float *x, uint8_t *blk, int64_t n, int slot)
-{
-	float *b = (float *)blk;
-	for (int64_t k = 0; k < n; k++)
-		b[(size_t)k * PC + (size_t)slot] = x[k];
-}
-
 /* NC tokens (the block at xb, from the chunk's first element) against kc
  * panel elements, added to y (or stored when first). */
 INLINE void float_tile(const float *panel, int64_t kc, const uint8_t *xb, float *y, size_t ys,
@@ -711,7 +695,8 @@ static size_t scratch_float(int64_t n)
 	{                                                                                \
 		panel_float(GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, y, ys, scratch); \
 	}                                                                                \
-	static const struct kern_gemm gemm_##ty = { 8, act_bytes_float, pack_float, scratch_float, \
+	static const struct kern_gemm gemm_##ty = { 8, kern_gemm_float_act_bytes,          \
+						    kern_gemm_float_pack, scratch_float, \
 						    panel_##ty };
 
 FLOAT_TYPE(f32, F32)

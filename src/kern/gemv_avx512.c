@@ -302,19 +302,11 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 	__m128 accm = _mm_setzero_ps();
 
 	for (int64_t b = 0; b < n / QK_K; b++, x += bb, a += KQ_ACT_BYTES) {
-		uint32_t dd, wa, wb, wc;
+		uint32_t dd;
+		uint64_t sc, mn;
 		kern_pf_stream(x, bb);
 		memcpy(&dd, x, 4);
-		memcpy(&wa, x + 4, 4);
-		memcpy(&wb, x + 8, 4);
-		memcpy(&wc, x + 12, 4);
-		/* scales 0-3 = a & 63, 4-7 = (c & 15) | (a >> 6) << 4;
-		 * mins 0-3 = b & 63, 4-7 = (c >> 4) | (b >> 6) << 4 (per byte) */
-		const uint64_t sc = (uint64_t)((wc & 0x0F0F0F0Fu) | ((wa >> 2) & 0x30303030u)) << 32 |
-				    (wa & 0x3F3F3F3Fu);
-		const uint64_t mn = (uint64_t)(((wc >> 4) & 0x0F0F0F0Fu) | ((wb >> 2) & 0x30303030u))
-					    << 32 |
-				    (wb & 0x3F3F3F3Fu);
+		kern_k4_scales8(x + 4, &sc, &mn);
 		const __m512i scv = _mm512_set1_epi64((long long)sc);
 		const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
 		const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));

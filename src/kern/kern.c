@@ -396,6 +396,18 @@ static void gemm_task(struct mm_job *j, int64_t b, int64_t e, int thread)
 	}
 }
 
+size_t kern_gemm_float_act_bytes(int64_t n)
+{
+	return (size_t)n * KERN_GEMM_TOK * sizeof(float);
+}
+
+void kern_gemm_float_pack(const float *x, uint8_t *blk, int64_t n, int slot)
+{
+	float *b = (float *)(void *)blk;
+	for (int64_t k = 0; k < n; k++)
+		b[(size_t)k * KERN_GEMM_TOK + (size_t)slot] = x[k];
+}
+
 /* The panel gemm an ISA has for a weight type (NULL: none). */
 static const struct kern_gemm *gemm_for(enum kern_isa isa, uint32_t type)
 {

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kern/blocks.h"
 #include "kern/kern.h"
@@ -99,6 +100,20 @@ static inline void kern_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8
 	}
 }
 
+/* All 8 scales and 8 mins of a Q4_K/Q5_K block's 12 packed scale bytes
+ * q, one byte each (sub-block j in byte j): scales 0-3 are a & 63, 4-7
+ * (c & 15) | (a >> 6) << 4; mins 0-3 b & 63, 4-7 (c >> 4) | (b >> 6) << 4,
+ * with a, b, c the three 4-byte words of q (per byte). */
+static inline void kern_k4_scales8(const uint8_t *q, uint64_t *sc, uint64_t *mn)
+{
+	uint32_t a, b, c;
+	memcpy(&a, q, 4);
+	memcpy(&b, q + 4, 4);
+	memcpy(&c, q + 8, 4);
+	*sc = (uint64_t)((c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u)) << 32 | (a & 0x3F3F3F3Fu);
+	*mn = (uint64_t)(((c >> 4) & 0x0F0F0F0Fu) | ((b >> 2) & 0x30303030u)) << 32 | (b & 0x3F3F3F3Fu);
+}
+
 /* Decodes the 16 signed 6-bit Q3_K scales (already minus 32). */
 static inline void kern_k3_scales(const uint8_t *s, int8_t out[16])
 {
@@ -175,6 +190,11 @@ struct kern_gemm {
 		      size_t a_blk, int64_t n_tok, float *y, size_t ys,
 		      uint8_t *scratch);
 };
+/* The float types' activation blocks, shared by every ISA's float panels:
+ * per block of KERN_GEMM_TOK tokens x[k][KERN_GEMM_TOK] (element k of the
+ * block's tokens side by side), so a tile broadcasts them from one pointer. */
+size_t kern_gemm_float_act_bytes(int64_t n);
+void kern_gemm_float_pack(const float *x, uint8_t *blk, int64_t n, int slot);
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
 /* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16). */

@@ -429,13 +429,20 @@ static inline __m256 swiglu8(__m256 gv, __m256 uv)
 	return _mm256_mul_ps(_mm256_div_ps(gv, d), uv);
 }
 
-void kern_swiglu_avx2(float *g, const float *u, int64_t n)
+/* g = f(g, u) over n elements, 8 at a time (f inlined: a constant). */
+static inline __attribute__((always_inline)) void glu_map(float *g, const float *u, int64_t n,
+							  __m256 (*f)(__m256, __m256))
 {
 	const int64_t n8 = n & ~(int64_t)7;
 	for (int64_t i = 0; i < n8; i += 8)
-		_mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+		_mm256_storeu_ps(g + i, f(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
 	if (n > n8)
-		tail_store(g + n8, swiglu8(tail_load(g + n8, n - n8, 0), tail_load(u + n8, n - n8, 0)), n - n8);
+		tail_store(g + n8, f(tail_load(g + n8, n - n8, 0), tail_load(u + n8, n - n8, 0)), n - n8);
+}
+
+void kern_swiglu_avx2(float *g, const float *u, int64_t n)
+{
+	glu_map(g, u, n, swiglu8);
 }
 
 /* tanh(z) = 1 − 2 / (1 + e^(2z)), z clamped to ±10 (tanh is ±1 to float
@@ -460,11 +467,7 @@ static inline __m256 geglu8(__m256 x, __m256 uv)
 
 void kern_geglu_avx2(float *g, const float *u, int64_t n)
 {
-	const int64_t n8 = n & ~(int64_t)7;
-	for (int64_t i = 0; i < n8; i += 8)
-		_mm256_storeu_ps(g + i, geglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
-	if (n > n8)
-		tail_store(g + n8, geglu8(tail_load(g + n8, n - n8, 0), tail_load(u + n8, n - n8, 0)), n - n8);
+	glu_map(g, u, n, geglu8);
 }
 
 /* ops.c's kern_softcap with tanh8: y = c·tanh(x / c). */
