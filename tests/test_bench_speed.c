@@ -237,6 +237,62 @@ static void test_vs_table(void **state)
 	free(out);
 }
 
+/* Generation at a depth (-d D): the peer is asked for -n 0 -gp D,N, and
+ * its "tg N at depth D" result (n_prompt D, n_gen N) is the one read, not
+ * a plain tg result it may also print; dormant's own run reports the
+ * depth and a positive speed, and -d without -n is refused. */
+static void test_depth(void **state)
+{
+	const char *a;
+	char *out, *log, expect[1024];
+	json_t *root, *eng;
+	size_t n;
+	int st;
+	(void)state;
+	a = fake_script("peer-gp",
+			"echo \"$*\" >> \"$0.log\"\n"
+			"printf '[{\"n_prompt\": 16, \"n_gen\": 0, \"avg_ts\": 80},"
+			" {\"n_prompt\": 0, \"n_gen\": 8, \"avg_ts\": 99},"
+			" {\"n_prompt\": 40, \"n_gen\": 8, \"avg_ts\": 7.5}]'");
+	out = tu_capture(&st, "%s bench speed %s -p %d -n %d -d 40 -r 2 -t 1 --bw-mib 32 --json --vs %s 2>/dev/null",
+			 tu_dormant(), model, P, N, a);
+	assert_non_null(out);
+	assert_int_equal(st, 0);
+	root = json_loads(out, 0, NULL);
+	if (!root)
+		fail_msg("not JSON: %s", out);
+	assert_int_equal((int)num(root, "depth"), 40);
+	eng = json_object_get(root, "engines");
+	assert_int_equal(json_array_size(eng), 2);
+	assert_float_equal(num(json_array_get(eng, 1), "tg_tok_s"), 7.5, 1e-9);
+	assert_float_equal(num(json_array_get(eng, 1), "pp_tok_s"), 80, 1e-9);
+	assert_true(num(json_array_get(eng, 0), "tg_tok_s") > 0);
+	json_decref(root);
+	free(out);
+	snprintf(expect, sizeof expect, "-m %s -p %d -n 0 -t 1 -r 1 -o json -gp 40,%d\n", model, P, N);
+	log = tu_read_file(tu_tmp_path("peer-gp.log"), &n);
+	assert_non_null(log);
+	assert_non_null(strstr(log, expect));
+	free(log);
+
+	/* dormant alone at a depth */
+	out = tu_capture(&st, "%s bench speed %s -p 0 -n %d -d 40 -r 2 -t 1 --bw-mib 32 --json 2>/dev/null",
+			 tu_dormant(), model, N);
+	assert_non_null(out);
+	assert_int_equal(st, 0);
+	root = json_loads(out, 0, NULL);
+	assert_non_null(root);
+	assert_int_equal((int)num(root, "depth"), 40);
+	assert_true(num(root, "tg_tok_s") > 0);
+	json_decref(root);
+	free(out);
+
+	out = tu_capture(&st, "%s bench speed %s -n 0 -d 40 2>&1", tu_dormant(), model);
+	assert_int_equal(st, 2);
+	assert_non_null(strstr(out, "-d 40 needs generated tokens"));
+	free(out);
+}
+
 /* Runs bench speed with one broken peer; it must fail (status 1, not a
  * signal) with one error line, stderr's last (before it only the
  * progress lines of the rounds), containing want. */
@@ -371,6 +427,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vs_two_peers),
 		cmocka_unit_test(test_vs_table),
+		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_vs_broken_peers),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_no_peer),

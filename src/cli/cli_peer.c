@@ -9,7 +9,10 @@
  * and then removed.  llama-bench's JSON output is an array of one object
  * per test; the prompt test has n_prompt = P and n_gen = 0, the generation
  * test n_prompt = 0 and n_gen = N, and each carries avg_ts, its tokens per
- * second averaged over its repetitions (one here).
+ * second averaged over its repetitions (one here).  Generation at a depth D
+ * is asked for with -n 0 -gp D,N (ik_llama.cpp's llama-bench: N tokens
+ * generated and timed after an untimed prompt of D) and is the test with
+ * n_prompt = D and n_gen = N.
  *
  * Nothing here downloads or builds a peer: the user names the program.
  */
@@ -82,7 +85,7 @@ static int find_test(json_t *arr, long n_prompt, long n_gen, double *tps, struct
 		return 0;
 	}
 	return dm_err_set(err, DM_EFORMAT, "its JSON output has no %s%ld result (n_prompt %ld, n_gen %ld)",
-			  n_gen ? "tg" : "pp", n_gen ? n_gen : n_prompt, n_gen ? 0 : n_prompt, n_gen);
+			  n_gen ? "tg" : "pp", n_gen ? n_gen : n_prompt, n_prompt, n_gen);
 }
 
 /* The last non-empty line of a file, for an error message ("" if none). */
@@ -122,10 +125,10 @@ static int tmp_file(char *path, size_t cap, const char *what)
 	return 0;
 }
 
-int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, long n_gen, int threads,
-		 double timeout_s, double *pp, double *tg, struct dm_err *err)
+int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, long n_gen, long depth,
+		 int threads, double timeout_s, double *pp, double *tg, struct dm_err *err)
 {
-	char out_path[512], err_path[512], sp[24], sn[24], st[24], why[200];
+	char out_path[512], err_path[512], sp[24], sn[24], sg[48], st[24], why[200];
 	char *argv[16 + PEER_WORDS_MAX];
 	posix_spawn_file_actions_t fa;
 	pid_t pid;
@@ -138,7 +141,8 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 
 	*pp = *tg = 0;
 	snprintf(sp, sizeof sp, "%ld", n_prompt);
-	snprintf(sn, sizeof sn, "%ld", n_gen);
+	snprintf(sn, sizeof sn, "%ld", depth ? 0 : n_gen);
+	snprintf(sg, sizeof sg, "%ld,%ld", depth, n_gen);
 	snprintf(st, sizeof st, "%d", threads);
 	argv[n++] = (char *)(uintptr_t)p->path;
 	argv[n++] = "-m";
@@ -153,6 +157,10 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 	argv[n++] = "1";
 	argv[n++] = "-o";
 	argv[n++] = "json";
+	if (depth && n_gen) {
+		argv[n++] = "-gp";
+		argv[n++] = sg;
+	}
 	for (int i = 0; i < p->n_words; i++)
 		argv[n++] = p->words[i];
 	argv[n] = NULL;
@@ -218,7 +226,7 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 	}
 	rc = 0;
 	if ((n_prompt && (rc = find_test(doc, n_prompt, 0, pp, err))) ||
-	    (n_gen && (rc = find_test(doc, 0, n_gen, tg, err))))
+	    (n_gen && (rc = find_test(doc, depth, n_gen, tg, err))))
 		dm_err_prefix(err, "peer %s", p->name);
 out:
 	json_decref(doc);

@@ -50,15 +50,28 @@ static int run_pp(struct cli_model *cm, const int32_t *ids, int n, float *lg, do
 	return 0;
 }
 
-static int run_tg(struct cli_model *cm, const int32_t *ids, int n, float *lg, double *tps,
-		  struct dm_err *err)
+/* Generation of n tokens one at a time after `depth` positions of context:
+ * ids[0..depth) are brought into the cache first (not timed; what an
+ * earlier repetition left there is reused), then ids[depth..depth + n) are
+ * decoded and timed. */
+static int run_tg(struct cli_model *cm, const int32_t *ids, int depth, int batch, int n, float *lg,
+		  double *tps, struct dm_err *err)
 {
 	double t0;
-	int rc;
-	model_ctx_reset(cm->ctx);
+	int rc, at = 0;
+	if (depth == 0)
+		model_ctx_reset(cm->ctx);
+	else
+		at = model_ctx_reuse(cm->ctx, ids, depth + 1);
+	while (at < depth) {
+		int step = depth - at < batch ? depth - at : batch;
+		if ((rc = model_decode(cm->ctx, ids + at, step, lg, false, err)))
+			return rc;
+		at += step;
+	}
 	t0 = cli_now();
 	for (int i = 0; i < n; i++)
-		if ((rc = model_decode(cm->ctx, ids + i, 1, lg, false, err)))
+		if ((rc = model_decode(cm->ctx, ids + depth + i, 1, lg, false, err)))
 			return rc;
 	*tps = n / (cli_now() - t0);
 	return 0;
@@ -87,7 +100,8 @@ static double median_of(const double *v, long n, double *lo, double *hi)
 
 struct speed_opts {
 	const char *path;
-	long n_prompt, n_gen, reps;
+	long n_prompt, n_gen, depth, reps;
+	int batch; /* the context's batch: the depth is brought in this many tokens at a time */
 	bool json;
 	size_t bw_bytes;
 	double vs_timeout;
@@ -123,7 +137,8 @@ static int speed_vs(struct cli_model *cm, const struct speed_opts *o, const int3
 		}
 		fprintf(stderr, "bench speed: round %ld/%ld: bandwidth %.1f GB/s\n", r + 1, R, bw[r]);
 		if ((o->n_prompt && run_pp(cm, ids, (int)o->n_prompt, lg, &pp[r], &err)) ||
-		    (o->n_gen && run_tg(cm, ids + o->n_prompt, (int)o->n_gen, lg, &tg[r], &err))) {
+		    (o->n_gen && run_tg(cm, ids + o->n_prompt, (int)o->depth, o->batch, (int)o->n_gen, lg, &tg[r],
+					     &err))) {
 			rc = cli_fail("%s: %s", o->path, err.msg);
 			goto out;
 		}
@@ -131,8 +146,8 @@ static int speed_vs(struct cli_model *cm, const struct speed_opts *o, const int3
 			tg[r]);
 		for (int k = 0; k < o->n_peers; k++) {
 			double *p = &pp[(k + 1) * R + r], *t = &tg[(k + 1) * R + r];
-			if (cli_peer_run(&o->peers[k], o->path, o->n_prompt, o->n_gen, cm->n_threads, o->vs_timeout,
-					 p, t, &err)) {
+			if (cli_peer_run(&o->peers[k], o->path, o->n_prompt, o->n_gen, o->depth, cm->n_threads,
+					 o->vs_timeout, p, t, &err)) {
 				rc = cli_fail("bench speed: %s", err.msg);
 				goto out;
 			}
@@ -152,9 +167,9 @@ static int speed_vs(struct cli_model *cm, const struct speed_opts *o, const int3
 	if (o->json) {
 		printf("{\"model\":");
 		cli_json_str(stdout, o->path, strlen(o->path));
-		printf(",\"n_prompt\":%ld,\"n_gen\":%ld,\"threads\":%d,\"rounds\":%ld,\"isa\":\"%s\","
-		       "\"weight_bytes\":%.0f,\"bandwidth_gb_s\":%.3f,\"bandwidth_gb_s_rounds\":",
-		       o->n_prompt, o->n_gen, cm->n_threads, R, kern_isa_name(cm->ctx->isa), wb, bw_med);
+		printf(",\"n_prompt\":%ld,\"n_gen\":%ld,\"depth\":%ld,\"threads\":%d,\"rounds\":%ld,"
+		       "\"isa\":\"%s\",\"weight_bytes\":%.0f,\"bandwidth_gb_s\":%.3f,\"bandwidth_gb_s_rounds\":",
+		       o->n_prompt, o->n_gen, o->depth, cm->n_threads, R, kern_isa_name(cm->ctx->isa), wb, bw_med);
 		json_list(bw, R);
 		printf(",\"engines\":[");
 		for (int k = 0; k < n_eng; k++) {
@@ -185,7 +200,10 @@ static int speed_vs(struct cli_model *cm, const struct speed_opts *o, const int3
 	{
 		char hp[32], ht[32];
 		snprintf(hp, sizeof hp, "pp%ld tok/s", o->n_prompt);
-		snprintf(ht, sizeof ht, "tg%ld tok/s", o->n_gen);
+		if (o->depth)
+			snprintf(ht, sizeof ht, "tg%ld@d%ld tok/s", o->n_gen, o->depth);
+		else
+			snprintf(ht, sizeof ht, "tg%ld tok/s", o->n_gen);
 		printf("%-28s %24s %24s %8s %12s %12s\n", "engine", hp, ht, "tg of bw", "dormant÷ pp",
 		       "dormant÷ tg");
 	}
@@ -208,9 +226,11 @@ out:
 }
 
 #define SPEED_USAGE                                                                                        \
-	"usage: dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]\n"                          \
+	"usage: dormant bench speed MODEL [-p N] [-n N] [-d N] [-r N] [-t N] [--json]\n"                   \
 	"         [--vs PATH [--vs-args 'ARGS']]... [--vs-timeout S] [--bw-mib N]\n"                        \
 	"  -p N, -n N        prompt tokens (128) and generated tokens (32)\n"                               \
+	"  -d N              generate after N tokens of context (0; brought in untimed); the peers\n"      \
+	"                    are run with -n 0 -gp N,n (ik_llama.cpp's llama-bench: tg n at depth N)\n"    \
 	"  -r N              repetitions (5); with --vs, alternated rounds\n"                               \
 	"  -t N              threads (physical cores); the peers get the same\n"                           \
 	"  --vs PATH         also measure a llama-bench-compatible program (repeatable), run as\n"          \
@@ -237,10 +257,13 @@ int cli_bench_speed(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-r") || !strcmp(a, "-t")) {
-			if (cli_parse_long(a, val, a[1] == 'p' || a[1] == 'n' ? 0 : 1, 1 << 16, &v))
+		if (!strcmp(a, "-p") || !strcmp(a, "-n") || !strcmp(a, "-d") || !strcmp(a, "-r") ||
+		    !strcmp(a, "-t")) {
+			if (cli_parse_long(a, val, a[1] == 'p' || a[1] == 'n' || a[1] == 'd' ? 0 : 1, 1 << 16, &v))
 				return 2;
-			if (a[1] == 'p')
+			if (a[1] == 'd')
+				so.depth = v;
+			else if (a[1] == 'p')
 				so.n_prompt = v;
 			else if (a[1] == 'n')
 				so.n_gen = v;
@@ -298,22 +321,28 @@ int cli_bench_speed(int argc, char **argv)
 		if (cli_peer_init(&peers[k], vs_path[k], vs_args[k], &err))
 			return cli_fail("bench speed: %s", err.msg);
 	so.n_peers = n_vs;
-	mo.n_ctx = (int32_t)(so.n_prompt > so.n_gen ? so.n_prompt : so.n_gen) + 1;
-	mo.n_batch = (int32_t)(so.n_prompt > 0 ? so.n_prompt : 1);
+	if (so.depth && !so.n_gen)
+		return cli_fail("bench speed: -d %ld needs generated tokens (-n)", so.depth), 2;
+	mo.n_ctx = (int32_t)(so.n_prompt > so.depth + so.n_gen ? so.n_prompt : so.depth + so.n_gen) + 1;
+	so.batch = (int)(so.depth < 512 ? so.depth : 512);
+	if (so.batch < so.n_prompt)
+		so.batch = (int)so.n_prompt;
+	mo.n_batch = so.batch > 0 ? so.batch : 1;
 	if (cli_model_open(&cm, so.path, &mo, &err))
 		return cli_fail("%s", err.msg);
 	pp = calloc((size_t)so.reps, sizeof *pp);
 	tg = calloc((size_t)so.reps, sizeof *tg);
-	ids = malloc((size_t)(so.n_prompt + so.n_gen + 1) * sizeof *ids);
+	ids = malloc((size_t)(so.n_prompt + so.depth + so.n_gen + 1) * sizeof *ids);
 	lg = malloc((size_t)cm.m->hp.n_vocab * sizeof *lg);
 	if (!pp || !tg || !ids || !lg) {
 		rc = cli_fail("bench speed: out of memory");
 		goto out;
 	}
-	fill_ids(ids, (int)(so.n_prompt + so.n_gen), cm.m->hp.n_vocab, 12345);
+	fill_ids(ids, (int)(so.n_prompt + so.depth + so.n_gen), cm.m->hp.n_vocab, 12345);
 	/* warm-up, not counted: pages of the weights come in, caches settle */
 	if ((so.n_prompt && run_pp(&cm, ids, (int)so.n_prompt, lg, &pp[0], &err)) ||
-	    (so.n_gen && run_tg(&cm, ids, (int)(so.n_gen < 4 ? so.n_gen : 4), lg, &tg[0], &err))) {
+	    (so.n_gen && run_tg(&cm, ids + so.n_prompt, (int)so.depth, so.batch,
+				(int)(so.n_gen < 4 ? so.n_gen : 4), lg, &tg[0], &err))) {
 		rc = cli_fail("%s: %s", so.path, err.msg);
 		goto out;
 	}
@@ -328,7 +357,8 @@ int cli_bench_speed(int argc, char **argv)
 		else
 			fprintf(stderr, "\rbench speed: repetition %ld/%ld", r + 1, so.reps);
 		if ((so.n_prompt && run_pp(&cm, ids, (int)so.n_prompt, lg, &pp[r], &err)) ||
-		    (so.n_gen && run_tg(&cm, ids + so.n_prompt, (int)so.n_gen, lg, &tg[r], &err))) {
+		    (so.n_gen && run_tg(&cm, ids + so.n_prompt, (int)so.depth, so.batch, (int)so.n_gen, lg, &tg[r],
+					     &err))) {
 			rc = cli_fail("%s: %s", so.path, err.msg);
 			goto out;
 		}
@@ -349,12 +379,13 @@ int cli_bench_speed(int argc, char **argv)
 		if (so.json) {
 			printf("{\"model\":");
 			cli_json_str(stdout, so.path, strlen(so.path));
-			printf(",\"n_prompt\":%ld,\"n_gen\":%ld,\"threads\":%d,\"reps\":%ld,\"isa\":\"%s\","
+			printf(",\"n_prompt\":%ld,\"n_gen\":%ld,\"depth\":%ld,\"threads\":%d,\"reps\":%ld,"
+			       "\"isa\":\"%s\","
 			       "\"pp_tok_s\":%.3f,\"pp_tok_s_min\":%.3f,\"pp_tok_s_max\":%.3f,"
 			       "\"tg_tok_s\":%.3f,\"tg_tok_s_min\":%.3f,\"tg_tok_s_max\":%.3f,"
 			       "\"weight_bytes\":%.0f,\"bandwidth_gb_s\":%.3f,\"tg_limit_tok_s\":%.3f,"
 			       "\"tg_fraction_of_limit\":%.4f}\n",
-			       so.n_prompt, so.n_gen, cm.n_threads, so.reps, kern_isa_name(cm.ctx->isa), pp_med,
+			       so.n_prompt, so.n_gen, so.depth, cm.n_threads, so.reps, kern_isa_name(cm.ctx->isa), pp_med,
 			       pp_min, pp_max, tg_med, tg_min, tg_max, wb, bw, limit,
 			       limit > 0 ? tg_med / limit : 0.0);
 		} else {
@@ -363,6 +394,8 @@ int cli_bench_speed(int argc, char **argv)
 			       kern_isa_name(cm.ctx->isa), so.reps);
 			if (so.n_prompt)
 				printf("pp%-4ld     %8.2f tok/s [%.2f, %.2f]\n", so.n_prompt, pp_med, pp_min, pp_max);
+			if (so.n_gen && so.depth)
+				printf("at depth:   %ld tokens of context before generation\n", so.depth);
 			if (so.n_gen)
 				printf("tg%-4ld     %8.2f tok/s [%.2f, %.2f]  = %.0f%% of the bandwidth limit "
 				       "(%.2f tok/s at %.1f GB/s)\n",
