@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__)
@@ -47,11 +48,15 @@ struct bw_job {
 
 #if defined(__x86_64__)
 /* 256-bit loads with four independent accumulators: the loop must be
- * limited by memory, not by the core (scalar 8-byte loads are not). */
+ * limited by memory, not by the core (scalar 8-byte loads are not).  It
+ * prefetches as far ahead as the matvec kernels do (16 KiB), so that it
+ * measures the bandwidth they can draw. */
 __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, int64_t b, int64_t e)
 {
 	__m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
 	for (int64_t i = b; i < e; i += 16) {
+		__builtin_prefetch((const char *)(p + i) + 16384, 0, 2);
+		__builtin_prefetch((const char *)(p + i) + 16384 + 64, 0, 2);
 		s0 = _mm256_add_epi64(s0, _mm256_load_si256((const __m256i *)(p + i)));
 		s1 = _mm256_add_epi64(s1, _mm256_load_si256((const __m256i *)(p + i + 4)));
 		s2 = _mm256_add_epi64(s2, _mm256_load_si256((const __m256i *)(p + i + 8)));
@@ -90,12 +95,22 @@ double cli_bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes)
 		bytes = (size_t)1 << 30;
 	bytes = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
 	n = bytes / 8;
-	uint64_t *p = aligned_alloc(64, bytes); /* the AVX2 loop's loads are aligned */
+	/* 2 MiB-aligned, with huge pages where the kernel gives them (as a
+	 * model's mapping gets them from the page cache): what memory can
+	 * deliver, not what the TLB allows with 4 KiB pages */
+	const size_t huge = (size_t)2 << 20;
+	uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t *p;
 	double t[64];
-	struct bw_job j = { p, n, { 0 } };
+	struct bw_job j;
 
-	if (!p)
+	if (raw == MAP_FAILED)
 		return 0;
+	p = (uint64_t *)(void *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+	j = (struct bw_job){ p, n, { 0 } };
 	for (size_t i = 0; i < n; i++)
 		p[i] = i * 0x9E3779B97F4A7C15ull;
 	for (int r = 0; r < runs; r++) {
@@ -103,19 +118,21 @@ double cli_bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes)
 		dm_pool_run(pool, (int64_t)n, (int64_t)1 << 17, bw_task, &j);
 		t[r] = (double)bytes / (cli_now() - t0) / 1e9;
 	}
-	free(p);
+	munmap(raw, bytes + huge);
 	return cli_median(t, runs);
 }
 
 /* `count` copies of a rows × n matrix of `type`, made from a quantized
  * 256-row seed (quantizing 45M weights with the reference K-quant search
- * would dominate the run). */
+ * would dominate the run).  In huge pages where the kernel gives them, as
+ * a model's weights are mapped from the page cache (free() releases it). */
 static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t n, int count, size_t *mat_bytes)
 {
+	const size_t huge = (size_t)2 << 20;
 	size_t rb = kern_row_bytes(type, n), seed_rows = 256;
 	size_t total = rb * (size_t)rows;
 	float *x = malloc((size_t)n * sizeof *x);
-	uint8_t *w = malloc(total * (size_t)count);
+	uint8_t *w = aligned_alloc(huge, (total * (size_t)count + huge - 1) & ~(huge - 1));
 	struct dm_rng r;
 
 	if (!x || !w) {
@@ -123,6 +140,9 @@ static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t n, int count, 
 		free(w);
 		return NULL;
 	}
+#ifdef MADV_HUGEPAGE
+	(void)madvise(w, (total * (size_t)count + huge - 1) & ~(huge - 1), MADV_HUGEPAGE);
+#endif
 	dm_rng_seed(&r, 1234);
 	for (size_t i = 0; i < seed_rows; i++) {
 		for (int64_t j = 0; j < n; j++)

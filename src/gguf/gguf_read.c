@@ -603,6 +603,14 @@ int gguf_open(struct gguf_file **out, const char *path, struct dm_err *err)
 	close(fd);
 	if (map == MAP_FAILED)
 		return dm_err_set(err, DM_EIO, "%s: mmap: %s", path, strerror(errno));
+#ifdef MADV_HUGEPAGE
+	/* Where the kernel can: pages read in through this mapping come as
+	 * 2 MiB folios and are mapped as huge pages (a matvec streaming the
+	 * weights then stops missing the TLB every 4 KiB).  Advice only: no
+	 * memory is touched, and the mapping's pages still belong to the page
+	 * cache.  Refused where THP is off, which changes nothing. */
+	(void)madvise(map, (size_t)st.st_size, MADV_HUGEPAGE);
+#endif
 	if ((rc = file_new(&g, path, err))) {
 		munmap(map, (size_t)st.st_size);
 		return rc;
