@@ -270,13 +270,14 @@ void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint1
 	attn_values_ref(out, p, v, n_kv, head_dim, stride);
 }
 
-/* The grouped kernels where the ISA has them and the head fits their
- * buffers; elsewhere (the reference, AVX-512, odd head sizes) one head at
- * a time. */
+/* The grouped kernels (AVX2's, on AVX-512 machines too: converting each K
+ * and V row once for the group saves more than wider vectors would) where
+ * the head fits their buffers; elsewhere (the reference, odd head sizes)
+ * one head at a time. */
 static bool grp_fast(enum kern_isa isa, int64_t head_dim)
 {
 #if defined(__x86_64__)
-	return isa == KERN_ISA_AVX2 && head_dim % 8 == 0 && head_dim <= KERN_GRP_HD;
+	return isa >= KERN_ISA_AVX2 && head_dim % 8 == 0 && head_dim <= KERN_GRP_HD;
 #else
 	(void)isa;
 	(void)head_dim;
