@@ -443,9 +443,10 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 	j->pack = t->act_from_float;
 	j->act_row = kern_act_row_bytes(type, n);
 	if (n_tok == 1) {
-		const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type)
-					     : isa == KERN_ISA_AVX2 ? kern_gemv_avx2(type)
-								    : NULL;
+		/* an AVX-512 machine runs the AVX2 matvec where it has none of its own */
+		const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type) : NULL;
+		if (!gv && isa >= KERN_ISA_AVX2)
+			gv = kern_gemv_avx2(type);
 		j->mode = MM_VEC;
 		j->dot = t->vec_dot;
 		if (gv) { /* its own activation layout, in place of act_type's */

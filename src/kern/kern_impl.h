@@ -213,7 +213,8 @@ struct kern_gemv {
 	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y);
 };
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
-/* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; Q4_0 also 8 rows at once). */
+/* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; Q4_0 also 8 rows at
+ * once), and on AVX-512 machines for a type kern_gemv_avx512 has none for (Q8_0). */
 const struct kern_gemv *kern_gemv_avx2(uint32_t type);
 
 #endif
