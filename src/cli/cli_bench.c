@@ -270,7 +270,7 @@ int cli_bench(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		FILE *f = argc < 2 ? stderr : stdout;
 		fprintf(f, "usage: dormant bench kernels [--threads N] [--runs R] [--isa I] [--types T,...]\n"
-			   "       dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json] [--vs PATH [--vs-args 'ARGS']]...\n"
+			   "       dormant bench speed MODEL [-p N] [-n N] [-d N] [-r N] [-t N] [--json] [--vs PATH [--vs-args 'ARGS']]...\n"
 			   "                                      beside llama-bench-compatible programs ('dormant bench speed --help')\n"
 			   "       dormant bench server MODEL [--runs N] [--json FILE]   HTTP overhead vs in-process\n"
 			   "       dormant bench quantize MODEL [--types Q8_0,Q4_0,Q4_K] [--threads N] [--runs R] [--json]   quantize-on-load throughput\n"

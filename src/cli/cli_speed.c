@@ -1,10 +1,11 @@
 /*
- * cli/speed — `dormant bench speed MODEL [-p N] [-n N] [-r N] [-t N] [--json]
- * [--vs PATH [--vs-args 'ARGS']]...`: steady-state speed the way llama-bench
- * measures it.  The model is loaded once; one warm-up run is not counted;
- * then for each repetition, prompt processing of N tokens (one batch, from
- * an empty cache) and generation of N tokens one at a time (from an empty
- * cache).  Medians, min and max of tok/s.  Memory read bandwidth is
+ * cli/speed — `dormant bench speed MODEL [-p N] [-n N] [-d N] [-r N] [-t N]
+ * [--json] [--vs PATH [--vs-args 'ARGS']]...`: steady-state speed the way
+ * llama-bench measures it.  The model is loaded once; one warm-up run is not
+ * counted; then for each repetition, prompt processing of N tokens (one
+ * batch, from an empty cache) and generation of N tokens one at a time (from
+ * an empty cache, or after -d tokens of context brought in untimed).
+ * Medians, min and max of tok/s.  Memory read bandwidth is
  * measured in the same run so decode speed can be read as a fraction of
  * the bandwidth limit (weight bytes per token / bandwidth).
  *
