@@ -30,20 +30,23 @@
 
 #include "gguf/gguf.h"
 
-/* Packed Q4_0 activation, per pair p of 32-element blocks (an odd last
- * block is paired with zeros):
- *   int8  codes[64]  element order above
+/* Packed activation for a pair of 32-element blocks (an odd last block is
+ * paired with zeros), Q4_0's and Q8_0's:
+ *   int8  codes[64]  Q4_0: a[0..15] b[0..15] a[16..31] b[16..31] (above);
+ *                    Q8_0: a[0..31] b[0..31]
  *   float d[16]      each int32 lane's block scale
- *   int32 corr[16]   −8 · Σ of the lane's 4 codes
+ *   int32 corr[16]   −offset · Σ of the lane's 4 codes (offset 8 for
+ *                    Q4_0's codes, 128 for Q8_0's signed values read as
+ *                    unsigned codes w + 128)
  */
 #define PAIR_BYTES 192
 
-static size_t q4_0_pair_bytes(int64_t n)
+static size_t pair_bytes(int64_t n)
 {
 	return (size_t)((n / 32 + 1) / 2) * PAIR_BYTES;
 }
 
-static void q4_0_pair_pack(const float *x, void *out, int64_t n)
+static void pair_pack(const float *x, void *out, int64_t n, bool halves, int shift)
 {
 	const int64_t nb = n / 32;
 	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_0);
@@ -56,18 +59,35 @@ static void q4_0_pair_pack(const float *x, void *out, int64_t n)
 			q8(x + (b + 1) * 32, &blk[1], 32);
 		int8_t *codes = (int8_t *)o;
 		float *d = (float *)(o + 64);
-		for (int h = 0; h < 2; h++) { /* element halves */
-			memcpy(codes + 32 * h, blk[0].qs + 16 * h, 16);
-			memcpy(codes + 32 * h + 16, blk[1].qs + 16 * h, 16);
+		if (halves) {
+			for (int h = 0; h < 2; h++) { /* element halves */
+				memcpy(codes + 32 * h, blk[0].qs + 16 * h, 16);
+				memcpy(codes + 32 * h + 16, blk[1].qs + 16 * h, 16);
+			}
+			for (int l = 0; l < 16; l++)
+				d[l] = _cvtsh_ss(blk[(l / 4) % 2].d);
+		} else {
+			memcpy(codes, blk[0].qs, 32);
+			memcpy(codes + 32, blk[1].qs, 32);
+			for (int l = 0; l < 16; l++)
+				d[l] = _cvtsh_ss(blk[l / 8].d);
 		}
-		for (int l = 0; l < 16; l++)
-			d[l] = _cvtsh_ss(blk[(l / 4) % 2].d);
 		__m512i a = _mm512_loadu_si512((const void *)codes);
 		__m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), a);
 		_mm512_storeu_si512((void *)(o + 128), _mm512_sub_epi32(_mm512_setzero_si512(),
-									_mm512_slli_epi32(s, 3)));
+									_mm512_sll_epi32(s, _mm_cvtsi32_si128(shift))));
 		o += PAIR_BYTES;
 	}
+}
+
+static size_t q4_0_pair_bytes(int64_t n)
+{
+	return pair_bytes(n);
+}
+
+static void q4_0_pair_pack(const float *x, void *out, int64_t n)
+{
+	pair_pack(x, out, n, true, 3);
 }
 
 /* vpermb is AVX512_VBMI, which the file's flags (AVX-512 F/BW/VL/DQ/VNNI)
@@ -223,6 +243,78 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 }
 
 static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, NULL };
+
+/* ---- Q8_0 ----
+ * A pair of blocks (68 bytes: d, 32 codes, d, 32 codes) in one vector: two
+ * 32-byte loads (bytes 2 and 36; whole-vector loads at this stride would
+ * straddle cache lines every time, which costs more than the insert when
+ * streaming from memory) put block a's codes in bytes 0-31 and b's in
+ * 32-63; xor 0x80 makes them unsigned (w + 128) for vpdpbusd, and the
+ * packed −128·Σ a puts the sum back:
+ *   isum = −128·Σ a + Σ (w + 128)·a = Σ w·a      exact, as in ref.c
+ *   acc += isum · (d_w · d_a)
+ * with the two fp16 scales broadcast over their 8 int32 lanes each. */
+static size_t q8_0_act_bytes(int64_t n)
+{
+	return pair_bytes(n);
+}
+
+static void q8_0_act_pack(const float *x, void *out, int64_t n)
+{
+	pair_pack(x, out, n, false, 7);
+}
+
+/* The two fp16 scales of a pair (x[0], x[34]), each over its 8 lanes. */
+static inline __attribute__((always_inline)) __m512 q8_0_pair_scales(const uint8_t *x, bool two)
+{
+	uint16_t da, db = 0;
+	memcpy(&da, x, 2);
+	if (two)
+		memcpy(&db, x + 34, 2);
+	return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)da)),
+						       _mm_set1_epi16((short)db), 1));
+}
+
+static float q8_0_dot(int64_t n, const void *w, const void *act)
+{
+	const __m512i flip = _mm512_set1_epi8((char)0x80);
+	const int64_t nb = n / 32;
+	const uint8_t *x = w, *a = act;
+	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+	int64_t b = 0;
+
+#define Q8_0_PAIR(HI, ACC)                                                                 \
+	{                                                                                \
+		const uint8_t *p = x + b * 34;                                           \
+		__m512i v = _mm512_inserti64x4(                                          \
+			_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(p + 2))), \
+			HI, 1);                                                          \
+		__m512i isum = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(a + 128)), \
+						   _mm512_xor_si512(v, flip),             \
+						   _mm512_loadu_si512((const void *)a));  \
+		ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                          \
+				      _mm512_mul_ps(q8_0_pair_scales(p, b + 1 < nb),      \
+						    _mm512_loadu_ps((const void *)(a + 64))), \
+				      ACC);                                              \
+		a += PAIR_BYTES;                                                         \
+		b += 2;                                                                  \
+	}
+#define HI_LOAD _mm256_loadu_si256((const __m256i *)(const void *)(p + 36))
+	for (; b + 4 <= nb;) {
+		kern_pf_stream(x + b * 34, 136);
+		Q8_0_PAIR(HI_LOAD, acc0)
+		Q8_0_PAIR(HI_LOAD, acc1)
+	}
+	if (b + 2 <= nb)
+		Q8_0_PAIR(HI_LOAD, acc0)
+	if (b < nb) /* a lone last block: its partner's lanes read as 0x80 ^ 0x80 = 0 codes */
+		Q8_0_PAIR(_mm256_set1_epi8((char)0x80), acc1)
+#undef HI_LOAD
+#undef Q8_0_PAIR
+	return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static const struct kern_gemv gemv_q8_0 = { q8_0_act_bytes, q8_0_act_pack, q8_0_dot, NULL };
 
 /* ---- Q4_K ----
  * A 144-byte block: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128
@@ -453,6 +545,8 @@ const struct kern_gemv *kern_gemv_avx512(uint32_t type)
 	case GGUF_TYPE_Q4_0:
 		/* vpermb: AVX512_VBMI */
 		return __builtin_cpu_supports("avx512vbmi") ? &gemv_q4_0 : NULL;
+	case GGUF_TYPE_Q8_0:
+		return &gemv_q8_0;
 	case GGUF_TYPE_Q4_K:
 		return &gemv_q4_K;
 	case GGUF_TYPE_Q5_K:

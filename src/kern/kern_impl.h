@@ -214,7 +214,7 @@ struct kern_gemv {
 };
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
 /* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; Q4_0 also 8 rows at
- * once), and on AVX-512 machines for a type kern_gemv_avx512 has none for (Q8_0). */
+ * once), and on AVX-512 machines for a type kern_gemv_avx512 has none for. */
 const struct kern_gemv *kern_gemv_avx2(uint32_t type);
 
 #endif
