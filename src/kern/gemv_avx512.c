@@ -46,6 +46,7 @@ static size_t pair_bytes(int64_t n)
 	return (size_t)((n / 32 + 1) / 2) * PAIR_BYTES;
 }
 
+/* halves: Q4_0's code order (else Q8_0's); the offset is 1 << shift. */
 static void pair_pack(const float *x, void *out, int64_t n, bool halves, int shift)
 {
 	const int64_t nb = n / 32;
@@ -78,16 +79,6 @@ static void pair_pack(const float *x, void *out, int64_t n, bool halves, int shi
 									_mm512_sll_epi32(s, _mm_cvtsi32_si128(shift))));
 		o += PAIR_BYTES;
 	}
-}
-
-static size_t q4_0_pair_bytes(int64_t n)
-{
-	return pair_bytes(n);
-}
-
-static void q4_0_pair_pack(const float *x, void *out, int64_t n)
-{
-	pair_pack(x, out, n, true, 3);
 }
 
 /* vpermb is AVX512_VBMI, which the file's flags (AVX-512 F/BW/VL/DQ/VNNI)
@@ -153,7 +144,7 @@ __attribute__((target("avx512vbmi"))) static float q4_0_pair_dot(int64_t n, cons
 
 static size_t q4_0_act_bytes(int64_t n)
 {
-	return n % 512 ? q4_0_pair_bytes(n) : (size_t)(n / 512) * GROUP_BYTES;
+	return n % 512 ? pair_bytes(n) : (size_t)(n / 512) * GROUP_BYTES;
 }
 
 static void q4_0_act_pack(const float *x, void *out, int64_t n)
@@ -161,7 +152,7 @@ static void q4_0_act_pack(const float *x, void *out, int64_t n)
 	kern_from_float_fn q8 = kern_act_quant_avx512(GGUF_TYPE_Q8_0);
 	uint8_t *o = out;
 	if (n % 512) {
-		q4_0_pair_pack(x, out, n);
+		pair_pack(x, out, n, true, 3); /* Q4_0's element halves, −8·Σ a */
 		return;
 	}
 	for (int64_t g = 0; g < n / 512; g++, o += GROUP_BYTES) {
@@ -254,11 +245,6 @@ static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_
  *   isum = −128·Σ a + Σ (w + 128)·a = Σ w·a      exact, as in ref.c
  *   acc += isum · (d_w · d_a)
  * with the two fp16 scales broadcast over their 8 int32 lanes each. */
-static size_t q8_0_act_bytes(int64_t n)
-{
-	return pair_bytes(n);
-}
-
 static void q8_0_act_pack(const float *x, void *out, int64_t n)
 {
 	pair_pack(x, out, n, false, 7);
@@ -283,7 +269,7 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 	__m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
 	int64_t b = 0;
 
-#define Q8_0_PAIR(HI, ACC)                                                                 \
+#define Q8_0_PAIR(HI, TWO, ACC)                                                            \
 	{                                                                                \
 		const uint8_t *p = x + b * 34;                                           \
 		__m512i v = _mm512_inserti64x4(                                          \
@@ -293,7 +279,7 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 						   _mm512_xor_si512(v, flip),             \
 						   _mm512_loadu_si512((const void *)a));  \
 		ACC = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),                          \
-				      _mm512_mul_ps(q8_0_pair_scales(p, b + 1 < nb),      \
+				      _mm512_mul_ps(q8_0_pair_scales(p, TWO),            \
 						    _mm512_loadu_ps((const void *)(a + 64))), \
 				      ACC);                                              \
 		a += PAIR_BYTES;                                                         \
@@ -302,19 +288,19 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 #define HI_LOAD _mm256_loadu_si256((const __m256i *)(const void *)(p + 36))
 	for (; b + 4 <= nb;) {
 		kern_pf_stream(x + b * 34, 136);
-		Q8_0_PAIR(HI_LOAD, acc0)
-		Q8_0_PAIR(HI_LOAD, acc1)
+		Q8_0_PAIR(HI_LOAD, true, acc0)
+		Q8_0_PAIR(HI_LOAD, true, acc1)
 	}
 	if (b + 2 <= nb)
-		Q8_0_PAIR(HI_LOAD, acc0)
+		Q8_0_PAIR(HI_LOAD, true, acc0)
 	if (b < nb) /* a lone last block: its partner's lanes read as 0x80 ^ 0x80 = 0 codes */
-		Q8_0_PAIR(_mm256_set1_epi8((char)0x80), acc1)
+		Q8_0_PAIR(_mm256_set1_epi8((char)0x80), false, acc1)
 #undef HI_LOAD
 #undef Q8_0_PAIR
 	return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-static const struct kern_gemv gemv_q8_0 = { q8_0_act_bytes, q8_0_act_pack, q8_0_dot, NULL };
+static const struct kern_gemv gemv_q8_0 = { pair_bytes, q8_0_act_pack, q8_0_dot, NULL };
 
 /* ---- Q4_K ----
  * A 144-byte block: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128
