@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "base/pool.h"
 #include "base/rng.h"
 #include "gguf/gguf.h"
@@ -51,13 +52,19 @@ static void fill_normal(float *x, int64_t n, uint64_t seed, float sigma)
  * by about S / n_blocks or more, 10× above atol for every size tested (see
  * test_corrupt_block_detected).
  */
-static bool dot_close(double ref, double got, double S, int64_t n, double *excess)
+static bool dot_close_eps(double ref, double got, double S, int64_t n, double eps, double *excess)
 {
-	double atol = 2.0 * (double)n * ldexp(1.0, -24) * S, rtol = 1e-6;
+	double atol = (2.0 * (double)n * ldexp(1.0, -24) + eps) * S, rtol = 1e-6;
 	double lim = atol + rtol * fabs(ref);
 	if (excess)
 		*excess = fabs(got - ref) / lim;
 	return fabs(got - ref) <= lim;
+}
+
+/* The same for a path that uses its operands as they are. */
+static bool dot_close(double ref, double got, double S, int64_t n, double *excess)
+{
+	return dot_close_eps(ref, got, S, n, 0, excess);
 }
 
 struct dot_case {
@@ -250,7 +257,9 @@ static void test_roundtrip_rmse(void **state)
 /* One matrix product case: `rows` weight rows of `type` (n elements, from
  * N(0, 0.02)) and `ntok` activation rows (N(0, 1)), with everything needed
  * to check a result against the reference: the reference dots, and per
- * output the bound S = Σ_i |w_i|·|a_i| of the dequantized operands. */
+ * output the bound S = Σ_i |w_i|·|a_i| of the dequantized operands.  eps:
+ * the product rounding of the path under test (kern_matmul_eps), set by
+ * the caller, added to the tolerance as eps·S. */
 struct mm_case {
 	uint32_t type;
 	int64_t rows, n, ntok;
@@ -258,6 +267,7 @@ struct mm_case {
 	uint8_t *w;      /* rows × wr bytes */
 	float *x;        /* ntok × n */
 	double *ref, *S; /* ntok × rows */
+	double eps;
 };
 
 static void mm_case_make(struct mm_case *c, uint32_t type, int64_t rows, int64_t n, int64_t ntok,
@@ -271,6 +281,7 @@ static void mm_case_make(struct mm_case *c, uint32_t type, int64_t rows, int64_t
 	float *ad = malloc((size_t)n * sizeof(float));
 	uint8_t *a = malloc(ar);
 	c->type = type;
+	c->eps = 0;
 	c->rows = rows;
 	c->n = n;
 	c->ntok = ntok;
@@ -318,7 +329,7 @@ static int mm_case_bad(const struct mm_case *c, const float *y, char *msg, size_
 	for (int64_t t = 0; t < c->ntok; t++)
 		for (int64_t i = 0; i < c->rows; i++) {
 			double ex, ref = c->ref[t * c->rows + i];
-			if (dot_close(ref, y[t * c->rows + i], c->S[t * c->rows + i], c->n, &ex))
+			if (dot_close_eps(ref, y[t * c->rows + i], c->S[t * c->rows + i], c->n, c->eps, &ex))
 				continue;
 			if (!bad++)
 				snprintf(msg, msg_len, "token %lld row %lld: ref %.9g got %.9g (%.2f× tol)",
@@ -363,6 +374,7 @@ static void test_matvec_matmul(void **state)
 					assert_int_equal(kern_matmul(pool, (enum kern_isa)isa, types[ti], c.w,
 								     rows, n, c.x, ntok, y, NULL),
 							 0);
+					c.eps = kern_matmul_eps((enum kern_isa)isa, types[ti], ntok);
 					if (mm_case_bad(&c, y, msg, sizeof msg))
 						fail_msg("%s %s matmul %lld×%lld, %lld tokens: %s",
 							 tname(types[ti]), kern_isa_name((enum kern_isa)isa),
@@ -370,6 +382,7 @@ static void test_matvec_matmul(void **state)
 					/* matvec: token 0 alone */
 					struct mm_case c1 = c;
 					c1.ntok = 1;
+					c1.eps = kern_matmul_eps((enum kern_isa)isa, types[ti], 1);
 					assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, types[ti], c.w,
 								     rows, n, c.x, y, NULL),
 							 0);
@@ -406,6 +419,7 @@ static void test_matmul_corrupt_block_detected(void **state)
 		struct mm_case c;
 		assert_int_equal(kern_traits_get(types[ti], isa, &t), 0);
 		mm_case_make(&c, types[ti], rows, n, ntok, 909 + ti);
+		c.eps = kern_matmul_eps(isa, types[ti], ntok);
 		float *y = malloc((size_t)(ntok * rows) * sizeof(float));
 		assert_int_equal(kern_matmul(NULL, isa, types[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
 		if (mm_case_bad(&c, y, msg, sizeof msg))
@@ -416,8 +430,8 @@ static void test_matmul_corrupt_block_detected(void **state)
 		assert_int_equal(kern_matmul(NULL, isa, types[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
 		for (int64_t tk = 0; tk < ntok; tk++)
 			for (int64_t i = 0; i < rows; i++) {
-				bool ok = dot_close(c.ref[tk * rows + i], y[tk * rows + i],
-						    c.S[tk * rows + i], n, NULL);
+				bool ok = dot_close_eps(c.ref[tk * rows + i], y[tk * rows + i],
+							c.S[tk * rows + i], n, c.eps, NULL);
 				if (ok != (i != bad_row))
 					fail_msg("%s token %lld row %lld: %s", tname(types[ti]),
 						 (long long)tk, (long long)i,
@@ -779,6 +793,77 @@ static void test_quantize_rows_identical(void **state)
 	free(got);
 }
 
+/* v rounded to bf16 (nearest even), as a double. */
+static double bf16_round(float v)
+{
+	return (double)dm_bf16_to_f32(dm_f32_to_bf16(v));
+}
+
+/* F16 and BF16 prefill on AVX512BF16 (kern_matmul_eps): the eps stated for
+ * each path; each result within float summation of the float64 sum of the
+ * operands rounded to bf16 (nearest even: both operands, and nothing else
+ * changed — with these small n a truncation instead would be ~30× past the
+ * tolerance); and within (eps + float summation)·S of the exact float64
+ * product, the documented bound.  Shapes: an even and an odd number of
+ * pairs per 16-element group, and a chunk past 512 elements. */
+static void test_bf16_products(void **state)
+{
+	static const uint32_t tt[] = { GGUF_TYPE_F16, GGUF_TYPE_BF16 };
+	static const int64_t ns[] = { 64, 100, 542 };
+	const int64_t rows = 17, ntok = 9;
+	const enum kern_isa isa = KERN_ISA_AVX512BF16;
+	(void)state;
+	assert_true(kern_matmul_eps(KERN_ISA_AVX512, GGUF_TYPE_F16, 9) == 0);
+	assert_true(kern_matmul_eps(isa, GGUF_TYPE_Q8_0, 9) == 0);
+	assert_true(kern_matmul_eps(isa, GGUF_TYPE_F16, 1) == 0);
+	assert_true(kern_matmul_eps(isa, GGUF_TYPE_F16, 9) == ldexp(1, -8) + ldexp(1, -18));
+	assert_true(kern_matmul_eps(isa, GGUF_TYPE_BF16, 9) == ldexp(1, -9));
+	if (!kern_isa_supported(isa)) {
+		print_message("  no AVX512_BF16 on this CPU: its products not run\n");
+		return;
+	}
+	for (size_t ti = 0; ti < sizeof tt / sizeof tt[0]; ti++)
+		for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+			const int64_t n = ns[ni];
+			const double eps = kern_matmul_eps(isa, tt[ti], ntok), u = ldexp(1, -24);
+			struct mm_case c;
+			double worst = 0;
+			mm_case_make(&c, tt[ti], rows, n, ntok, 77 + ti * 7 + ni);
+			float *y = malloc((size_t)(ntok * rows) * sizeof(float));
+			float *wd = malloc((size_t)n * sizeof(float));
+			assert_int_equal(kern_matmul(NULL, isa, tt[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
+			for (int64_t i = 0; i < rows; i++) {
+				assert_int_equal(kern_dequantize(tt[ti], c.w + (size_t)i * c.wr, wd, n, NULL), 0);
+				for (int64_t t = 0; t < ntok; t++) {
+					const float *x = c.x + t * n;
+					double ex = 0, em = 0, S = 0, Sm = 0;
+					for (int64_t k = 0; k < n; k++) {
+						double wb = bf16_round(wd[k]), xb = bf16_round(x[k]);
+						ex += (double)wd[k] * x[k];
+						S += fabs((double)wd[k] * x[k]);
+						em += wb * xb;
+						Sm += fabs(wb * xb);
+					}
+					const double got = y[t * rows + i];
+					if (fabs(got - em) > 2.0 * (double)n * u * Sm)
+						fail_msg("%s n %lld row %lld token %lld: %.9g, bf16 products give %.9g (%.2f× tol)",
+							 tname(tt[ti]), (long long)n, (long long)i, (long long)t, got, em,
+							 fabs(got - em) / (2.0 * (double)n * u * Sm));
+					if (fabs(got - ex) > (eps + 2.0 * (double)n * u) * S)
+						fail_msg("%s n %lld row %lld token %lld: %.9g, exact %.9g: past the bound",
+							 tname(tt[ti]), (long long)n, (long long)i, (long long)t, got, ex);
+					if (fabs(got - ex) / S > worst)
+						worst = fabs(got - ex) / S;
+				}
+			}
+			print_message("  %-4s n %4lld: worst |y − exact| = %.2g·S (bound %.2g·S)\n", tname(tt[ti]),
+				      (long long)n, worst, eps + 2.0 * (double)n * u);
+			free(wd);
+			free(y);
+			mm_case_free(&c);
+		}
+}
+
 static void test_isa_selection(void **state)
 {
 	(void)state;
@@ -788,6 +873,8 @@ static void test_isa_selection(void **state)
 	setenv("DORMANT_ISA", "ref", 1);
 	assert_int_equal(kern_isa_best(), KERN_ISA_REF);
 	setenv("DORMANT_ISA", "avx512", 1);
+	assert_true(kern_isa_best() <= KERN_ISA_AVX512);
+	setenv("DORMANT_ISA", "avx512bf16", 1);
 	enum kern_isa b = kern_isa_best();
 	assert_true(kern_isa_supported(b));
 	unsetenv("DORMANT_ISA");
@@ -808,6 +895,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_threads_identical),
 		cmocka_unit_test(test_matmul_set),
 		cmocka_unit_test(test_quantize_rows_identical),
+		cmocka_unit_test(test_bf16_products),
 		cmocka_unit_test(test_isa_selection),
 	};
 	return cmocka_run_group_tests_name("kern", tests, NULL, NULL);

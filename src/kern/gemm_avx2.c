@@ -533,7 +533,7 @@ INLINE void panel_int(uint32_t type, const int P, int bb, int64_t n, const uint8
 			  scratch);                                                      \
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
-						    scratch_##ty, panel_##ty };
+						    scratch_##ty, panel_##ty, 0 };
 
 /*       type  TYPE  planes unit block bytes offset min   min tokens */
 INT_TYPE(q4_0, Q4_0, 1, 32, 18, 8, false, 4)
@@ -721,7 +721,7 @@ static size_t scratch_float(int64_t n)
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { 4, kern_gemm_float_act_bytes,          \
 						    kern_gemm_float_pack, scratch_float, \
-						    panel_##ty };
+						    panel_##ty, 0 };
 
 FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)

@@ -43,7 +43,8 @@
  * int); results differ from the reference only in float rounding and the
  * order of additions.  Q8_0 weights are signed: their codes are w + 128.
  *
- * Float types (F32 F16 BF16): the panel is [k][16 rows] floats for a chunk
+ * Float types (F32 F16 BF16; F16 and BF16 on AVX512_BF16 CPUs take the
+ * bf16-product panels at the end of this file): the panel is [k][16 rows] floats for a chunk
  * of KC elements (converted once per call; F16 and BF16 convert exactly),
  * and the float activations, packed x[k][8 tokens] per block of 8, are
  * broadcast from there.  y is accumulated over the chunks.  This runs at
@@ -590,7 +591,7 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 			  y, ys, scratch);                                               \
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
-						    scratch_##ty, panel_##ty };
+						    scratch_##ty, panel_##ty, 0 };
 
 /*       type  TYPE  block bytes unit offset min   act  min tokens */
 INT_TYPE(q4_0, Q4_0, 32, 18, 32, 8, false, Q8_0, 4)
@@ -697,11 +698,167 @@ static size_t scratch_float(int64_t n)
 	}                                                                                \
 	static const struct kern_gemm gemm_##ty = { 8, kern_gemm_float_act_bytes,          \
 						    kern_gemm_float_pack, scratch_float, \
-						    panel_##ty };
+						    panel_##ty, 0 };
 
 FLOAT_TYPE(f32, F32)
 FLOAT_TYPE(f16, F16)
 FLOAT_TYPE(bf16, BF16)
+
+/* ================= F16 and BF16 in bf16 products (AVX512_BF16) =================
+ *
+ * vdpbf16ps multiplies pairs of bf16 values exactly and adds both products
+ * to a float lane: 32 multiply-adds per instruction where vfmadd does 16.
+ * Here a lane pair (2t, 2t + 1) belongs to token t, and a "quad" is 4
+ * consecutive elements (two bf16 pairs):
+ *   act    per block of 8 tokens, x[quad][8 tokens][4 bf16]: one 64-byte
+ *          vector holds a quad of all 8 tokens (lane 2t: elements 4q, 4q+1
+ *          of token t; lane 2t + 1: 4q + 2, 4q + 3); padded with zeros to
+ *          whole groups of 8 quads (32 elements)
+ *   panel  per group of 32 elements, [16 rows][32 bf16]: the rows as they
+ *          are (BF16) or rounded to bf16 (F16), no transposition
+ * so per quad and row: one 8-byte broadcast of the row's quad (the same 4
+ * values in every token's lane pair) and one vdpbf16ps into the row's
+ * accumulator; a pass is 16 rows × 8 tokens in 16 registers, and the lane
+ * pairs are added and turned into token vectors once at its end.  No
+ * shuffles in the inner loop, and the panel costs a copy (or a convert)
+ * per call instead of a transpose.
+ *
+ * Numerics: the activations are rounded to bf16 (nearest even), as the
+ * reference engine does for BF16 weights; BF16 weights are used as they
+ * are, F16 weights are rounded to bf16 (nearest even: 8 of their 11
+ * significant bits kept).  Each product is then within eps = 2^-9 (BF16)
+ * or 2^-8 + 2^-18 (F16) of the exact one, and sums are float: |y − y_exact|
+ * <= (eps + float summation)·Σ|w·x| (kern_matmul_eps; tested against
+ * float64 in test_kern). */
+#define BG 32 /* elements per group */
+
+static size_t act_bytes_bf(int64_t n)
+{
+	return (size_t)((n + BG - 1) / BG) * BG * PC * 2;
+}
+
+static void pack_bf(const float *x, uint8_t *blk, int64_t n, int slot)
+{
+	const int64_t groups = (n + BG - 1) / BG;
+	/* quad q of group g at g·512 + q·64, this token's 8 bytes at slot·8 */
+	const __m512i idx = _mm512_setr_epi64(0, 64, 128, 192, 256, 320, 384, 448);
+	uint8_t *o = blk + (size_t)slot * 8;
+	for (int64_t g = 0; g < groups; g++, o += BG * PC * 2) {
+		const int64_t left = n - g * BG;
+		const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+		const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+		/* vcvtne2ps2bf16 rounds to nearest even as dm_f32_to_bf16 does */
+		__m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + g * BG + 16),
+							 _mm512_maskz_loadu_ps(m0, x + g * BG));
+		_mm512_i64scatter_epi64(o, idx, v, 1);
+	}
+}
+
+/* Rows w[0..16) (w_row bytes apart; rows past nr repeat the last one)
+ * → panel[group][16 rows][32 bf16], the last group padded with zeros. */
+INLINE void repack_bf(uint32_t type, const uint8_t *w, size_t w_row, int nr, int64_t n,
+		      uint8_t *panel)
+{
+	for (int r = 0; r < PR; r++) {
+		const uint16_t *row = (const uint16_t *)(const void *)(w + (size_t)(r < nr ? r : nr - 1) * w_row);
+		uint8_t *o = panel + (size_t)r * BG * 2;
+		for (int64_t k = 0; k < n; k += BG, o += PR * BG * 2) {
+			const int64_t left = n - k;
+			if (type == GGUF_TYPE_BF16) {
+				const __mmask32 m = left >= 32 ? (__mmask32)0xFFFFFFFF : (__mmask32)((1u << left) - 1);
+				_mm512_store_si512((void *)o, _mm512_maskz_loadu_epi16(m, row + k));
+			} else {
+				const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+				const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+				__m512 lo = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, row + k));
+				__m512 hi = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, row + k + 16));
+				_mm512_store_si512((void *)o, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+			}
+		}
+	}
+}
+
+/* One pass: 16 rows × the 8 tokens of the act block at a, over `groups`
+ * groups; y[c][0..16) for c < nc, rows masked by m. */
+INLINE void bf_tile(const uint8_t *panel, int64_t groups, const uint8_t *a, float *y, size_t ys,
+		    __mmask16 m, int nc)
+{
+	__m512 acc[PR];
+#pragma GCC unroll 16
+	for (int r = 0; r < PR; r++)
+		acc[r] = _mm512_setzero_ps();
+	for (int64_t g = 0; g < groups; g++, panel += PR * BG * 2, a += BG * PC * 2) {
+#pragma GCC unroll 8
+		for (int q = 0; q < BG / 4; q++) {
+			const __m512bh av = (__m512bh)_mm512_load_si512((const void *)(a + q * 64));
+#pragma GCC unroll 16
+			for (int r = 0; r < PR; r++) {
+				int64_t wq;
+				memcpy(&wq, panel + r * BG * 2 + q * 8, 8);
+				acc[r] = _mm512_dpbf16_ps(acc[r], av, (__m512bh)_mm512_set1_epi64(wq));
+			}
+		}
+	}
+	/* row r's token t is lanes 2t + 2t+1: rows i and i + 8 → [i | i + 8]
+	 * (8 token sums each), then the 16 × 8 transpose gives token vectors */
+	const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+	const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+	__m512i v[8];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++)
+		v[i] = _mm512_castps_si512(_mm512_add_ps(_mm512_permutex2var_ps(acc[i], ev, acc[i + 8]),
+							 _mm512_permutex2var_ps(acc[i], od, acc[i + 8])));
+	transpose16x8(v);
+	for (int c = 0; c < nc; c++)
+		_mm512_mask_storeu_ps(y + (size_t)c * ys, m, _mm512_castsi512_ps(v[c]));
+}
+
+INLINE void panel_bf(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
+		     const uint8_t *act, size_t a_blk, int64_t n_tok, float *y, size_t ys,
+		     uint8_t *scratch)
+{
+	const __mmask16 m = (__mmask16)((1u << nr) - 1);
+	const int64_t passes = (n_tok + PC - 1) / PC, lpr = (int64_t)(w_row + 63) / 64;
+	repack_bf(type, w, w_row, nr, n, scratch);
+	for (int64_t i = 0; i < passes; i++) {
+		const int64_t t0 = i * PC;
+		const int nc = (int)(n_tok - t0 < PC ? n_tok - t0 : PC);
+		/* the next panel's rows come in a share per pass (see panel_int) */
+		if (nr == PR)
+			prefetch_next(w, w_row, lpr, PR * lpr * i / passes, PR * lpr * (i + 1) / passes);
+		bf_tile(scratch, (n + BG - 1) / BG, act + (size_t)i * a_blk, y + (size_t)t0 * ys, ys, m, nc);
+	}
+}
+
+static size_t scratch_bf(int64_t n)
+{
+	return (size_t)((n + BG - 1) / BG) * PR * BG * 2;
+}
+
+#define BF_TYPE(ty, TY, EPS)                                                              \
+	static void panel_bf_##ty(int64_t n, const uint8_t *w, size_t w_row, int nr,      \
+				  const uint8_t *act, size_t a_blk, int64_t n_tok, float *y, \
+				  size_t ys, uint8_t *scratch)                            \
+	{                                                                                \
+		panel_bf(GGUF_TYPE_##TY, n, w, w_row, nr, act, a_blk, n_tok, y, ys, scratch); \
+	}                                                                                \
+	static const struct kern_gemm gemm_bf_##ty = { 8, act_bytes_bf, pack_bf, scratch_bf, \
+						       panel_bf_##ty, EPS };
+
+BF_TYPE(f16, F16, 0x1p-8 + 0x1p-18)
+BF_TYPE(bf16, BF16, 0x1p-9)
+
+const struct kern_gemm *kern_gemm_avx512bf16(uint32_t type)
+{
+	switch (type) {
+	case GGUF_TYPE_F16:
+		return &gemm_bf_f16;
+	case GGUF_TYPE_BF16:
+		return &gemm_bf_bf16;
+	default:
+		return NULL;
+	}
+}
 
 const struct kern_gemm *kern_gemm_avx512(uint32_t type)
 {
@@ -738,6 +895,12 @@ const struct kern_gemm *kern_gemm_avx512(uint32_t type)
 }
 #else
 const struct kern_gemm *kern_gemm_avx512(uint32_t type)
+{
+	(void)type;
+	return NULL;
+}
+
+const struct kern_gemm *kern_gemm_avx512bf16(uint32_t type)
 {
 	(void)type;
 	return NULL;

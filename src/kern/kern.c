@@ -18,7 +18,7 @@
 
 /* ---- ISA selection ---- */
 
-static const char *const isa_names[KERN_ISA_COUNT] = { "ref", "avx2", "avx512" };
+static const char *const isa_names[KERN_ISA_COUNT] = { "ref", "avx2", "avx512", "avx512bf16" };
 
 const char *kern_isa_name(enum kern_isa isa)
 {
@@ -60,6 +60,9 @@ static void cpu_probe(void)
 				   __builtin_cpu_supports("avx512vl") &&
 				   __builtin_cpu_supports("avx512dq") &&
 				   __builtin_cpu_supports("avx512vnni");
+	/* AVX512_BF16: CPUID leaf 7 subleaf 1, EAX bit 5 */
+	cpu_isa[KERN_ISA_AVX512BF16] = cpu_isa[KERN_ISA_AVX512] &&
+				       __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 
 bool kern_isa_supported(enum kern_isa isa)
@@ -411,11 +414,20 @@ void kern_gemm_float_pack(const float *x, uint8_t *blk, int64_t n, int slot)
 /* The panel gemm an ISA has for a weight type (NULL: none). */
 static const struct kern_gemm *gemm_for(enum kern_isa isa, uint32_t type)
 {
+	const struct kern_gemm *g;
+	if (isa >= KERN_ISA_AVX512BF16 && (g = kern_gemm_avx512bf16(type)))
+		return g;
 	if (isa >= KERN_ISA_AVX512)
 		return kern_gemm_avx512(type);
 	if (isa == KERN_ISA_AVX2)
 		return kern_gemm_avx2(type);
 	return NULL;
+}
+
+double kern_matmul_eps(enum kern_isa isa, uint32_t type, int64_t n_tok)
+{
+	const struct kern_gemm *g = n_tok > 1 ? gemm_for(isa, type) : NULL;
+	return g && n_tok >= g->min_tok ? g->eps : 0;
 }
 
 /* Chooses the mode and sizes of one product; allocates nothing (w may be

@@ -13,7 +13,7 @@
  *
  * ISA selection: kern_isa_best() picks the widest ISA this CPU supports
  * (__builtin_cpu_supports), lowered by the environment variable
- * DORMANT_ISA=ref|avx2|avx512 when set (a request above what the CPU has is
+ * DORMANT_ISA=ref|avx2|avx512|avx512bf16 when set (a request above what the CPU has is
  * clamped to the best supported).  The CPU is probed once per process (the
  * answer is cached); $DORMANT_ISA is read on every call, so callers (the
  * engine) call it once and keep the answer.  Every type has a path on every ISA; the
@@ -29,7 +29,8 @@
  * rounding as ggml's reference quantizers), as ggml does; inside a block the
  * products are summed exactly in integers, so SIMD and reference paths
  * differ only in the order of float additions across blocks.  F32, F16 and
- * BF16 weights take float activations unchanged.
+ * BF16 weights take float activations unchanged, except in the AVX512BF16
+ * prefill (kern_matmul_eps).
  */
 #ifndef DM_KERN_H
 #define DM_KERN_H
@@ -45,7 +46,8 @@ struct dm_pool;
 enum kern_isa {
 	KERN_ISA_REF = 0,
 	KERN_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
-	KERN_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI (+ BF16 where used) */
+	KERN_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI */
+	KERN_ISA_AVX512BF16 = 3, /* the same + AVX512_BF16: F16/BF16 prefill in bf16 products */
 	KERN_ISA_COUNT
 };
 
@@ -55,7 +57,7 @@ enum kern_isa {
 enum kern_isa kern_isa_best(void);
 /* Whether this CPU can run isa's kernels (REF: always). */
 bool kern_isa_supported(enum kern_isa isa);
-/* "ref", "avx2", "avx512". */
+/* "ref", "avx2", "avx512", "avx512bf16". */
 const char *kern_isa_name(enum kern_isa isa);
 /* Parses "ref" / "avx2" / "avx512"; -1 for anything else. */
 int kern_isa_from_name(const char *name);
@@ -147,6 +149,16 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err);
+
+/* The relative rounding of one product's operands in a kern_matmul of
+ * n_tok tokens on isa: 0 where the operands are used as they are (every
+ * path but one), else eps such that each product w·x is computed as some
+ * w·x·(1 + δ), |δ| <= eps, before float summation.  The one: on
+ * KERN_ISA_AVX512BF16, from 8 tokens, F16 and BF16 weights are multiplied
+ * in bf16 (the activations rounded to bf16 as the reference engine does for
+ * BF16 weights; F16 weights rounded to bf16 too): eps = 2^-9 for BF16,
+ * 2^-8 + 2^-18 for F16.  DORMANT_ISA=avx512 keeps float products. */
+double kern_matmul_eps(enum kern_isa isa, uint32_t type, int64_t n_tok);
 
 /* Several products of the same x (n_tok × n) at once — y_i = x · w_iᵀ for
  * the Q, K, V or gate, up matrices of a layer — as one job on the pool:

@@ -189,6 +189,9 @@ struct kern_gemm {
 	void (*panel)(int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
 		      size_t a_blk, int64_t n_tok, float *y, size_t ys,
 		      uint8_t *scratch);
+	/* bound on the relative error of one product from rounding its
+	 * operands (kern_matmul_eps); 0: operands used as they are */
+	double eps;
 };
 /* The float types' activation blocks, shared by every ISA's float panels:
  * per block of KERN_GEMM_TOK tokens x[k][KERN_GEMM_TOK] (element k of the
@@ -197,6 +200,9 @@ size_t kern_gemm_float_act_bytes(int64_t n);
 void kern_gemm_float_pack(const float *x, uint8_t *blk, int64_t n, int slot);
 /* The panel gemm for a weight type, NULL for types that use dot_cols. */
 const struct kern_gemm *kern_gemm_avx512(uint32_t type);
+/* The bf16-product gemm for F16 and BF16 weights (AVX512_BF16), NULL for
+ * other types. */
+const struct kern_gemm *kern_gemm_avx512bf16(uint32_t type);
 /* gemm_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16, BF16). */
 const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 

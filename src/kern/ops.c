@@ -78,11 +78,11 @@ void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 void kern_softmax(enum kern_isa isa, float *x, int64_t n)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_softmax_avx512(x, n);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_softmax_avx2(x, n);
 		return;
 	}
@@ -120,11 +120,11 @@ void kern_gelu(float *y, const float *x, int64_t n)
 void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_swiglu_avx512(g, u, n);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_swiglu_avx2(g, u, n);
 		return;
 	}
@@ -137,11 +137,11 @@ void kern_swiglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 void kern_geglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_geglu_avx512(g, u, n);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_geglu_avx2(g, u, n);
 		return;
 	}
@@ -155,11 +155,11 @@ void kern_geglu(enum kern_isa isa, float *g, const float *u, int64_t n)
 void kern_softcap(enum kern_isa isa, float *y, const float *x, float c, int64_t n)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_softcap_avx512(y, x, c, n);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_softcap_avx2(y, x, c, n);
 		return;
 	}
@@ -240,11 +240,11 @@ void kern_attn_scores(enum kern_isa isa, float *scores, const float *q, const ui
 		      int64_t n_kv, int64_t head_dim, size_t stride, float scale)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_attn_scores_avx512(scores, q, k, n_kv, head_dim, stride, scale);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_attn_scores_avx2(scores, q, k, n_kv, head_dim, stride, scale);
 		return;
 	}
@@ -257,11 +257,11 @@ void kern_attn_values(enum kern_isa isa, float *out, const float *p, const uint1
 		      int64_t n_kv, int64_t head_dim, size_t stride)
 {
 #if defined(__x86_64__)
-	if (isa == KERN_ISA_AVX512) {
+	if (isa >= KERN_ISA_AVX512) {
 		kern_attn_values_avx512(out, p, v, n_kv, head_dim, stride);
 		return;
 	}
-	if (isa == KERN_ISA_AVX2) {
+	if (isa >= KERN_ISA_AVX2) {
 		kern_attn_values_avx2(out, p, v, n_kv, head_dim, stride);
 		return;
 	}
