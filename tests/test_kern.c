@@ -799,8 +799,8 @@ static double bf16_round(float v)
 	return (double)dm_bf16_to_f32(dm_f32_to_bf16(v));
 }
 
-/* F16 and BF16 prefill on AVX512BF16 (kern_matmul_eps): the eps stated for
- * each path; each result within float summation of the float64 sum of the
+/* F16 and BF16 prefill on AVX512BF16 (kern_matmul_eps), and BF16's
+ * matvec: the eps stated for each path; each result within float summation of the float64 sum of the
  * operands rounded to bf16 (nearest even: both operands, and nothing else
  * changed — with these small n a truncation instead would be ~30× past the
  * tolerance); and within (eps + float summation)·S of the exact float64
@@ -816,6 +816,8 @@ static void test_bf16_products(void **state)
 	assert_true(kern_matmul_eps(KERN_ISA_AVX512, GGUF_TYPE_F16, 9) == 0);
 	assert_true(kern_matmul_eps(isa, GGUF_TYPE_Q8_0, 9) == 0);
 	assert_true(kern_matmul_eps(isa, GGUF_TYPE_F16, 1) == 0);
+	assert_true(kern_matmul_eps(isa, GGUF_TYPE_BF16, 1) == ldexp(1, -9));
+	assert_true(kern_matmul_eps(KERN_ISA_AVX512, GGUF_TYPE_BF16, 1) == 0);
 	assert_true(kern_matmul_eps(isa, GGUF_TYPE_F16, 9) == ldexp(1, -8) + ldexp(1, -18));
 	assert_true(kern_matmul_eps(isa, GGUF_TYPE_BF16, 9) == ldexp(1, -9));
 	if (!kern_isa_supported(isa)) {
@@ -831,7 +833,12 @@ static void test_bf16_products(void **state)
 			mm_case_make(&c, tt[ti], rows, n, ntok, 77 + ti * 7 + ni);
 			float *y = malloc((size_t)(ntok * rows) * sizeof(float));
 			float *wd = malloc((size_t)n * sizeof(float));
+			float *yv = malloc((size_t)rows * sizeof(float));
 			assert_int_equal(kern_matmul(NULL, isa, tt[ti], c.w, rows, n, c.x, ntok, y, NULL), 0);
+			/* BF16's matvec takes bf16 products too: token 0's results
+			 * are checked against the same sums (F16's, float products,
+			 * against the exact one) */
+			assert_int_equal(kern_matvec(NULL, isa, tt[ti], c.w, rows, n, c.x, yv, NULL), 0);
 			for (int64_t i = 0; i < rows; i++) {
 				assert_int_equal(kern_dequantize(tt[ti], c.w + (size_t)i * c.wr, wd, n, NULL), 0);
 				for (int64_t t = 0; t < ntok; t++) {
@@ -845,6 +852,14 @@ static void test_bf16_products(void **state)
 						Sm += fabs(wb * xb);
 					}
 					const double got = y[t * rows + i];
+					if (t == 0 && tt[ti] == GGUF_TYPE_BF16 &&
+					    fabs(yv[i] - em) > 2.0 * (double)n * u * Sm)
+						fail_msg("BF16 matvec n %lld row %lld: %.9g, bf16 products give %.9g",
+							 (long long)n, (long long)i, (double)yv[i], em);
+					if (t == 0 && tt[ti] == GGUF_TYPE_F16 &&
+					    fabs(yv[i] - ex) > 2.0 * (double)n * u * S)
+						fail_msg("F16 matvec n %lld row %lld: %.9g, exact %.9g",
+							 (long long)n, (long long)i, (double)yv[i], ex);
 					if (fabs(got - em) > 2.0 * (double)n * u * Sm)
 						fail_msg("%s n %lld row %lld token %lld: %.9g, bf16 products give %.9g (%.2f× tol)",
 							 tname(tt[ti]), (long long)n, (long long)i, (long long)t, got, em,
@@ -858,6 +873,7 @@ static void test_bf16_products(void **state)
 			}
 			print_message("  %-4s n %4lld: worst |y − exact| = %.2g·S (bound %.2g·S)\n", tname(tt[ti]),
 				      (long long)n, worst, eps + 2.0 * (double)n * u);
+			free(yv);
 			free(wd);
 			free(y);
 			mm_case_free(&c);

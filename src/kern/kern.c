@@ -424,8 +424,26 @@ static const struct kern_gemm *gemm_for(enum kern_isa isa, uint32_t type)
 	return NULL;
 }
 
+/* The decode matvec an ISA has for a type (NULL: the traits' vec_dot); a
+ * machine runs the matvec of a lower ISA where it has none of its own. */
+static const struct kern_gemv *gemv_for(enum kern_isa isa, uint32_t type)
+{
+	const struct kern_gemv *gv = NULL;
+	if (isa >= KERN_ISA_AVX512BF16)
+		gv = kern_gemv_avx512bf16(type);
+	if (!gv && isa >= KERN_ISA_AVX512)
+		gv = kern_gemv_avx512(type);
+	if (!gv && isa >= KERN_ISA_AVX2)
+		gv = kern_gemv_avx2(type);
+	return gv;
+}
+
 double kern_matmul_eps(enum kern_isa isa, uint32_t type, int64_t n_tok)
 {
+	if (n_tok == 1) {
+		const struct kern_gemv *gv = gemv_for(isa, type);
+		return gv ? gv->eps : 0;
+	}
 	const struct kern_gemm *g = n_tok > 1 ? gemm_for(isa, type) : NULL;
 	return g && n_tok >= g->min_tok ? g->eps : 0;
 }
@@ -455,10 +473,7 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 	j->pack = t->act_from_float;
 	j->act_row = kern_act_row_bytes(type, n);
 	if (n_tok == 1) {
-		/* an AVX-512 machine runs the AVX2 matvec where it has none of its own */
-		const struct kern_gemv *gv = isa >= KERN_ISA_AVX512 ? kern_gemv_avx512(type) : NULL;
-		if (!gv && isa >= KERN_ISA_AVX2)
-			gv = kern_gemv_avx2(type);
+		const struct kern_gemv *gv = gemv_for(isa, type);
 		j->mode = MM_VEC;
 		j->dot = t->vec_dot;
 		if (gv) { /* its own activation layout, in place of act_type's */

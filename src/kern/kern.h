@@ -151,13 +151,14 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 		struct dm_err *err);
 
 /* The relative rounding of one product's operands in a kern_matmul of
- * n_tok tokens on isa: 0 where the operands are used as they are (every
- * path but one), else eps such that each product w·x is computed as some
- * w·x·(1 + δ), |δ| <= eps, before float summation.  The one: on
- * KERN_ISA_AVX512BF16, from 8 tokens, F16 and BF16 weights are multiplied
- * in bf16 (the activations rounded to bf16 as the reference engine does for
- * BF16 weights; F16 weights rounded to bf16 too): eps = 2^-9 for BF16,
- * 2^-8 + 2^-18 for F16.  DORMANT_ISA=avx512 keeps float products. */
+ * n_tok tokens on isa (n_tok 1: kern_matvec): 0 where the operands are used
+ * as they are (every path but these), else eps such that each product w·x
+ * is computed as some w·x·(1 + δ), |δ| <= eps, before float summation.
+ * On KERN_ISA_AVX512BF16: BF16 weights are multiplied in bf16, the
+ * activations rounded to bf16 as the reference engine does for BF16
+ * weights (eps = 2^-9); so are F16 weights from 8 tokens, rounded to bf16
+ * too (eps = 2^-8 + 2^-18; the F16 matvec stays in float products).
+ * DORMANT_ISA=avx512 keeps float products everywhere. */
 double kern_matmul_eps(enum kern_isa isa, uint32_t type, int64_t n_tok);
 
 /* Several products of the same x (n_tok × n) at once — y_i = x · w_iᵀ for

@@ -217,8 +217,11 @@ struct kern_gemv {
 	/* NULL, or 8 rows at once (w_row bytes apart) into y[0..8), each
 	 * row's result as dot's to float rounding */
 	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y);
+	double eps; /* as kern_gemm's */
 };
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
+/* The BF16 matvec in bf16 products (AVX512_BF16), NULL for other types. */
+const struct kern_gemv *kern_gemv_avx512bf16(uint32_t type);
 /* gemv_avx2.c: the same for AVX2 machines (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; Q4_0 also 8 rows at
  * once), and on AVX-512 machines for a type kern_gemv_avx512 has none for. */
 const struct kern_gemv *kern_gemv_avx2(uint32_t type);
