@@ -611,7 +611,7 @@ INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K, 8)
  * than 8 remain; the rest are 0). */
 INLINE __m256 row8(uint32_t type, const uint8_t *row, int64_t k, int64_t left)
 {
-	const __mmask8 m = left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
+	const __mmask8 m = (__mmask8)kern_tail_mask(left, 8);
 	switch (type) {
 	case GGUF_TYPE_F32:
 		return _mm256_maskz_loadu_ps(m, (const float *)row + k);
@@ -745,8 +745,8 @@ static void pack_bf(const float *x, uint8_t *blk, int64_t n, int slot)
 	uint8_t *o = blk + (size_t)slot * 8;
 	for (int64_t g = 0; g < groups; g++, o += BG * PC * 2) {
 		const int64_t left = n - g * BG;
-		const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-		const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+		const __mmask16 m0 = (__mmask16)kern_tail_mask(left, 16);
+		const __mmask16 m1 = (__mmask16)kern_tail_mask(left - 16, 16);
 		/* vcvtne2ps2bf16 rounds to nearest even as dm_f32_to_bf16 does */
 		__m512i v = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + g * BG + 16),
 							 _mm512_maskz_loadu_ps(m0, x + g * BG));
@@ -765,11 +765,11 @@ INLINE void repack_bf(uint32_t type, const uint8_t *w, size_t w_row, int nr, int
 		for (int64_t k = 0; k < n; k += BG, o += PR * BG * 2) {
 			const int64_t left = n - k;
 			if (type == GGUF_TYPE_BF16) {
-				const __mmask32 m = left >= 32 ? (__mmask32)0xFFFFFFFF : (__mmask32)((1u << left) - 1);
+				const __mmask32 m = kern_tail_mask(left, 32);
 				_mm512_store_si512((void *)o, _mm512_maskz_loadu_epi16(m, row + k));
 			} else {
-				const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-				const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+				const __mmask16 m0 = (__mmask16)kern_tail_mask(left, 16);
+				const __mmask16 m1 = (__mmask16)kern_tail_mask(left - 16, 16);
 				__m512 lo = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, row + k));
 				__m512 hi = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, row + k + 16));
 				_mm512_store_si512((void *)o, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));

@@ -542,9 +542,8 @@ static void bf16_act_pack(const float *x, void *out, int64_t n)
 	uint8_t *o = out;
 	for (int64_t i = 0; i < n; i += 32, o += 64) {
 		const int64_t left = n - i;
-		const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-		const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF
-				   : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+		const __mmask16 m0 = (__mmask16)kern_tail_mask(left, 16);
+		const __mmask16 m1 = (__mmask16)kern_tail_mask(left - 16, 16);
 		_mm512_storeu_si512((void *)o, (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + i + 16),
 									 _mm512_maskz_loadu_ps(m0, x + i)));
 	}
@@ -568,7 +567,7 @@ static float bf16_dot(int64_t n, const void *w, const void *act)
 		BF(s0, 0);
 #undef BF
 	if (i < n) /* the activation's padding is 0 */
-		s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16((__mmask32)((1u << (n - i)) - 1), p + i),
+		s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16(kern_tail_mask(n - i, 32), p + i),
 				      (__m512bh)_mm512_loadu_si512((const void *)(a + 2 * i)));
 	return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }

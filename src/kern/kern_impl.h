@@ -87,6 +87,15 @@ static inline __attribute__((always_inline)) void kern_pf_stream(const void *p, 
 		__builtin_prefetch((const char *)p + KERN_PF_AHEAD + o, 0, 2);
 }
 
+/* The lane mask of a step over `lanes` (8, 16 or 32) elements of which
+ * `left` remain: every lane when left >= lanes, none when left <= 0. */
+static inline uint32_t kern_tail_mask(int64_t left, int lanes)
+{
+	if (left >= lanes)
+		return lanes == 32 ? 0xFFFFFFFFu : (1u << lanes) - 1;
+	return left > 0 ? (1u << left) - 1 : 0;
+}
+
 /* Decodes the 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K
  * block's 12 packed bytes. */
 static inline void kern_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m)
