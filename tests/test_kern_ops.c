@@ -359,6 +359,115 @@ static void test_attention(void **state)
 	}
 }
 
+/* Runs of rows for every head at once, merged: a token's attention over
+ * n_kv rows cut into runs of `run` (the last shorter), against the
+ * softmax-weighted sum computed in double.  Each score is within
+ * δ = scale·Σ|q_i·k_i|·hd·2^-23 of its exact value, which moves each
+ * probability by a factor within e^{±2δ}; the rest (exponentials, the
+ * float sums over n_kv and head_dim terms) is a few ulp per term.  So each
+ * output is checked within (4δ + (n_kv + hd)·2.4e-7 + 1e-6)·Σ p_t·|v_t| +
+ * 1e-6.  Each run's maximum and sum are checked too.  Shapes cover every
+ * lane layout (1–16 query heads per K/V head, padded groups of 3, 6, 7),
+ * head sizes of each values span and the one-head fallbacks (hd 17, 264,
+ * one K/V head per query head), soft-capping, and rows wider than the
+ * heads. */
+static void check_attn_run(enum kern_isa isa, int nh, int nkvh, int hd, int extra, int n_kv, int run,
+			   float softcap)
+{
+	const struct kern_attn_shape sh = { nh, nkvh, hd, (size_t)(nkvh * hd + extra),
+					    1.0f / sqrtf((float)hd), softcap };
+	const int gqa = nh / nkvh, n_run = (n_kv + run - 1) / run;
+	const size_t nk = (size_t)n_kv * sh.stride, ps = kern_attn_part_size(&sh);
+	float *q = malloc((size_t)nh * hd * sizeof *q), *kf = malloc(nk * sizeof *kf);
+	float *parts = malloc((size_t)n_run * ps * sizeof *parts), *out = malloc((size_t)nh * hd * sizeof *out);
+	float *ws = aligned_alloc(64, (kern_attn_run_ws(&sh) * sizeof(float) + 63) / 64 * 64);
+	float *qp = aligned_alloc(64, (kern_attn_q_size(&sh) * sizeof(float) + 63) / 64 * 64);
+	uint16_t *k = malloc(nk * sizeof *k), *v = malloc(nk * sizeof *v);
+	double *sc = malloc((size_t)n_kv * sizeof *sc), *err = malloc((size_t)n_kv * sizeof *err);
+
+	assert_int_equal(ps, (size_t)nh * (hd + 2));
+	fill(q, nh * hd, 21);
+	fill(kf, (int)nk, 22);
+	kern_f32_to_f16(kf, k, (int64_t)nk);
+	for (size_t i = 0; i < nk; i++)
+		v[i] = k[(i * 7 + 3) % nk];
+	kern_attn_q_prep(isa, &sh, q, qp);
+	for (int r = 0; r < n_run; r++) {
+		const int n = n_kv - r * run < run ? n_kv - r * run : run;
+		kern_attn_run(isa, &sh, qp, k + (size_t)r * run * sh.stride, v + (size_t)r * run * sh.stride, n,
+			      parts + (size_t)r * ps, ws);
+	}
+	kern_attn_merge(out, parts, n_run, &sh);
+	for (int h = 0; h < nh; h++) {
+		const float *qh = q + (size_t)h * hd;
+		const size_t off = (size_t)(h / gqa) * hd;
+		double mx = -INFINITY, sum = 0, dmax = 0;
+		for (int t = 0; t < n_kv; t++) {
+			double s = 0, a = 0;
+			for (int i = 0; i < hd; i++) {
+				const double x = (double)qh[i] * dm_f16_to_f32(k[(size_t)t * sh.stride + off + i]);
+				s += x;
+				a += fabs(x);
+			}
+			s *= sh.scale;
+			err[t] = sh.scale * a * hd * 1.2e-7 + 1e-7;
+			if (softcap > 0)
+				s = softcap * tanh(s / softcap);
+			sc[t] = s;
+			mx = fmax(mx, s);
+			dmax = fmax(dmax, err[t]);
+		}
+		for (int t = 0; t < n_kv; t++)
+			sum += exp(sc[t] - mx);
+		/* the first run's maximum and sum */
+		{
+			const int n = n_kv < run ? n_kv : run;
+			double m1 = -INFINITY, l1 = 0, e1 = 0;
+			for (int t = 0; t < n; t++)
+				m1 = fmax(m1, sc[t]), e1 = fmax(e1, err[t]);
+			for (int t = 0; t < n; t++)
+				l1 += exp(sc[t] - m1);
+			const float *ph = parts + (size_t)h * (hd + 2);
+			if (!(fabs(ph[hd] - m1) <= e1 + 1e-6) || !(fabs(ph[hd + 1] - l1) <= l1 * (4 * e1 + n * 2.4e-7)))
+				fail_msg("%s %d/%d heads hd %d n %d: head %d run 0 max %g sum %g, want %g %g",
+					 kern_isa_name(isa), nh, nkvh, hd, n_kv, h, ph[hd], ph[hd + 1], m1, l1);
+		}
+		for (int i = 0; i < hd; i++) {
+			double o = 0, a = 0;
+			for (int t = 0; t < n_kv; t++) {
+				const double p = exp(sc[t] - mx) / sum, x = dm_f16_to_f32(v[(size_t)t * sh.stride + off + i]);
+				o += p * x;
+				a += p * fabs(x);
+			}
+			const double tol = (4 * dmax + (n_kv + hd) * 2.4e-7 + 1e-6) * a + 1e-6;
+			if (!(fabs(out[(size_t)h * hd + i] - o) <= tol))
+				fail_msg("%s %d/%d heads hd %d n %d run %d cap %g: head %d output %d is %.9g, want %.9g (tol %.2g)",
+					 kern_isa_name(isa), nh, nkvh, hd, n_kv, run, softcap, h, i,
+					 out[(size_t)h * hd + i], o, tol);
+		}
+	}
+	free(q), free(qp), free(kf), free(parts), free(out), free(ws), free(k), free(v), free(sc), free(err);
+}
+
+static void test_attention_run(void **state)
+{
+	static const int shapes[][7] = { /* n_head, n_head_kv, hd, extra stride, n_kv, run, softcap */
+		{ 32, 4, 64, 0, 300, 128, 0 }, { 32, 4, 64, 0, 1, 128, 0 }, { 16, 8, 64, 8, 37, 256, 0 },
+		{ 8, 2, 128, 0, 256, 256, 0 }, { 12, 4, 40, 16, 77, 32, 0 }, { 14, 2, 64, 0, 129, 128, 0 },
+		{ 12, 2, 48, 0, 19, 7, 0 }, { 32, 2, 64, 0, 70, 64, 0 }, { 8, 4, 256, 0, 23, 16, 0 },
+		{ 8, 4, 64, 0, 90, 40, 2 }, { 6, 3, 8, 0, 5, 256, 0 }, { 4, 4, 64, 0, 50, 16, 0 },
+		{ 4, 2, 17, 3, 11, 8, 0 }, { 4, 1, 264, 0, 9, 256, 0 }, { 16, 4, 64, 0, 256, 256, 2 },
+	};
+	(void)state;
+	for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+		if (!kern_isa_supported((enum kern_isa)isa))
+			continue;
+		for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+			check_attn_run((enum kern_isa)isa, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3],
+				       shapes[s][4], shapes[s][5], (float)shapes[s][6]);
+	}
+}
+
 /* Each ISA's activation quantizer gives the reference's bytes: random rows
  * of several sizes, plus rows built to hit the rounding ties (amax 127 so
  * the scale is exactly 1 and x.5 values survive the scaling), repeated
@@ -417,6 +526,7 @@ int main(void)
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_attention),
 		cmocka_unit_test(test_attention_grp),
+		cmocka_unit_test(test_attention_run),
 		cmocka_unit_test(test_act_quant_bit_exact),
 	};
 	return cmocka_run_group_tests_name("kern_ops", tests, NULL, NULL);

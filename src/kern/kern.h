@@ -274,4 +274,43 @@ void kern_attn_values_grp(enum kern_isa isa, float *out, size_t o_stride, const 
 			  size_t p_stride, int g, const uint16_t *v, int64_t n_kv, int64_t head_dim,
 			  size_t stride);
 
+/* ---- attention of one query token over a run of cache rows, every head at
+ * once (the pieces of a split softmax: runs of one token's context are
+ * computed apart, on any threads, and merged) ---- */
+#define KERN_ATTN_RUN 256 /* most rows in one kern_attn_run */
+struct kern_attn_shape {
+	int32_t n_head, n_head_kv; /* n_head a multiple of n_head_kv */
+	int64_t head_dim;
+	size_t stride;             /* halfs from one cache row to the next, >= n_head_kv·head_dim */
+	float scale, softcap;      /* softcap 0: none */
+};
+/* Floats of (32-byte aligned) scratch that kern_attn_run needs. */
+size_t kern_attn_run_ws(const struct kern_attn_shape *sh);
+/* Floats of a query prepared by kern_attn_q_prep (32-byte aligned). */
+size_t kern_attn_q_size(const struct kern_attn_shape *sh);
+/* Floats of one run's result: n_head·(head_dim + 2). */
+size_t kern_attn_part_size(const struct kern_attn_shape *sh);
+/* q (n_head·head_dim floats) laid out for kern_attn_run with the same isa
+ * and shape: once per token, for all of its runs. */
+void kern_attn_q_prep(enum kern_isa isa, const struct kern_attn_shape *sh, const float *q, float *qp);
+/* qp: a query prepared by kern_attn_q_prep, head h against K/V head h /
+ * (n_head / n_head_kv) of the n rows (1 <= n <= KERN_ATTN_RUN) k +
+ * t·stride and v + t·stride, each n_head_kv·head_dim halfs.  For every
+ * head h, with s_t = scale·q_h·k_t (then c·tanh(s_t / c) where softcap
+ * c > 0):
+ *   m = max_t s_t,  l = Σ_t e^{s_t − m},  o = Σ_t (e^{s_t − m} / l)·v_t
+ * written to part + h·(head_dim + 2): o (head_dim floats), then m, then l.
+ * Each o is what kern_attn_scores + kern_softmax + kern_attn_values give
+ * for the head, to float rounding.  AVX2 and up: K and V rows are read
+ * once for every head that shares them and a head group's scores are
+ * vectors of heads × keys (no horizontal sums); one K/V head per query
+ * head (n_head == n_head_kv), or a head_dim past 256 or not a multiple of
+ * 8, takes the one-head kernels. */
+void kern_attn_run(enum kern_isa isa, const struct kern_attn_shape *sh, const float *qp,
+		   const uint16_t *k, const uint16_t *v, int64_t n, float *part, float *ws);
+/* out (n_head·head_dim floats) = the attention over the n_part runs whose
+ * results are consecutive at parts: per head, the runs' o weighted by
+ * l·e^{m − max m}.  One run is copied as it is. */
+void kern_attn_merge(float *out, const float *parts, int64_t n_part, const struct kern_attn_shape *sh);
+
 #endif

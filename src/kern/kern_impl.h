@@ -168,11 +168,24 @@ void kern_attn_scores_avx512(float *scores, const float *q, const uint16_t *k, i
 			     int64_t head_dim, size_t stride, float scale);
 void kern_attn_values_avx512(float *out, const float *p, const uint16_t *v, int64_t n_kv,
 			     int64_t head_dim, size_t stride);
-void kern_softmax_avx2(float *x, int64_t n);
+/* kern_attn_run for n_head / n_head_kv >= 2 and head_dim a multiple of 8,
+ * at most KERN_GRP_HD (attn_x86.h); scratch as kern_attn_run_ws. */
+size_t kern_attn_run_ws_avx2(const struct kern_attn_shape *sh);
+size_t kern_attn_run_ws_avx512(const struct kern_attn_shape *sh);
+size_t kern_attn_q_size_avx2(const struct kern_attn_shape *sh);
+size_t kern_attn_q_size_avx512(const struct kern_attn_shape *sh);
+void kern_attn_q_prep_avx2(const struct kern_attn_shape *sh, const float *q, float *qt);
+void kern_attn_q_prep_avx512(const struct kern_attn_shape *sh, const float *q, float *qt);
+void kern_attn_run_avx2(const struct kern_attn_shape *sh, const float *qt, const uint16_t *k,
+			const uint16_t *v, int64_t n, float *part, float *ws);
+void kern_attn_run_avx512(const struct kern_attn_shape *sh, const float *qt, const uint16_t *k,
+			  const uint16_t *v, int64_t n, float *part, float *ws);
+/* kern_softmax; returns the sum of the exponentials */
+double kern_softmax_avx2(float *x, int64_t n);
 void kern_swiglu_avx2(float *g, const float *u, int64_t n);
 void kern_geglu_avx2(float *g, const float *u, int64_t n);
 void kern_softcap_avx2(float *y, const float *x, float c, int64_t n);
-void kern_softmax_avx512(float *x, int64_t n);
+double kern_softmax_avx512(float *x, int64_t n);
 void kern_swiglu_avx512(float *g, const float *u, int64_t n);
 void kern_geglu_avx512(float *g, const float *u, int64_t n);
 void kern_softcap_avx512(float *y, const float *x, float c, int64_t n);

@@ -75,17 +75,14 @@ void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 	}
 }
 
-void kern_softmax(enum kern_isa isa, float *x, int64_t n)
+/* kern_softmax, returning the sum of the exponentials. */
+static double softmax_sum(enum kern_isa isa, float *x, int64_t n)
 {
 #if defined(__x86_64__)
-	if (isa >= KERN_ISA_AVX512) {
-		kern_softmax_avx512(x, n);
-		return;
-	}
-	if (isa >= KERN_ISA_AVX2) {
-		kern_softmax_avx2(x, n);
-		return;
-	}
+	if (isa >= KERN_ISA_AVX512)
+		return kern_softmax_avx512(x, n);
+	if (isa >= KERN_ISA_AVX2)
+		return kern_softmax_avx2(x, n);
 #endif
 	(void)isa;
 	float max = -INFINITY;
@@ -100,6 +97,12 @@ void kern_softmax(enum kern_isa isa, float *x, int64_t n)
 	float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
 	for (int64_t i = 0; i < n; i++)
 		x[i] *= inv;
+	return sum;
+}
+
+void kern_softmax(enum kern_isa isa, float *x, int64_t n)
+{
+	softmax_sum(isa, x, n);
 }
 
 void kern_silu(float *y, const float *x, int64_t n)
@@ -313,4 +316,123 @@ void kern_attn_values_grp(enum kern_isa isa, float *out, size_t o_stride, const 
 	for (int j = 0; j < g; j++)
 		kern_attn_values(isa, out + (size_t)j * o_stride, p + (size_t)j * p_stride, v, n_kv,
 				 head_dim, stride);
+}
+
+/* ---- attention over a run of rows, every head ---- */
+
+static bool run_fast(enum kern_isa isa, const struct kern_attn_shape *sh)
+{
+	return grp_fast(isa, sh->head_dim) && sh->n_head / sh->n_head_kv >= 2;
+}
+
+size_t kern_attn_part_size(const struct kern_attn_shape *sh)
+{
+	return (size_t)sh->n_head * ((size_t)sh->head_dim + 2);
+}
+
+size_t kern_attn_q_size(const struct kern_attn_shape *sh)
+{
+	size_t n = (size_t)sh->n_head * (size_t)sh->head_dim;
+#if defined(__x86_64__)
+	if (run_fast(KERN_ISA_AVX2, sh)) {
+		const size_t a = kern_attn_q_size_avx2(sh), b = kern_attn_q_size_avx512(sh);
+		n = a > n ? a : n;
+		n = b > n ? b : n;
+	}
+#endif
+	return n;
+}
+
+void kern_attn_q_prep(enum kern_isa isa, const struct kern_attn_shape *sh, const float *q, float *qp)
+{
+#if defined(__x86_64__)
+	if (run_fast(isa, sh)) {
+		if (isa >= KERN_ISA_AVX512)
+			kern_attn_q_prep_avx512(sh, q, qp);
+		else
+			kern_attn_q_prep_avx2(sh, q, qp);
+		return;
+	}
+#endif
+	memcpy(qp, q, (size_t)sh->n_head * (size_t)sh->head_dim * sizeof(float));
+}
+
+size_t kern_attn_run_ws(const struct kern_attn_shape *sh)
+{
+	size_t n = KERN_ATTN_RUN;
+#if defined(__x86_64__)
+	if (run_fast(KERN_ISA_AVX2, sh)) {
+		const size_t a = kern_attn_run_ws_avx2(sh), b = kern_attn_run_ws_avx512(sh);
+		n = a > n ? a : n;
+		n = b > n ? b : n;
+	}
+#endif
+	return n;
+}
+
+/* One head at a time: the scores, soft-cap and softmax (keeping its
+ * maximum and sum) and values of the one-head kernels; with
+ * KERN_ISA_REF, the reference. */
+static void attn_run_heads(enum kern_isa isa, const struct kern_attn_shape *sh, const float *q,
+			   const uint16_t *k, const uint16_t *v, int64_t n, float *part, float *s)
+{
+	const int64_t hd = sh->head_dim, gqa = sh->n_head / sh->n_head_kv;
+	for (int64_t h = 0; h < sh->n_head; h++) {
+		const size_t off = (size_t)(h / gqa) * (size_t)hd;
+		float *o = part + (size_t)h * ((size_t)hd + 2);
+		kern_attn_scores(isa, s, q + (size_t)h * (size_t)hd, k + off, n, hd, sh->stride, sh->scale);
+		if (sh->softcap > 0)
+			kern_softcap(isa, s, s, sh->softcap, n);
+		float m = -INFINITY;
+		for (int64_t t = 0; t < n; t++)
+			m = s[t] > m ? s[t] : m;
+		o[hd] = m;
+		o[hd + 1] = (float)softmax_sum(isa, s, n);
+		kern_attn_values(isa, o, s, v + off, n, hd, sh->stride);
+	}
+}
+
+void kern_attn_run(enum kern_isa isa, const struct kern_attn_shape *sh, const float *qp,
+		   const uint16_t *k, const uint16_t *v, int64_t n, float *part, float *ws)
+{
+#if defined(__x86_64__)
+	if (run_fast(isa, sh)) {
+		if (isa >= KERN_ISA_AVX512)
+			kern_attn_run_avx512(sh, qp, k, v, n, part, ws);
+		else
+			kern_attn_run_avx2(sh, qp, k, v, n, part, ws);
+		return;
+	}
+#endif
+	attn_run_heads(isa, sh, qp, k, v, n, part, ws);
+}
+
+void kern_attn_merge(float *out, const float *parts, int64_t n_part, const struct kern_attn_shape *sh)
+{
+	const int64_t hd = sh->head_dim;
+	const size_t ps = kern_attn_part_size(sh);
+	for (int64_t h = 0; h < sh->n_head; h++) {
+		const float *p0 = parts + (size_t)h * ((size_t)hd + 2);
+		float *o = out + (size_t)h * (size_t)hd;
+		if (n_part == 1) {
+			memcpy(o, p0, (size_t)hd * sizeof(float));
+			continue;
+		}
+		float mx = -INFINITY;
+		for (int64_t p = 0; p < n_part; p++)
+			mx = p0[(size_t)p * ps + (size_t)hd] > mx ? p0[(size_t)p * ps + (size_t)hd] : mx;
+		double wsum = 0;
+		for (int64_t i = 0; i < hd; i++)
+			o[i] = 0;
+		for (int64_t p = 0; p < n_part; p++) {
+			const float *pp = p0 + (size_t)p * ps;
+			const float w = pp[hd + 1] * expf(pp[hd] - mx);
+			wsum += w;
+			for (int64_t i = 0; i < hd; i++)
+				o[i] += w * pp[i];
+		}
+		const float inv = wsum > 0 ? (float)(1.0 / wsum) : 0.0f;
+		for (int64_t i = 0; i < hd; i++)
+			o[i] *= inv;
+	}
 }

@@ -227,7 +227,7 @@ static inline __mmask16 tail_mask(int64_t left)
 }
 
 /* ops.c's kern_softmax with exp16; the sum still in double. */
-void kern_softmax_avx512(float *x, int64_t n)
+double kern_softmax_avx512(float *x, int64_t n)
 {
 	__m512 mx = _mm512_set1_ps(-INFINITY);
 	for (int64_t i = 0; i < n; i += 16)
@@ -248,6 +248,7 @@ void kern_softmax_avx512(float *x, int64_t n)
 		const __mmask16 m = tail_mask(n - i);
 		_mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
 	}
+	return sum;
 }
 
 /* ops.c's kern_swiglu with exp16: g = g / (1 + e^−g) · u. */

@@ -46,7 +46,8 @@ static int mm_set(struct model_ctx *c, const struct model_w *const *w, float *co
 	return kern_matmul_set(c->pool, c->isa, m, count, w[0]->ne0, x, T, &c->ws, err);
 }
 
-/* Causal attention of T new tokens (at positions n_past..) for one layer.
+/* Causal attention of T new tokens (at positions n_past..) for one layer;
+ * a prompt batch (more than MODEL_ATTN_RUN_TOK tokens) goes this way.
  * A work item is one token and G query heads that share a K/V head (G
  * divides n_head / n_head_kv: the whole group, or fewer heads where there
  * would be too few items for the pool), so each K and V row is read once
@@ -92,11 +93,67 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
 	}
 }
 
+/* Decoding (at most MODEL_ATTN_RUN_TOK new tokens): each token's rows are
+ * cut into runs of MODEL_ATTN_RUN, and a work item is one run of one
+ * token for every head (kern_attn_run): the rows are read once, in order,
+ * for all the heads that share them, and a long context spreads over the
+ * threads however few the K/V heads.  The runs are cut the same way and
+ * merged in the same order whatever the thread count. */
+struct run_job {
+	struct model_ctx *c;
+	const uint16_t *kc, *vc;
+	struct kern_attn_shape sh;
+	int64_t first[MODEL_ATTN_RUN_TOK]; /* each token's first visible row */
+	int64_t n_kv[MODEL_ATTN_RUN_TOK];  /* and how many it sees */
+	int64_t item0[MODEL_ATTN_RUN_TOK + 1]; /* token t's runs are items item0[t]..item0[t+1] */
+	int32_t T;
+};
+
+static void attention_runs(void *arg, int64_t begin, int64_t end, int thread)
+{
+	const struct run_job *j = arg;
+	struct model_ctx *c = j->c;
+	const size_t ps = kern_attn_part_size(&j->sh), qs = (kern_attn_q_size(&j->sh) + 15) / 16 * 16;
+	float *ws = c->run_ws + (size_t)thread * c->run_ws_stride;
+	int32_t t = 0;
+	for (int64_t i = begin; i < end; i++) {
+		while (i >= j->item0[t + 1])
+			t++;
+		const int64_t r0 = (i - j->item0[t]) * MODEL_ATTN_RUN, row = j->first[t] + r0;
+		const int64_t n = j->n_kv[t] - r0 < MODEL_ATTN_RUN ? j->n_kv[t] - r0 : MODEL_ATTN_RUN;
+		kern_attn_run(c->isa, &j->sh, c->run_q + (size_t)t * qs, j->kc + (size_t)row * j->sh.stride,
+			      j->vc + (size_t)row * j->sh.stride, n, c->runs + (size_t)i * ps, ws);
+	}
+}
+
 static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *vc, int32_t n_swa,
 		      int32_t T)
 {
 	const struct model_hparams *hp = &c->m->hp;
 	const int threads = c->pool ? dm_pool_size(c->pool) : 1;
+	if (T <= MODEL_ATTN_RUN_TOK) {
+		struct run_job j = { .c = c, .kc = kc, .vc = vc, .T = T };
+		j.sh = (struct kern_attn_shape){ hp->n_head, hp->n_head_kv, hp->head_dim,
+						 (size_t)hp->n_head_kv * (size_t)hp->head_dim, hp->attn_scale,
+						 hp->attn_softcap };
+		for (int32_t t = 0; t < T; t++) {
+			const int64_t pos = (int64_t)c->n_past + t;
+			j.first[t] = n_swa > 0 && pos + 1 > n_swa ? pos + 1 - n_swa : 0;
+			j.n_kv[t] = pos + 1 - j.first[t];
+			j.item0[t + 1] = j.item0[t] + (j.n_kv[t] + MODEL_ATTN_RUN - 1) / MODEL_ATTN_RUN;
+			kern_attn_q_prep(c->isa, &j.sh, c->q + (size_t)t * (size_t)hp->n_head * (size_t)hp->head_dim,
+					 c->run_q + (size_t)t * ((kern_attn_q_size(&j.sh) + 15) / 16 * 16));
+		}
+		if (c->pool && j.item0[T] > 1)
+			dm_pool_run(c->pool, j.item0[T], 1, attention_runs, &j);
+		else
+			attention_runs(&j, 0, j.item0[T], 0);
+		const size_t ps = kern_attn_part_size(&j.sh), QD = (size_t)hp->n_head * (size_t)hp->head_dim;
+		for (int32_t t = 0; t < T; t++)
+			kern_attn_merge(c->att + (size_t)t * QD, c->runs + (size_t)j.item0[t] * ps,
+					j.item0[t + 1] - j.item0[t], &j.sh);
+		return;
+	}
 	struct attn_job j = { c, kc, vc, n_swa, hp->n_head / hp->n_head_kv };
 	/* at least two items per thread where halving the groups can give them */
 	while (j.G % 2 == 0 && (int64_t)T * (hp->n_head / j.G) < 2 * (int64_t)threads)

@@ -543,8 +543,8 @@ static void resolve(const struct model *m, const struct model_ctx_params *p, int
 /* Scratch layout in floats; one place computes it for both sizing and
  * carving, so the reported size is the allocated size. */
 struct scratch_layout {
-	size_t x, xn, q, kk, vv, att, g, u, scores, ws, tokens, total;
-	size_t ws_bytes;
+	size_t x, xn, q, kk, vv, att, g, u, scores, runs, run_q, run_ws, ws, tokens, total;
+	size_t ws_bytes, run_ws_stride;
 	int32_t scores_stride;
 };
 
@@ -605,6 +605,16 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 	 * K/V group (forward.c scores a group's heads together) */
 	TAKE(scores, (size_t)s->scores_stride * (size_t)n_threads *
 			     (size_t)(hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 1));
+	/* decoding's runs (forward.c): the results of every run of up to
+	 * MODEL_ATTN_RUN_TOK tokens, and per thread kern_attn_run's scratch */
+	if (hp->n_head_kv > 0) {
+		const struct kern_attn_shape sh = { hp->n_head, hp->n_head_kv, hp->head_dim, KVD, 1, 0 };
+		const size_t runs = ((size_t)n_ctx + MODEL_ATTN_RUN - 1) / MODEL_ATTN_RUN + 1;
+		TAKE(runs, (size_t)MODEL_ATTN_RUN_TOK * runs * kern_attn_part_size(&sh));
+		TAKE(run_q, (size_t)MODEL_ATTN_RUN_TOK * ((kern_attn_q_size(&sh) + 15) / 16 * 16));
+		s->run_ws_stride = (kern_attn_run_ws(&sh) + 15) / 16 * 16;
+		TAKE(run_ws, s->run_ws_stride * (size_t)n_threads);
+	}
 	/* the matrix products' packed activations and weight panels */
 	s->ws_bytes = ws_bytes(m, isa, n_batch, n_threads);
 	TAKE(ws, (s->ws_bytes + sizeof(float) - 1) / sizeof(float));
@@ -693,6 +703,10 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->u = f + s.u;
 	c->scores = f + s.scores;
 	c->scores_stride = s.scores_stride;
+	c->runs = f + s.runs;
+	c->run_q = f + s.run_q;
+	c->run_ws = f + s.run_ws;
+	c->run_ws_stride = s.run_ws_stride;
 	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
 	c->tokens = (int32_t *)(void *)(f + s.tokens);
 	/* the token ids are the layout's last buffer: what trim keeps */

@@ -166,6 +166,11 @@ struct model_ctx_params {
 
 struct model_snap;
 
+/* Decoding's attention (forward.c): a step of at most MODEL_ATTN_RUN_TOK
+ * new tokens cuts each token's context into runs of MODEL_ATTN_RUN rows. */
+#define MODEL_ATTN_RUN 128
+#define MODEL_ATTN_RUN_TOK 4
+
 struct model_ctx {
 	const struct model *m;
 	int32_t n_ctx;     /* the context in force: decode refuses to go past it */
@@ -192,6 +197,8 @@ struct model_ctx {
 	bool scratch_live;
 	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
 	int32_t scores_stride;
+	float *runs, *run_q, *run_ws; /* decoding's attention runs (forward.c), their queries, scratch */
+	size_t run_ws_stride; /* floats of run_ws per thread */
 	struct kern_ws ws; /* the matrix products' working memory */
 };
 
