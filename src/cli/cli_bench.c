@@ -11,6 +11,7 @@
  *     enough copies that the weights in flight exceed 4× the L3 cache, so
  *     every call streams its weights from memory (as decoding does);
  *   - matmul GFLOP/s: 128 tokens through one 4096×11008 matrix (prefill);
+ * then one decoding token's attention over 2048 cached rows (bench_attention);
  * and the machine's memory read bandwidth measured in the same run
  * (STREAM-like: N threads summing a 512 MiB buffer with 256-bit loads),
  * once at the start and again right before each type, whose matvec is
@@ -29,6 +30,7 @@
 #include <immintrin.h>
 #endif
 
+#include "base/half.h"
 #include "base/pool.h"
 #include "base/rng.h"
 #include "cli/cli.h"
@@ -178,6 +180,73 @@ static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t n, int count, 
 	return w;
 }
 
+/* One decoding token's attention over a deep cache at TinyLlama's shape
+ * (32 query heads on 4 K/V heads of 64, ATT_DEPTH rows, ATT_LAYERS
+ * layers' caches so that they stream from memory), on one thread: the
+ * runs decoding uses (kern_attn_run + kern_attn_merge) and the grouped
+ * one-K/V-head-at-a-time kernels that prompt batches use.  Prints the
+ * median GMAC/s (2 multiply-adds per head, row and element) of each. */
+#define ATT_DEPTH 2048
+#define ATT_LAYERS 22
+static int bench_attention(enum kern_isa isa, int runs)
+{
+	const struct kern_attn_shape sh = { 32, 4, 64, 4 * 64, 0.125f, 0 };
+	const int gqa = 8, n_run = (ATT_DEPTH + 127) / 128;
+	const size_t lay = (size_t)ATT_DEPTH * sh.stride, ps = kern_attn_part_size(&sh);
+	uint16_t *k = malloc(lay * ATT_LAYERS * sizeof *k), *v = malloc(lay * ATT_LAYERS * sizeof *v);
+	float *q = malloc(32 * 64 * sizeof *q), *out = malloc(32 * 64 * sizeof *out);
+	float *parts = malloc((size_t)n_run * ps * sizeof *parts);
+	float *ws = aligned_alloc(64, (kern_attn_run_ws(&sh) * sizeof(float) + 63) / 64 * 64);
+	float *qp = aligned_alloc(64, (kern_attn_q_size(&sh) * sizeof(float) + 63) / 64 * 64);
+	float *sc = malloc((size_t)gqa * ATT_DEPTH * sizeof *sc);
+	double tr[64], tg[64];
+	struct dm_rng r;
+	if (!k || !v || !q || !out || !parts || !ws || !qp || !sc)
+		return cli_fail("bench: out of memory");
+	dm_rng_seed(&r, 9);
+	for (size_t i = 0; i < lay * ATT_LAYERS; i++) {
+		k[i] = dm_f32_to_f16((float)dm_rng_normal(&r));
+		v[i] = dm_f32_to_f16((float)dm_rng_normal(&r));
+	}
+	for (int i = 0; i < 32 * 64; i++)
+		q[i] = (float)dm_rng_normal(&r);
+	for (int rn = -1; rn < runs; rn++) { /* the first round pages in, untimed */
+		double t0 = cli_now();
+		for (int l = 0; l < ATT_LAYERS; l++) {
+			const uint16_t *kl = k + (size_t)l * lay, *vl = v + (size_t)l * lay;
+			kern_attn_q_prep(isa, &sh, q, qp);
+			for (int p = 0; p < n_run; p++) {
+				const int64_t n = ATT_DEPTH - p * 128 < 128 ? ATT_DEPTH - p * 128 : 128;
+				kern_attn_run(isa, &sh, qp, kl + (size_t)p * 128 * sh.stride,
+					      vl + (size_t)p * 128 * sh.stride, n, parts + (size_t)p * ps, ws);
+			}
+			kern_attn_merge(out, parts, n_run, &sh);
+		}
+		double t1 = cli_now();
+		for (int l = 0; l < ATT_LAYERS; l++)
+			for (int h = 0; h < 4; h++) {
+				const uint16_t *kl = k + (size_t)l * lay + (size_t)h * 64;
+				const uint16_t *vl = v + (size_t)l * lay + (size_t)h * 64;
+				kern_attn_scores_grp(isa, sc, ATT_DEPTH, q + (size_t)h * gqa * 64, 64, gqa, kl,
+						     ATT_DEPTH, 64, sh.stride, sh.scale);
+				for (int j = 0; j < gqa; j++)
+					kern_softmax(isa, sc + (size_t)j * ATT_DEPTH, ATT_DEPTH);
+				kern_attn_values_grp(isa, out + (size_t)h * gqa * 64, 64, sc, ATT_DEPTH, gqa, vl,
+						     ATT_DEPTH, 64, sh.stride);
+			}
+		if (rn >= 0) {
+			tr[rn] = t1 - t0;
+			tg[rn] = cli_now() - t1;
+		}
+	}
+	const double macs = 2.0 * ATT_LAYERS * 32 * ATT_DEPTH * 64;
+	printf("attention, 1 thread: one token, 32 heads on 4 K/V heads of 64, %d rows x %d layers "
+	       "(streamed): runs %.1f GMAC/s, grouped per K/V head %.1f GMAC/s\n",
+	       ATT_DEPTH, ATT_LAYERS, macs / cli_median(tr, runs) / 1e9, macs / cli_median(tg, runs) / 1e9);
+	free(k), free(v), free(q), free(out), free(parts), free(ws), free(qp), free(sc);
+	return 0;
+}
+
 static int bench_kernels(int argc, char **argv)
 {
 	int threads = 2, runs = 7, isa_req = -1;
@@ -280,7 +349,7 @@ static int bench_kernels(int argc, char **argv)
 	}
 	free(list);
 	dm_pool_free(pool);
-	return 0;
+	return bench_attention(isa, runs);
 }
 
 int cli_bench(int argc, char **argv)
