@@ -330,17 +330,29 @@ size_t kern_attn_part_size(const struct kern_attn_shape *sh)
 	return (size_t)sh->n_head * ((size_t)sh->head_dim + 2);
 }
 
-size_t kern_attn_q_size(const struct kern_attn_shape *sh)
-{
-	size_t n = (size_t)sh->n_head * (size_t)sh->head_dim;
 #if defined(__x86_64__)
+/* The larger of n (what the one-head path needs) and what each x86 build
+ * of the runs asks for the shape. */
+static size_t run_size(const struct kern_attn_shape *sh, size_t n,
+		       size_t (*avx2)(const struct kern_attn_shape *), size_t (*avx512)(const struct kern_attn_shape *))
+{
 	if (run_fast(KERN_ISA_AVX2, sh)) {
-		const size_t a = kern_attn_q_size_avx2(sh), b = kern_attn_q_size_avx512(sh);
+		const size_t a = avx2(sh), b = avx512(sh);
 		n = a > n ? a : n;
 		n = b > n ? b : n;
 	}
-#endif
 	return n;
+}
+#endif
+
+size_t kern_attn_q_size(const struct kern_attn_shape *sh)
+{
+	const size_t n = (size_t)sh->n_head * (size_t)sh->head_dim;
+#if defined(__x86_64__)
+	return run_size(sh, n, kern_attn_q_size_avx2, kern_attn_q_size_avx512);
+#else
+	return n;
+#endif
 }
 
 void kern_attn_q_prep(enum kern_isa isa, const struct kern_attn_shape *sh, const float *q, float *qp)
@@ -359,15 +371,12 @@ void kern_attn_q_prep(enum kern_isa isa, const struct kern_attn_shape *sh, const
 
 size_t kern_attn_run_ws(const struct kern_attn_shape *sh)
 {
-	size_t n = KERN_ATTN_RUN;
 #if defined(__x86_64__)
-	if (run_fast(KERN_ISA_AVX2, sh)) {
-		const size_t a = kern_attn_run_ws_avx2(sh), b = kern_attn_run_ws_avx512(sh);
-		n = a > n ? a : n;
-		n = b > n ? b : n;
-	}
+	return run_size(sh, KERN_ATTN_RUN, kern_attn_run_ws_avx2, kern_attn_run_ws_avx512);
+#else
+	(void)sh;
+	return KERN_ATTN_RUN;
 #endif
-	return n;
 }
 
 /* One head at a time: the scores, soft-cap and softmax (keeping its
