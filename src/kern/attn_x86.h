@@ -11,15 +11,15 @@
  *
  * Scores without horizontal sums.  A vector of 8 lanes holds W = 8 / P
  * query heads × P keys (lane l: head l / P of the group, key l % P), P = 1
- * for 5–8 heads per K/V head, 2 for 3–4, 4 for 2; more heads than W make
- * several groups.  The keys of a block are converted to float once per
- * K/V head into kt, P keys interleaved per element ([vector][element][P]),
- * so one broadcast of P floats times the group's queries (qt: [element][8
- * lanes], pre-scaled, made once per token by kern_attn_q_prep) adds one
- * element's products to W·P scores.  The
- * interleaving shuffles keep 128-bit lanes apart, which permutes the
- * elements inside each 8; qt is built in the same order, and a dot product
- * does not care about the order of its terms.
+ * for 5 or more heads per K/V head, 2 for 3–4, 4 for 2; more heads than W
+ * make several groups.  The keys of a block are converted to float once
+ * per K/V head into kt, P keys interleaved per element ([vector][element]
+ * [P]), so one broadcast of P floats times the group's queries (qt:
+ * [element][8 lanes], pre-scaled, made once per token by kern_attn_q_prep)
+ * adds one element's products to W·P scores.  The interleaving shuffles
+ * keep 128-bit lanes apart, which permutes the elements inside each 8; qt
+ * is built in the same order, and a dot product does not care about the
+ * order of its terms.
  *
  * Then per group: the optional soft-cap, keys past n set to −inf, the
  * maximum and the sum of e^(s − m) per lane, each reduced over the P lanes
@@ -27,7 +27,7 @@
  * per K/V head a block of rows is converted once, and each head's output
  * (spans of up to 64 floats in registers) adds probability × row.  The
  * rows are read in blocks of all K/V heads at once, so memory is read in
- * order.  Sums run in float in a different order than the reference:
+ * order, and prefetched ATTN_PF rows ahead.  Sums run in float in a different order than the reference:
  * agreement to float rounding.
  */
 #include <immintrin.h>
@@ -41,7 +41,7 @@
 #define ATTN_VB 16 /* rows per values block */
 #define ATTN_PF 16 /* rows ahead that are prefetched (a run's rows follow on) */
 
-/* Keys per lane group: heads per K/V head 5–8 → 1, 3–4 → 2, 2 → 4. */
+/* Keys per lane group: heads per K/V head 5 or more → 1, 3–4 → 2, 2 → 4. */
 static inline int attn_p(int64_t gqa)
 {
 	return gqa >= 5 ? 1 : gqa >= 3 ? 2 : 4;
