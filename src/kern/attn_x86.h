@@ -242,11 +242,12 @@ INLINE void attn_run_p(const struct kern_attn_shape *sh, const float *qt, const 
 			float *sg = S + (size_t)(h * NG + g) * nsg;
 			if (sh->softcap > 0)
 				SOFTCAP(sg, sg, sh->softcap, nvec * 8);
-			for (int64_t t = n; t < nb * KB; t++)
+			/* the vectors read below: the last one's keys past n count as −inf */
+			const int64_t used = full + (n % P != 0);
+			for (int64_t t = n; t < used * P; t++)
 				for (int64_t w = 0; w < W; w++)
 					sg[(t / P) * 8 + w * P + t % P] = -INFINITY;
 			__m256 mx = _mm256_set1_ps(-INFINITY), sum = _mm256_setzero_ps();
-			const int64_t used = full + (n % P != 0);
 			for (int64_t r = 0; r < used; r++)
 				mx = _mm256_max_ps(mx, _mm256_load_ps(sg + 8 * r));
 			mx = lane_reduce(mx, P, true);

@@ -113,7 +113,7 @@ static void attention_runs(void *arg, int64_t begin, int64_t end, int thread)
 {
 	const struct run_job *j = arg;
 	struct model_ctx *c = j->c;
-	const size_t ps = kern_attn_part_size(&j->sh), qs = (kern_attn_q_size(&j->sh) + 15) / 16 * 16;
+	const size_t ps = kern_attn_part_size(&j->sh);
 	float *ws = c->run_ws + (size_t)thread * c->run_ws_stride;
 	int32_t t = 0;
 	for (int64_t i = begin; i < end; i++) {
@@ -121,7 +121,7 @@ static void attention_runs(void *arg, int64_t begin, int64_t end, int thread)
 			t++;
 		const int64_t r0 = (i - j->item0[t]) * MODEL_ATTN_RUN, row = j->first[t] + r0;
 		const int64_t n = j->n_kv[t] - r0 < MODEL_ATTN_RUN ? j->n_kv[t] - r0 : MODEL_ATTN_RUN;
-		kern_attn_run(c->isa, &j->sh, c->run_q + (size_t)t * qs, j->kc + (size_t)row * j->sh.stride,
+		kern_attn_run(c->isa, &j->sh, c->run_q + (size_t)t * c->run_q_stride, j->kc + (size_t)row * j->sh.stride,
 			      j->vc + (size_t)row * j->sh.stride, n, c->runs + (size_t)i * ps, ws);
 	}
 }
@@ -142,7 +142,7 @@ static void attention(struct model_ctx *c, const uint16_t *kc, const uint16_t *v
 			j.n_kv[t] = pos + 1 - j.first[t];
 			j.item0[t + 1] = j.item0[t] + (j.n_kv[t] + MODEL_ATTN_RUN - 1) / MODEL_ATTN_RUN;
 			kern_attn_q_prep(c->isa, &j.sh, c->q + (size_t)t * (size_t)hp->n_head * (size_t)hp->head_dim,
-					 c->run_q + (size_t)t * ((kern_attn_q_size(&j.sh) + 15) / 16 * 16));
+					 c->run_q + (size_t)t * c->run_q_stride);
 		}
 		if (c->pool && j.item0[T] > 1)
 			dm_pool_run(c->pool, j.item0[T], 1, attention_runs, &j);

@@ -544,7 +544,7 @@ static void resolve(const struct model *m, const struct model_ctx_params *p, int
  * carving, so the reported size is the allocated size. */
 struct scratch_layout {
 	size_t x, xn, q, kk, vv, att, g, u, scores, runs, run_q, run_ws, ws, tokens, total;
-	size_t ws_bytes, run_ws_stride;
+	size_t ws_bytes, run_q_stride, run_ws_stride;
 	int32_t scores_stride;
 };
 
@@ -590,6 +590,7 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 	size_t QD = (size_t)hp->n_head * (size_t)hp->head_dim;
 	size_t KVD = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
 	size_t off = 0;
+	*s = (struct scratch_layout){ 0 }; /* an encoder takes no runs: those stay 0 */
 	/* 16 floats (64 bytes) alignment for every buffer */
 #define TAKE(field, n) do { s->field = off; off += ((n) + 15) / 16 * 16; } while (0)
 	TAKE(x, B * E);
@@ -607,11 +608,12 @@ static void layout(const struct model *m, enum kern_isa isa, int32_t n_ctx, int3
 			     (size_t)(hp->n_head_kv > 0 ? hp->n_head / hp->n_head_kv : 1));
 	/* decoding's runs (forward.c): the results of every run of up to
 	 * MODEL_ATTN_RUN_TOK tokens, and per thread kern_attn_run's scratch */
-	if (hp->n_head_kv > 0) {
+	if (hp->n_head_kv > 0 && !hp->encoder) { /* encode.c has its own attention */
 		const struct kern_attn_shape sh = { hp->n_head, hp->n_head_kv, hp->head_dim, KVD, 1, 0 };
 		const size_t runs = ((size_t)n_ctx + MODEL_ATTN_RUN - 1) / MODEL_ATTN_RUN + 1;
 		TAKE(runs, (size_t)MODEL_ATTN_RUN_TOK * runs * kern_attn_part_size(&sh));
-		TAKE(run_q, (size_t)MODEL_ATTN_RUN_TOK * ((kern_attn_q_size(&sh) + 15) / 16 * 16));
+		s->run_q_stride = (kern_attn_q_size(&sh) + 15) / 16 * 16;
+		TAKE(run_q, (size_t)MODEL_ATTN_RUN_TOK * s->run_q_stride);
 		s->run_ws_stride = (kern_attn_run_ws(&sh) + 15) / 16 * 16;
 		TAKE(run_ws, s->run_ws_stride * (size_t)n_threads);
 	}
@@ -706,6 +708,7 @@ int model_ctx_init(struct model_ctx **out, const struct model *m, const struct m
 	c->runs = f + s.runs;
 	c->run_q = f + s.run_q;
 	c->run_ws = f + s.run_ws;
+	c->run_q_stride = s.run_q_stride;
 	c->run_ws_stride = s.run_ws_stride;
 	c->ws = (struct kern_ws){ f + s.ws, s.ws_bytes };
 	c->tokens = (int32_t *)(void *)(f + s.tokens);

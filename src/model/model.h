@@ -198,6 +198,7 @@ struct model_ctx {
 	float *x, *xn, *q, *kk, *vv, *att, *g, *u, *scores;
 	int32_t scores_stride;
 	float *runs, *run_q, *run_ws; /* decoding's attention runs (forward.c), their queries, scratch */
+	size_t run_q_stride;  /* floats of run_q per token */
 	size_t run_ws_stride; /* floats of run_ws per thread */
 	struct kern_ws ws; /* the matrix products' working memory */
 };
