@@ -898,6 +898,87 @@ static void test_isa_selection(void **state)
 	print_message("  best ISA here: %s\n", kern_isa_name(b));
 }
 
+/* F16 matvec on the values a fast path can get wrong, on every ISA, each
+ * row against the float64 sum of its exact products: f16 subnormals, ±0,
+ * ±65504, mixed in random rows; activations of ordinary size, of ±1e-30
+ * (products near float's subnormal range), and up to 1e30 (past the AVX-512
+ * kernel's 2^44, where it scales the activation down instead of up); and
+ * rows holding +inf, −inf, both, a NaN, or +inf against a zero activation,
+ * which must give the float64 sum's inf (with its sign) or NaN.  n = 100 (a partial
+ * 32-element group), 4096 and 4160 (a 64-element step and a group past it). */
+static void test_f16_matvec_values(void **state)
+{
+	static const int64_t ns[] = { 100, 4096, 4160 };
+	static const uint16_t odd[] = { 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0000, 0x8000, 0x7BFF, 0xFBFF, 0x0400 };
+	const int64_t rows = 9;
+	struct dm_pool *pool;
+	struct dm_rng rng;
+	struct kern_traits r;
+	(void)state;
+	assert_int_equal(dm_pool_init(&pool, 2, NULL), 0);
+	assert_int_equal(kern_traits_get(GGUF_TYPE_F16, KERN_ISA_REF, &r), 0);
+	dm_rng_seed(&rng, 4242);
+	for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+		const int64_t n = ns[ni];
+		uint16_t *w = malloc((size_t)(n * rows) * 2);
+		float *x = malloc((size_t)n * sizeof(float)), *y = malloc((size_t)rows * sizeof(float));
+		float *wd = malloc((size_t)n * sizeof(float));
+		/* rows 0-3: random weights with special values sprinkled in */
+		for (int64_t k = 0; k < 4 * n; k++) {
+			const uint64_t v = dm_rng_u64(&rng);
+			w[k] = v % 5 == 0 ? odd[(v >> 8) % (sizeof odd / sizeof odd[0])] : (uint16_t)(v >> 16);
+			if ((w[k] & 0x7C00) == 0x7C00)
+				w[k] &= 0xBFFF; /* no inf/NaN here: exponent 15 instead */
+		}
+		/* rows 4-8: ordinary weights, then +inf; −inf; +inf and −inf; NaN;
+		 * +inf where the activation is 0 */
+		for (int64_t k = 4 * n; k < rows * n; k++)
+			w[k] = (uint16_t)(0x2000 + dm_rng_u64(&rng) % 0x1000) | (dm_rng_u64(&rng) & 1 ? 0x8000 : 0);
+		w[4 * n + n / 3] = 0x7C00;
+		w[5 * n + n - 1] = 0xFC00;
+		w[6 * n + 1] = 0x7C00;
+		w[6 * n + n / 2] = 0xFC00;
+		w[7 * n + n / 5] = 0x7E01;
+		w[8 * n + 7] = 0x7C00;
+		for (int xk = 0; xk < 3; xk++) {
+			static const float sig[] = { 1.0f, 1e-30f, 1e30f };
+			fill_normal(x, n, 60 + (uint64_t)xk, sig[xk]);
+			x[7] = 0.0f;
+			for (int isa = 0; isa < KERN_ISA_COUNT; isa++) {
+				if (!kern_isa_supported((enum kern_isa)isa))
+					continue;
+				assert_int_equal(kern_matvec(pool, (enum kern_isa)isa, GGUF_TYPE_F16, w, rows, n, x, y,
+							     NULL),
+						 0);
+				for (int64_t k = 0; k < rows; k++) {
+					double ex = 0, S = 0;
+					r.to_float(w + k * n, wd, n);
+					for (int64_t i = 0; i < n; i++) {
+						ex += (double)wd[i] * x[i];
+						S += fabs((double)wd[i] * x[i]);
+					}
+					const double got = y[k];
+					bool ok;
+					if (k >= 4) /* the float64 sum's inf (with its sign) or NaN */
+						ok = !isfinite(ex) && (isnan(ex) ? isnan(got) : got == ex);
+					else
+						ok = isfinite(got) &&
+						     fabs(got - ex) <= 2.0 * (double)n * ldexp(1, -24) * S + (double)n * ldexp(1, -94);
+					if (!ok)
+						fail_msg("F16 %s matvec n %lld row %lld activation %d: %.9g, exact %.9g (S %.3g)",
+							 kern_isa_name((enum kern_isa)isa), (long long)n, (long long)k, xk, got, ex,
+							 S);
+				}
+			}
+		}
+		free(w);
+		free(x);
+		free(y);
+		free(wd);
+	}
+	dm_pool_free(pool);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -912,6 +993,7 @@ int main(void)
 		cmocka_unit_test(test_matmul_set),
 		cmocka_unit_test(test_quantize_rows_identical),
 		cmocka_unit_test(test_bf16_products),
+		cmocka_unit_test(test_f16_matvec_values),
 		cmocka_unit_test(test_isa_selection),
 	};
 	return cmocka_run_group_tests_name("kern", tests, NULL, NULL);
