@@ -4,9 +4,9 @@
  * weight row, with the activation laid out once per call to match the
  * order the codes come out in.  Only called after
  * kern_isa_supported(AVX512) (and a VBMI check for Q4_0:
- * kern_gemv_avx512).  Every kernel keeps ref.c's integer sums exact and
- * differs from it only in float rounding; test_kern checks each one
- * against the reference dot.
+ * kern_gemv_avx512).  Every kernel keeps ref.c's integer sums exact (F16:
+ * its products exact, below) and differs from it only in float rounding;
+ * test_kern checks each one against the reference dot.
  *
  * Q4_0: a pair of blocks (36 bytes: d, 16 nibble bytes, d, 16 nibble
  * bytes) is loaded as one vector; vpermb places block a's nibble bytes in

@@ -241,6 +241,7 @@ struct kern_gemv {
 	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y);
 	double eps; /* as kern_gemm's */
 };
+/* Q4_0 (with VBMI), Q8_0, Q4_K, Q5_K, Q6_K and F16; NULL for other types. */
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
 /* The BF16 matvec in bf16 products (AVX512_BF16), NULL for other types. */
 const struct kern_gemv *kern_gemv_avx512bf16(uint32_t type);
