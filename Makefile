@@ -158,7 +158,7 @@ demo: $(BIN)
 BENCH_MODEL ?= build/demo/default-110m-Q8_0.gguf
 .PHONY: bench-life
 bench-life: $(BIN)
-	@test -f $(BENCH_MODEL) || $(BIN) synth --preset 110m --type Q8_0 -o $(BENCH_MODEL)
+	@test -f $(BENCH_MODEL) || { mkdir -p $(dir $(BENCH_MODEL)) && $(BIN) synth --preset 110m --type Q8_0 -o $(BENCH_MODEL); }
 	$(BIN) bench all $(BENCH_MODEL) --json build/bench-report/bench.json --report build/bench-report
 
 # The README's dashboard screenshot (docs/dashboard.png): a real `dormant

@@ -40,7 +40,7 @@ enum dormant_code {
 	DORMANT_EBUSY = -9,        /* the model's queue is full: try again later */
 	DORMANT_ECANCELED = -10,   /* the caller's cancel flag was set */
 	DORMANT_ETIMEDOUT = -11,   /* waited longer than queue_timeout for the model */
-	DORMANT_ENOSPC = -12,      /* does not fit now (memory in use, a caller's buffer) */
+	DORMANT_ENOSPC = -12,      /* does not fit (the context, a caller's buffer) */
 	DORMANT_ETOOBIG = -13,     /* can never fit the memory budget */
 	DORMANT_ETOOLONG = -14,    /* the prompt is longer than the model's context */
 };

@@ -29,6 +29,10 @@
  * sizes "512MiB", "8GiB", "8G", "1500000000", "60%" (of physical RAM);
  * booleans true/false/yes/no/on/off/1/0.  An invalid value is an error
  * naming the file, line and key.
+ *
+ * Prefixes dm_config_ and dm_parse_, not mgr_ (the parsers are shared with
+ * the server): a named exception to the folder-is-a-prefix rule (README,
+ * "How it works").
  */
 #ifndef DM_MGR_CONFIG_H
 #define DM_MGR_CONFIG_H

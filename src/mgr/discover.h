@@ -29,6 +29,9 @@
  * Ownership: struct disc owns its entries; pointers from disc_get are
  * valid until the next disc_scan or disc_free.  Not thread-safe: the
  * caller serialises scans and reads.
+ *
+ * Prefix disc_, not mgr_: a named exception to the folder-is-a-prefix rule
+ * (README, "How it works").
  */
 #ifndef DM_MGR_DISCOVER_H
 #define DM_MGR_DISCOVER_H

@@ -19,6 +19,9 @@
  *
  * Unload frees in reverse order, unmaps, returns the heap's free pages to
  * the OS (malloc_trim) and, when asked, drops the file from the page cache.
+ *
+ * Prefix engine_, not mgr_: a named exception to the folder-is-a-prefix
+ * rule (README, "How it works").
  */
 #ifndef DM_MGR_ENGINE_H
 #define DM_MGR_ENGINE_H

@@ -8,6 +8,9 @@
  * tokenizer's streaming decoder holds back split characters) and never
  * contains any part of a stop string (text that might be the start of a stop
  * string is held back until it is known not to be).
+ *
+ * Prefix gen_, not model_: a named exception to the folder-is-a-prefix rule
+ * (README, "How it works"), kept for the call sites' readability.
  */
 #ifndef DM_MODEL_GEN_H
 #define DM_MODEL_GEN_H

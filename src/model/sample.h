@@ -8,6 +8,9 @@
  * generator, so a seed makes a run reproducible.
  *
  * The filter steps are exposed on candidate arrays for tests.
+ *
+ * Prefixes sample_ and sampler_, not model_: a named exception to the
+ * folder-is-a-prefix rule (README, "How it works").
  */
 #ifndef DM_MODEL_SAMPLE_H
 #define DM_MODEL_SAMPLE_H

@@ -7,6 +7,9 @@
  * the 1B preset needs no multi-GB buffer.  The text such a model produces is
  * meaningless; it exists so that everything but the numbers of a trained
  * model can be exercised without downloading anything.
+ *
+ * Prefix synth_, not model_: a named exception to the folder-is-a-prefix
+ * rule (README, "How it works").
  */
 #ifndef DM_MODEL_SYNTH_H
 #define DM_MODEL_SYNTH_H

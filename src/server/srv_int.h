@@ -1,6 +1,7 @@
 /*
- * server internals shared by server.c (HTTP plumbing), openai.c,
- * ollama.c, gen.c, rag.c, disc.c, dash.c, events.c, metrics.c and util.c.
+ * server internals shared by server.c (HTTP plumbing), front.c, req.c,
+ * openai.c, ollama.c, gen.c, rag.c, disc.c, dash.c, events.c, metrics.c and
+ * util.c.
  * Not installed, not for the CLI.
  */
 #ifndef DM_SERVER_INT_H
