@@ -15,7 +15,8 @@
  * JSON), scen.c (cold, warm, context, max-tokens, memory), sweep.c
  * (warmup, threads, batch, ctx), policy.c (policies) and ragday.c (its RAG
  * day), chat.c (chat), server.c (server: HTTP overhead), report.c (the
- * HTML report), svg.c (its charts, bench_svg_*).
+ * HTML report), svg.c (its charts, bench_svg_*); kernels.c and bw_avx2.c
+ * (`dormant bench kernels` and the memory bandwidth probe).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -41,6 +42,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kern/kern.h"
 #include "mgr/engine.h"
 #include "mgr/mgr.h"
 
@@ -192,6 +194,26 @@ int bench_run(const struct bench_opts *o, struct dm_err *err);
 int bench_redraw(const char *json_path, const char *report_dir, struct dm_err *err);
 /* The median of v[0..n) (v is sorted in place); 0 for n = 0. */
 double bench_median(double *v, int n);
+
+/* ---- kernels.c: `dormant bench kernels` and the bandwidth probe ---- */
+struct dm_pool;
+/* Memory read bandwidth in GB/s (median of runs) with the pool's threads
+ * summing a buffer of `bytes` (0: 1 GiB; rounded up to whole MiB), each
+ * run once with and once without software prefetch, the faster counting;
+ * 0 when the buffer cannot be allocated. */
+double bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes);
+/* bw_avx2.c: the probe's sum of p[b..e) in 256-bit loads (pf: software
+ * prefetch 16 KiB ahead, as the matvecs do); AVX2 CPUs only. */
+uint64_t bench_sum_avx2(const uint64_t *p, int64_t b, int64_t e, bool pf);
+struct bench_kernels_opts {
+	int threads, runs; /* runs 1..64 */
+	enum kern_isa isa;
+	const char *types; /* comma-separated GGUF type names */
+};
+/* Per weight type: matvec GB/s against the bandwidth measured beside it,
+ * and matmul GFLOP/s; then one decoding token's attention over 2048 cached
+ * rows on one thread.  A table on out; 0 or a negative code (err). */
+int bench_kernels(const struct bench_kernels_opts *o, FILE *out, struct dm_err *err);
 /* `dormant bench server`: what HTTP adds over the library call, on model
  * (runs interleaved samples, threads 0 = the default; with_wrk: also the
  * keep-alive figures, about 9 s).  A table on print (NULL: none), the

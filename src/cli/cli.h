@@ -19,11 +19,6 @@ int cli_config(int argc, char **argv);
 int cli_perplexity(int argc, char **argv);
 int cli_logits(int argc, char **argv);
 int cli_bench_speed(int argc, char **argv);
-struct dm_pool;
-/* Memory read bandwidth in GB/s (median of runs) with the pool's threads
- * summing a buffer of `bytes` (0: 1 GiB; rounded up to whole MiB); 0 when
- * the buffer cannot be allocated. */
-double cli_bench_bandwidth(struct dm_pool *pool, int runs, size_t bytes);
 int cli_tokenize(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 int cli_demo(int argc, char **argv);

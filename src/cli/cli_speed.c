@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
 #include "cli/cli_peer.h"
@@ -130,7 +131,7 @@ static int speed_vs(struct cli_model *cm, const struct speed_opts *o, const int3
 		goto out;
 	}
 	for (long r = 0; r < R; r++) {
-		bw[r] = cli_bench_bandwidth(cm->pool, 3, o->bw_bytes);
+		bw[r] = bench_bandwidth(cm->pool, 3, o->bw_bytes);
 		if (!(bw[r] > 0)) {
 			rc = cli_fail("bench speed: cannot allocate %zu MiB for the bandwidth probe (--bw-mib)",
 				      o->bw_bytes >> 20);
@@ -351,7 +352,7 @@ int cli_bench_speed(int argc, char **argv)
 		rc = speed_vs(&cm, &so, ids, lg);
 		goto out;
 	}
-	bw = cli_bench_bandwidth(cm.pool, 5, so.bw_bytes);
+	bw = bench_bandwidth(cm.pool, 5, so.bw_bytes);
 	for (long r = 0; r < so.reps; r++) {
 		if (!isatty(2) || so.json)
 			;
