@@ -9,7 +9,7 @@
  * per-round figures, and a clear one-line error for each way a peer can
  * fail.  Nothing is timed: dormant's own figures are only required to be
  * positive.  Also `bench quantize` (quantize-on-load throughput) on a tiny
- * F16 file.
+ * F16 file, and `bench rag` on the golden BERT embedder and reranker.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -422,6 +422,42 @@ static void test_bench_quantize(void **state)
 	free(out);
 }
 
+/* `bench rag` on the reference BERT embedder and reranker (skipped
+ * without ../shared/golden): one object with the embedder's width and four
+ * positive rates; a reranker given as the embedder is refused by role. */
+static void test_bench_rag(void **state)
+{
+	const char *g = tu_golden_dir();
+	char embed[600], rerank[600];
+	char *out;
+	json_t *root;
+	int st;
+	(void)state;
+	if (!g) {
+		print_message("  no golden data: skipped\n");
+		skip();
+	}
+	snprintf(embed, sizeof embed, "%s/archs/models/bert.gguf", g);
+	snprintf(rerank, sizeof rerank, "%s/archs/models/bert-rerank.gguf", g);
+	out = tu_capture(&st, "%s bench rag %s %s --runs 1 --threads 2 --json", tu_dormant(), embed, rerank);
+	assert_non_null(out);
+	assert_int_equal(st, 0);
+	root = json_loads(out, 0, NULL);
+	assert_non_null(root);
+	assert_float_equal(num(root, "dim"), 128, 0);
+	assert_float_equal(num(root, "texts"), 64, 0);
+	assert_true(num(root, "embed_batch_per_s") > 0);
+	assert_true(num(root, "embed_single_per_s") > 0);
+	assert_true(num(root, "rerank_batch_pairs_per_s") > 0);
+	assert_true(num(root, "rerank_single_pairs_per_s") > 0);
+	json_decref(root);
+	free(out);
+	out = tu_capture(&st, "%s bench rag %s %s --runs 1 2>&1", tu_dormant(), rerank, rerank);
+	assert_int_equal(st, 1);
+	assert_non_null(strstr(out, "role rerank"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -432,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_no_peer),
 		cmocka_unit_test(test_bench_quantize),
+		cmocka_unit_test(test_bench_rag),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

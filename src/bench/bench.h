@@ -16,7 +16,8 @@
  * (warmup, threads, batch, ctx), policy.c (policies) and ragday.c (its RAG
  * day), chat.c (chat), server.c (server: HTTP overhead), report.c (the
  * HTML report), svg.c (its charts, bench_svg_*); kernels.c and bw_avx2.c
- * (`dormant bench kernels` and the memory bandwidth probe).
+ * (`dormant bench kernels` and the memory bandwidth probe), quant.c
+ * (`dormant bench quantize`), rag.c (`dormant bench rag`).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -214,6 +215,35 @@ struct bench_kernels_opts {
  * and matmul GFLOP/s; then one decoding token's attention over 2048 cached
  * rows on one thread.  A table on out; 0 or a negative code (err). */
 int bench_kernels(const struct bench_kernels_opts *o, FILE *out, struct dm_err *err);
+
+/* ---- quant.c: `dormant bench quantize` ---- */
+#define BENCH_QUANT_RUNS_MAX 64
+struct bench_quant_row {
+	char type[8];
+	uint64_t weights;     /* weights quantized per load */
+	double quantize_s;    /* median of the engine's quantize step */
+	double load_s;        /* median of the whole loads */
+	double load_cpu_s;    /* median CPU time (user + system) per whole load */
+};
+/* One uncounted load of path with quantize_on_load = type_name (Q8_0, Q4_0
+ * or Q4_K), then runs timed ones on threads threads, into row.  0 or a
+ * negative code (err): a bad type, a file with no float matrix, a load
+ * that fails. */
+int bench_quant(const char *path, const char *type_name, int threads, int runs, struct bench_quant_row *row,
+		struct dm_err *err);
+
+/* ---- rag.c: `dormant bench rag` ---- */
+#define BENCH_RAG_TEXTS 64
+struct bench_rag_result {
+	size_t dim; /* the embedding width */
+	double embed_batch_per_s, embed_single_per_s;   /* texts per second: one call, one call each */
+	double rerank_batch_per_s, rerank_single_per_s; /* pairs per second, the same two ways */
+};
+/* Loads both models (threads each) through the C API, runs each path once
+ * untimed, then runs (1..1000) timed rounds; medians into res.  0 or a
+ * negative code (err). */
+int bench_rag(const char *embed, const char *rerank, int runs, int threads, struct bench_rag_result *res,
+	      struct dm_err *err);
 /* `dormant bench server`: what HTTP adds over the library call, on model
  * (runs interleaved samples, threads 0 = the default; with_wrk: also the
  * keep-alive figures, about 9 s).  A table on print (NULL: none), the
