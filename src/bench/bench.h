@@ -17,7 +17,8 @@
  * day), chat.c (chat), server.c (server: HTTP overhead), report.c (the
  * HTML report), svg.c (its charts, bench_svg_*); kernels.c and bw_avx2.c
  * (`dormant bench kernels` and the memory bandwidth probe), quant.c
- * (`dormant bench quantize`), rag.c (`dormant bench rag`).
+ * (`dormant bench quantize`), rag.c (`dormant bench rag`), speed.c and
+ * peer.c (`dormant bench speed`, beside llama-bench-compatible programs).
  *
  * The JSON (--json FILE): { tool, version, created, machine { cpu,
  * cores_used, physical_cores, logical_cpus, ram_bytes, isa, kernel,
@@ -244,6 +245,31 @@ struct bench_rag_result {
  * negative code (err). */
 int bench_rag(const char *embed, const char *rerank, int runs, int threads, struct bench_rag_result *res,
 	      struct dm_err *err);
+
+/* ---- peer.c: a llama-bench-compatible program for `bench speed --vs` ---- */
+/* One --vs program and its --vs-args. */
+struct bench_peer {
+	const char *path;     /* borrowed (argv) */
+	char name[192];       /* the program's file name and its extra words, for tables and errors */
+	char words_buf[512];  /* the extra words, split in place */
+	char *words[32];
+	int n_words;
+};
+
+/* Fills *p for the program at path with extra arguments (NULL: none):
+ * DM_ENOTFOUND / DM_EINVAL when path is not an executable file or the
+ * extra words do not fit. */
+int bench_peer_init(struct bench_peer *p, const char *path, const char *extra, struct dm_err *err);
+
+/* Runs the peer once on model (-p n_prompt -n n_gen -t threads -r 1 -o
+ * json + its words; with depth > 0, -n 0 -gp depth,n_gen in place of -n)
+ * and reads its prompt and generation tokens per second into *pp and *tg
+ * (a test of 0 tokens is not looked for).  Killed after
+ * timeout_s.  Errors (one line naming the peer): cannot start it, killed,
+ * non-zero exit (with the last line of its stderr), output that is not
+ * llama-bench JSON or lacks a result. */
+int bench_peer_run(const struct bench_peer *p, const char *model, long n_prompt, long n_gen, long depth,
+		 int threads, double timeout_s, double *pp, double *tg, struct dm_err *err);
 /* `dormant bench server`: what HTTP adds over the library call, on model
  * (runs interleaved samples, threads 0 = the default; with_wrk: also the
  * keep-alive figures, about 9 s).  A table on print (NULL: none), the
@@ -256,5 +282,45 @@ int bench_server_measure(const char *model, long runs, long threads, bool with_w
 /* Writes DIR/index.html (self-contained: inline SVG, no scripts, no
  * network) and one DIR/NAME.svg per chart, from the tree life builds. */
 int bench_report_write(const json_t *root, const char *dir, struct dm_err *err);
+
+/* ---- speed.c: `dormant bench speed` ---- */
+#define BENCH_SPEED_PEERS_MAX 8
+struct bench_speed_opts {
+	const char *path;      /* the model's file (the peers are given it) */
+	long n_prompt, n_gen;  /* tokens of the prompt test and of the generation test (0: none) */
+	long depth;            /* generate after this many tokens of context */
+	long reps;             /* repetitions, 1..1000; with peers, alternated rounds */
+	int batch;             /* the context is brought in this many tokens at a time */
+	size_t bw_bytes;       /* the bandwidth probe's buffer */
+	double vs_timeout;     /* seconds a peer run may take */
+	const struct bench_peer *peers;
+	int n_peers;           /* 0..BENCH_SPEED_PEERS_MAX */
+	bool progress;         /* without peers: "repetition i/R" on stderr */
+};
+/* One engine's figures: medians over the repetitions [min, max] in tok/s,
+ * decode's weight bytes per second as a fraction of the bandwidth, and
+ * dormant's speed divided by this engine's. */
+struct bench_speed_engine {
+	double pp, pp_lo, pp_hi, tg, tg_lo, tg_hi, tg_of_bw, pp_ratio, tg_ratio;
+};
+struct bench_speed_result {
+	long reps;
+	int n_eng;             /* engine 0 is dormant, engine k the peer k − 1 */
+	int threads;
+	enum kern_isa isa;
+	double weight_bytes;   /* dormant's weights, read once per generated token */
+	double *bw;            /* n_bw probes in GB/s: one per round with peers, else one */
+	long n_bw;
+	double bw_med, bw_lo, bw_hi;
+	double *pp, *tg;       /* every repetition: [k·reps + r] for engine k */
+	struct bench_speed_engine eng[BENCH_SPEED_PEERS_MAX + 1];
+};
+/* Measures the engine e holds (its context must fit the prompt, or depth
+ * + generation, plus one) and the peers as above; progress lines on
+ * stderr.  0 (free res with bench_speed_free) or a negative code (err,
+ * naming the peer or the model). */
+int bench_speed(struct engine *e, const struct bench_speed_opts *o, struct bench_speed_result *res,
+		struct dm_err *err);
+void bench_speed_free(struct bench_speed_result *res);
 
 #endif

@@ -57,9 +57,6 @@ int cli_disc_find(const struct cli_disc *cd, const char *name, struct disc_model
  * and returns -1 when VAL is missing, malformed or out of [lo, hi]. */
 int cli_parse_long(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *val, double lo, double hi, float *out);
-/* Reads a whole file, or stdin for "-", byte for byte (NUL-terminated
- * beyond *n); NULL with errno on failure. */
-char *cli_read_all(const char *path, size_t *n);
 
 /* Seconds on the monotonic clock. */
 double cli_now(void);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "cli/cli.h"
 #include "dormant.h"
 
@@ -103,7 +104,7 @@ int cli_embed(int argc, char **argv)
 	}
 	if (file) {
 		size_t n;
-		if (!(buf = cli_read_all(file, &n))) {
+		if (!(buf = dm_read_all(file, &n))) {
 			free(in.v);
 			return cli_fail("%s: cannot read it", file);
 		}

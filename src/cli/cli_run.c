@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "base/file.h"
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "cli/cli_model.h"
@@ -73,45 +74,6 @@ int cli_parse_float(const char *opt, const char *val, double lo, double hi, floa
 		return cli_fail("%s: '%s' is not a number between %g and %g", opt, val, lo, hi), -1;
 	*out = (float)v;
 	return 0;
-}
-
-/* Reads a whole file (or stdin for "-") byte for byte. */
-char *cli_read_all(const char *path, size_t *n)
-{
-	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-	char *buf = NULL;
-	size_t cap = 0, len = 0;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (len + 65536 + 1 > cap) {
-			char *nb;
-			cap = cap ? cap * 2 : 1 << 17;
-			nb = realloc(buf, cap);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-		}
-		size_t k = fread(buf + len, 1, 65536, f);
-		len += k;
-		if (k == 0)
-			break;
-	}
-	if (buf && ferror(f)) {
-		free(buf);
-		buf = NULL;
-	}
-	if (f != stdin)
-		fclose(f);
-	if (buf) {
-		buf[len] = '\0';
-		*n = len;
-	}
-	return buf;
 }
 
 static int print_text(void *ud, int32_t id, const char *text, size_t n)
@@ -711,7 +673,7 @@ int cli_run(int argc, char **argv)
 	if (!prompt && !isatty(0)) {
 		/* piped: the whole of stdin is the prompt, answered once */
 		size_t n_in;
-		if (!(piped = cli_read_all("-", &n_in))) {
+		if (!(piped = dm_read_all("-", &n_in))) {
 			cli_model_close(&cm);
 			return cli_fail("run: cannot read stdin: %s", strerror(errno ? errno : EIO));
 		}
@@ -830,7 +792,7 @@ int cli_perplexity(int argc, char **argv)
 	}
 	if (!path || !text_path)
 		return cli_fail("usage: dormant perplexity MODEL FILE [--ctx N] [--batch N] [--threads N]"), 2;
-	if (!(text = cli_read_all(text_path, &n_text)))
+	if (!(text = dm_read_all(text_path, &n_text)))
 		return cli_fail("%s: %s", text_path, strerror(errno ? errno : EIO));
 	/* as the reference tool does: one trailing newline of the file is dropped */
 	if (n_text && text[n_text - 1] == '\n')
@@ -911,7 +873,7 @@ int cli_logits(int argc, char **argv)
 		return cli_fail("usage: dormant logits MODEL (PROMPT | --ids FILE) -o OUT.f32 [--ctx N] [--batch N] [--threads N]"), 2;
 	if (ids_path) {
 		size_t n_text, cap = 0;
-		char *text = cli_read_all(ids_path, &n_text), *p, *end;
+		char *text = dm_read_all(ids_path, &n_text), *p, *end;
 		if (!text)
 			return cli_fail("%s: %s", ids_path, strerror(errno ? errno : EIO));
 		for (p = text;; p = end) {

@@ -1,5 +1,5 @@
 /*
- * cli/peer — runs another engine's llama-bench-compatible program for
+ * bench/peer — runs another engine's llama-bench-compatible program for
  * `dormant bench speed --vs` and reads its figures.
  *
  * The program is started directly (posix_spawn, no shell) as
@@ -30,13 +30,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/cli_peer.h"
+#include "base/file.h"
+#include "bench/bench.h"
 
 extern char **environ;
 
 #define PEER_WORDS_MAX 32
 
-int cli_peer_init(struct cli_peer *p, const char *path, const char *extra, struct dm_err *err)
+int bench_peer_init(struct bench_peer *p, const char *path, const char *extra, struct dm_err *err)
 {
 	const char *base = strrchr(path, '/');
 	char *save = NULL, *w;
@@ -92,7 +93,7 @@ static int find_test(json_t *arr, long n_prompt, long n_gen, double *tps, struct
 static void last_line(const char *path, char *out, size_t cap)
 {
 	size_t n = 0, e, b;
-	char *s = cli_read_all(path, &n);
+	char *s = dm_read_all(path, &n);
 
 	out[0] = '\0';
 	if (!s)
@@ -125,7 +126,7 @@ static int tmp_file(char *path, size_t cap, const char *what)
 	return 0;
 }
 
-int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, long n_gen, long depth,
+int bench_peer_run(const struct bench_peer *p, const char *model, long n_prompt, long n_gen, long depth,
 		 int threads, double timeout_s, double *pp, double *tg, struct dm_err *err)
 {
 	char out_path[512], err_path[512], sp[24], sn[24], sg[48], st[24], why[200];
@@ -184,7 +185,7 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 		goto out;
 	}
 	/* wait, but not forever: a peer that hangs is killed */
-	t0 = cli_now();
+	t0 = bench_now();
 	for (;;) {
 		pid_t w = waitpid(pid, &status, WNOHANG);
 		if (w == pid)
@@ -193,7 +194,7 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 			rc = dm_err_set(err, DM_EIO, "peer %s: waitpid: %s", p->name, strerror(errno));
 			goto out;
 		}
-		if (cli_now() - t0 > timeout_s) {
+		if (bench_now() - t0 > timeout_s) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			rc = dm_err_set(err, DM_ETIMEDOUT, "peer %s: no result after %.0f s (killed; --vs-timeout)",
@@ -213,7 +214,7 @@ int cli_peer_run(const struct cli_peer *p, const char *model, long n_prompt, lon
 					WEXITSTATUS(status), *why ? ": " : "", why);
 		goto out;
 	}
-	text = cli_read_all(out_path, &len);
+	text = dm_read_all(out_path, &len);
 	if (!text) {
 		rc = dm_err_set(err, DM_EIO, "peer %s: cannot read its output: %s", p->name, strerror(errno));
 		goto out;
