@@ -9,7 +9,9 @@
  * shell, both so that the test cannot disturb (or be disturbed by) a real
  * server: the port 7373 is replaced by a free one (DORMANT_PORT is set to
  * it as well), and the stores of the machine's user are not scanned
- * (DORMANT_DISCOVER=false).  Processes a block leaves in the background
+ * (DORMANT_DISCOVER=false).  And every curl call answered with an HTTP
+ * error fails the file, piped or not.  Every ```ini block must be a
+ * configuration `dormant config --config FILE` accepts.  Processes a block leaves in the background
  * are stopped at the end.  A failing block fails the test with the
  * script's output, and so does a file whose blocks run past 10 minutes
  * (examples must be quick: measurements are marked to skip). */
@@ -139,10 +141,18 @@ static int run_doc(const char *path)
 	snprintf(sh, sizeof sh, "%s/script.sh", dir);
 	{
 		struct buf full = { 0 };
-		char pre[1024];
+		char pre[2048];
 		snprintf(pre, sizeof pre,
 			 "set -e\ncd '%s'\nexport DORMANT_PORT=%d DORMANT_DISCOVER=false\n"
-			 "trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait; exit $rc' EXIT\n",
+			 /* an HTTP error (curl's exit status 22 with --fail or
+			  * --fail-with-body, which every call gets unless it asks
+			  * for --fail itself) fails the script, even where that
+			  * status is lost in a pipe */
+			 "curl() { local a x=--fail-with-body c; for a; do case $a in --fail*|-[!-]*f*) x=;; esac; done\n"
+			 "  command curl $x \"$@\" && return 0; c=$?\n"
+			 "  [ $c != 22 ] || echo \"curl $*: HTTP error\" >>curl-failures; return $c; }\n"
+			 "trap 'rc=$?; kill $(jobs -p) 2>/dev/null || true; wait; [ ! -s curl-failures ] || { cat curl-failures; rc=1; }; "
+			 "exit $rc' EXIT\n",
 			 dir, port);
 		buf_add(&full, pre, strlen(pre));
 		buf_add(&full, script, strlen(script));
@@ -181,10 +191,53 @@ static void test_doc_script_extraction(void **state)
 	free(s);
 }
 
+/* Every ```ini block of a Markdown file read by `dormant config --config
+ * FILE` (keys, values, sections and profiles checked; model files need
+ * not exist): the number of blocks, each one accepted. */
+static int check_ini(const char *path)
+{
+	size_t md_n;
+	char *md = tu_read_file(path, &md_n);
+	const char *p = md;
+	const char *b = getenv("BUILD");
+	int n_ini = 0;
+	bool in = false;
+	struct buf cur = { 0 };
+	assert_non_null(md);
+	while (*p) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (!in && n == 6 && !memcmp(p, "```ini", 6)) {
+			in = true;
+			cur.n = 0;
+			buf_add(&cur, "", 0);
+		} else if (in && n >= 3 && !memcmp(p, "```", 3)) {
+			char f[600];
+			int st;
+			in = false;
+			snprintf(f, sizeof f, "%s/doc-ini-%d.ini", tu_tmpdir(), ++n_ini);
+			assert_int_equal(tu_write_file(f, cur.p, cur.n), 0);
+			char *out = tu_capture(&st, "DORMANT_DISCOVER=false %s/dormant config --config '%s' 2>&1 >/dev/null",
+					       b && *b ? b : "build", f);
+			if (st != 0)
+				fail_msg("%s: ini block %d is not a valid configuration: %s", path, n_ini, out ? out : "");
+			free(out);
+		} else if (in) {
+			buf_add(&cur, p, n);
+			buf_add(&cur, "\n", 1);
+		}
+		p = e ? e + 1 : p + n;
+	}
+	free(cur.p);
+	free(md);
+	return n_ini;
+}
+
 static void test_readme_runs(void **state)
 {
 	(void)state;
 	assert_true(run_doc("README.md") > 0);
+	print_message("README.md: %d ini blocks accepted\n", check_ini("README.md"));
 }
 
 static void test_docs_run(void **state)
@@ -200,6 +253,9 @@ static void test_docs_run(void **state)
 			continue;
 		snprintf(path, sizeof path, "docs/%s", e->d_name);
 		run_doc(path);
+		int k = check_ini(path);
+		if (k)
+			print_message("%s: %d ini blocks accepted\n", path, k);
 	}
 	closedir(d);
 }

@@ -60,8 +60,6 @@ int cli_parse_float(const char *opt, const char *val, double lo, double hi, floa
 
 /* Seconds on the monotonic clock. */
 double cli_now(void);
-/* Median of v[0..n) (n >= 1), sorting v in place. */
-double cli_median(double *v, int n);
 
 /* One line of the start-up check (`dormant serve`, `dormant config check`):
  * "  check NAME ok (needs X MiB)" or "  check NAME problem: MESSAGE"
