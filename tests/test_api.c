@@ -80,6 +80,10 @@ static void test_api_lifecycle(void **state)
 	assert_int_equal(dormant_unload(d, "tiny", err, sizeof err), 0);
 	dormant_status(d, st, 4);
 	assert_string_equal(st[0].state, "dormant");
+	/* options and result may be NULL: the defaults (128 tokens at most) */
+	assert_int_equal(dormant_generate(d, "tiny", "hello", NULL, NULL, NULL, NULL, err, sizeof err), 0);
+	assert_int_equal(dormant_generate(d, "tiny", "hello", NULL, NULL, NULL, &r, err, sizeof err), 0);
+	assert_true(r.n_gen > 0 && r.n_gen <= 128);
 	assert_int_equal(dormant_generate(d, "nope", "x", NULL, NULL, NULL, NULL, err, sizeof err), DORMANT_ENOTFOUND);
 	assert_string_equal(err, "model 'nope' not found");
 	assert_string_equal(dormant_code_str(DORMANT_ENOTFOUND), "not found");

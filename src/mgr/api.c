@@ -356,6 +356,10 @@ static bool params_any(const struct disc_params *p)
 	       p->has_num_predict || p->stop[0][0];
 }
 
+/* Every field at its default (what NULL options mean). */
+static const struct dormant_gen_opts unset = { .temperature = -1, .top_k = -1, .top_p = -1,
+							.min_p = -1 };
+
 /* o, or (for a model discovery registered with an Ollama system prompt or
  * params) a copy in *out with those filling what the request left unset:
  * the system prompt when the conversation has no system message, and the
@@ -364,8 +368,6 @@ static bool params_any(const struct disc_params *p)
 static const struct dormant_gen_opts *gen_defaults(dormant *d, const char *name,
 						   const struct dormant_gen_opts *o, struct gen_dflt **out)
 {
-	static const struct dormant_gen_opts unset = { .temperature = -1, .top_k = -1, .top_p = -1,
-						       .min_p = -1 };
 	const struct disc_model *m = NULL;
 	struct gen_dflt *g;
 	const struct disc_params *p;
@@ -825,11 +827,15 @@ int dormant_generate(dormant *d, const char *model, const char *prompt,
 	struct mgr_lease *l;
 	struct gen_params gp;
 	struct gen_stats st;
-	struct relay rl = { cb, ud, o ? o->cancel : NULL };
+	struct relay rl;
 	struct engine *en;
 	struct dm_err e;
 	int32_t *ids = NULL;
 	size_t n_ids = 0;
+
+	if (!o)
+		o = &unset;
+	rl = (struct relay){ cb, ud, o->cancel };
 	double t0 = now_s(), t_run;
 	struct gen_dflt *dflt = NULL;
 	size_t snap_max = 0;
