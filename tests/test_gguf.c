@@ -796,6 +796,55 @@ static void test_integer_range(void **state)
 	gguf_close(g);
 }
 
+/* general.alignment through the writer: set_alignment and adding the key
+ * directly both change where tensor data goes, so the file's claim and its
+ * layout agree; a key of another type or a value that is not a power of
+ * two is refused (a u8 key once overwrote 4 bytes of a 1-byte value); the
+ * f64 getter's type error names the types it takes. */
+static void test_writer_alignment(void **state)
+{
+	const char *path = tu_tmp_path("align.gguf");
+	const int64_t ne[1] = { 3 };
+	const float vals[3] = { 1, 2, 3 };
+	struct gguf_writer *w;
+	struct gguf_file *g;
+	struct dm_err e;
+	double d;
+	(void)state;
+	assert_int_equal(gguf_writer_open(&w, path, &e), 0);
+	assert_int_equal(gguf_writer_add_u8(w, "general.alignment", 4, &e), DM_ETYPE);
+	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 48, &e), DM_EINVAL);
+	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 256, &e), 0);
+	assert_int_equal(gguf_writer_add_str(w, "name", "x", &e), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "a", GGUF_TYPE_F32, 1, ne, &e), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "b", GGUF_TYPE_F32, 1, ne, &e), 1);
+	assert_int_equal(gguf_writer_write_header(w, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_close(w, &e), 0);
+	assert_int_equal(gguf_open(&g, path, &e), 0);
+	assert_int_equal(g->alignment, 256);
+	assert_int_equal(g->data_offset % 256, 0);
+	assert_int_equal(g->tensors[1].offset, 256); /* b after a's 12 bytes, padded */
+	assert_int_equal(gguf_get_f64(g, "name", &d, &e), DM_ETYPE);
+	assert_non_null(strstr(e.msg, "expected f32 or f64"));
+	gguf_close(g);
+	/* set_alignment replaces a directly added value */
+	assert_int_equal(gguf_writer_open(&w, path, &e), 0);
+	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 128, &e), 0);
+	assert_int_equal(gguf_writer_set_alignment(w, 64, &e), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "a", GGUF_TYPE_F32, 1, ne, &e), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "b", GGUF_TYPE_F32, 1, ne, &e), 1);
+	assert_int_equal(gguf_writer_write_header(w, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_close(w, &e), 0);
+	assert_int_equal(gguf_open(&g, path, &e), 0);
+	assert_int_equal(g->alignment, 64);
+	assert_int_equal(g->tensors[1].offset, 64);
+	gguf_close(g);
+}
+
 /* Offsets past 4 GiB survive the round trip: a 4.5 GiB hole, then a small
  * tensor whose bytes are checked through the mapping. */
 static void test_offsets_past_4gib(void **state)
@@ -1031,6 +1080,7 @@ int main(void)
 		cmocka_unit_test(test_getter_errors),
 		cmocka_unit_test(test_integer_range),
 		cmocka_unit_test(test_offsets_past_4gib),
+		cmocka_unit_test(test_writer_alignment),
 		cmocka_unit_test(test_type_table),
 		cmocka_unit_test(test_golden_files),
 		cmocka_unit_test(test_cli_info),

@@ -771,16 +771,25 @@ int bench_run(const struct bench_opts *o, struct dm_err *err)
 		}
 	}
 	bench_set(json_object_get(L.root, "machine"), "loadavg_end", loadavg_json());
+	/* what was measured is written even after a failure, which stays the
+	 * one reported */
 	if (L.o.json_path) {
 		if (json_dump_file(L.root, L.o.json_path, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
-			rc = dm_err_set(err, DM_EIO, "%s: cannot write the JSON: %s", L.o.json_path, strerror(errno));
+			if (!rc)
+				rc = dm_err_set(err, DM_EIO, "%s: cannot write the JSON: %s", L.o.json_path,
+						strerror(errno));
 			goto out;
 		}
 		fprintf(L.o.out, "\njson: %s\n", L.o.json_path);
 	}
 	if (L.o.report_dir) {
-		if ((rc = bench_report_write(L.root, L.o.report_dir, err)))
+		struct dm_err later;
+		int wrc = bench_report_write(L.root, L.o.report_dir, rc ? &later : err);
+		if (wrc) {
+			if (!rc)
+				rc = wrc;
 			goto out;
+		}
 		fprintf(L.o.out, "report: %s/index.html\n", L.o.report_dir);
 	}
 out:

@@ -250,7 +250,8 @@ struct gguf_writer;
 int gguf_writer_open(struct gguf_writer **out, const char *path, struct dm_err *err);
 /* Writes into an open stream (not closed by the writer). */
 int gguf_writer_open_stream(struct gguf_writer **out, FILE *f, const char *name, struct dm_err *err);
-/* Must be a power of two; also recorded as general.alignment (u32). */
+/* Must be a power of two; also recorded as general.alignment (u32).  Adding
+ * that key directly does the same (it must be a u32 and a power of two). */
 int gguf_writer_set_alignment(struct gguf_writer *w, uint32_t alignment, struct dm_err *err);
 
 int gguf_writer_add_u8(struct gguf_writer *w, const char *key, uint8_t v, struct dm_err *err);

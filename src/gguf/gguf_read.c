@@ -810,7 +810,7 @@ int gguf_get_f64(const struct gguf_file *g, const char *key, double *out, struct
 	if (rc)
 		return rc;
 	if (kv->val.type != GGUF_VT_FLOAT32 && kv->val.type != GGUF_VT_FLOAT64)
-		return wrong_type(g, key, kv->val.type, "f32", err);
+		return wrong_type(g, key, kv->val.type, "f32 or f64", err);
 	return gguf_value_f64(&kv->val, out);
 }
 

@@ -141,6 +141,15 @@ static int add_kv(struct gguf_writer *w, const char *key, uint32_t type, const v
 		return rc;
 	if (type >= GGUF_VT_COUNT)
 		return dm_err_set(err, DM_EINVAL, "%s: key '%s': bad value type %u", w->name, key, type);
+	/* the alignment the file claims is the one its data uses */
+	uint32_t align = 0;
+	if (strcmp(key, "general.alignment") == 0) {
+		if (type != GGUF_VT_UINT32 || nbytes != 4)
+			return dm_err_set(err, DM_ETYPE, "%s: general.alignment must be a u32", w->name);
+		memcpy(&align, bytes, 4);
+		if (align == 0 || (align & (align - 1)))
+			return dm_err_set(err, DM_EINVAL, "%s: alignment %u is not a power of two", w->name, align);
+	}
 	for (size_t i = 0; i < w->n_kv; i++)
 		if (strcmp(w->kv[i].key, key) == 0)
 			return dm_err_set(err, DM_EINVAL, "%s: duplicate key '%s'", w->name, key);
@@ -165,6 +174,8 @@ static int add_kv(struct gguf_writer *w, const char *key, uint32_t type, const v
 	kv->type = type;
 	kv->nbytes = nbytes;
 	w->n_kv++;
+	if (align)
+		w->alignment = align;
 	return 0;
 }
 
@@ -267,15 +278,12 @@ int gguf_writer_set_alignment(struct gguf_writer *w, uint32_t alignment, struct 
 		return dm_err_set(err, DM_EINVAL, "%s: alignment %u is not a power of two",
 				  w->name, alignment);
 	for (size_t i = 0; i < w->n_kv; i++)
-		if (strcmp(w->kv[i].key, "general.alignment") == 0) {
+		if (strcmp(w->kv[i].key, "general.alignment") == 0) { /* a u32 (add_kv) */
 			memcpy(w->kv[i].bytes, &alignment, 4);
 			w->alignment = alignment;
 			return 0;
 		}
-	if ((rc = gguf_writer_add_u32(w, "general.alignment", alignment, err)))
-		return rc;
-	w->alignment = alignment;
-	return 0;
+	return gguf_writer_add_u32(w, "general.alignment", alignment, err);
 }
 
 static uint64_t align_up(uint64_t x, uint32_t a)
