@@ -93,9 +93,12 @@ struct dormant_gen_opts {
 	const struct dormant_msg *messages; /* n_messages > 0: the conversation to */
 	size_t n_messages;       /* continue (chat template applied; prompt ignored) */
 	int truncate;            /* a prompt longer than the context: drop the oldest
-				  * turns after the leading system messages (or the
-				  * middle of a plain prompt) instead of failing with
-				  * a "context length exceeded" error */
+				  * turns after the leading system messages (keeping
+				  * the latest turn), then, if it still does not fit,
+				  * cut the middle (all a plain prompt gets), instead
+				  * of failing with DORMANT_ETOOLONG ("this model's
+				  * maximum context length is N tokens, but the prompt
+				  * is M tokens") */
 	int has_keep_alive;      /* override the model's keep-alive (if allowed) */
 	int64_t keep_alive_ms;   /* 0: unload after; negative: forever */
 	/* set (to non-zero) from any thread to cancel: polled while the request
@@ -109,7 +112,8 @@ struct dormant_gen_opts {
 };
 
 struct dormant_gen_result {
-	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate) */
+	int n_prompt, n_gen;     /* n_prompt: the tokens kept (see truncate); on
+				  * DORMANT_ETOOLONG, the full prompt's length */
 	int n_cached;            /* of n_prompt, the tokens whose KV cache a previous request
 				  * left (prompt-prefix reuse): not evaluated again */
 	int n_ctx;               /* the request's context (num_ctx, else the model's n_ctx,
@@ -281,14 +285,15 @@ struct dormant_reload {
  *   - removed: unknown to new requests at once, unloaded when its requests end;
  *   - new: registered (an eager one is loaded).
  * The budget and queue limits apply at once (idle models are evicted to fit
- * a smaller budget; busy ones never).  Server settings that cannot change
- * while serving (host, port, api_key, max_body, connections, timeouts,
- * max_tokens, drop_page_cache) keep their values and are listed in
- * res->restart.  Models registered by dormant_add_model stay as they are
- * (a configuration that takes one's name is refused); a discovered model's
- * name the configuration takes becomes the configuration's.  Then the model
- * folders and stores are scanned again.  Reloads run one at a time.  res
- * may be NULL. */
+ * a smaller budget; busy ones never), except that the embed/rerank wait
+ * queue keeps the max_queue read at dormant_open until the handle is
+ * reopened.  Server settings that cannot change while serving (host, port,
+ * api_key, max_body, connections, timeouts, max_tokens, drop_page_cache)
+ * keep their values and are listed in res->restart.  Models registered by
+ * dormant_add_model stay as they are (a configuration that takes one's name
+ * is refused); a discovered model's name the configuration takes becomes the
+ * configuration's.  Then the model folders and stores are scanned again.
+ * Reloads run one at a time.  res may be NULL. */
 int dormant_reload(dormant *d, struct dormant_reload *res, char *err, size_t errlen);
 
 #ifdef __cplusplus

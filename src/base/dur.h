@@ -2,8 +2,11 @@
  * base/dur — the one duration grammar of dormant, shared by the config file
  * (keep_alive, queue_timeout, ...) and both HTTP APIs (keep_alive).
  *
- *   duration := ws ( "forever" | [sign] term+ | [sign] number ) ws
+ *   duration := ws ( "forever" | [sign] ws term (ws term)* | [sign] ws number ) ws
  *   term     := number ws unit          unit := ns | us | ms | s | m | min | h
+ *
+ * where ws is any run of white space, empty included ("- 5m", "1h 30m"), and
+ * "forever" is matched in any case.
  *
  * Go's time.ParseDuration ("1h30m", "250ms", "1.5h"), which Ollama's clients
  * send, plus "min" and a bare number of seconds.  A negative duration means

@@ -25,8 +25,11 @@ struct dm_gpu_info {
 	char absent_reason[160];   /* why n == 0 */
 };
 
-/* Fills *out.  Returns 0 (also when no GPU or driver is present) or an
- * error for a driver that is present but fails. */
+/* Fills *out (at most DM_GPU_MAX devices).  Returns 0 also when no GPU or
+ * driver is present, when the library lacks an entry point, and when
+ * nvmlInit fails (each with n == 0 and absent_reason set); a device whose
+ * handle or memory query fails is skipped.  Only a failed
+ * nvmlDeviceGetCount is an error: DM_EIO. */
 int dm_gpu_query(struct dm_gpu_info *out, struct dm_err *err);
 
 #endif

@@ -42,7 +42,10 @@ struct dm_mem_usage {
 int dm_mem_usage(struct dm_mem_usage *out);
 
 /* Bytes of the file at path that sit in the page cache now (mincore over a
- * fresh mapping); DM_EIO if it cannot be opened or mapped. */
+ * fresh mapping) in *bytes (set to 0 first), its size in *size.  DM_EIO if
+ * it cannot be opened, stat'ed or mapped; *size is left unset when it cannot
+ * be opened or stat'ed.  When malloc or mincore fails it returns 0 with
+ * *bytes = 0. */
 int dm_file_cached(const char *path, uint64_t *bytes, uint64_t *size);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * base/rng — small deterministic random numbers (splitmix64 seeding a
- * xoshiro256** generator).  Same seed, same stream, on every machine.
+ * xoshiro256** generator).  Same seed, same stream of dm_rng_u64 and
+ * dm_rng_uniform values on every machine; dm_rng_normal uses libm's log, sin
+ * and cos, whose results may differ in the last bit between libm builds.
  */
 #ifndef DM_BASE_RNG_H
 #define DM_BASE_RNG_H

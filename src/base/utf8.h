@@ -17,10 +17,13 @@ size_t dm_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
  * or 0 for an invalid code point. */
 size_t dm_utf8_encode(uint32_t cp, uint8_t out[4]);
 
-/* Length of the longest prefix of s[0..n) made of complete, valid sequences
- * that ends before any *incomplete* trailing sequence (invalid bytes count as
- * complete single bytes).  Used by streaming decoders to hold back a
- * character split across tokens. */
+/* Length of s[0..n) less an *incomplete* trailing sequence: a lead byte
+ * (C0-F7) among the last 3 bytes followed only by continuation bytes, fewer
+ * than its form needs, is held back with them.  Only the lead byte's form is
+ * looked at, so such a tail is held back even when it can never become valid
+ * (C0, C1, F5-F7, or a continuation byte out of range, as in E0 80); any
+ * other invalid byte counts as a complete single byte.  Used by streaming
+ * decoders to hold back a character split across tokens. */
 size_t dm_utf8_complete_prefix(const uint8_t *s, size_t n);
 
 /* 1 if s[0..n) is entirely valid UTF-8. */

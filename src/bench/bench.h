@@ -270,6 +270,8 @@ int bench_peer_init(struct bench_peer *p, const char *path, const char *extra, s
  * llama-bench JSON or lacks a result. */
 int bench_peer_run(const struct bench_peer *p, const char *model, long n_prompt, long n_gen, long depth,
 		 int threads, double timeout_s, double *pp, double *tg, struct dm_err *err);
+
+/* ---- server.c: `dormant bench server` ---- */
 /* `dormant bench server`: what HTTP adds over the library call, on model
  * (runs interleaved samples, threads 0 = the default; with_wrk: also the
  * keep-alive figures, about 9 s).  A table on print (NULL: none), the

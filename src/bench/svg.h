@@ -9,9 +9,9 @@
  * text and attribute value escaped, no script, no external reference.
  * Points that are not finite are dropped when added.
  *
- * Ownership: a chart owns its series' arrays (bench_svg_free); the labels
- * array of a series and its strings are borrowed and must outlive
- * bench_svg_write.
+ * Ownership: a chart owns its series' arrays, the labels array included
+ * (bench_svg_free frees them all, so a labels array must come from malloc);
+ * the label strings are borrowed and must outlive bench_svg_write.
  */
 #ifndef DM_BENCH_SVG_H
 #define DM_BENCH_SVG_H
@@ -33,7 +33,7 @@ struct bench_svg_series {
 	double *x, *y; /* n points, room for cap */
 	int n, cap;
 	unsigned style;
-	const char **labels; /* per point, or NULL (borrowed) */
+	const char **labels; /* per point, or NULL (the array owned, its strings borrowed) */
 };
 
 /* A vertical dashed line at x with a rotated label (an event on a time axis). */

@@ -53,8 +53,9 @@ struct dm_err;
  * cannot be used. */
 int cli_disc_find(const struct cli_disc *cd, const char *name, struct disc_model *out, struct dm_err *err);
 
-/* Strict number parsing for options: prints "dormant: OPT: 'VAL' is not ..."
- * and returns -1 when VAL is missing, malformed or out of [lo, hi]. */
+/* Strict number parsing for options: returns -1 after printing
+ * "dormant: OPT needs a value" when VAL is missing, or
+ * "dormant: OPT: 'VAL' is not ..." when it is malformed or out of [lo, hi]. */
 int cli_parse_long(const char *opt, const char *val, long lo, long hi, long *out);
 int cli_parse_float(const char *opt, const char *val, double lo, double hi, float *out);
 
@@ -80,8 +81,8 @@ int cli_server_models(const char *host, long port, const char *path, int raw, st
 /* Writes s[0..n) as a JSON string literal (quotes included); invalid UTF-8
  * bytes become U+FFFD so the output is always valid JSON. */
 void cli_json_str(FILE *f, const char *s, size_t n);
-/* Writes s[0..n) for humans: printable UTF-8 as is, control characters and
- * invalid bytes as C escapes. */
+/* Writes s[0..n) for humans: printable UTF-8 as is; backslash, double quote,
+ * control characters and invalid bytes as C escapes (\\, \", \n, \x01). */
 void cli_text_str(FILE *f, const char *s, size_t n);
 
 #endif

@@ -286,7 +286,10 @@ int gguf_writer_write_header(struct gguf_writer *w, struct dm_err *err);
 /* Appends n bytes of tensor data; may be called many times per tensor and
  * may cross tensor boundaries (padding between tensors is inserted). */
 int gguf_writer_write(struct gguf_writer *w, const void *data, uint64_t n, struct dm_err *err);
-/* Like gguf_writer_write with zeros, but seeks (leaves a hole) when it can. */
+/* Like gguf_writer_write with zeros.  On a stream with a file descriptor it
+ * seeks over them (leaving a hole), so such a stream must be seekable: a
+ * failed seek is DM_EIO and fails the writer.  Zeros are written only to a
+ * stream without a descriptor. */
 int gguf_writer_skip(struct gguf_writer *w, uint64_t n, struct dm_err *err);
 /* Checks every declared byte was written, flushes, closes, frees.  NULL is a
  * no-op.  On error the partial file is left for inspection. */

@@ -308,7 +308,8 @@ INLINE void attn_run_p(const struct kern_attn_shape *sh, const float *qt, const 
 }
 
 /* The caller (ops.c) has checked: n_head / n_head_kv >= 2, head_dim a
- * multiple of 8 and at most KERN_GRP_HD, 1 <= n <= KERN_ATTN_RUN. */
+ * multiple of 8 and at most KERN_GRP_HD.  1 <= n <= KERN_ATTN_RUN is the
+ * caller's precondition (kern.h's kern_attn_run contract). */
 void SFX(kern_attn_run)(const struct kern_attn_shape *sh, const float *qt, const uint16_t *k, const uint16_t *v,
 			int64_t n, float *part, float *ws)
 {

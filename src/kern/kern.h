@@ -29,8 +29,9 @@
  * rounding as ggml's reference quantizers), as ggml does; inside a block the
  * products are summed exactly in integers, so SIMD and reference paths
  * differ only in the order of float additions across blocks.  F32, F16 and
- * BF16 weights take float activations unchanged, except in the AVX512BF16
- * prefill (kern_matmul_eps).
+ * BF16 weights take float activations unchanged, except on AVX512BF16: the
+ * BF16 matvec, and the F16 and BF16 prefill from 8 tokens, round them to
+ * bf16 (kern_matmul_eps).
  */
 #ifndef DM_KERN_H
 #define DM_KERN_H
@@ -47,7 +48,8 @@ enum kern_isa {
 	KERN_ISA_REF = 0,
 	KERN_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
 	KERN_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI */
-	KERN_ISA_AVX512BF16 = 3, /* the same + AVX512_BF16: F16/BF16 prefill in bf16 products */
+	KERN_ISA_AVX512BF16 = 3, /* the same + AVX512_BF16: bf16 products in the BF16 matvec
+				  * and the F16/BF16 prefill */
 	KERN_ISA_COUNT
 };
 
@@ -59,7 +61,7 @@ enum kern_isa kern_isa_best(void);
 bool kern_isa_supported(enum kern_isa isa);
 /* "ref", "avx2", "avx512", "avx512bf16". */
 const char *kern_isa_name(enum kern_isa isa);
-/* Parses "ref" / "avx2" / "avx512"; -1 for anything else. */
+/* Parses "ref", "avx2", "avx512", "avx512bf16"; -1 for anything else. */
 int kern_isa_from_name(const char *name);
 
 /* Dequantizes n elements (a multiple of the block size) from x to y. */
@@ -143,9 +145,11 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 /* Prefill: y[t][r] = Σ_i w[r][i]·x[t][i] for t < n_tok, r < n_rows.
  * x is n_tok × n floats (row-major), y is n_tok × n_rows.  Tiled so that a
  * block of weight rows is reused from cache for KERN_COLS_MAX tokens; on
- * AVX-512, from a few tokens up, weight rows are repacked 16 at a time into
- * per-thread scratch (a few hundred KiB per thread) and
- * multiplied against every token (gemm_avx512.c). */
+ * AVX-512 and AVX2, from a few tokens up (a per-type minimum, 4 or 8),
+ * weight rows are repacked 16 at a time into per-thread scratch (a few
+ * hundred KiB per thread) and multiplied against every token
+ * (gemm_avx512.c for the types it has; gemm_avx2.c for Q4_0, Q8_0, F32,
+ * F16 and BF16 from 4 tokens, Q4_K, Q5_K and Q6_K from 8). */
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err);
@@ -156,9 +160,11 @@ int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
  * is computed as some w·x·(1 + δ), |δ| <= eps, before float summation.
  * On KERN_ISA_AVX512BF16: BF16 weights are multiplied in bf16, the
  * activations rounded to bf16 as the reference engine does for BF16
- * weights (eps = 2^-9); so are F16 weights from 8 tokens, rounded to bf16
- * too (eps = 2^-8 + 2^-18; the F16 matvec stays in float products).
- * DORMANT_ISA=avx512 keeps float products everywhere. */
+ * weights (eps = 2^-9), at 1 token (the matvec) and from 8 tokens (the
+ * panel gemm); 2 to 7 tokens use float products (dot_cols, eps 0).  F16
+ * weights are multiplied in bf16 from 8 tokens, rounded to bf16 too
+ * (eps = 2^-8 + 2^-18); below 8 tokens, the F16 matvec included, they stay
+ * in float products.  DORMANT_ISA=avx512 keeps float products everywhere. */
 double kern_matmul_eps(enum kern_isa isa, uint32_t type, int64_t n_tok);
 
 /* Several products of the same x (n_tok × n) at once — y_i = x · w_iᵀ for
@@ -220,7 +226,9 @@ struct kern_rope {
  * for position pos: pair i (i < n_rot/2) turns by
  * θ = pos · freq_scale · base^(−2i/n_rot) / freq_factors[i], with cos θ and
  * sin θ both multiplied by attn_factor when it is set.
- * Dimensions past n_rot are left unchanged. */
+ * Dimensions past n_rot are left unchanged.  n_rot is at most 1024 (the
+ * loader's limit on head_dim): ops.c keeps 512 angles and turns no pair
+ * past them. */
 void kern_rope_apply(float *x, int64_t n_head, int64_t head_dim, int64_t pos,
 		     const struct kern_rope *r);
 

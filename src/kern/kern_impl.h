@@ -199,8 +199,8 @@ void kern_softcap_avx512(float *y, const float *x, float c, int64_t n);
  * packed activations (quantized, or floats for the float types) into slot
  * `slot` of the block at blk (act_bytes(n) bytes per block; block b, a_blk
  * bytes apart, holds tokens b·KERN_GEMM_TOK ...).  Results agree with the
- * type's reference vec_dot to float rounding (the integer part of every
- * block is exact). */
+ * type's reference vec_dot to float rounding where eps is 0 (the integer
+ * part of every block is exact), otherwise within eps (bf16 products). */
 #define KERN_PANEL_ROWS 16
 #define KERN_GEMM_TOK 8
 struct kern_gemm {
@@ -231,7 +231,8 @@ const struct kern_gemm *kern_gemm_avx2(uint32_t type);
 /* ---- gemv_avx512.c: decode matvec with a type-specific activation
  * layout: act_pack makes act_bytes(n) bytes from n floats once per call,
  * dot(n, row, act) is one weight row's product (agreeing with the type's
- * reference vec_dot to float rounding).  NULL: use the traits' vec_dot. */
+ * reference vec_dot to float rounding where eps is 0, otherwise within eps:
+ * bf16 products).  NULL: use the traits' vec_dot. */
 struct kern_gemv {
 	size_t (*act_bytes)(int64_t n);
 	kern_from_float_fn act_pack;

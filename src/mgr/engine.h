@@ -72,7 +72,7 @@ struct engine_backend_cfg {
 	bool drop_page_cache;   /* posix_fadvise(DONTNEED) the file at unload */
 };
 
-/* Fills *be with the engine backend (estimate, load, warmup, unload).
+/* Fills *be with the engine backend (estimate, load, warmup, unload, held, shrink).
  * cfg (may be NULL) is borrowed and must outlive the manager. */
 void mgr_engine_backend(struct mgr_backend *be, struct engine_backend_cfg *cfg);
 

@@ -122,8 +122,8 @@ struct mgr_backend {
 	uint64_t (*held)(void *ud, const struct mgr_loaded *l);
 	/* Optional.  Drops what the loaded model keeps only to be faster
 	 * (prefix snapshots); returns the bytes given back.  Called with the
-	 * manager's lock held, on an idle model or on the caller's own leased
-	 * one, before any model is evicted. */
+	 * manager's lock held, on an idle model other than the one making room,
+	 * before any model is evicted. */
 	uint64_t (*shrink)(void *ud, struct mgr_loaded *l);
 };
 
@@ -227,8 +227,10 @@ void *mgr_lease_handle(const struct mgr_lease *l);
  * idle models' caches are dropped (shrink), then idle models evicted,
  * never a busy one; while busy models stand in the way it waits
  * (queue_timeout_ms, then DM_ETIMEDOUT); if it can never fit, DM_ETOOBIG
- * "insufficient memory: model 'x' needs X for this request, have Y", and
- * the lease keeps its earlier reservation. */
+ * "insufficient memory: need X, have Y (max_ram) for model 'x' for this
+ * request" (when models that cannot be evicted stand in the way: without
+ * "(max_ram)", Y being what they leave or "no free model slot"), and the
+ * lease keeps its earlier reservation. */
 int mgr_lease_reserve(struct mgr_lease *l, uint64_t bytes, const atomic_int *cancel, struct dm_err *err);
 /* Which model answered (differs from the name asked when a fallback did),
  * and why ("" when no fallback). */
@@ -247,9 +249,10 @@ void mgr_release(struct mgr_lease *l);
  * *est_bytes (may be NULL), or the first problem. */
 int mgr_check_model(struct mgr *m, const char *name, uint64_t *est_bytes, struct dm_err *err);
 
-/* Explicit load (as if a request came and went) and unload (waits up to
- * queue_timeout_ms for an in-use, loading or unloading model, then
- * DM_ETIMEDOUT; DM_ENOTFOUND for an unknown name). */
+/* Explicit load (as if a request came and went, except that a model whose
+ * keep_alive is 0 stays loaded until its next request ends or mgr_unload)
+ * and unload (waits up to queue_timeout_ms for an in-use, loading or
+ * unloading model, then DM_ETIMEDOUT; DM_ENOTFOUND for an unknown name). */
 int mgr_load(struct mgr *m, const char *name, struct dm_err *err);
 int mgr_unload(struct mgr *m, const char *name, struct dm_err *err);
 

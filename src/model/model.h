@@ -117,7 +117,9 @@ struct model_layer {
 						      * residual add (gemma), or NULL */
 	const float *q_norm, *k_norm;           /* per-head RMSNorm before RoPE (hd), or NULL */
 	struct model_w wq, wk, wv, wo;          /* wq/wk/wv: row views of attn_qkv when fused */
-	const float *bq, *bk, *bv;              /* qwen2 only, else NULL */
+	const float *bq, *bk, *bv;              /* Q/K/V biases: required for qwen2 and bert,
+						 * bound when present for the other
+						 * architectures (nomic-bert included), else NULL */
 	struct model_w w_gate, w_up, w_down;    /* gate/up: row views of ffn_up when fused */
 	int32_t n_swa;                          /* this layer's window; 0: whole context */
 	float rope_base, rope_scale;            /* this layer's RoPE (gemma3 local layers differ) */
@@ -147,8 +149,9 @@ struct model {
 
 /* Binds the tensors of an open GGUF file.  Errors name the file and what is
  * wrong: "unsupported architecture 'gpt2'", "tensor 'blk.3.attn_q.weight'
- * has shape 4096 x 1024, expected 4096 x 4096", "tensor ... has type IQ2_XS,
- * which this build cannot compute with", missing tensors or keys. */
+ * has shape 4096 x 1024 x 1 x 1, expected 4096 x 4096", "tensor ... has
+ * type IQ2_XS, which this build cannot compute with", missing tensors or
+ * keys. */
 int model_bind(struct model **out, const struct gguf_file *g, struct dm_err *err);
 void model_free(struct model *m);
 

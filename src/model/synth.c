@@ -48,7 +48,8 @@
  *   cls.weight (E, E) + cls.bias (E), cls.output.weight (E, 1) +
  *   cls.output.bias (1)                                   with rank
  * LayerNorm weights 1 + 0.1·N(0, 1), biases 0.05·N(0, 1), matrices and the
- * embedding tables 0.02·N(0, 1) (the tables always F32), and a WordPiece
+ * embedding tables 0.02·N(0, 1) (token_types and position_embd always F32;
+ * token_embd in the weight type), and a WordPiece
  * vocabulary in llama.cpp's BERT layout (see vocab_make_wpm).
  */
 #include "model/synth.h"

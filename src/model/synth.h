@@ -1,7 +1,8 @@
 /*
  * model/synth — synthetic models for tests, benchmarks and the demo.
  *
- * Deterministic random weights N(0, 0.02) (norms 1.0) and a generated
+ * Deterministic random weights N(0, 0.02) (norm weights 1.0 for llama and
+ * qwen2, 1 + 0.1·N(0, 1) for the other architectures) and a generated
  * SentencePiece vocabulary (decoders) or WordPiece vocabulary (the encoders
  * bert and nomic-bert), written as a GGUF file with streaming writes so
  * the 1B preset needs no multi-GB buffer.  The text such a model produces is
@@ -26,7 +27,10 @@ struct synth_shape {
 
 struct synth_opts {
 	struct synth_shape shape;
-	uint32_t type; /* weight type for 2-D tensors (enum gguf_type) */
+	/* weight type for 2-D tensors (enum gguf_type), except the encoders'
+	 * token_types and position_embd tables (always F32) and the tensors
+	 * that q4_k_m makes Q6_K */
+	uint32_t type;
 	const char *arch; /* "llama" (default when NULL), "qwen2", "qwen3", "gemma2", "gemma3", "phi3",
 			   * or the encoders "bert", "nomic-bert" (their n_head_kv is n_head) */
 	/* encoders only: rank pooling and a classification head with one

@@ -17,9 +17,9 @@
  * unwatched server holds only its lifecycle and request history.
  *
  * Event types and their data (every one has "t": unix seconds):
- *   lifecycle {model, from, to, seconds, bytes, rss, evict, error}
+ *   lifecycle {model, from, to, seconds, bytes, rss, anon, file, evict, error}
  *   request   {endpoint, model, status, prompt_tokens, gen_tokens, ttft_s,
- *              tok_s, total_s, load_s, error}
+ *              tok_s, total_s, load_s, stream, error}
  *   memory    {rss, anon, file, cache, max_ram}
  *   models    {models: [per-model status as in /health, plus ttft]}
  */

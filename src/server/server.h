@@ -10,7 +10,7 @@
  *   rerank   POST /v1/rerank, /rerank, /v1/reranking, /api/rerank (rag.c)
  *   Ollama   POST /api/generate, /api/chat, /api/embed, /api/embeddings,
  *            /api/show; GET /api/tags, /api/ps, /api/version
- *   dormant  POST /api/load, /api/unload (progress as NDJSON or SSE),
+ *   dormant  POST /api/load (progress as NDJSON or SSE), /api/unload,
  *            /api/rescan (model discovery again, mgr/discover.h),
  *            /api/reload (the configuration again, then a rescan);
  *            GET /health (no key needed), /metrics (Prometheus text),
@@ -65,9 +65,13 @@ struct srv;
 int srv_start(struct srv **out, dormant *d, const struct srv_cfg *cfg, struct dm_err *err);
 /* The port actually bound (useful with port 0). */
 uint16_t srv_port(const struct srv *s);
-/* Stops accepting, cancels running loads and generations, lets each open
- * answer end with an error object (about 1.5 s at most), waits for the
- * generation threads, frees.  NULL is a no-op. */
+/* Stops accepting and cancels every generation (completions and chats of
+ * both APIs, in the queue, while their model loads, or between tokens);
+ * open answers get about 1.5 s to end with an error object, then their
+ * connections are shut.  Not cancelled, and waited for to their end: explicit
+ * loads and unloads (POST /api/load, /api/unload, and an Ollama generate or
+ * chat with an empty prompt) and embed and rerank requests.  Then waits for
+ * every stream thread and frees.  NULL is a no-op. */
 void srv_stop(struct srv *s);
 
 #endif

@@ -60,7 +60,7 @@ struct srv {
 	int n_active;                /* requests between their head and their end (streams too) */
 	struct srv_gen *live;        /* generation jobs running (srv_stop cancels them) */
 	uint64_t n_rejected_busy;    /* 503s for a full queue */
-	uint64_t n_cancelled;        /* generations cut short by their client */
+	uint64_t n_cancelled;        /* generations cancelled (client gone or server stopping) */
 	struct srv_model_stats models[SRV_MAX_MODELS];
 	size_t n_models;
 	struct srv_req_count reqs[128];

@@ -109,11 +109,16 @@ size_t tok_vocab_bytes(const struct tok_vocab *v);
 enum tok_kind tok_kind(const struct tok_vocab *v);
 /* "llama", "gpt2", "bert" or "t5". */
 const char *tok_kind_name(const struct tok_vocab *v);
-/* Pre-tokenizer name as resolved ("default", "llama3", ...); "" for SPM. */
+/* Pre-tokenizer name as resolved ("default", "llama3", ...) for BPE (gpt2)
+ * vocabularies; "" for every other kind. */
 const char *tok_pre_name(const struct tok_vocab *v);
 int32_t tok_n_tokens(const struct tok_vocab *v);
 
-/* Special ids, or -1 when the model has none. */
+/* Special ids: the file's id when it gives one in range, else the default
+ * llama.cpp uses for the tokenizer kind (SPM: bos 1, eos 2, unk 0;
+ * WordPiece: bos 101 (or cls_token_id), unk 100, sep 102, pad 0, mask 103;
+ * Unigram: eos 1, unk 2, pad 0; BPE: bos and eos 11) when that is in range;
+ * -1 only when there is none. */
 int32_t tok_bos(const struct tok_vocab *v);
 int32_t tok_eos(const struct tok_vocab *v);
 int32_t tok_eot(const struct tok_vocab *v);
@@ -156,7 +161,8 @@ enum {
 /* Tokenizes text[0..len) (any bytes; NUL is an ordinary byte).  On success
  * *ids is malloc'ed (free with free(); NULL when *n is 0).  Errors:
  * DM_ENOMEM, DM_ERANGE (a regex ran out of its match limits, which needs a
- * pathological input), DM_EUNSUPPORTED (a byte with no token at all). */
+ * pathological input, or an SPM or BPE fragment is 2 GiB (INT32_MAX bytes)
+ * or more once escaped), DM_EUNSUPPORTED (a byte with no token at all). */
 int tok_encode(const struct tok_vocab *v, const char *text, size_t len, unsigned flags,
 	       int32_t **ids, size_t *n, struct dm_err *err);
 
@@ -171,8 +177,11 @@ enum {
 	 * from the first token and from the first token after each special
 	 * token, when that token is a normal token.  Set it when the ids are a
 	 * whole encoded text (then decode(encode(x)) == x for SentencePiece);
-	 * leave it off when continuing after a prompt.  No effect on other
-	 * vocabularies. */
+	 * leave it off when continuing after a prompt.  It applies to a
+	 * vocabulary of any kind whose add_space_prefix is true (SPM's
+	 * default; a file may set it for any kind), to every WordPiece
+	 * vocabulary and to Unigram under remove_extra_whitespaces; no effect
+	 * on others. */
 	TOK_DEC_STRIP_SPACE = 1u << 1,
 };
 

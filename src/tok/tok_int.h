@@ -72,7 +72,9 @@ struct tok_vocab {
 	int32_t n_nodes;
 	uint8_t spec_first[256]; /* 1 if some special starts with this byte */
 
-	/* SPM byte fallback: id for each byte, or -1. */
+	/* Byte fallback: for each byte the id of its <0xNN> token, else of the
+	 * token that is that single byte, else the unknown token's id; -1 only
+	 * when there is no unknown token either. */
 	int32_t byte_tok[256];
 	/* GPT-2 byte alphabet: byte -> UTF-8 of its character (1 or 2 bytes). */
 	uint8_t b2u[256][2];
@@ -84,9 +86,9 @@ struct tok_vocab {
 	 * unknown character (lowest normal score - 10, as llama.cpp); byte
 	 * fallback (the vocab has <0xNN> byte tokens). */
 	bool remove_extra_ws, ugm_byte_fallback;
-	/* TOK_DEC_STRIP_SPACE applies: the encoder puts a space ("▁") in
-	 * front of the text (SPM/UGM add_space_prefix, UGM
-	 * remove_extra_whitespaces, every WordPiece word). */
+	/* TOK_DEC_STRIP_SPACE applies: add_space_prefix is true (for a
+	 * vocabulary of any kind), the vocabulary is WordPiece (every word
+	 * starts with "▁"), or it is Unigram with remove_extra_whitespaces. */
 	bool dec_strip;
 	double ugm_unk_score;
 	/* Unigram: tokenizer.ggml.precompiled_charsmap (owned copy), split
