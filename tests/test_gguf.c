@@ -796,6 +796,20 @@ static void test_integer_range(void **state)
 	gguf_close(g);
 }
 
+/* Two 3-float tensors "a" and "b", then the file is finished. */
+static void write_two_tensors(struct gguf_writer *w)
+{
+	const int64_t ne[1] = { 3 };
+	const float vals[3] = { 1, 2, 3 };
+	struct dm_err e;
+	assert_int_equal(gguf_writer_add_tensor(w, "a", GGUF_TYPE_F32, 1, ne, &e), 0);
+	assert_int_equal(gguf_writer_add_tensor(w, "b", GGUF_TYPE_F32, 1, ne, &e), 1);
+	assert_int_equal(gguf_writer_write_header(w, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
+	assert_int_equal(gguf_writer_close(w, &e), 0);
+}
+
 /* general.alignment through the writer: set_alignment and adding the key
  * directly both change where tensor data goes, so the file's claim and its
  * layout agree; a key of another type or a value that is not a power of
@@ -804,8 +818,6 @@ static void test_integer_range(void **state)
 static void test_writer_alignment(void **state)
 {
 	const char *path = tu_tmp_path("align.gguf");
-	const int64_t ne[1] = { 3 };
-	const float vals[3] = { 1, 2, 3 };
 	struct gguf_writer *w;
 	struct gguf_file *g;
 	struct dm_err e;
@@ -816,12 +828,7 @@ static void test_writer_alignment(void **state)
 	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 48, &e), DM_EINVAL);
 	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 256, &e), 0);
 	assert_int_equal(gguf_writer_add_str(w, "name", "x", &e), 0);
-	assert_int_equal(gguf_writer_add_tensor(w, "a", GGUF_TYPE_F32, 1, ne, &e), 0);
-	assert_int_equal(gguf_writer_add_tensor(w, "b", GGUF_TYPE_F32, 1, ne, &e), 1);
-	assert_int_equal(gguf_writer_write_header(w, &e), 0);
-	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
-	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
-	assert_int_equal(gguf_writer_close(w, &e), 0);
+	write_two_tensors(w);
 	assert_int_equal(gguf_open(&g, path, &e), 0);
 	assert_int_equal(g->alignment, 256);
 	assert_int_equal(g->data_offset % 256, 0);
@@ -833,12 +840,7 @@ static void test_writer_alignment(void **state)
 	assert_int_equal(gguf_writer_open(&w, path, &e), 0);
 	assert_int_equal(gguf_writer_add_u32(w, "general.alignment", 128, &e), 0);
 	assert_int_equal(gguf_writer_set_alignment(w, 64, &e), 0);
-	assert_int_equal(gguf_writer_add_tensor(w, "a", GGUF_TYPE_F32, 1, ne, &e), 0);
-	assert_int_equal(gguf_writer_add_tensor(w, "b", GGUF_TYPE_F32, 1, ne, &e), 1);
-	assert_int_equal(gguf_writer_write_header(w, &e), 0);
-	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
-	assert_int_equal(gguf_writer_write(w, vals, sizeof vals, &e), 0);
-	assert_int_equal(gguf_writer_close(w, &e), 0);
+	write_two_tensors(w);
 	assert_int_equal(gguf_open(&g, path, &e), 0);
 	assert_int_equal(g->alignment, 64);
 	assert_int_equal(g->tensors[1].offset, 64);
