@@ -593,7 +593,10 @@ INLINE void panel_int(const struct qdesc *q, uint32_t type, int64_t n, const uin
 	static const struct kern_gemm gemm_##ty = { MINTOK, act_bytes_##ty, pack_##ty,    \
 						    scratch_##ty, panel_##ty, 0 };
 
-/*       type  TYPE  block bytes unit offset min   act  min tokens */
+/* min tokens: below it dot_cols, or the matvec's own several-token kernel
+ * (gemv_avx512.c's cols for Q4_K, Q5_K, Q6_K: faster than a panel repacked
+ * per call up to 15 tokens on Zen 4, level at 16)
+ *       type  TYPE  block bytes unit offset min   act  min tokens */
 INT_TYPE(q4_0, Q4_0, 32, 18, 32, 8, false, Q8_0, 4)
 INT_TYPE(q5_0, Q5_0, 32, 22, 32, 16, false, Q8_0, 4)
 INT_TYPE(q8_0, Q8_0, 32, 34, 32, 128, false, Q8_0, 4)
@@ -601,9 +604,9 @@ INT_TYPE(q4_1, Q4_1, 32, 20, 32, 0, true, Q8_1, 4)
 INT_TYPE(q5_1, Q5_1, 32, 24, 32, 0, true, Q8_1, 4)
 INT_TYPE(q2_K, Q2_K, 256, 84, 16, 0, true, Q8_K, 8)
 INT_TYPE(q3_K, Q3_K, 256, 110, 16, 4, false, Q8_K, 8)
-INT_TYPE(q4_K, Q4_K, 256, 144, 32, 0, true, Q8_K, 8)
-INT_TYPE(q5_K, Q5_K, 256, 176, 32, 0, true, Q8_K, 8)
-INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K, 8)
+INT_TYPE(q4_K, Q4_K, 256, 144, 32, 0, true, Q8_K, 16)
+INT_TYPE(q5_K, Q5_K, 256, 176, 32, 0, true, Q8_K, 16)
+INT_TYPE(q6_K, Q6_K, 256, 210, 16, 32, false, Q8_K, 16)
 
 /* ================= float types ================= */
 

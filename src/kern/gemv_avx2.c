@@ -209,7 +209,7 @@ static void q4_0_dot8(int64_t n, const uint8_t *w, size_t w_row, const void *act
 	_mm256_storeu_ps(y, acc);
 }
 
-static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, q4_0_dot8, 0 };
+static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, q4_0_dot8, 0, NULL };
 
 /* Q8_0 on Q4_0's activation layout (its −Σ a unused): signed weights w
  * and codes a, so vpmaddubsw takes |w| and a with w's sign (vpsignb; a
@@ -248,7 +248,7 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 
-static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot, NULL, 0 };
+static const struct kern_gemv gemv_q8_0 = { q4_0_act_bytes, q4_0_act_pack, q8_0_dot, NULL, 0, NULL };
 
 /* Q4_K, Q5_K, Q6_K: bytes of a packed activation per 256-element block
  * (the codes, the float scale and int16 sums; 64-byte aligned codes). */
@@ -482,9 +482,9 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return hsum_ps(acc);
 }
 
-static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot, NULL, 0 };
-static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot, NULL, 0 };
-static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL, 0 };
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q45_act_pack, q4_K_dot, NULL, 0, NULL };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q45_act_pack, q5_K_dot, NULL, 0, NULL };
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL, 0, NULL };
 
 const struct kern_gemv *kern_gemv_avx2(uint32_t type)
 {

@@ -235,7 +235,7 @@ __attribute__((target("avx512vbmi"))) static float q4_0_dot(int64_t n, const voi
 	return _mm512_reduce_add_ps(acc);
 }
 
-static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, NULL, 0 };
+static const struct kern_gemv gemv_q4_0 = { q4_0_act_bytes, q4_0_act_pack, q4_0_dot, NULL, 0, NULL };
 
 /* ---- Q8_0 ----
  * A pair of blocks (68 bytes: d, 32 codes, d, 32 codes) in one vector: two
@@ -302,7 +302,7 @@ static float q8_0_dot(int64_t n, const void *w, const void *act)
 	return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-static const struct kern_gemv gemv_q8_0 = { pair_bytes, q8_0_act_pack, q8_0_dot, NULL, 0 };
+static const struct kern_gemv gemv_q8_0 = { pair_bytes, q8_0_act_pack, q8_0_dot, NULL, 0, NULL };
 
 /* ---- Q4_K ----
  * A 144-byte block: d, dmin (fp16), 12 bytes of 6-bit scales and mins, 128
@@ -437,8 +437,84 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
 	return q45_K_dot(n, w, act, true);
 }
 
-static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q4_K_act_pack, q4_K_dot, NULL, 0 };
-static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q4_K_act_pack, q5_K_dot, NULL, 0 };
+/* Up to 4 tokens against one Q4_K/Q5_K row (prompt batches below the panel
+ * gemm's threshold): each block's codes and scales are unpacked once and
+ * multiplied with every token's activation, the same integer sums as
+ * q45_K_dot per token. */
+static inline __attribute__((always_inline)) void q45_K_cols8(int64_t n, const uint8_t *x, const uint8_t *a,
+							      size_t as, int nc, float *out, bool five)
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F);
+	const __m512i i02 = shuf_pair(0, 2), i13 = shuf_pair(1, 3), i46 = shuf_pair(4, 6),
+		      i57 = shuf_pair(5, 7);
+	const size_t bb = five ? 176 : 144, qs = five ? 48 : 16;
+	const __m512i sh_l0 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+	const __m512i sh_h0 = _mm512_inserti64x4(_mm512_set1_epi16(3), _mm256_set1_epi16(1), 1);
+	const __m512i sh_l1 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+	const __m512i sh_h1 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
+	const __m512i m10 = _mm512_set1_epi8(0x10);
+	__m512 acc[8];
+	__m128 accm[8];
+	for (int t = 0; t < 8; t++) {
+		acc[t] = _mm512_setzero_ps();
+		accm[t] = _mm_setzero_ps();
+	}
+	for (int64_t b = 0; b < n / QK_K; b++, x += bb) {
+		uint32_t dd;
+		uint64_t sc, mn;
+		memcpy(&dd, x, 4);
+		kern_k4_scales8(x + 4, &sc, &mn);
+		const __m512i scv = _mm512_set1_epi64((long long)sc);
+		const __m512i s0 = _mm512_shuffle_epi8(scv, i02), s1 = _mm512_shuffle_epi8(scv, i13),
+			      s2 = _mm512_shuffle_epi8(scv, i46), s3 = _mm512_shuffle_epi8(scv, i57);
+		const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
+		const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));
+		__m512i q0 = _mm512_and_si512(raw0, m4);
+		__m512i q1 = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), m4);
+		__m512i q2 = _mm512_and_si512(raw1, m4);
+		__m512i q3 = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), m4);
+		if (five) {
+			const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+			q0 = _mm512_or_si512(q0, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_l0), m10));
+			q1 = _mm512_or_si512(q1, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_h0), m10));
+			q2 = _mm512_or_si512(q2, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
+			q3 = _mm512_or_si512(q3, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
+		}
+		const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+		const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* [d, dmin] */
+		for (int t = 0; t < nc; t++) {
+			const uint8_t *at = a + (size_t)t * as + (size_t)b * KQ_ACT_BYTES;
+			__m512i isum = _mm512_madd_epi16(
+				_mm512_maddubs_epi16(q0, _mm512_load_si512((const void *)at)), s0);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(at + 64))), s1);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(at + 128))), s2);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(at + 192))), s3);
+			const __m128i msum = _mm_madd_epi16(mn16, _mm_loadu_si128((const __m128i *)(at + QK_K + 4)));
+			float da;
+			memcpy(&da, at + QK_K, 4);
+			const __m128 f = _mm_mul_ps(dw, _mm_set1_ps(da));
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(f), acc[t]);
+			accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), _mm_shuffle_ps(f, f, 0x55), accm[t]);
+		}
+	}
+	for (int t = 0; t < nc; t++)
+		out[t] = _mm512_reduce_add_ps(acc[t]) - (accm[t][0] + accm[t][1] + accm[t][2] + accm[t][3]);
+}
+
+static void q4_K_cols(int64_t n, const void *w, const uint8_t *act, size_t as, int nc, float *out)
+{
+	for (int t = 0; t < nc; t += 8)
+		q45_K_cols8(n, w, act + (size_t)t * as, as, nc - t < 8 ? nc - t : 8, out + t, false);
+}
+
+static void q5_K_cols(int64_t n, const void *w, const uint8_t *act, size_t as, int nc, float *out)
+{
+	for (int t = 0; t < nc; t += 8)
+		q45_K_cols8(n, w, act + (size_t)t * as, as, nc - t < 8 ? nc - t : 8, out + t, true);
+}
+
+static const struct kern_gemv gemv_q4_K = { kq_act_bytes, q4_K_act_pack, q4_K_dot, NULL, 0, q4_K_cols };
+static const struct kern_gemv gemv_q5_K = { kq_act_bytes, q4_K_act_pack, q5_K_dot, NULL, 0, q5_K_cols };
 
 /* ---- Q6_K ----
  * A 210-byte block: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 int8
@@ -525,7 +601,62 @@ static float q6_K_dot(int64_t n, const void *w, const void *act)
 	return _mm512_reduce_add_ps(acc);
 }
 
-static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL, 0 };
+/* Up to 8 tokens against one Q6_K row: each block's codes and scales are
+ * made once, then the same integer sums as q6_K_dot per token. */
+static inline __attribute__((always_inline)) void q6_K_cols8(int64_t n, const uint8_t *x, const uint8_t *a,
+							     size_t as, int nc, float *out)
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+	const __m512i sl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+	const __m512i sr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+	const __m512i p0 = lane_words(0, 1, 2, 3), p1 = lane_words(4, 5, 6, 7),
+		      p2 = lane_words(8, 9, 10, 11), p3 = lane_words(12, 13, 14, 15);
+	__m512 acc[8];
+	for (int t = 0; t < 8; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (int64_t b = 0; b < n / QK_K; b++, x += 210) {
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 192)));
+		const __m512i scw = _mm512_castsi256_si512(sc16);
+		__m512i code[4], scl[4];
+		for (int h = 0; h < 2; h++) {
+			const __m512i ql = _mm512_loadu_si512((const void *)(x + 64 * h));
+			const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 128 + 32 * h)));
+			code[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4),
+						      _mm512_and_si512(_mm512_sllv_epi16(qh, sl), m30));
+			code[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+							  _mm512_and_si512(_mm512_srlv_epi16(qh, sr), m30));
+			scl[2 * h] = _mm512_permutexvar_epi16(h ? p2 : p0, scw);
+			scl[2 * h + 1] = _mm512_permutexvar_epi16(h ? p3 : p1, scw);
+		}
+		uint16_t dh;
+		memcpy(&dh, x + 208, 2);
+		const float dw = _cvtsh_ss(dh);
+		for (int t = 0; t < nc; t++) {
+			const uint8_t *at = a + (size_t)t * as + (size_t)b * KQ_ACT_BYTES;
+			__m512i isum = _mm512_setzero_si512();
+			for (int k = 0; k < 4; k++)
+				isum = _mm512_add_epi32(
+					isum, _mm512_madd_epi16(_mm512_maddubs_epi16(
+									code[k], _mm512_load_si512((const void *)(at + 64 * k))),
+								scl[k]));
+			const __m256i ms = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(at + QK_K + 4)));
+			isum = _mm512_sub_epi32(isum, _mm512_castsi256_si512(_mm256_slli_epi32(ms, 5)));
+			float da;
+			memcpy(&da, at + QK_K, 4);
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(da * dw), acc[t]);
+		}
+	}
+	for (int t = 0; t < nc; t++)
+		out[t] = _mm512_reduce_add_ps(acc[t]);
+}
+
+static void q6_K_cols(int64_t n, const void *w, const uint8_t *act, size_t as, int nc, float *out)
+{
+	for (int t = 0; t < nc; t += 8)
+		q6_K_cols8(n, w, act + (size_t)t * as, as, nc - t < 8 ? nc - t : 8, out + t);
+}
+
+static const struct kern_gemv gemv_q6_K = { kq_act_bytes, q6_K_act_pack, q6_K_dot, NULL, 0, q6_K_cols };
 
 /* ---- BF16 on AVX512_BF16 ----
  * The activation rounded to bf16 once per call (nearest even, as the
@@ -574,7 +705,7 @@ static float bf16_dot(int64_t n, const void *w, const void *act)
 	return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-static const struct kern_gemv gemv_bf16 = { bf16_act_bytes, bf16_act_pack, bf16_dot, NULL, 0x1p-9 };
+static const struct kern_gemv gemv_bf16 = { bf16_act_bytes, bf16_act_pack, bf16_dot, NULL, 0x1p-9, NULL };
 
 /* ---- F16 ----
  * Exact products, as the traits' f16_dot1, without vcvtph2ps (its 512-bit
@@ -664,7 +795,7 @@ static float f16_dot(int64_t n, const void *w, const void *act)
 	return 0x1p56f * _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3))) * back;
 }
 
-static const struct kern_gemv gemv_f16 = { f16_act_bytes, f16_act_pack, f16_dot, NULL, 0 };
+static const struct kern_gemv gemv_f16 = { f16_act_bytes, f16_act_pack, f16_dot, NULL, 0, NULL };
 
 const struct kern_gemv *kern_gemv_avx512bf16(uint32_t type)
 {

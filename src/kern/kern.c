@@ -313,8 +313,10 @@ int kern_quantize_rows(struct dm_pool *pool, enum kern_isa isa, uint32_t src_typ
 /* ---- matrix products ---- */
 
 /* How one weight matrix is multiplied: the decode matvec (one token), the
- * panel gemm (AVX-512, AVX2 for some types; from its min_tok tokens up), or dot_cols / vec_dot
- * over token groups.  Every mode packs the activations once per call. */
+ * panel gemm (AVX-512, AVX2 for some types; from its min_tok tokens up), or
+ * over token groups the matvec's own several-token kernel (cols, where it
+ * has one), else dot_cols / vec_dot.  Every mode packs the activations once
+ * per call. */
 enum mm_mode { MM_VEC, MM_GEMM, MM_COLS };
 
 struct mm_job {
@@ -327,6 +329,8 @@ struct mm_job {
 	kern_vec_dot_fn dot;          /* MM_VEC: the row kernel */
 	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act,
 		     float *y);           /* MM_VEC: 8 rows at once, or NULL */
+	void (*cols)(int64_t n, const void *w, const uint8_t *act, size_t as, int nc,
+		     float *out);         /* MM_COLS: the matvec's tokens-at-once kernel, or NULL */
 	kern_from_float_fn pack;      /* MM_VEC, MM_COLS: packs one token row */
 	const float *x;     /* n_tok × n floats */
 	uint8_t *act;       /* packed activations (another job's when shared) */
@@ -374,7 +378,9 @@ static void matmul_task(struct mm_job *j, int64_t b, int64_t e)
 		const uint8_t *a = j->act + (size_t)t0 * j->act_row;
 		for (int64_t r = b; r < e; r++) {
 			const uint8_t *w = j->w + (size_t)r * j->w_row;
-			if (j->t->dot_cols) {
+			if (j->cols) {
+				j->cols(j->n, w, a, j->act_row, nc, out);
+			} else if (j->t->dot_cols) {
 				j->t->dot_cols(j->n, w, a, j->act_row, nc, out);
 			} else {
 				for (int c = 0; c < nc; c++)
@@ -488,6 +494,15 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 		j->mode = MM_GEMM;
 		j->pack = NULL;
 		j->act_row = j->gemm->act_pack ? j->gemm->act_bytes(n) : 0;
+	} else {
+		/* fewer tokens: the matvec's own kernel for several tokens where
+		 * it has one (its activation layout, as for one token) */
+		const struct kern_gemv *gv = n_tok > 1 ? gemv_for(isa, type) : NULL;
+		if (gv && gv->cols) {
+			j->pack = gv->act_pack;
+			j->act_row = gv->act_bytes(n);
+			j->cols = gv->cols;
+		}
 	}
 	/* 64-byte aligned rows keep SIMD loads within cache lines */
 	j->act_row = (j->act_row + 63) & ~(size_t)63;

@@ -144,12 +144,14 @@ int kern_matvec(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const vo
 
 /* Prefill: y[t][r] = Σ_i w[r][i]·x[t][i] for t < n_tok, r < n_rows.
  * x is n_tok × n floats (row-major), y is n_tok × n_rows.  Tiled so that a
- * block of weight rows is reused from cache for KERN_COLS_MAX tokens; on
- * AVX-512 and AVX2, from a few tokens up (a per-type minimum, 4 or 8),
- * weight rows are repacked 16 at a time into per-thread scratch (a few
- * hundred KiB per thread) and multiplied against every token
- * (gemm_avx512.c for the types it has; gemm_avx2.c for Q4_0, Q8_0, F32,
- * F16 and BF16 from 4 tokens, Q4_K, Q5_K and Q6_K from 8). */
+ * block of weight rows is reused from cache for KERN_COLS_MAX tokens (on
+ * AVX-512, Q4_K, Q5_K and Q6_K rows are unpacked once for up to 8 tokens:
+ * gemv_avx512.c's cols); on AVX-512 and AVX2, from a per-type number of
+ * tokens up (4, 8 or 16), weight rows are repacked 16 at a time into
+ * per-thread scratch (a few hundred KiB per thread) and multiplied against
+ * every token (gemm_avx512.c for the types it has, Q4_K, Q5_K and Q6_K from
+ * 16 tokens; gemm_avx2.c for Q4_0, Q8_0, F32, F16 and BF16 from 4 tokens,
+ * Q4_K, Q5_K and Q6_K from 8). */
 int kern_matmul(struct dm_pool *pool, enum kern_isa isa, uint32_t type, const void *w,
 		int64_t n_rows, int64_t n, const float *x, int64_t n_tok, float *y,
 		struct dm_err *err);

@@ -241,6 +241,11 @@ struct kern_gemv {
 	 * row's result as dot's to float rounding */
 	void (*dot8)(int64_t n, const uint8_t *w, size_t w_row, const void *act, float *y);
 	double eps; /* as kern_gemm's */
+	/* NULL, or one row against nc <= KERN_COLS_MAX tokens whose packed
+	 * activations are as bytes apart, into out[0..nc): each token's result
+	 * as dot's to float rounding (prompt batches below the panel gemm's
+	 * threshold, in place of the traits' dot_cols) */
+	void (*cols)(int64_t n, const void *w, const uint8_t *act, size_t as, int nc, float *out);
 };
 /* Q4_0 (with VBMI), Q8_0, Q4_K, Q5_K, Q6_K and F16; NULL for other types. */
 const struct kern_gemv *kern_gemv_avx512(uint32_t type);
