@@ -361,23 +361,43 @@ static void q4_K_act_pack(const float *x, void *out, int64_t n)
 }
 
 /* Q4_K, or Q5_K with `five`: its block is Q4_K's header, qh[32], then qs;
- * bit 4 of element 64c + l is bit 2c of qh[l], of 64c + 32 + l bit 2c + 1. */
+ * bit 4 of element 64c + l is bit 2c of qh[l], of 64c + 32 + l bit 2c + 1.
+ * The block at x's 256 codes in the packed activation's sub-block order, as
+ * four vectors. */
+static inline __attribute__((always_inline)) void q45_codes(const uint8_t *x, bool five, __m512i q[4])
+{
+	const __m512i m4 = _mm512_set1_epi8(0x0F);
+	const size_t qs = five ? 48 : 16;
+	const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
+	const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));
+	q[0] = _mm512_and_si512(raw0, m4);
+	q[1] = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), m4);
+	q[2] = _mm512_and_si512(raw1, m4);
+	q[3] = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), m4);
+	if (five) {
+		/* bit k of each qh byte to bit 4: left by 4 − k or right by k − 4,
+		 * per 16-bit word (a byte's carry into its neighbour never lands on
+		 * bit 4); vectors (lo, hi) of loads 0 and 1 take bits (0|2, 1|3) and
+		 * (4|6, 5|7) */
+		const __m512i sh_l0 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+		const __m512i sh_h0 = _mm512_inserti64x4(_mm512_set1_epi16(3), _mm256_set1_epi16(1), 1);
+		const __m512i sh_l1 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+		const __m512i sh_h1 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
+		const __m512i m10 = _mm512_set1_epi8(0x10);
+		const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
+		q[0] = _mm512_or_si512(q[0], _mm512_and_si512(_mm512_sllv_epi16(qh, sh_l0), m10));
+		q[1] = _mm512_or_si512(q[1], _mm512_and_si512(_mm512_sllv_epi16(qh, sh_h0), m10));
+		q[2] = _mm512_or_si512(q[2], _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
+		q[3] = _mm512_or_si512(q[3], _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
+	}
+}
+
 static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const uint8_t *x,
 							      const uint8_t *a, bool five)
 {
-	const __m512i m4 = _mm512_set1_epi8(0x0F);
 	const __m512i i02 = shuf_pair(0, 2), i13 = shuf_pair(1, 3), i46 = shuf_pair(4, 6),
 		      i57 = shuf_pair(5, 7);
-	const size_t bb = five ? 176 : 144, qs = five ? 48 : 16;
-	/* bit k of each qh byte to bit 4: left by 4 − k or right by k − 4,
-	 * per 16-bit word (a byte's carry into its neighbour never lands on
-	 * bit 4); vectors (lo, hi) of loads 0 and 1 take bits (0|2, 1|3) and
-	 * (4|6, 5|7) */
-	const __m512i sh_l0 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-	const __m512i sh_h0 = _mm512_inserti64x4(_mm512_set1_epi16(3), _mm256_set1_epi16(1), 1);
-	const __m512i sh_l1 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-	const __m512i sh_h1 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
-	const __m512i m10 = _mm512_set1_epi8(0x10);
+	const size_t bb = five ? 176 : 144;
 	__m512 acc = _mm512_setzero_ps();
 	__m128 accm = _mm_setzero_ps();
 
@@ -388,32 +408,20 @@ static inline __attribute__((always_inline)) float q45_K_dot(int64_t n, const ui
 		memcpy(&dd, x, 4);
 		kern_k4_scales8(x + 4, &sc, &mn);
 		const __m512i scv = _mm512_set1_epi64((long long)sc);
-		const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
-		const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));
-		__m512i q0 = _mm512_and_si512(raw0, m4);
-		__m512i q1 = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), m4);
-		__m512i q2 = _mm512_and_si512(raw1, m4);
-		__m512i q3 = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), m4);
-		if (five) {
-			const __m512i qh = _mm512_broadcast_i64x4(
-				_mm256_loadu_si256((const __m256i *)(x + 16)));
-			q0 = _mm512_or_si512(q0, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_l0), m10));
-			q1 = _mm512_or_si512(q1, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_h0), m10));
-			q2 = _mm512_or_si512(q2, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
-			q3 = _mm512_or_si512(q3, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
-		}
+		__m512i q[4];
+		q45_codes(x, five, q);
 		/* vpdpwssd: the scale vpmaddwd and the adds in one */
 		__m512i isum = _mm512_madd_epi16(
-			_mm512_maddubs_epi16(q0, _mm512_load_si512((const void *)a)),
+			_mm512_maddubs_epi16(q[0], _mm512_load_si512((const void *)a)),
 			_mm512_shuffle_epi8(scv, i02));
 		isum = _mm512_dpwssd_epi32(isum,
-					   _mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(a + 64))),
+					   _mm512_maddubs_epi16(q[1], _mm512_load_si512((const void *)(a + 64))),
 					   _mm512_shuffle_epi8(scv, i13));
 		isum = _mm512_dpwssd_epi32(isum,
-					   _mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(a + 128))),
+					   _mm512_maddubs_epi16(q[2], _mm512_load_si512((const void *)(a + 128))),
 					   _mm512_shuffle_epi8(scv, i46));
 		isum = _mm512_dpwssd_epi32(isum,
-					   _mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(a + 192))),
+					   _mm512_maddubs_epi16(q[3], _mm512_load_si512((const void *)(a + 192))),
 					   _mm512_shuffle_epi8(scv, i57));
 		const __m128i msum = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)),
 						    _mm_loadu_si128((const __m128i *)(a + QK_K + 4)));
@@ -444,15 +452,9 @@ static float q5_K_dot(int64_t n, const void *w, const void *act)
 static inline __attribute__((always_inline)) void q45_K_cols8(int64_t n, const uint8_t *x, const uint8_t *a,
 							      size_t as, int nc, float *out, bool five)
 {
-	const __m512i m4 = _mm512_set1_epi8(0x0F);
 	const __m512i i02 = shuf_pair(0, 2), i13 = shuf_pair(1, 3), i46 = shuf_pair(4, 6),
 		      i57 = shuf_pair(5, 7);
-	const size_t bb = five ? 176 : 144, qs = five ? 48 : 16;
-	const __m512i sh_l0 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-	const __m512i sh_h0 = _mm512_inserti64x4(_mm512_set1_epi16(3), _mm256_set1_epi16(1), 1);
-	const __m512i sh_l1 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-	const __m512i sh_h1 = _mm512_inserti64x4(_mm512_set1_epi16(1), _mm256_set1_epi16(3), 1);
-	const __m512i m10 = _mm512_set1_epi8(0x10);
+	const size_t bb = five ? 176 : 144;
 	__m512 acc[8];
 	__m128 accm[8];
 	for (int t = 0; t < 8; t++) {
@@ -467,28 +469,17 @@ static inline __attribute__((always_inline)) void q45_K_cols8(int64_t n, const u
 		const __m512i scv = _mm512_set1_epi64((long long)sc);
 		const __m512i s0 = _mm512_shuffle_epi8(scv, i02), s1 = _mm512_shuffle_epi8(scv, i13),
 			      s2 = _mm512_shuffle_epi8(scv, i46), s3 = _mm512_shuffle_epi8(scv, i57);
-		const __m512i raw0 = _mm512_loadu_si512((const void *)(x + qs));
-		const __m512i raw1 = _mm512_loadu_si512((const void *)(x + qs + 64));
-		__m512i q0 = _mm512_and_si512(raw0, m4);
-		__m512i q1 = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), m4);
-		__m512i q2 = _mm512_and_si512(raw1, m4);
-		__m512i q3 = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), m4);
-		if (five) {
-			const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + 16)));
-			q0 = _mm512_or_si512(q0, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_l0), m10));
-			q1 = _mm512_or_si512(q1, _mm512_and_si512(_mm512_sllv_epi16(qh, sh_h0), m10));
-			q2 = _mm512_or_si512(q2, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_l1), m10));
-			q3 = _mm512_or_si512(q3, _mm512_and_si512(_mm512_srlv_epi16(qh, sh_h1), m10));
-		}
+		__m512i q[4];
+		q45_codes(x, five, q);
 		const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
 		const __m128 dw = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)); /* [d, dmin] */
 		for (int t = 0; t < nc; t++) {
 			const uint8_t *at = a + (size_t)t * as + (size_t)b * KQ_ACT_BYTES;
 			__m512i isum = _mm512_madd_epi16(
-				_mm512_maddubs_epi16(q0, _mm512_load_si512((const void *)at)), s0);
-			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q1, _mm512_load_si512((const void *)(at + 64))), s1);
-			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q2, _mm512_load_si512((const void *)(at + 128))), s2);
-			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q3, _mm512_load_si512((const void *)(at + 192))), s3);
+				_mm512_maddubs_epi16(q[0], _mm512_load_si512((const void *)at)), s0);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[1], _mm512_load_si512((const void *)(at + 64))), s1);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[2], _mm512_load_si512((const void *)(at + 128))), s2);
+			isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q[3], _mm512_load_si512((const void *)(at + 192))), s3);
 			const __m128i msum = _mm_madd_epi16(mn16, _mm_loadu_si128((const __m128i *)(at + QK_K + 4)));
 			float da;
 			memcpy(&da, at + QK_K, 4);
