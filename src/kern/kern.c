@@ -497,7 +497,7 @@ static int mm_plan(struct mm_job *j, struct kern_traits *t, enum kern_isa isa, u
 	} else {
 		/* fewer tokens: the matvec's own kernel for several tokens where
 		 * it has one (its activation layout, as for one token) */
-		const struct kern_gemv *gv = n_tok > 1 ? gemv_for(isa, type) : NULL;
+		const struct kern_gemv *gv = gemv_for(isa, type);
 		if (gv && gv->cols) {
 			j->pack = gv->act_pack;
 			j->act_row = gv->act_bytes(n);
